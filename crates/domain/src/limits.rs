@@ -1,0 +1,139 @@
+//! The contract's limits, and the checks that enforce them. Every check names the field and
+//! the rule in its error, so a refusal tells the user exactly what to change.
+
+use crate::Invalid;
+
+/// Longest item, seller or buyer name, in characters.
+pub const NAME_MAX_CHARS: usize = 32;
+/// Most keywords an item (or a search) may have.
+pub const KEYWORDS_MAX: usize = 5;
+/// Longest keyword, in characters.
+pub const KEYWORD_MAX_CHARS: usize = 8;
+/// Longest username, in characters.
+pub const USERNAME_MAX_CHARS: usize = 32;
+/// Shortest password, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Longest password, in bytes (bounds the work of hashing it).
+pub const PASSWORD_MAX_BYTES: usize = 128;
+/// Most units of one item a seller may list, or a buyer put in a cart, at once.
+pub const QUANTITY_MAX: u32 = 1_000_000;
+/// Most distinct items in one cart.
+pub const CART_LINES_MAX: usize = 100;
+/// Largest page of a list (search results, a seller's items, purchases).
+pub const PAGE_MAX: u32 = 100;
+/// Page size when the caller does not say.
+pub const PAGE_DEFAULT: u32 = 20;
+
+/// Checks a display name (item, seller or buyer): 1 to 32 characters, no control
+/// characters, not only spaces. Returns it trimmed.
+pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Invalid::new(field, "must not be empty"));
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(Invalid::new(field, format!("must be at most {NAME_MAX_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid::new(field, "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a username: 1 to 32 characters from letters, digits, `_`, `-` and `.`.
+pub fn check_username(username: &str) -> Result<(), Invalid> {
+    if username.is_empty() || username.chars().count() > USERNAME_MAX_CHARS {
+        return Err(Invalid::new(
+            "username",
+            format!("must be 1 to {USERNAME_MAX_CHARS} characters"),
+        ));
+    }
+    if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        return Err(Invalid::new("username", "may contain only letters, digits, '_', '-' and '.'"));
+    }
+    Ok(())
+}
+
+/// Checks a new password: at least 8 characters, at most 128 bytes.
+pub fn check_password(password: &str) -> Result<(), Invalid> {
+    if password.chars().count() < PASSWORD_MIN_CHARS {
+        return Err(Invalid::new(
+            "password",
+            format!("must be at least {PASSWORD_MIN_CHARS} characters"),
+        ));
+    }
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(Invalid::new("password", format!("must be at most {PASSWORD_MAX_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks and normalises keywords: at most five, each 1 to 8 characters without spaces
+/// or control characters. Returns them lower-cased, without duplicates, in their order.
+pub fn check_keywords(keywords: &[String]) -> Result<Vec<String>, Invalid> {
+    if keywords.len() > KEYWORDS_MAX {
+        return Err(Invalid::new("keywords", format!("at most {KEYWORDS_MAX} keywords")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(keywords.len());
+    for keyword in keywords {
+        let keyword = keyword.trim().to_lowercase();
+        if keyword.is_empty() {
+            return Err(Invalid::new("keywords", "a keyword must not be empty"));
+        }
+        if keyword.chars().count() > KEYWORD_MAX_CHARS {
+            return Err(Invalid::new(
+                "keywords",
+                format!("each keyword must be at most {KEYWORD_MAX_CHARS} characters ({keyword:?} is longer)"),
+            ));
+        }
+        if keyword.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Invalid::new("keywords", "a keyword must not contain spaces"));
+        }
+        if !out.contains(&keyword) {
+            out.push(keyword);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a quantity: from 1 to [`QUANTITY_MAX`].
+pub fn check_quantity(quantity: u32) -> Result<u32, Invalid> {
+    if quantity == 0 || quantity > QUANTITY_MAX {
+        return Err(Invalid::new("quantity", format!("must be from 1 to {QUANTITY_MAX}")));
+    }
+    Ok(quantity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(check_name("name", "  pen  ").as_deref(), Ok("pen"));
+        assert!(check_name("name", "").is_err());
+        assert!(check_name("name", &"x".repeat(33)).is_err());
+        assert!(check_name("name", &"é".repeat(32)).is_ok(), "limits count characters, not bytes");
+        assert!(check_name("name", "a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn keywords_are_normalised_and_bounded() {
+        let kw = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_keywords(&kw(&["Pen", "pen", "BLUE"])), Ok(kw(&["pen", "blue"])));
+        assert!(check_keywords(&kw(&["a", "b", "c", "d", "e", "f"])).is_err());
+        assert!(check_keywords(&kw(&["ninechars"])).is_err());
+        assert!(check_keywords(&kw(&["a b"])).is_err());
+        assert!(check_keywords(&kw(&[""])).is_err());
+    }
+
+    #[test]
+    fn usernames_and_passwords() {
+        assert!(check_username("alice_01").is_ok());
+        assert!(check_username("").is_err());
+        assert!(check_username("al ice").is_err());
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough").is_ok());
+        assert!(check_password(&"x".repeat(129)).is_err());
+    }
+}

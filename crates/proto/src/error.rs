@@ -1,0 +1,114 @@
+//! Typed errors that cross the wire: a stable code for programs and a message for people.
+
+use std::fmt;
+
+use agora_domain::Invalid;
+use serde::{Deserialize, Serialize};
+
+/// The stable error codes. Their wire numbers and names never change meaning; new codes
+/// are added at the end. docs/protocol.md lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A field broke a rule; the message names the field and the rule.
+    InvalidArgument,
+    /// The call needs a session and none (or an unknown one) was given.
+    NotLoggedIn,
+    /// The session timed out after inactivity; log in again.
+    SessionExpired,
+    /// No item has that id.
+    UnknownItem,
+    /// The item belongs to another seller.
+    NotYourItem,
+    /// Fewer units are available than asked for.
+    NotEnoughUnits,
+    /// Another account of this role already has that username.
+    UsernameTaken,
+    /// Username and password do not match an account.
+    WrongCredentials,
+    /// No seller (or buyer) has that id.
+    UnknownUser,
+    /// A server this call needs could not be reached.
+    Unavailable,
+    /// The call did not finish before its deadline.
+    Timeout,
+    /// The request could not be decoded, or went to the wrong kind of server.
+    BadRequest,
+    /// The connection broke the frame grammar; the sender closes it.
+    Protocol,
+    /// The server is at a limit (connections, requests in flight); try again later.
+    Overloaded,
+    /// A fault inside the server; details are in its log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's name in `snake_case`, as shown by the CLIs and the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::UnknownItem => "unknown_item",
+            ErrorCode::NotYourItem => "not_your_item",
+            ErrorCode::NotEnoughUnits => "not_enough_units",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::WrongCredentials => "wrong_credentials",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Protocol => "protocol",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal or failure as it travels between components and reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+
+    /// A fault inside the server. The caller sees only that; log the details.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Internal, message)
+    }
+
+    /// A server this call needs is down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Unavailable, message)
+    }
+
+    /// The call needs a session it did not have.
+    pub fn not_logged_in() -> Self {
+        ApiError::new(ErrorCode::NotLoggedIn, "not logged in: log in first")
+    }
+
+    /// No item `id`.
+    pub fn unknown_item(id: agora_domain::ItemId) -> Self {
+        ApiError::new(ErrorCode::UnknownItem, format!("unknown item {id}"))
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::new(ErrorCode::InvalidArgument, e.to_string())
+    }
+}

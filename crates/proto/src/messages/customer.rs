@@ -1,0 +1,56 @@
+//! The customer database's messages: accounts, sessions, carts, purchase history.
+
+use agora_domain::{CartLine, ItemId, Page, Purchase, Role, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A request to the customer database. Session-bound requests name the session; the
+/// database checks it, records the activity and answers `NotLoggedIn` or `SessionExpired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Answers `Pong`; measures the transport.
+    Ping,
+    /// Creates an account; answers `Account`.
+    CreateAccount { role: Role, username: String, password: String, name: String },
+    /// Checks credentials and opens a session; answers `LoggedIn`.
+    Login { role: Role, username: String, password: String },
+    /// Ends a session and drops its unsaved cart; answers `Done`.
+    Logout { session: String },
+    /// Checks a session of `role` and records activity; answers `Authenticated`.
+    Authenticate { session: String, role: Role },
+    /// A seller's public record; answers `Seller`.
+    GetSeller { seller_id: UserId },
+    /// The session's cart; answers `Cart`.
+    GetCart { session: String },
+    /// Adds units of an item to the session's cart, refusing to hold more than
+    /// `available` in all; answers `Cart`.
+    AddToCart { session: String, item: ItemId, quantity: u32, available: u32 },
+    /// Removes units of an item from the session's cart; answers `Cart`.
+    RemoveFromCart { session: String, item: ItemId, quantity: u32 },
+    /// Keeps the session's cart as the buyer's saved cart; answers `Done`.
+    SaveCart { session: String },
+    /// Empties the session's cart; answers `Done`.
+    ClearCart { session: String },
+    /// The buyer's purchase history, newest first; answers `Purchases`.
+    Purchases { session: String, page: Page },
+}
+
+/// A successful answer of the customer database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// To `Ping`.
+    Pong,
+    /// The new account's id.
+    Account { id: UserId },
+    /// A new session.
+    LoggedIn { session: String, account: UserId },
+    /// The session is valid and belongs to `account`.
+    Authenticated { account: UserId },
+    /// A seller's name and units sold.
+    Seller { seller_id: UserId, name: String, items_sold: u64 },
+    /// A cart's lines, in the order the items were first added.
+    Cart(Vec<CartLine>),
+    /// Purchase history.
+    Purchases(Vec<Purchase>),
+    /// The request took effect.
+    Done,
+}

@@ -1,0 +1,207 @@
+//! The server side every component runs: an accept loop with a cap on connections, one task
+//! per connection, many requests in flight per connection, answers in any order, and a
+//! graceful shutdown that finishes the requests in hand.
+//!
+//! Data flow on one connection:
+//!
+//! ```text
+//! socket -> FrameReader -> decode -> (one task per request) Handler::handle
+//!                                                  |
+//! socket <- write_loop  <- mpsc of encoded frames <-+
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::frame::{DEFAULT_MAX_FRAME, Kind};
+use crate::io::{FrameReader, ReadError, write_loop};
+use crate::{ApiError, ErrorCode, Service, encode_frame};
+
+/// Serves one [`Service`]: turns a request into a response or an error.
+pub trait Handler<S: Service>: Send + Sync + 'static {
+    /// Handles one request. Runs concurrently with the connection's other requests.
+    fn handle(
+        &self,
+        request: S::Request,
+    ) -> impl Future<Output = Result<S::Response, ApiError>> + Send;
+}
+
+/// A server's limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most connections open at once; more are refused with `Overloaded` and closed.
+    pub max_connections: usize,
+    /// Largest request payload, in bytes.
+    pub max_frame: u32,
+    /// Most requests in flight on one connection; past it the server stops reading that
+    /// connection until answers have gone out (backpressure, not an error).
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_connections: 4096, max_frame: DEFAULT_MAX_FRAME, max_in_flight: 256 }
+    }
+}
+
+/// Accepts connections on `listener` and serves them with `handler` until `shutdown` is
+/// cancelled; then stops accepting, lets every connection finish the requests it has read,
+/// and returns when all are answered.
+pub async fn serve<S: Service, H: Handler<S>>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(1);
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little instead of spinning;
+                // the connections already open go on being served.
+                warn!(error = %e, "accept failed; backing off {:?}", backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            debug!(%peer, "refusing connection: at max_connections");
+            tracker.spawn(refuse::<S>(socket, config.max_connections));
+            continue;
+        };
+        let conn = Conn::<S, H> {
+            _service: std::marker::PhantomData,
+            handler: handler.clone(),
+            config: config.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(async move {
+            if let Err(e) = conn.run(socket).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    info!(service = S::ID.name(), "shutting down: finishing requests in flight");
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Tells a connection over the cap why it is closed, then closes it.
+async fn refuse<S: Service>(socket: TcpStream, max: usize) {
+    let error = ApiError::new(
+        ErrorCode::Overloaded,
+        format!("{} is at its limit of {max} connections; try again later", S::ID.name()),
+    );
+    if let Ok(frame) = encode_frame(Kind::Goodbye, S::ID as u8, 0, &error) {
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.send(frame).await;
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_loop(socket, rx)).await;
+    }
+}
+
+struct Conn<S, H> {
+    handler: Arc<H>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    #[allow(dead_code)]
+    _service: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: Service, H: Handler<S>> Conn<S, H> {
+    async fn run(self, socket: TcpStream) -> Result<(), ReadError> {
+        let (read_half, write_half) = socket.into_split();
+        let mut reader = FrameReader::new(read_half, self.config.max_frame);
+        let (out, rx) = mpsc::channel::<Bytes>(self.config.max_in_flight);
+        let writer = tokio::spawn(write_loop(write_half, rx));
+        let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight));
+        let result = loop {
+            let frame = tokio::select! {
+                _ = self.shutdown.cancelled() => break Ok(()),
+                frame = reader.read_frame() => frame,
+            };
+            let frame = match frame {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    if let ReadError::Frame(violation) = &e {
+                        goodbye::<S>(&out, 0, ErrorCode::Protocol, violation.to_string()).await;
+                    }
+                    break Err(e);
+                }
+            };
+            if frame.kind != Kind::Request {
+                goodbye::<S>(&out, frame.id, ErrorCode::Protocol, "expected a request frame").await;
+                break Ok(());
+            }
+            if frame.service != S::ID as u8 {
+                let wanted = crate::ServiceId::from_u8(frame.service)
+                    .map_or_else(|| format!("unknown service {}", frame.service), |s| s.name().into());
+                let message = format!("this is {}, not {wanted}: check the address", S::ID.name());
+                goodbye::<S>(&out, frame.id, ErrorCode::BadRequest, message).await;
+                break Ok(());
+            }
+            // Waits (and so stops reading this socket) while the connection is at its limit.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { break Ok(()) };
+            let handler = self.handler.clone();
+            let out = out.clone();
+            self.tracker.spawn(async move {
+                let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
+                    Ok(request) => handler.handle(request).await,
+                    Err(e) => Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("could not decode the request for {}: {e}", S::ID.name()),
+                    )),
+                };
+                match encode_frame(Kind::Response, S::ID as u8, frame.id, &reply) {
+                    Ok(bytes) => {
+                        let _ = out.send(bytes).await;
+                    }
+                    Err(e) => warn!(error = %e, "could not encode a response"),
+                }
+                drop(permit);
+            });
+        };
+        // The writer ends once every request task has sent its answer and dropped its sender.
+        drop(out);
+        let _ = writer.await;
+        result
+    }
+}
+
+/// Queues a Goodbye frame: the reason the server is about to close the connection.
+async fn goodbye<S: Service>(
+    out: &mpsc::Sender<Bytes>,
+    id: u64,
+    code: ErrorCode,
+    message: impl Into<String>,
+) {
+    let error = ApiError::new(code, message);
+    debug!(%error, "closing connection");
+    if let Ok(frame) = encode_frame(Kind::Goodbye, S::ID as u8, id, &error) {
+        let _ = out.send(frame).await;
+    }
+}

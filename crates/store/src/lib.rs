@@ -1,0 +1,275 @@
+//! SQLite storage for Agora's databases, built for many concurrent callers:
+//!
+//! - **One writer thread** owns the only write connection. Write jobs queue up while a
+//!   commit is in progress; the writer then runs the whole queue in one transaction, each
+//!   job inside its own savepoint (so one job's refusal undoes only that job), and commits
+//!   once: one fsync for the batch (group commit). A job's answer is released only after
+//!   the commit returned, so an acknowledged write is on disk (`synchronous=FULL`, WAL).
+//! - **Reader threads** each own a read-only connection; in WAL mode they read the last
+//!   committed state without waiting for the writer.
+//!
+//! Callers are async; jobs are closures run on these threads, answers come back through
+//! oneshot channels.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use agora_proto::ApiError;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+/// A job for the writer: runs inside the batch's transaction and returns whether it
+/// succeeded (a failed job's savepoint is rolled back) and what to do once the batch's
+/// fate is known (`true`: committed).
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(bool) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Opening the store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {path}: {source}")]
+pub struct OpenError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Reader threads (and read connections).
+    pub readers: usize,
+    /// Most write jobs in one transaction.
+    pub max_batch: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for the database file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig { path: path.into(), readers: 2, max_batch: 512 }
+    }
+}
+
+/// A handle to the store's threads. Cheap to clone; the threads stop when the last handle
+/// is dropped, after finishing the jobs already queued.
+#[derive(Clone)]
+pub struct Store {
+    writes: mpsc::Sender<WriteJob>,
+    reads: crossbeam_channel::Sender<ReadJob>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, runs `schema` (idempotent SQL: `CREATE ...
+    /// IF NOT EXISTS`) and starts the threads.
+    pub fn open(config: &StoreConfig, schema: &str) -> Result<Store, OpenError> {
+        let fail = |source| OpenError { path: config.path.clone(), source };
+        let writer = open_connection(&config.path, false).map_err(fail)?;
+        writer.execute_batch(schema).map_err(fail)?;
+        let mut readers = Vec::new();
+        for _ in 0..config.readers.max(1) {
+            readers.push(open_connection(&config.path, true).map_err(fail)?);
+        }
+
+        let (writes, write_rx) = mpsc::channel::<WriteJob>();
+        let max_batch = config.max_batch.max(1);
+        spawn_named("store-writer", move || write_loop(writer, write_rx, max_batch));
+        let (reads, read_rx) = crossbeam_channel::unbounded::<ReadJob>();
+        for (i, conn) in readers.into_iter().enumerate() {
+            let rx = read_rx.clone();
+            spawn_named(&format!("store-reader-{i}"), move || {
+                while let Ok(job) = rx.recv() {
+                    job(&conn);
+                }
+            });
+        }
+        Ok(Store { writes, reads })
+    }
+
+    /// Runs `f` on a reader connection: a consistent snapshot of committed data.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        if self.reads.send(job).is_err() {
+            return Err(ApiError::unavailable("storage is shutting down"));
+        }
+        rx.await.map_err(|_| ApiError::internal("storage reader stopped"))?
+    }
+
+    /// Runs `f` in the writer's current batch. `Ok` is returned only once the batch is
+    /// durably committed; an `Err` from `f` undoes everything `f` did, and nothing else.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let _ = tx.send(match result {
+                    Ok(_) if !committed => Err(ApiError::internal("storage commit failed")),
+                    other => other,
+                });
+            });
+            (ok, completion)
+        });
+        if self.writes.send(job).is_err() {
+            return Err(ApiError::unavailable("storage is shutting down"));
+        }
+        rx.await.map_err(|_| ApiError::internal("storage writer stopped"))?
+    }
+}
+
+/// Maps a SQLite failure inside a job to an internal error, logging the details.
+pub fn db_error(e: rusqlite::Error) -> ApiError {
+    error!(error = %e, "storage error");
+    ApiError::internal("storage error")
+}
+
+fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never wait for the writer. FULL: the WAL is fsynced at every commit,
+    // so a committed batch survives a crash of the process or of the machine.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    Ok(conn)
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = thread::Builder::new().name(name.to_owned()).spawn(f) {
+        error!(error = %e, "cannot start storage thread {name}");
+    }
+}
+
+fn write_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut completions = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            warn!(error = %e, "cannot begin a write batch");
+            for job in batch.drain(..) {
+                drop(job);
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            if conn.execute_batch("SAVEPOINT job").is_err() {
+                // Without a savepoint the job could not be undone alone: fail it unrun.
+                drop(job);
+                continue;
+            }
+            let (ok, completion) = job(&conn);
+            let ended = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Err(e) = ended {
+                warn!(error = %e, "cannot end a job's savepoint");
+            }
+            completions.push(completion);
+        }
+        let committed = match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "write batch failed to commit");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        };
+        for completion in completions.drain(..) {
+            completion(committed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::ErrorCode;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&StoreConfig::new(dir.path().join("t.db")), SCHEMA).expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_undoes_only_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir);
+        let ok = |k: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)
+                    })
+                    .await
+            }
+        };
+        let refused = store.write(|c| {
+            c.execute("INSERT INTO t VALUES (100, 'y')", []).map_err(db_error)?;
+            Err::<(), _>(ApiError::new(ErrorCode::InvalidArgument, "no"))
+        });
+        let (a, b, r) = tokio::join!(ok(1), ok(2), refused);
+        assert!(a.is_ok() && b.is_ok() && r.is_err());
+        let keys = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
+                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            })
+            .await
+            .expect("read");
+        assert_eq!(keys, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn writes_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = store(&dir);
+            for k in 0..50 {
+                store
+                    .write(move |c| c.execute("INSERT INTO t VALUES (?1, 'v')", [k]).map_err(db_error))
+                    .await
+                    .expect("write");
+            }
+        }
+        let store = store(&dir);
+        let n = store
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error))
+            .await
+            .expect("count");
+        assert_eq!(n, 50);
+    }
+}
