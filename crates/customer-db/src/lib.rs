@@ -1,0 +1,115 @@
+//! The customer database: buyer and seller accounts, sessions, carts and purchase history.
+//!
+//! A library with one entry point, [`run`]: the `agora customer-db` command binds a
+//! listener and calls it; tests do the same on port 0. Requests arrive as
+//! [`agora_proto::messages::customer::Request`] and are handled in [`handler`].
+
+mod clock;
+mod handler;
+mod password;
+mod sessions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::ServerConfig;
+use agora_store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use clock::Clock;
+pub use handler::CustomerDb;
+
+/// The tables, created on first start.
+pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// How long an expired session answers `SessionExpired` before it is forgotten and
+/// answers `NotLoggedIn`.
+const EXPIRED_GRACE_MS: i64 = 3_600_000;
+
+/// Everything the customer database can be told at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `customer.db` lives.
+    pub data_dir: PathBuf,
+    /// A session ends after this long without activity.
+    pub session_timeout: Duration,
+    /// How often session activity is written to disk.
+    pub activity_flush: Duration,
+    /// The clock sessions are measured by.
+    pub clock: Clock,
+    /// Connection and frame limits.
+    pub server: ServerConfig,
+    /// Reader threads.
+    pub readers: usize,
+}
+
+impl Config {
+    /// Defaults, with data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            session_timeout: Duration::from_secs(300),
+            activity_flush: Duration::from_secs(10),
+            clock: Clock::system(),
+            server: ServerConfig::default(),
+            readers: 2,
+        }
+    }
+}
+
+/// Starting the customer database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    /// The database file could not be opened or loaded.
+    #[error(transparent)]
+    Open(#[from] agora_store::OpenError),
+    /// The sessions could not be loaded.
+    #[error("cannot load sessions: {0}")]
+    Load(agora_proto::ApiError),
+}
+
+/// Serves the customer database on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    let path = config.data_dir.join("customer.db");
+    let store = Store::open(
+        &StoreConfig { readers: config.readers, ..StoreConfig::new(&path) },
+        SCHEMA,
+    )?;
+    let db = Arc::new(CustomerDb::load(store, &config).await.map_err(StartError::Load)?);
+    info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
+
+    let flusher = tokio::spawn(flush_activity(db.clone(), config.activity_flush, shutdown.clone()));
+    agora_proto::serve(listener, db.clone(), config.server.clone(), shutdown).await;
+    let _ = flusher.await;
+    // Last activity goes to disk on a clean stop.
+    if let Err(e) = db.flush_sessions().await {
+        warn!(error = %e, "could not write session activity at shutdown");
+    }
+    Ok(())
+}
+
+async fn flush_activity(db: Arc<CustomerDb>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = db.flush_sessions().await {
+            warn!(error = %e, "could not write session activity");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The seller server and the buyer server: stateless frontends that check each request,
+//! authenticate its session with the customer database, and do the work against the two
+//! databases. They keep nothing between requests but their connection pools, so either
+//! can be killed and restarted (or run as several copies) without users noticing.
+//!
+//! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
+//! - [`seller`]: the seller's interface.
+//! - [`buyer`]: the buyer's interface.
+
+pub mod buyer;
+pub mod seller;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use agora_proto::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use upstream::{Config, Upstream};
+
+/// Serves the seller interface on `listener` until `shutdown` is cancelled.
+pub async fn run_seller(
+    listener: TcpListener,
+    config: Config,
+    server: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let handler = Arc::new(seller::SellerFrontend::new(Upstream::new(&config)));
+    info!(addr = ?listener.local_addr().ok(), "seller-server serving");
+    agora_proto::serve(listener, handler, server, shutdown).await;
+}
+
+/// Serves the buyer interface on `listener` until `shutdown` is cancelled.
+pub async fn run_buyer(
+    listener: TcpListener,
+    config: Config,
+    server: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let handler = Arc::new(buyer::BuyerFrontend::new(Upstream::new(&config)));
+    info!(addr = ?listener.local_addr().ok(), "buyer-server serving");
+    agora_proto::serve(listener, handler, server, shutdown).await;
+}

@@ -1,0 +1,78 @@
+//! The product database: items for sale, their quantities, buyers' feedback, and search.
+//!
+//! A library with one entry point, [`run`]; `agora product-db` binds a listener and calls
+//! it. Requests arrive as [`agora_proto::messages::product::Request`] and are handled in
+//! [`handler`]; the search index and ranking are in [`search`].
+
+mod handler;
+mod search;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora_proto::ServerConfig;
+use agora_store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use handler::ProductDb;
+
+/// The tables, created on first start.
+pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// Everything the product database can be told at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `product.db` lives.
+    pub data_dir: PathBuf,
+    /// Connection and frame limits.
+    pub server: ServerConfig,
+    /// Reader threads.
+    pub readers: usize,
+    /// Most postings one search keyword reads (newest first): bounds a search's cost
+    /// however large the catalogue grows. See docs/semantics.md.
+    pub search_candidates: u32,
+}
+
+impl Config {
+    /// Defaults, with data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            server: ServerConfig::default(),
+            readers: 2,
+            search_candidates: 1000,
+        }
+    }
+}
+
+/// Starting the product database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    /// The database file could not be opened.
+    #[error(transparent)]
+    Open(#[from] agora_store::OpenError),
+}
+
+/// Serves the product database on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    let path = config.data_dir.join("product.db");
+    let store = Store::open(
+        &StoreConfig { readers: config.readers, ..StoreConfig::new(&path) },
+        SCHEMA,
+    )?;
+    let db = Arc::new(ProductDb::new(store, config.search_candidates));
+    info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
+    agora_proto::serve(listener, db, config.server.clone(), shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+-- The customer database. Ids are never reused (AUTOINCREMENT).
+CREATE TABLE IF NOT EXISTS accounts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    role          INTEGER NOT NULL,              -- 1 seller, 2 buyer
+    username      TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    password_hash TEXT    NOT NULL,              -- argon2id PHC string
+    items_count   INTEGER NOT NULL DEFAULT 0,    -- units sold (seller) or bought (buyer)
+    created_ms    INTEGER NOT NULL,
+    UNIQUE (role, username)
+);
+
+-- Keyed by the SHA-256 of the token; the token itself is never stored.
+CREATE TABLE IF NOT EXISTS sessions (
+    key          BLOB    PRIMARY KEY,
+    account      INTEGER NOT NULL,
+    role         INTEGER NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The active cart of each buyer session; `id` keeps the order lines were first added.
+CREATE TABLE IF NOT EXISTS session_cart (
+    id       INTEGER PRIMARY KEY,
+    session  BLOB    NOT NULL,
+    category INTEGER NOT NULL,
+    number   INTEGER NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    UNIQUE (session, number)
+);
+
+-- The cart a buyer saved, copied into every new session of that buyer.
+CREATE TABLE IF NOT EXISTS saved_cart (
+    buyer    INTEGER NOT NULL,
+    line     INTEGER NOT NULL,
+    category INTEGER NOT NULL,
+    number   INTEGER NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    PRIMARY KEY (buyer, line)
+) WITHOUT ROWID;
+
+-- Purchase history (written by MakePurchase).
+CREATE TABLE IF NOT EXISTS purchases (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    buyer    INTEGER NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    total    INTEGER NOT NULL                    -- cents
+);
+CREATE INDEX IF NOT EXISTS purchases_by_buyer ON purchases (buyer, id);
+
+CREATE TABLE IF NOT EXISTS purchase_lines (
+    purchase   INTEGER NOT NULL,
+    line       INTEGER NOT NULL,
+    category   INTEGER NOT NULL,
+    number     INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    quantity   INTEGER NOT NULL,
+    unit_price INTEGER NOT NULL,                 -- cents
+    PRIMARY KEY (purchase, line)
+) WITHOUT ROWID;

@@ -1,0 +1,92 @@
+//! The seller's interface: each request checked, its session authenticated, then the work
+//! done in the product database.
+
+use agora_domain::{Role, check_quantity};
+use agora_proto::messages::front::{Response, SellerRequest};
+use agora_proto::messages::{customer, product, unexpected};
+use agora_proto::{ApiError, Handler, SellerServer};
+
+use crate::Upstream;
+
+/// The seller server's handler. Holds no state but its database connections.
+#[derive(Debug)]
+pub struct SellerFrontend {
+    up: Upstream,
+}
+
+impl SellerFrontend {
+    /// A handler over these database connections.
+    pub fn new(up: Upstream) -> Self {
+        SellerFrontend { up }
+    }
+}
+
+impl Handler<SellerServer> for SellerFrontend {
+    async fn handle(&self, request: SellerRequest) -> Result<Response, ApiError> {
+        let up = &self.up;
+        match request {
+            SellerRequest::Ping { deep } => {
+                if deep {
+                    up.ping_both().await?;
+                }
+                Ok(Response::Pong)
+            }
+            SellerRequest::CreateAccount { username, password, name } => {
+                let request =
+                    customer::Request::CreateAccount { role: Role::Seller, username, password, name };
+                match up.customer(request).await? {
+                    customer::Response::Account { id } => Ok(Response::Account { id }),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            SellerRequest::Login { username, password } => {
+                let request = customer::Request::Login { role: Role::Seller, username, password };
+                match up.customer(request).await? {
+                    customer::Response::LoggedIn { session, account } => {
+                        Ok(Response::LoggedIn { session, id: account })
+                    }
+                    other => Err(unexpected(&other)),
+                }
+            }
+            SellerRequest::Logout { session } => {
+                up.customer(customer::Request::Logout { session }).await?;
+                Ok(Response::Done)
+            }
+            SellerRequest::GetRating { session } => {
+                let seller_id = up.authenticate(&session, Role::Seller).await?;
+                Ok(Response::Rating(up.seller_rating(seller_id).await?))
+            }
+            SellerRequest::RegisterItem { session, item } => {
+                // Refuse bad input before spending a round trip on the session.
+                let item = item.validate()?;
+                let seller_id = up.authenticate(&session, Role::Seller).await?;
+                match up.product(product::Request::RegisterItem { seller_id, item }).await? {
+                    product::Response::ItemId(id) => Ok(Response::ItemId(id)),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            SellerRequest::ChangePrice { session, item, price } => {
+                let price = price.check_price()?;
+                let seller_id = up.authenticate(&session, Role::Seller).await?;
+                up.product(product::Request::ChangePrice { seller_id, item, price }).await?;
+                Ok(Response::Done)
+            }
+            SellerRequest::RemoveUnits { session, item, quantity } => {
+                check_quantity(quantity)?;
+                let seller_id = up.authenticate(&session, Role::Seller).await?;
+                match up.product(product::Request::RemoveUnits { seller_id, item, quantity }).await? {
+                    product::Response::Quantity(left) => Ok(Response::Quantity(left)),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            SellerRequest::ListItems { session, page } => {
+                let page = page.validate()?;
+                let seller_id = up.authenticate(&session, Role::Seller).await?;
+                match up.product(product::Request::SellerItems { seller_id, page }).await? {
+                    product::Response::Items(items) => Ok(Response::Items(items)),
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    }
+}

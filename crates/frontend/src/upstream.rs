@@ -1,0 +1,107 @@
+//! The frontends' side of the databases: a few multiplexed connections to each, which
+//! reconnect by themselves, fail fast while a database is down, and put a deadline on
+//! every call (see [`agora_proto::Pool`]). Each method is one database call with its
+//! answer unpacked.
+
+use std::time::Duration;
+
+use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
+use agora_proto::messages::{customer, product, unexpected};
+use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb};
+
+/// Where the databases are and how to talk to them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Customer database addresses (host:port), tried in turn.
+    pub customer_db: Vec<String>,
+    /// Product database addresses (host:port), tried in turn.
+    pub product_db: Vec<String>,
+    /// Connections to hold to each database.
+    pub connections: usize,
+    /// Deadline on each database call.
+    pub call_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for databases at these addresses.
+    pub fn new(customer_db: Vec<String>, product_db: Vec<String>) -> Self {
+        Config { customer_db, product_db, connections: 2, call_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Connections to both databases.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The customer database.
+    pub customers: Pool<CustomerDb>,
+    /// The product database.
+    pub products: Pool<ProductDb>,
+}
+
+impl Upstream {
+    /// Pools over the configured addresses; they connect on first use.
+    pub fn new(config: &Config) -> Self {
+        let pool = |addrs: &[String]| PoolConfig {
+            connections: config.connections,
+            call_timeout: config.call_timeout,
+            ..PoolConfig::new(addrs.to_vec())
+        };
+        Upstream {
+            customers: Pool::new(pool(&config.customer_db)),
+            products: Pool::new(pool(&config.product_db)),
+        }
+    }
+
+    /// A request to the customer database.
+    pub async fn customer(&self, request: customer::Request) -> Result<customer::Response, ApiError> {
+        Ok(self.customers.call(&request).await?)
+    }
+
+    /// A request to the product database.
+    pub async fn product(&self, request: product::Request) -> Result<product::Response, ApiError> {
+        Ok(self.products.call(&request).await?)
+    }
+
+    /// Round trips to both databases.
+    pub async fn ping_both(&self) -> Result<(), ApiError> {
+        let (c, p) =
+            tokio::join!(self.customer(customer::Request::Ping), self.product(product::Request::Ping));
+        c?;
+        p?;
+        Ok(())
+    }
+
+    /// The account behind a live session of `role`.
+    pub async fn authenticate(&self, session: &str, role: Role) -> Result<UserId, ApiError> {
+        let request = customer::Request::Authenticate { session: session.to_owned(), role };
+        match self.customer(request).await? {
+            customer::Response::Authenticated { account } => Ok(account),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One item.
+    pub async fn item(&self, item: ItemId) -> Result<Item, ApiError> {
+        match self.product(product::Request::GetItem { item }).await? {
+            product::Response::Item(item) => Ok(item),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A seller's record, joined from both databases.
+    pub async fn seller_rating(&self, seller_id: UserId) -> Result<SellerRating, ApiError> {
+        let (account, feedback) = tokio::join!(
+            self.customer(customer::Request::GetSeller { seller_id }),
+            self.product(product::Request::SellerFeedback { seller_id }),
+        );
+        let (name, items_sold) = match account? {
+            customer::Response::Seller { name, items_sold, .. } => (name, items_sold),
+            other => return Err(unexpected(&other)),
+        };
+        let feedback: Feedback = match feedback? {
+            product::Response::Feedback(f) => f,
+            other => return Err(unexpected(&other)),
+        };
+        Ok(SellerRating { seller_id, name, feedback, items_sold })
+    }
+}

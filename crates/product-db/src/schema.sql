@@ -1,0 +1,40 @@
+-- The product database. `number` is the unique part of an item id; ids are never reused.
+CREATE TABLE IF NOT EXISTS items (
+    number    INTEGER PRIMARY KEY AUTOINCREMENT,
+    category  INTEGER NOT NULL,
+    seller    INTEGER NOT NULL,
+    name      TEXT    NOT NULL,
+    keywords  TEXT    NOT NULL,                  -- space-separated, lower-case
+    condition INTEGER NOT NULL,                  -- 0 new, 1 used
+    price     INTEGER NOT NULL,                  -- cents
+    quantity  INTEGER NOT NULL CHECK (quantity >= 0),
+    up        INTEGER NOT NULL DEFAULT 0,
+    down      INTEGER NOT NULL DEFAULT 0,
+    listed_ms INTEGER NOT NULL
+);
+-- A seller's items still for sale, and a category's, newest first.
+CREATE INDEX IF NOT EXISTS items_for_sale_by_seller ON items (seller, number) WHERE quantity > 0;
+CREATE INDEX IF NOT EXISTS items_for_sale_by_category ON items (category, number) WHERE quantity > 0;
+
+-- The search index: one posting per (keyword, item), newest first within a keyword.
+CREATE TABLE IF NOT EXISTS postings (
+    keyword  TEXT    NOT NULL,
+    category INTEGER NOT NULL,
+    number   INTEGER NOT NULL,
+    PRIMARY KEY (keyword, category, number)
+) WITHOUT ROWID;
+
+-- One vote per buyer per item; voting again replaces the vote.
+CREATE TABLE IF NOT EXISTS votes (
+    number INTEGER NOT NULL,
+    buyer  INTEGER NOT NULL,
+    up     INTEGER NOT NULL,                     -- 1 up, 0 down
+    PRIMARY KEY (number, buyer)
+) WITHOUT ROWID;
+
+-- Votes summed over each seller's items, kept in step with `votes`.
+CREATE TABLE IF NOT EXISTS seller_feedback (
+    seller INTEGER PRIMARY KEY,
+    up     INTEGER NOT NULL DEFAULT 0,
+    down   INTEGER NOT NULL DEFAULT 0
+);
