@@ -1,0 +1,304 @@
+//! Agora's command-line clients, `agora seller` and `agora buyer`.
+//!
+//! Each has one-shot subcommands mirroring the client library's methods (`agora seller
+//! register ...`, `agora buyer cart`) and, with no subcommand, an interactive shell that
+//! parses its lines with the same commands. The binary crate embeds [`SellerArgs`] and
+//! [`BuyerArgs`] as clap subcommands and calls [`run_seller`] or [`run_buyer`].
+//!
+//! - [`seller`], [`buyer`]: the commands and how each runs against the client.
+//! - [`args`]: shared arguments, checked against the contract's limits as they are parsed.
+//! - [`output`]: tables for people, JSON for programs, errors with their codes.
+//! - [`session`]: the session file that carries a login from one command to the next.
+//! - [`shell`]: the interactive shell.
+
+pub mod args;
+pub mod buyer;
+pub mod output;
+mod run;
+pub mod seller;
+pub mod session;
+pub mod shell;
+
+use std::process::ExitCode;
+
+pub use buyer::{BuyerCommand, execute_buyer};
+pub use output::{Format, Reply, render_error};
+pub use seller::{SellerCommand, execute_seller};
+pub use session::SessionStore;
+
+use run::{Buyer, Options, Seller};
+
+/// Where `agora seller` looks for the seller server when not told.
+pub const DEFAULT_SELLER_SERVER: &str = "127.0.0.1:7403";
+/// Where `agora buyer` looks for the buyer server when not told.
+pub const DEFAULT_BUYER_SERVER: &str = "127.0.0.1:7404";
+
+/// `agora seller`: list items for sale, change their price and units, see your rating.
+/// With no command, starts an interactive shell.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct SellerArgs {
+    /// Seller server address HOST:PORT. Repeat the option or separate with commas to list
+    /// several servers; they are tried in turn.
+    #[arg(
+        long = "server",
+        value_name = "ADDR",
+        env = "AGORA_SELLER_SERVER",
+        default_value = DEFAULT_SELLER_SERVER,
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub servers: Vec<String>,
+    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
+    /// on stderr.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Use this session id instead of the one a `login` saved.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "AGORA_SESSION",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub session: Option<String>,
+    /// What to do; with none, an interactive shell starts.
+    #[command(subcommand)]
+    pub command: Option<SellerCommand>,
+}
+
+/// `agora buyer`: search items, fill a cart, give feedback, see purchases. With no
+/// command, starts an interactive shell.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct BuyerArgs {
+    /// Buyer server address HOST:PORT. Repeat the option or separate with commas to list
+    /// several servers; they are tried in turn.
+    #[arg(
+        long = "server",
+        value_name = "ADDR",
+        env = "AGORA_BUYER_SERVER",
+        default_value = DEFAULT_BUYER_SERVER,
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub servers: Vec<String>,
+    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
+    /// on stderr.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Use this session id instead of the one a `login` saved.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "AGORA_SESSION",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub session: Option<String>,
+    /// What to do; with none, an interactive shell starts.
+    #[command(subcommand)]
+    pub command: Option<BuyerCommand>,
+}
+
+/// Runs `agora seller`: the command given, or the shell. Exit code 0 on success, 1 when
+/// the command failed (usage errors, code 2, are clap's before this is called).
+pub fn run_seller(args: SellerArgs) -> ExitCode {
+    let options =
+        Options { servers: args.servers, format: format(args.json), session: args.session };
+    run::run::<Seller>(options, args.command)
+}
+
+/// Runs `agora buyer`: the command given, or the shell. Exit code 0 on success, 1 when
+/// the command failed (usage errors, code 2, are clap's before this is called).
+pub fn run_buyer(args: BuyerArgs) -> ExitCode {
+    let options =
+        Options { servers: args.servers, format: format(args.json), session: args.session };
+    run::run::<Buyer>(options, args.command)
+}
+
+fn format(json: bool) -> Format {
+    if json { Format::Json } else { Format::Human }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_domain::{Condition, ItemId, Money, Page, Role};
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::args::{LoginArgs, PageArgs, Vote};
+    use crate::shell::{ShellLine, parse_shell_line};
+
+    /// The CLIs as the `agora` binary embeds them.
+    #[derive(Debug, Parser)]
+    #[command(name = "agora")]
+    enum Cli {
+        Seller(SellerArgs),
+        Buyer(BuyerArgs),
+    }
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        let words = shell_words::split(line)
+            .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, e.to_string()))?;
+        Cli::try_parse_from(std::iter::once("agora".to_owned()).chain(words))
+    }
+
+    fn seller(line: &str) -> SellerArgs {
+        match parse(&format!("seller {line}")) {
+            Ok(Cli::Seller(args)) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    fn buyer(line: &str) -> BuyerArgs {
+        match parse(&format!("buyer {line}")) {
+            Ok(Cli::Buyer(args)) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    const PEN: ItemId = ItemId { category: 3, number: 17 };
+
+    #[test]
+    fn the_command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn register_parses_every_attribute() {
+        let args = seller(
+            "register --name 'Blue pen' --category 3 --keyword pen --keyword Blue,ink \
+             --condition used --price 1.50 --quantity 10",
+        );
+        let Some(SellerCommand::Register(register)) = args.command else {
+            panic!("not register: {args:?}")
+        };
+        let item = register.new_item();
+        assert_eq!(item.name, "Blue pen");
+        assert_eq!(item.category, 3);
+        assert_eq!(item.keywords, ["pen", "blue", "ink"]);
+        assert_eq!(item.condition, Condition::Used);
+        assert_eq!(item.price, Money::from_cents(150));
+        assert_eq!(item.quantity, 10);
+    }
+
+    #[test]
+    fn values_outside_the_limits_are_usage_errors() {
+        let base = "seller register --name pen --category 3 --condition new";
+        for bad in [
+            format!("{base} --price 0 --quantity 1"),
+            format!("{base} --price 1.234 --quantity 1"),
+            format!("{base} --price 1 --quantity 0"),
+            format!("{base} --price 1 --quantity 1 --keyword toolongword"),
+            "seller register --name '' --category 3 --condition new --price 1 --quantity 1".into(),
+            "seller change-price 3-17 1.00".into(),
+            "seller items --limit 101".into(),
+            "buyer add 3:17 0".into(),
+            "buyer feedback 3:17 sideways".into(),
+            "buyer search".into(),
+        ] {
+            let err = parse(&bad).expect_err(&bad);
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn positional_item_ids_and_prices() {
+        let args = seller("change-price 3:17 12.34");
+        assert_eq!(
+            args.command,
+            Some(SellerCommand::ChangePrice { item: PEN, price: Money::from_cents(1234) })
+        );
+        assert_eq!(
+            seller("remove-units 3:17 4").command,
+            Some(SellerCommand::RemoveUnits { item: PEN, units: 4 })
+        );
+        assert_eq!(
+            buyer("feedback 3:17 down").command,
+            Some(BuyerCommand::Feedback { item: PEN, vote: Vote::Down })
+        );
+        assert_eq!(
+            buyer("seller-rating 7").command,
+            Some(BuyerCommand::SellerRating { seller_id: 7 })
+        );
+    }
+
+    #[test]
+    fn pages_default_and_parse() {
+        let Some(SellerCommand::Items(page)) = seller("items").command else { panic!("items") };
+        assert_eq!(page.page(), Page::default());
+        let args = buyer("search --category 3 --keyword pen --limit 5 --offset 10");
+        assert_eq!(
+            args.command,
+            Some(BuyerCommand::Search {
+                category: 3,
+                keywords: vec!["pen".into()],
+                page: PageArgs { limit: 5, offset: 10 },
+            })
+        );
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let args = seller("--json --server a:1,b:2 --server c:3 items --session s9");
+        assert!(args.json);
+        assert_eq!(args.servers, ["a:1", "b:2", "c:3"]);
+        assert_eq!(args.session.as_deref(), Some("s9"));
+        let args = buyer("cart --json");
+        assert!(args.json);
+        assert_eq!(args.command, Some(BuyerCommand::Cart));
+    }
+
+    #[test]
+    fn no_command_means_the_shell() {
+        assert_eq!(seller("").command, None);
+        assert_eq!(buyer("--json").command, None);
+    }
+
+    #[test]
+    fn login_takes_username_and_password() {
+        assert_eq!(
+            buyer("login -u alice -p 'secret words'").command,
+            Some(BuyerCommand::Login(LoginArgs {
+                username: "alice".into(),
+                password: "secret words".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn shell_lines_use_the_same_commands() {
+        let line = parse_shell_line::<SellerCommand>(Role::Seller, "change-price 3:17 '2.00'");
+        assert_eq!(
+            line.expect("parses"),
+            ShellLine::Command(SellerCommand::ChangePrice {
+                item: PEN,
+                price: Money::from_cents(200)
+            })
+        );
+        for exit in ["exit", "quit"] {
+            assert_eq!(
+                parse_shell_line::<BuyerCommand>(Role::Buyer, exit).expect(exit),
+                ShellLine::Exit
+            );
+        }
+        let help = parse_shell_line::<BuyerCommand>(Role::Buyer, "help").expect_err("help");
+        assert!(!help.use_stderr(), "help is not an error");
+        let text = help.to_string();
+        for command in ["search", "save-cart", "seller-rating", "exit"] {
+            assert!(text.contains(command), "{command} missing from\n{text}");
+        }
+        let err = parse_shell_line::<BuyerCommand>(Role::Buyer, "add 3:17").expect_err("missing");
+        assert!(err.use_stderr());
+        assert!(
+            parse_shell_line::<BuyerCommand>(Role::Buyer, "item '3:17").is_err(),
+            "bad quoting"
+        );
+        assert!(parse_shell_line::<BuyerCommand>(Role::Buyer, "register").is_err(), "seller only");
+    }
+}

@@ -30,9 +30,9 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         match &self.0 {
             Some(now) => now.load(Ordering::SeqCst),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            None => {
+                SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+            }
         }
     }
 }

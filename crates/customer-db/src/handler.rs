@@ -261,21 +261,25 @@ impl CustomerDb {
         let found = self
             .store
             .read(move |c| {
-                c.prepare_cached("SELECT name, items_count FROM accounts WHERE id = ?1 AND role = 1")
-                    .and_then(|mut st| {
-                        st.query_row([seller_id as i64], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                        })
-                        .optional()
+                c.prepare_cached(
+                    "SELECT name, items_count FROM accounts WHERE id = ?1 AND role = 1",
+                )
+                .and_then(|mut st| {
+                    st.query_row([seller_id as i64], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
                     })
-                    .map_err(db_error)
+                    .optional()
+                })
+                .map_err(db_error)
             })
             .await?;
         match found {
             Some((name, sold)) => {
                 Ok(Response::Seller { seller_id, name, items_sold: sold.max(0) as u64 })
             }
-            None => Err(ApiError::new(ErrorCode::UnknownUser, format!("no seller has id {seller_id}"))),
+            None => {
+                Err(ApiError::new(ErrorCode::UnknownUser, format!("no seller has id {seller_id}")))
+            }
         }
     }
 
@@ -412,7 +416,9 @@ fn end_session(c: &Connection, key: &Key) -> Result<(), ApiError> {
 /// Units of `item` in the session's cart.
 fn held(c: &Connection, key: &Key, item: ItemId) -> Result<u32, ApiError> {
     let held: Option<(i64, i64)> = c
-        .prepare_cached("SELECT category, quantity FROM session_cart WHERE session = ?1 AND number = ?2")
+        .prepare_cached(
+            "SELECT category, quantity FROM session_cart WHERE session = ?1 AND number = ?2",
+        )
         .and_then(|mut st| {
             st.query_row(params![&key[..], item.number as i64], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
@@ -426,7 +432,9 @@ fn held(c: &Connection, key: &Key, item: ItemId) -> Result<u32, ApiError> {
 
 fn cart_of(c: &Connection, key: &Key) -> Result<Vec<CartLine>, ApiError> {
     let mut st = c
-        .prepare_cached("SELECT category, number, quantity FROM session_cart WHERE session = ?1 ORDER BY id")
+        .prepare_cached(
+            "SELECT category, number, quantity FROM session_cart WHERE session = ?1 ORDER BY id",
+        )
         .map_err(db_error)?;
     let rows = st
         .query_map([&key[..]], |r| {
@@ -472,7 +480,12 @@ fn purchases_of(c: &Connection, buyer: UserId, page: Page) -> Result<Vec<Purchas
             .map_err(db_error)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_error)?;
-        out.push(Purchase { id: id as u64, at_unix_ms: at, lines, total: Money::from_cents(total) });
+        out.push(Purchase {
+            id: id as u64,
+            at_unix_ms: at,
+            lines,
+            total: Money::from_cents(total),
+        });
     }
     Ok(out)
 }

@@ -83,10 +83,8 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("customer.db");
-    let store = Store::open(
-        &StoreConfig { readers: config.readers, ..StoreConfig::new(&path) },
-        SCHEMA,
-    )?;
+    let store =
+        Store::open(&StoreConfig { readers: config.readers, ..StoreConfig::new(&path) }, SCHEMA)?;
     let db = Arc::new(CustomerDb::load(store, &config).await.map_err(StartError::Load)?);
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
 

@@ -165,18 +165,30 @@ mod tests {
         let sessions = Sessions::new(60_000, clock.clone());
         let key = [7u8; 32];
         let now = clock.now_ms();
-        sessions.insert(key, Session { account: 9, role: Role::Buyer, last_seen: now, stored_last_seen: now });
+        sessions.insert(
+            key,
+            Session { account: 9, role: Role::Buyer, last_seen: now, stored_last_seen: now },
+        );
         assert_eq!(sessions.check(&key, Role::Buyer).expect("alive").account, 9);
-        assert_eq!(sessions.check(&key, Role::Seller).expect_err("role").code, ErrorCode::NotLoggedIn);
+        assert_eq!(
+            sessions.check(&key, Role::Seller).expect_err("role").code,
+            ErrorCode::NotLoggedIn
+        );
         clock.advance(Duration::from_secs(59));
         sessions.check(&key, Role::Buyer).expect("activity keeps it alive");
         assert_eq!(sessions.take_unstored().len(), 1);
         assert!(sessions.take_unstored().is_empty(), "activity is written once");
         clock.advance(Duration::from_secs(61));
-        assert_eq!(sessions.check(&key, Role::Buyer).expect_err("expired").code, ErrorCode::SessionExpired);
+        assert_eq!(
+            sessions.check(&key, Role::Buyer).expect_err("expired").code,
+            ErrorCode::SessionExpired
+        );
         assert!(sessions.take_long_expired(3_600_000).is_empty());
         clock.advance(Duration::from_secs(3_601));
         assert_eq!(sessions.take_long_expired(3_600_000), vec![key]);
-        assert_eq!(sessions.check(&key, Role::Buyer).expect_err("gone").code, ErrorCode::NotLoggedIn);
+        assert_eq!(
+            sessions.check(&key, Role::Buyer).expect_err("gone").code,
+            ErrorCode::NotLoggedIn
+        );
     }
 }

@@ -63,7 +63,10 @@ pub fn check_password(password: &str) -> Result<(), Invalid> {
         ));
     }
     if password.len() > PASSWORD_MAX_BYTES {
-        return Err(Invalid::new("password", format!("must be at most {PASSWORD_MAX_BYTES} bytes")));
+        return Err(Invalid::new(
+            "password",
+            format!("must be at most {PASSWORD_MAX_BYTES} bytes"),
+        ));
     }
     Ok(())
 }
@@ -83,7 +86,9 @@ pub fn check_keywords(keywords: &[String]) -> Result<Vec<String>, Invalid> {
         if keyword.chars().count() > KEYWORD_MAX_CHARS {
             return Err(Invalid::new(
                 "keywords",
-                format!("each keyword must be at most {KEYWORD_MAX_CHARS} characters ({keyword:?} is longer)"),
+                format!(
+                    "each keyword must be at most {KEYWORD_MAX_CHARS} characters ({keyword:?} is longer)"
+                ),
             ));
         }
         if keyword.chars().any(|c| c.is_whitespace() || c.is_control()) {

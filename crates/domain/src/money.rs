@@ -55,17 +55,20 @@ impl FromStr for Money {
     fn from_str(s: &str) -> Result<Self, Invalid> {
         let bad = || Invalid::new("price", "must be an amount like 12.34 (at most two decimals)");
         let s = s.trim();
-        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let (whole, frac) = match s.split_once('.') {
+            Some((whole, frac)) => (whole, Some(frac)),
+            None => (s, None),
+        };
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(whole) || !(frac.is_empty() || digits(frac)) || frac.len() > 2 || whole.len() > 12
-        {
+        let frac_ok = frac.is_none_or(|f| digits(f) && f.len() <= 2);
+        if !digits(whole) || !frac_ok || whole.len() > 12 {
             return Err(bad());
         }
         let whole: i64 = whole.parse().map_err(|_| bad())?;
-        let frac: i64 = match frac.len() {
-            0 => 0,
-            1 => frac.parse::<i64>().map_err(|_| bad())? * 10,
-            _ => frac.parse().map_err(|_| bad())?,
+        let frac: i64 = match frac {
+            None => 0,
+            Some(f) if f.len() == 1 => f.parse::<i64>().map_err(|_| bad())? * 10,
+            Some(f) => f.parse().map_err(|_| bad())?,
         };
         Ok(Money(whole * 100 + frac))
     }
@@ -77,9 +80,12 @@ mod tests {
 
     #[test]
     fn parses_and_prints_cents_exactly() {
-        for (text, cents, shown) in
-            [("12.34", 1234, "12.34"), ("12", 1200, "12.00"), ("0.5", 50, "0.50"), ("0.07", 7, "0.07")]
-        {
+        for (text, cents, shown) in [
+            ("12.34", 1234, "12.34"),
+            ("12", 1200, "12.00"),
+            ("0.5", 50, "0.50"),
+            ("0.07", 7, "0.07"),
+        ] {
             let m: Money = text.parse().expect(text);
             assert_eq!(m.cents(), cents);
             assert_eq!(m.to_string(), shown);

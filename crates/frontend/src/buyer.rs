@@ -40,8 +40,12 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 Ok(Response::Pong)
             }
             BuyerRequest::CreateAccount { username, password, name } => {
-                let request =
-                    customer::Request::CreateAccount { role: Role::Buyer, username, password, name };
+                let request = customer::Request::CreateAccount {
+                    role: Role::Buyer,
+                    username,
+                    password,
+                    name,
+                };
                 match up.customer(request).await? {
                     customer::Response::Account { id } => Ok(Response::Account { id }),
                     other => Err(unexpected(&other)),
@@ -74,13 +78,15 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 }
             }
             BuyerRequest::GetItem { session, item } => {
-                let (who, item) = tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
+                let (who, item) =
+                    tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
                 who?;
                 Ok(Response::Item(item?))
             }
             BuyerRequest::AddToCart { session, item, quantity } => {
                 check_quantity(quantity)?;
-                let (who, found) = tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
+                let (who, found) =
+                    tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
                 who?;
                 let available = found?.quantity;
                 let request = customer::Request::AddToCart { session, item, quantity, available };
@@ -88,7 +94,10 @@ impl Handler<BuyerServer> for BuyerFrontend {
             }
             BuyerRequest::RemoveFromCart { session, item, quantity } => {
                 check_quantity(quantity)?;
-                cart(up.customer(customer::Request::RemoveFromCart { session, item, quantity }).await?)
+                cart(
+                    up.customer(customer::Request::RemoveFromCart { session, item, quantity })
+                        .await?,
+                )
             }
             BuyerRequest::SaveCart { session } => {
                 up.customer(customer::Request::SaveCart { session }).await?;
@@ -109,8 +118,10 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 }
             }
             BuyerRequest::GetSellerRating { session, seller_id } => {
-                let (who, rating) =
-                    tokio::join!(up.authenticate(&session, Role::Buyer), up.seller_rating(seller_id));
+                let (who, rating) = tokio::join!(
+                    up.authenticate(&session, Role::Buyer),
+                    up.seller_rating(seller_id)
+                );
                 who?;
                 Ok(Response::Rating(rating?))
             }

@@ -32,8 +32,12 @@ impl Handler<SellerServer> for SellerFrontend {
                 Ok(Response::Pong)
             }
             SellerRequest::CreateAccount { username, password, name } => {
-                let request =
-                    customer::Request::CreateAccount { role: Role::Seller, username, password, name };
+                let request = customer::Request::CreateAccount {
+                    role: Role::Seller,
+                    username,
+                    password,
+                    name,
+                };
                 match up.customer(request).await? {
                     customer::Response::Account { id } => Ok(Response::Account { id }),
                     other => Err(unexpected(&other)),
@@ -74,7 +78,10 @@ impl Handler<SellerServer> for SellerFrontend {
             SellerRequest::RemoveUnits { session, item, quantity } => {
                 check_quantity(quantity)?;
                 let seller_id = up.authenticate(&session, Role::Seller).await?;
-                match up.product(product::Request::RemoveUnits { seller_id, item, quantity }).await? {
+                match up
+                    .product(product::Request::RemoveUnits { seller_id, item, quantity })
+                    .await?
+                {
                     product::Response::Quantity(left) => Ok(Response::Quantity(left)),
                     other => Err(unexpected(&other)),
                 }

@@ -53,7 +53,10 @@ impl Upstream {
     }
 
     /// A request to the customer database.
-    pub async fn customer(&self, request: customer::Request) -> Result<customer::Response, ApiError> {
+    pub async fn customer(
+        &self,
+        request: customer::Request,
+    ) -> Result<customer::Response, ApiError> {
         Ok(self.customers.call(&request).await?)
     }
 
@@ -64,8 +67,10 @@ impl Upstream {
 
     /// Round trips to both databases.
     pub async fn ping_both(&self) -> Result<(), ApiError> {
-        let (c, p) =
-            tokio::join!(self.customer(customer::Request::Ping), self.product(product::Request::Ping));
+        let (c, p) = tokio::join!(
+            self.customer(customer::Request::Ping),
+            self.product(product::Request::Ping)
+        );
         c?;
         p?;
         Ok(())

@@ -78,7 +78,9 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                     .write(move |c| {
                         own_item(c, item, seller_id)?;
                         c.prepare_cached("UPDATE items SET price = ?2 WHERE number = ?1")
-                            .and_then(|mut st| st.execute(params![item.number as i64, price.cents()]))
+                            .and_then(|mut st| {
+                                st.execute(params![item.number as i64, price.cents()])
+                            })
                             .map_err(db_error)
                     })
                     .await?;
@@ -86,7 +88,8 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
             }
             Request::RemoveUnits { seller_id, item, quantity } => {
                 check_quantity(quantity)?;
-                let left = self.store.write(move |c| remove_units(c, seller_id, item, quantity)).await?;
+                let left =
+                    self.store.write(move |c| remove_units(c, seller_id, item, quantity)).await?;
                 Ok(Response::Quantity(left))
             }
             Request::SellerItems { seller_id, page } => {
@@ -98,8 +101,10 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                 let page = page.validate()?;
                 let keywords = agora_domain::check_keywords(&keywords)?;
                 let cap = self.search_candidates;
-                let items =
-                    self.store.read(move |c| search::search(c, category, &keywords, page, cap)).await?;
+                let items = self
+                    .store
+                    .read(move |c| search::search(c, category, &keywords, page, cap))
+                    .await?;
                 Ok(Response::Items(items))
             }
             Request::GetItem { item: id } => {
@@ -167,7 +172,9 @@ fn register(c: &Connection, seller: UserId, item: &NewItem) -> Result<ItemId, Ap
     .map_err(db_error)?;
     let number = c.last_insert_rowid();
     let mut post = c
-        .prepare_cached("INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)",
+        )
         .map_err(db_error)?;
     for keyword in &item.keywords {
         post.execute(params![keyword, item.category, number]).map_err(db_error)?;
@@ -175,12 +182,20 @@ fn register(c: &Connection, seller: UserId, item: &NewItem) -> Result<ItemId, Ap
     Ok(ItemId { category: item.category, number: number as u64 })
 }
 
-fn remove_units(c: &Connection, seller: UserId, id: ItemId, quantity: u32) -> Result<u32, ApiError> {
+fn remove_units(
+    c: &Connection,
+    seller: UserId,
+    id: ItemId,
+    quantity: u32,
+) -> Result<u32, ApiError> {
     let item = own_item(c, id, seller)?;
     if quantity > item.quantity {
         return Err(ApiError::new(
             ErrorCode::NotEnoughUnits,
-            format!("item {id} has only {} units for sale; cannot remove {quantity}", item.quantity),
+            format!(
+                "item {id} has only {} units for sale; cannot remove {quantity}",
+                item.quantity
+            ),
         ));
     }
     let left = item.quantity - quantity;
@@ -189,14 +204,16 @@ fn remove_units(c: &Connection, seller: UserId, id: ItemId, quantity: u32) -> Re
         .map_err(db_error)?;
     if left == 0 {
         // Sold out for good (quantities only go down), so it leaves the search index.
-        c.prepare_cached("DELETE FROM postings WHERE keyword = ?1 AND category = ?2 AND number = ?3")
-            .and_then(|mut st| {
-                for keyword in &item.keywords {
-                    st.execute(params![keyword, id.category, id.number as i64])?;
-                }
-                Ok(())
-            })
-            .map_err(db_error)?;
+        c.prepare_cached(
+            "DELETE FROM postings WHERE keyword = ?1 AND category = ?2 AND number = ?3",
+        )
+        .and_then(|mut st| {
+            for keyword in &item.keywords {
+                st.execute(params![keyword, id.category, id.number as i64])?;
+            }
+            Ok(())
+        })
+        .map_err(db_error)?;
     }
     Ok(left)
 }
@@ -220,7 +237,9 @@ fn vote(c: &Connection, buyer: UserId, id: ItemId, up: bool) -> Result<Feedback,
     let item = item(c, id)?;
     let previous: Option<bool> = c
         .prepare_cached("SELECT up FROM votes WHERE number = ?1 AND buyer = ?2")
-        .and_then(|mut st| st.query_row(params![id.number as i64, buyer as i64], |r| r.get(0)).optional())
+        .and_then(|mut st| {
+            st.query_row(params![id.number as i64, buyer as i64], |r| r.get(0)).optional()
+        })
         .map_err(db_error)?;
     let (mut d_up, mut d_down) = (0i64, 0i64);
     match previous {
@@ -229,7 +248,11 @@ fn vote(c: &Connection, buyer: UserId, id: ItemId, up: bool) -> Result<Feedback,
         Some(false) => d_down -= 1,
         None => {}
     }
-    if up { d_up += 1 } else { d_down += 1 }
+    if up {
+        d_up += 1
+    } else {
+        d_down += 1
+    }
     c.prepare_cached("INSERT OR REPLACE INTO votes (number, buyer, up) VALUES (?1, ?2, ?3)")
         .and_then(|mut st| st.execute(params![id.number as i64, buyer as i64, up]))
         .map_err(db_error)?;

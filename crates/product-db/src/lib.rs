@@ -67,10 +67,8 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("product.db");
-    let store = Store::open(
-        &StoreConfig { readers: config.readers, ..StoreConfig::new(&path) },
-        SCHEMA,
-    )?;
+    let store =
+        Store::open(&StoreConfig { readers: config.readers, ..StoreConfig::new(&path) }, SCHEMA)?;
     let db = Arc::new(ProductDb::new(store, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
     agora_proto::serve(listener, db, config.server.clone(), shutdown).await;

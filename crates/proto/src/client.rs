@@ -110,7 +110,8 @@ impl Shared {
             state.closed = Some(reason.clone());
         }
         for (_, waiter) in state.pending.drain() {
-            let _ = waiter.send(Err(CallError::Lost { service: self.service, reason: reason.clone() }));
+            let _ =
+                waiter.send(Err(CallError::Lost { service: self.service, reason: reason.clone() }));
         }
     }
 }
@@ -193,7 +194,10 @@ impl<S: Service> Channel<S> {
         let service = S::ID.name();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(Kind::Request, S::ID as u8, id, request).map_err(|e| {
-            CallError::Remote(ApiError::new(ErrorCode::InvalidArgument, format!("cannot encode: {e}")))
+            CallError::Remote(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("cannot encode: {e}"),
+            ))
         })?;
         let (waiter, answer) = oneshot::channel();
         {

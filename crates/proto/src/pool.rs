@@ -62,7 +62,10 @@ pub struct Pool<S: Service> {
 
 impl<S: Service> std::fmt::Debug for Pool<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("service", &S::ID.name()).field("addrs", &self.config.addrs).finish()
+        f.debug_struct("Pool")
+            .field("service", &S::ID.name())
+            .field("addrs", &self.config.addrs)
+            .finish()
     }
 }
 
@@ -71,7 +74,9 @@ impl<S: Service> Pool<S> {
     pub fn new(config: PoolConfig) -> Self {
         let connections = config.connections.max(1);
         Pool {
-            slots: (0..connections).map(|_| Mutex::new(Slot { channel: None, failed: None })).collect(),
+            slots: (0..connections)
+                .map(|_| Mutex::new(Slot { channel: None, failed: None }))
+                .collect(),
             config,
             connecting: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
@@ -166,7 +171,8 @@ impl<S: Service> Pool<S> {
         for offset in 0..addrs.len() {
             let index = (first + offset) % addrs.len();
             let connected =
-                Channel::connect(&addrs[index], self.config.connect_timeout, self.config.max_frame).await;
+                Channel::connect(&addrs[index], self.config.connect_timeout, self.config.max_frame)
+                    .await;
             match connected {
                 Ok(channel) => {
                     self.preferred.store(index, Ordering::Relaxed);

@@ -158,8 +158,10 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 break Ok(());
             }
             if frame.service != S::ID as u8 {
-                let wanted = crate::ServiceId::from_u8(frame.service)
-                    .map_or_else(|| format!("unknown service {}", frame.service), |s| s.name().into());
+                let wanted = crate::ServiceId::from_u8(frame.service).map_or_else(
+                    || format!("unknown service {}", frame.service),
+                    |s| s.name().into(),
+                );
                 let message = format!("this is {}, not {wanted}: check the address", S::ID.name());
                 goodbye::<S>(&out, frame.id, ErrorCode::BadRequest, message).await;
                 break Ok(());

@@ -260,14 +260,18 @@ mod tests {
             let store = store(&dir);
             for k in 0..50 {
                 store
-                    .write(move |c| c.execute("INSERT INTO t VALUES (?1, 'v')", [k]).map_err(db_error))
+                    .write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1, 'v')", [k]).map_err(db_error)
+                    })
                     .await
                     .expect("write");
             }
         }
         let store = store(&dir);
         let n = store
-            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error))
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error)
+            })
             .await
             .expect("count");
         assert_eq!(n, 50);

@@ -1,0 +1,270 @@
+//! Helpers for tests: start Agora's servers on `127.0.0.1:0` and stop, restart or kill
+//! them. Nothing here mocks a component: every server is the real one on a real socket.
+//!
+//! - [`Cluster`]: all four servers inside the test process, each with its own runtime
+//!   tasks and shutdown; frontends can be restarted on the same port.
+//! - [`Process`]: one component as a real child process of the `agora` binary, for tests
+//!   that must `kill -9` it.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agora_customer_db::Clock;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A server running inside the test process.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops it gracefully and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn bind(addr: &str) -> TcpListener {
+    TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"))
+}
+
+/// Options for a [`Cluster`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Session inactivity timeout.
+    pub session_timeout: Duration,
+    /// The customer database's clock; a manual one lets a test move time.
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { session_timeout: Duration::from_secs(300), clock: Clock::system() }
+    }
+}
+
+/// The four servers of Agora in this process, with their data in a temporary directory.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The customer database.
+    pub customer_db: Running,
+    /// The product database.
+    pub product_db: Running,
+    /// The seller server.
+    pub seller: Running,
+    /// The buyer server.
+    pub buyer: Running,
+    /// The data directory (deleted on drop).
+    pub data: tempfile::TempDir,
+    options: Options,
+}
+
+impl Cluster {
+    /// Starts all four servers with default options.
+    pub async fn start() -> Cluster {
+        Cluster::start_with(Options::default()).await
+    }
+
+    /// Starts all four servers.
+    pub async fn start_with(options: Options) -> Cluster {
+        let data = tempfile::tempdir().unwrap();
+        let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
+        let product_db = start_product_db(data.path(), "127.0.0.1:0").await;
+        let upstream = frontend_config(customer_db.addr, product_db.addr);
+        let seller = start_seller(&upstream, "127.0.0.1:0").await;
+        let buyer = start_buyer(&upstream, "127.0.0.1:0").await;
+        Cluster { customer_db, product_db, seller, buyer, data, options }
+    }
+
+    /// The seller server's address.
+    pub fn seller_addr(&self) -> String {
+        self.seller.addr.to_string()
+    }
+
+    /// The buyer server's address.
+    pub fn buyer_addr(&self) -> String {
+        self.buyer.addr.to_string()
+    }
+
+    fn upstream(&self) -> agora_frontend::Config {
+        frontend_config(self.customer_db.addr, self.product_db.addr)
+    }
+
+    /// Stops the seller server and starts a new one on the same address.
+    pub async fn restart_seller(&mut self) {
+        let addr = self.seller.addr.to_string();
+        let old = std::mem::replace(&mut self.seller, spare_placeholder());
+        old.stop().await;
+        self.seller = start_seller(&self.upstream(), &addr).await;
+    }
+
+    /// Stops the buyer server and starts a new one on the same address.
+    pub async fn restart_buyer(&mut self) {
+        let addr = self.buyer.addr.to_string();
+        let old = std::mem::replace(&mut self.buyer, spare_placeholder());
+        old.stop().await;
+        self.buyer = start_buyer(&self.upstream(), &addr).await;
+    }
+
+    /// Stops the customer database and starts it again on the same address and data.
+    pub async fn restart_customer_db(&mut self) {
+        let addr = self.customer_db.addr.to_string();
+        let old = std::mem::replace(&mut self.customer_db, spare_placeholder());
+        old.stop().await;
+        self.customer_db = start_customer_db(self.data.path(), &self.options, &addr).await;
+    }
+
+    /// Stops every server.
+    pub async fn stop(self) {
+        self.seller.stop().await;
+        self.buyer.stop().await;
+        self.customer_db.stop().await;
+        self.product_db.stop().await;
+    }
+}
+
+/// A stopped stand-in, used while a server is swapped.
+fn spare_placeholder() -> Running {
+    Running {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        shutdown: CancellationToken::new(),
+        task: tokio::spawn(async {}),
+    }
+}
+
+/// Frontend settings for databases at these addresses, with short deadlines for tests.
+pub fn frontend_config(customer_db: SocketAddr, product_db: SocketAddr) -> agora_frontend::Config {
+    agora_frontend::Config {
+        call_timeout: Duration::from_secs(5),
+        ..agora_frontend::Config::new(vec![customer_db.to_string()], vec![product_db.to_string()])
+    }
+}
+
+/// Starts a customer database on `addr` with data in `dir`.
+pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let config = agora_customer_db::Config {
+        session_timeout: options.session_timeout,
+        clock: options.clock.clone(),
+        ..agora_customer_db::Config::new(dir)
+    };
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_customer_db::run(listener, config, token).await.unwrap();
+    });
+    Running { addr, shutdown, task }
+}
+
+/// Starts a product database on `addr` with data in `dir`.
+pub async fn start_product_db(dir: &Path, addr: &str) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let config = agora_product_db::Config::new(dir);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_product_db::run(listener, config, token).await.unwrap();
+    });
+    Running { addr, shutdown, task }
+}
+
+/// Starts a seller server on `addr`.
+pub async fn start_seller(upstream: &agora_frontend::Config, addr: &str) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_frontend::run_seller(listener, upstream, Default::default(), token).await;
+    });
+    Running { addr, shutdown, task }
+}
+
+/// Starts a buyer server on `addr`.
+pub async fn start_buyer(upstream: &agora_frontend::Config, addr: &str) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_frontend::run_buyer(listener, upstream, Default::default(), token).await;
+    });
+    Running { addr, shutdown, task }
+}
+
+/// One component as a child process of the `agora` binary.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    /// Where it listens, as it announced.
+    pub addr: String,
+    exe: PathBuf,
+    args: Vec<String>,
+}
+
+impl Process {
+    /// Runs `exe <args...>` (a server subcommand with `--listen`), and waits for its
+    /// `listening on` line.
+    pub fn spawn(exe: &Path, args: &[&str]) -> Process {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = launch(exe, &args);
+        Process { child, addr, exe: exe.to_owned(), args }
+    }
+
+    /// `kill -9`: no chance to flush, close or say goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same command again, listening on the address it had.
+    pub fn restart(&mut self) {
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = self.addr.clone();
+        }
+        let (child, addr) = launch(&self.exe, &args);
+        self.child = child;
+        self.addr = addr;
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn launch(exe: &Path, args: &[String]) -> (Child, String) {
+    let stderr =
+        if std::env::var_os("AGORA_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{args:?} printed {line:?} instead of its address"))
+        .trim()
+        .to_owned();
+    (child, addr)
+}

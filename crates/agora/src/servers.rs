@@ -1,0 +1,247 @@
+//! The server subcommands: flags and environment in, a bound listener and the component's
+//! `run` out. Each prints `listening on ADDR` on stdout once it accepts connections (so
+//! scripts and `agora up` know the real port when asked for port 0), and logs to stderr.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_proto::ServerConfig;
+use anyhow::Context;
+use clap::Args;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Flags every server has.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// What to log on stderr: error, warn, info, debug, trace, or a filter such as
+    /// `info,agora_proto=debug`.
+    #[arg(long, env = "AGORA_LOG", default_value = "info")]
+    pub log: String,
+    /// Most client connections open at once; more are refused with an "overloaded" error.
+    #[arg(long, env = "AGORA_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Largest request accepted, in bytes.
+    #[arg(long, env = "AGORA_MAX_FRAME", default_value_t = agora_proto::DEFAULT_MAX_FRAME)]
+    pub max_frame: u32,
+    /// Most requests in flight on one connection before the server stops reading it.
+    #[arg(long, env = "AGORA_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Stop when standard input closes (how `agora up` stops its children, even if it is
+    /// killed itself).
+    #[arg(long, hide = true)]
+    pub supervised: bool,
+}
+
+impl Common {
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_connections: self.max_connections.max(1),
+            max_frame: self.max_frame,
+            max_in_flight: self.max_in_flight.max(1),
+        }
+    }
+}
+
+/// `agora customer-db`.
+#[derive(Debug, Args)]
+pub struct CustomerDbArgs {
+    /// Address to listen on (host:port; port 0 picks a free port).
+    #[arg(long, env = "AGORA_CUSTOMER_DB_LISTEN", default_value = "127.0.0.1:7401")]
+    pub listen: String,
+    /// Directory for customer.db (created if missing).
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
+    pub data_dir: PathBuf,
+    /// A session ends after this long without activity (e.g. 300s, 5m, 1h).
+    #[arg(long, env = "AGORA_SESSION_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
+    /// How often session activity is written to disk. After a crash, a session may time
+    /// out up to this much early.
+    #[arg(long, env = "AGORA_ACTIVITY_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub activity_flush: Duration,
+    /// Reader threads (SQLite read connections).
+    #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
+    pub readers: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `agora product-db`.
+#[derive(Debug, Args)]
+pub struct ProductDbArgs {
+    /// Address to listen on (host:port; port 0 picks a free port).
+    #[arg(long, env = "AGORA_PRODUCT_DB_LISTEN", default_value = "127.0.0.1:7402")]
+    pub listen: String,
+    /// Directory for product.db (created if missing).
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
+    pub data_dir: PathBuf,
+    /// Most items each search keyword considers, newest first. Bounds the cost of a search
+    /// however large the catalogue grows.
+    #[arg(long, env = "AGORA_SEARCH_CANDIDATES", default_value_t = 1000)]
+    pub search_candidates: u32,
+    /// Reader threads (SQLite read connections).
+    #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
+    pub readers: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Where a frontend finds the databases.
+#[derive(Debug, Args)]
+pub struct UpstreamArgs {
+    /// Customer database address(es), comma-separated, tried in turn.
+    #[arg(
+        long,
+        env = "AGORA_CUSTOMER_DB",
+        default_value = "127.0.0.1:7401",
+        value_delimiter = ','
+    )]
+    pub customer_db: Vec<String>,
+    /// Product database address(es), comma-separated, tried in turn.
+    #[arg(long, env = "AGORA_PRODUCT_DB", default_value = "127.0.0.1:7402", value_delimiter = ',')]
+    pub product_db: Vec<String>,
+    /// Connections held to each database; requests are multiplexed over them.
+    #[arg(long, env = "AGORA_DB_CONNECTIONS", default_value_t = 2)]
+    pub db_connections: usize,
+    /// Deadline on each database call.
+    #[arg(long, env = "AGORA_CALL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub call_timeout: Duration,
+}
+
+impl UpstreamArgs {
+    fn config(&self) -> agora_frontend::Config {
+        agora_frontend::Config {
+            connections: self.db_connections.max(1),
+            call_timeout: self.call_timeout,
+            ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone())
+        }
+    }
+}
+
+/// `agora seller-server`.
+#[derive(Debug, Args)]
+pub struct SellerServerArgs {
+    /// Address to listen on for seller clients (host:port; port 0 picks a free port).
+    #[arg(long, env = "AGORA_SELLER_LISTEN", default_value = "127.0.0.1:7403")]
+    pub listen: String,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `agora buyer-server`.
+#[derive(Debug, Args)]
+pub struct BuyerServerArgs {
+    /// Address to listen on for buyer clients (host:port; port 0 picks a free port).
+    #[arg(long, env = "AGORA_BUYER_LISTEN", default_value = "127.0.0.1:7404")]
+    pub listen: String,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
+    let config = agora_customer_db::Config {
+        session_timeout: args.session_timeout,
+        activity_flush: args.activity_flush.max(Duration::from_millis(10)),
+        server: args.common.server_config(),
+        readers: args.readers.max(1),
+        ..agora_customer_db::Config::new(&args.data_dir)
+    };
+    serve(&args.common, &args.listen, |listener, shutdown| async move {
+        Ok(agora_customer_db::run(listener, config, shutdown).await?)
+    })
+}
+
+pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
+    let config = agora_product_db::Config {
+        server: args.common.server_config(),
+        readers: args.readers.max(1),
+        search_candidates: args.search_candidates,
+        ..agora_product_db::Config::new(&args.data_dir)
+    };
+    serve(&args.common, &args.listen, |listener, shutdown| async move {
+        Ok(agora_product_db::run(listener, config, shutdown).await?)
+    })
+}
+
+pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
+    let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    serve(&args.common, &args.listen, |listener, shutdown| async move {
+        agora_frontend::run_seller(listener, upstream, server, shutdown).await;
+        Ok(())
+    })
+}
+
+pub fn buyer_server(args: BuyerServerArgs) -> anyhow::Result<()> {
+    let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    serve(&args.common, &args.listen, |listener, shutdown| async move {
+        agora_frontend::run_buyer(listener, upstream, server, shutdown).await;
+        Ok(())
+    })
+}
+
+/// Sets up logging and the runtime, binds `listen`, announces the bound address, and runs
+/// `body` until Ctrl-C, SIGTERM, or (when supervised) the end of standard input.
+fn serve<F, Fut>(common: &Common, listen: &str, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    init_logging(&common.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
+        println!("listening on {addr}");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone(), common.supervised));
+        body(listener, shutdown).await
+    })
+}
+
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Cancels `token` on Ctrl-C, SIGTERM, or (if `supervised`) end of standard input.
+async fn cancel_on_signal(token: CancellationToken, supervised: bool) {
+    let stdin_closed = async {
+        if !supervised {
+            return std::future::pending::<()>().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+        _ = stdin_closed => {}
+    }
+    tracing::info!("stopping");
+    token.cancel();
+}

@@ -1,0 +1,200 @@
+//! Durability: databases as real processes, killed with SIGKILL while clients write, then
+//! restarted. Every write that was acknowledged must still be there.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agora_client::{BuyerClient, ClientError, SellerClient};
+use agora_domain::{Condition, ItemId, Money, NewItem, Page};
+use agora_testkit::Process;
+
+const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+
+struct System {
+    customer_db: Process,
+    product_db: Process,
+    seller: Process,
+    buyer: Process,
+    _data: tempfile::TempDir,
+}
+
+fn start() -> System {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let exe = std::path::Path::new(AGORA);
+    let db = |name| {
+        Process::spawn(exe, &[name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "warn"])
+    };
+    let customer_db = db("customer-db");
+    let product_db = db("product-db");
+    let frontend = |name| {
+        Process::spawn(
+            exe,
+            &[
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--customer-db",
+                &customer_db.addr,
+                "--product-db",
+                &product_db.addr,
+            ],
+        )
+    };
+    let seller = frontend("seller-server");
+    let buyer = frontend("buyer-server");
+    System { customer_db, product_db, seller, buyer, _data: data }
+}
+
+/// Retries `f` until it succeeds: after a restart the frontends reconnect on their own,
+/// but the first calls may still see the database as down.
+async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut last = None;
+    for _ in 0..200 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e)
+                if e.is_transport() || e.code() == Some(agora_client::ErrorCode::Unavailable) =>
+            {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("never recovered: {last:?}");
+}
+
+fn item(n: u32) -> NewItem {
+    NewItem {
+        name: format!("item {n}"),
+        category: 7,
+        keywords: vec!["crash".into()],
+        condition: Condition::New,
+        price: Money::from_cents(100 + i64::from(n)),
+        quantity: 1 + n % 5,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_items_survive_kill_9_of_the_product_database() {
+    let mut system = start();
+    let mut sellers = Vec::new();
+    for i in 0..4 {
+        let seller = SellerClient::new(vec![system.seller.addr.clone()]);
+        seller.create_account(&format!("s{i}"), "password1", "").await.unwrap();
+        seller.login(&format!("s{i}"), "password1").await.unwrap();
+        sellers.push(seller);
+    }
+
+    // Writers keep registering items; each keeps the ids it was given.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for seller in sellers.clone() {
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked: Vec<(ItemId, NewItem)> = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                if let Ok(id) = seller.register_item(item(n)).await {
+                    acked.push((id, item(n)));
+                }
+            }
+            acked
+        }));
+    }
+    // Kill in the middle of the stream, once a good number are acknowledged.
+    let probe = sellers[0].clone();
+    while probe.list_items(Page { offset: 0, limit: 100 }).await.map_or(0, |v| v.len()) < 30 {
+        tokio::task::yield_now().await;
+    }
+    system.product_db.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.push(writer.await.unwrap());
+    }
+    system.product_db.restart();
+
+    for (seller, acked) in sellers.iter().zip(&acked) {
+        assert!(!acked.is_empty());
+        let mut stored = Vec::new();
+        loop {
+            let page = Page { offset: stored.len() as u32, limit: 100 };
+            let items = eventually(|| seller.list_items(page)).await;
+            let done = items.len() < 100;
+            stored.extend(items);
+            if done {
+                break;
+            }
+        }
+        for (id, listed) in acked {
+            let found = stored.iter().find(|i| i.id == *id);
+            let found = found.unwrap_or_else(|| panic!("acknowledged item {id} lost"));
+            assert_eq!(
+                (&found.name, found.price, found.quantity),
+                (&listed.name, listed.price, listed.quantity)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_cart_writes_and_sessions_survive_kill_9_of_the_customer_database() {
+    let mut system = start();
+    let seller = SellerClient::new(vec![system.seller.addr.clone()]);
+    seller.create_account("ann", "password1", "").await.unwrap();
+    seller.login("ann", "password1").await.unwrap();
+    let stock = seller.register_item(NewItem { quantity: 1_000_000, ..item(0) }).await.unwrap();
+
+    let mut buyers = Vec::new();
+    for i in 0..4 {
+        let buyer = BuyerClient::new(vec![system.buyer.addr.clone()]);
+        buyer.create_account(&format!("b{i}"), "password1", "").await.unwrap();
+        buyer.login(&format!("b{i}"), "password1").await.unwrap();
+        buyers.push(buyer);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for buyer in buyers.clone() {
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // The cart quantity the last acknowledged add reported.
+            let mut acked = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match buyer.add_to_cart(stock, 1).await {
+                    Ok(cart) => acked = cart[0].quantity,
+                    Err(_) => tokio::task::yield_now().await,
+                }
+            }
+            acked
+        }));
+    }
+    while buyers[0].display_cart().await.map_or(0, |c| c.first().map_or(0, |l| l.quantity)) < 20 {
+        tokio::task::yield_now().await;
+    }
+    system.customer_db.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.push(writer.await.unwrap());
+    }
+    system.customer_db.restart();
+
+    for (buyer, acked) in buyers.iter().zip(acked) {
+        // Same session as before the crash; the cart holds every acknowledged unit, and at
+        // most the one more whose answer the crash cut off.
+        let cart = eventually(|| buyer.display_cart()).await;
+        let held = cart.first().map_or(0, |l| l.quantity);
+        assert!(held == acked || held == acked + 1, "acknowledged {acked}, stored {held}");
+    }
+}

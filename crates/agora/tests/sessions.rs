@@ -1,0 +1,155 @@
+//! Sessions and carts across logins: expiry, several sessions of one user, saved carts,
+//! and frontends restarted under a logged-in client.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use agora_client::{BuyerClient, ErrorCode, SellerClient};
+use agora_customer_db::Clock;
+use agora_domain::{Condition, ItemId, Money, NewItem, Page};
+use agora_testkit::{Cluster, Options};
+
+async fn listed_item(cluster: &Cluster) -> (SellerClient, ItemId) {
+    let seller = SellerClient::new(vec![cluster.seller_addr()]);
+    seller.create_account("ann", "password1", "").await.unwrap();
+    seller.login("ann", "password1").await.unwrap();
+    let item = NewItem {
+        name: "Mug".into(),
+        category: 1,
+        keywords: vec!["mug".into()],
+        condition: Condition::Used,
+        price: Money::from_cents(500),
+        quantity: 50,
+    };
+    let id = seller.register_item(item).await.unwrap();
+    (seller, id)
+}
+
+fn buyer_client(cluster: &Cluster) -> BuyerClient {
+    BuyerClient::new(vec![cluster.buyer_addr()])
+}
+
+#[tokio::test]
+async fn a_session_expires_after_the_timeout_without_activity() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let options = Options { session_timeout: Duration::from_secs(60), clock: clock.clone() };
+    let cluster = Cluster::start_with(options).await;
+    let (seller, _) = listed_item(&cluster).await;
+
+    // Activity keeps it alive...
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(50));
+        seller.list_items(Page::default()).await.unwrap();
+    }
+    // ...and inactivity ends it.
+    clock.advance(Duration::from_secs(61));
+    let error = seller.list_items(Page::default()).await.expect_err("expired");
+    assert_eq!(error.code(), Some(ErrorCode::SessionExpired));
+    assert!(error.needs_login());
+    seller.login("ann", "password1").await.unwrap();
+    seller.list_items(Page::default()).await.unwrap();
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_loses_its_unsaved_cart_but_not_the_saved_one() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let options = Options { session_timeout: Duration::from_secs(60), clock: clock.clone() };
+    let cluster = Cluster::start_with(options).await;
+    let (_, mug) = listed_item(&cluster).await;
+    let buyer = buyer_client(&cluster);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    buyer.add_to_cart(mug, 2).await.unwrap();
+    buyer.save_cart().await.unwrap();
+    buyer.add_to_cart(mug, 5).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(buyer.display_cart().await.unwrap_err().code(), Some(ErrorCode::SessionExpired));
+    buyer.login("bea", "password1").await.unwrap();
+    let cart = buyer.display_cart().await.unwrap();
+    assert_eq!(cart.iter().map(|l| (l.item, l.quantity)).collect::<Vec<_>>(), vec![(mug, 2)]);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn one_buyer_in_two_sessions_at_once() {
+    let cluster = Cluster::start().await;
+    let (_, mug) = listed_item(&cluster).await;
+    let laptop = buyer_client(&cluster);
+    laptop.create_account("bea", "password1", "").await.unwrap();
+    laptop.login("bea", "password1").await.unwrap();
+    let phone = buyer_client(&cluster);
+    phone.login("bea", "password1").await.unwrap();
+    assert_ne!(laptop.session(), phone.session());
+
+    // Each session has its own cart, and both work at the same time.
+    let (a, b) = tokio::join!(laptop.add_to_cart(mug, 1), phone.add_to_cart(mug, 4));
+    assert_eq!(a.unwrap()[0].quantity, 1);
+    assert_eq!(b.unwrap()[0].quantity, 4);
+
+    // What one session saves, the next login starts from; logging one out leaves the other.
+    phone.save_cart().await.unwrap();
+    phone.logout().await.unwrap();
+    assert_eq!(laptop.display_cart().await.unwrap()[0].quantity, 1);
+    let tablet = buyer_client(&cluster);
+    tablet.login("bea", "password1").await.unwrap();
+    assert_eq!(tablet.display_cart().await.unwrap()[0].quantity, 4);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn logout_drops_the_unsaved_cart() {
+    let cluster = Cluster::start().await;
+    let (_, mug) = listed_item(&cluster).await;
+    let buyer = buyer_client(&cluster);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    buyer.add_to_cart(mug, 3).await.unwrap();
+    buyer.logout().await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    assert!(buyer.display_cart().await.unwrap().is_empty());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn frontends_restarted_mid_session_keep_the_session() {
+    let mut cluster = Cluster::start().await;
+    let (seller, mug) = listed_item(&cluster).await;
+    let buyer = buyer_client(&cluster);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    buyer.add_to_cart(mug, 2).await.unwrap();
+
+    cluster.restart_buyer().await;
+    cluster.restart_seller().await;
+
+    // Same clients, same sessions: they reconnect by themselves.
+    assert_eq!(buyer.display_cart().await.unwrap()[0].quantity, 2);
+    assert_eq!(seller.list_items(Page::default()).await.unwrap()[0].id, mug);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_fails_over_to_the_next_frontend_address() {
+    let cluster = Cluster::start().await;
+    let (_, mug) = listed_item(&cluster).await;
+    // The first address refuses connections (a listener we bound and closed).
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let buyer = BuyerClient::new(vec![dead, cluster.buyer_addr()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    assert_eq!(buyer.get_item(mug).await.unwrap().id, mug);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_survive_a_customer_database_restart() {
+    let mut cluster = Cluster::start().await;
+    let (seller, _) = listed_item(&cluster).await;
+    cluster.restart_customer_db().await;
+    seller.list_items(Page::default()).await.unwrap();
+    cluster.stop().await;
+}

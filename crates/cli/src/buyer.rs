@@ -1,0 +1,143 @@
+//! `agora buyer`: the buyer's commands and how each one runs against a [`BuyerClient`].
+
+use agora_client::{BuyerClient, ClientError};
+use agora_domain::{ItemId, UserId};
+use clap::Subcommand;
+
+use crate::args::{
+    CreateAccountArgs, ITEM_HELP, LoginArgs, PageArgs, Vote, parse_keyword, parse_quantity,
+};
+use crate::output::Reply;
+
+/// The buyer's commands, one per call of the buyer's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum BuyerCommand {
+    /// Create a buyer account; prints the new buyer id.
+    CreateAccount(CreateAccountArgs),
+    /// Log in; the session is saved so that later commands use it.
+    Login(LoginArgs),
+    /// Log out and forget the saved session; an unsaved cart is emptied.
+    Logout,
+    /// Search the items for sale in a category, best match first.
+    Search {
+        /// The category to search: a whole number, as the seller chose it.
+        #[arg(long, value_name = "N")]
+        category: u32,
+        /// A word to look for: up to 8 characters, no spaces. Repeat the option, or
+        /// separate with commas, for up to 5 keywords; none lists the whole category.
+        #[arg(long = "keyword", alias = "keywords", value_name = "WORD", value_delimiter = ',', value_parser = parse_keyword)]
+        keywords: Vec<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one item.
+    Item {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+    },
+    /// Add units of an item to the cart, if that many are available; prints the cart.
+    Add {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+        /// Units to add: 1 to 1000000.
+        #[arg(value_parser = parse_quantity())]
+        quantity: u32,
+    },
+    /// Take units of an item out of the cart; prints the cart.
+    Remove {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+        /// Units to take out: 1 to 1000000.
+        #[arg(value_parser = parse_quantity())]
+        quantity: u32,
+    },
+    /// Keep the cart across your sessions (otherwise it is emptied at logout).
+    SaveCart,
+    /// Empty the cart.
+    ClearCart,
+    /// Show the items and quantities in the cart.
+    Cart,
+    /// Give an item (and so its seller) a thumbs up or down.
+    Feedback {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+        /// Thumbs up or thumbs down.
+        #[arg(value_enum)]
+        vote: Vote,
+    },
+    /// Show a seller's feedback and units sold.
+    SellerRating {
+        /// The seller's id: a whole number, as item listings show it.
+        seller_id: UserId,
+    },
+    /// Show your purchase history, a page at a time.
+    Purchases(PageArgs),
+    /// Check that the buyer server answers.
+    Ping {
+        /// Also check that the server reaches its databases.
+        #[arg(long)]
+        deep: bool,
+    },
+}
+
+/// Runs `command` against `client` and returns its result, unprinted. A login leaves its
+/// session in the client; saving it anywhere else is the caller's business.
+pub async fn execute_buyer(
+    client: &BuyerClient,
+    command: BuyerCommand,
+) -> Result<Reply, ClientError> {
+    Ok(match command {
+        BuyerCommand::CreateAccount(args) => {
+            let name = args.name.as_deref().unwrap_or(&args.username);
+            Reply::AccountCreated(
+                client.create_account(&args.username, &args.password, name).await?,
+            )
+        }
+        BuyerCommand::Login(args) => {
+            Reply::LoggedIn { session: client.login(&args.username, &args.password).await? }
+        }
+        BuyerCommand::Logout => match client.logout().await {
+            Ok(()) => Reply::LoggedOut { already_ended: false },
+            // The server no longer knows the session: the user is logged out all the same.
+            Err(e @ ClientError::Refused(_)) if e.needs_login() => {
+                Reply::LoggedOut { already_ended: true }
+            }
+            Err(e) => return Err(e),
+        },
+        BuyerCommand::Search { category, keywords, page } => {
+            Reply::Items(client.search(category, keywords, page.page()).await?)
+        }
+        BuyerCommand::Item { item } => Reply::Item(client.get_item(item).await?),
+        BuyerCommand::Add { item, quantity } => {
+            Reply::Cart(client.add_to_cart(item, quantity).await?)
+        }
+        BuyerCommand::Remove { item, quantity } => {
+            Reply::Cart(client.remove_from_cart(item, quantity).await?)
+        }
+        BuyerCommand::SaveCart => {
+            client.save_cart().await?;
+            Reply::Done("cart saved")
+        }
+        BuyerCommand::ClearCart => {
+            client.clear_cart().await?;
+            Reply::Done("cart cleared")
+        }
+        BuyerCommand::Cart => Reply::Cart(client.display_cart().await?),
+        BuyerCommand::Feedback { item, vote } => {
+            let feedback = client.provide_feedback(item, vote == Vote::Up).await?;
+            Reply::Feedback { item, feedback }
+        }
+        BuyerCommand::SellerRating { seller_id } => {
+            Reply::Rating(client.get_seller_rating(seller_id).await?)
+        }
+        BuyerCommand::Purchases(page) => Reply::Purchases(client.get_purchases(page.page()).await?),
+        BuyerCommand::Ping { deep } => {
+            client.ping(deep).await?;
+            Reply::Done(if deep {
+                "the buyer server and its databases answer"
+            } else {
+                "the buyer server answers"
+            })
+        }
+    })
+}

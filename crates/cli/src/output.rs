@@ -1,0 +1,391 @@
+//! What a command prints: tables and sentences for people, JSON for programs.
+
+use agora_client::{CallError, ClientError};
+use agora_domain::{CartLine, Feedback, Item, ItemId, Purchase, SellerRating, UserId};
+use comfy_table::{ContentArrangement, Table, presets};
+use serde_json::{Value, json};
+
+/// How results and errors are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Tables and sentences.
+    #[default]
+    Human,
+    /// One line of JSON: the result on stdout, `{"error":{...}}` on stderr.
+    Json,
+}
+
+/// The result of one command, before it is printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A new account's id.
+    AccountCreated(UserId),
+    /// A new session.
+    LoggedIn {
+        /// Its id.
+        session: String,
+    },
+    /// The session ended.
+    LoggedOut {
+        /// Whether the server had already ended it (expired or unknown).
+        already_ended: bool,
+    },
+    /// An action without a result; the text says what happened.
+    Done(&'static str),
+    /// A seller's rating.
+    Rating(SellerRating),
+    /// A newly listed item's id.
+    Registered(ItemId),
+    /// Units left of an item.
+    UnitsLeft {
+        /// The item.
+        item: ItemId,
+        /// Units still for sale.
+        left: u32,
+    },
+    /// A list of items.
+    Items(Vec<Item>),
+    /// One item.
+    Item(Item),
+    /// A cart.
+    Cart(Vec<CartLine>),
+    /// An item's vote totals after a vote.
+    Feedback {
+        /// The item.
+        item: ItemId,
+        /// Its totals.
+        feedback: Feedback,
+    },
+    /// Purchase history.
+    Purchases(Vec<Purchase>),
+}
+
+impl Reply {
+    /// The reply as printed in `format`, without a trailing newline.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Human => self.human(),
+            Format::Json => json_line(&self.json()),
+        }
+    }
+
+    /// The reply as a JSON value: the result itself, or `{"ok":true}` for an action.
+    pub fn json(&self) -> Value {
+        match self {
+            Reply::AccountCreated(id) => json!({ "id": id }),
+            Reply::LoggedIn { session } => json!({ "session": session }),
+            Reply::LoggedOut { .. } | Reply::Done(_) => json!({ "ok": true }),
+            Reply::Rating(rating) => to_json(rating),
+            Reply::Registered(id) => json!({ "id": id }),
+            Reply::UnitsLeft { item, left } => json!({ "item": item, "quantity": left }),
+            Reply::Items(items) => to_json(items),
+            Reply::Item(item) => to_json(item),
+            Reply::Cart(lines) => to_json(lines),
+            Reply::Feedback { item, feedback } => {
+                json!({ "item": item, "up": feedback.up, "down": feedback.down })
+            }
+            Reply::Purchases(purchases) => to_json(purchases),
+        }
+    }
+
+    fn human(&self) -> String {
+        match self {
+            Reply::AccountCreated(id) => format!("account created with id {id}; now log in"),
+            Reply::LoggedIn { .. } => "logged in".to_owned(),
+            Reply::LoggedOut { already_ended: false } => "logged out".to_owned(),
+            Reply::LoggedOut { already_ended: true } => {
+                "logged out (the session had already ended)".to_owned()
+            }
+            Reply::Done(text) => (*text).to_owned(),
+            Reply::Rating(rating) => rating_table(rating),
+            Reply::Registered(id) => format!("registered item {id}"),
+            Reply::UnitsLeft { item, left } => format!("item {item}: {left} units left for sale"),
+            Reply::Items(items) if items.is_empty() => "no items".to_owned(),
+            Reply::Items(items) => items_table(items),
+            Reply::Item(item) => item_table(item),
+            Reply::Cart(lines) if lines.is_empty() => "the cart is empty".to_owned(),
+            Reply::Cart(lines) => cart_table(lines),
+            Reply::Feedback { item, feedback } => {
+                format!("item {item} feedback is now {}", votes(feedback))
+            }
+            Reply::Purchases(purchases) if purchases.is_empty() => "no purchases yet".to_owned(),
+            Reply::Purchases(purchases) => purchases_table(purchases),
+        }
+    }
+}
+
+/// An error as printed in `format`, without a trailing newline. `addrs` are the servers
+/// the client tried, named when the error is that none could be reached.
+pub fn render_error(error: &ClientError, format: Format, addrs: &[String]) -> String {
+    let message = error_message(error, addrs);
+    match format {
+        Format::Human => format!("error: {message}"),
+        Format::Json => {
+            let code = error.to_api().code;
+            json_line(&json!({ "error": { "code": code.as_str(), "message": message } }))
+        }
+    }
+}
+
+/// The error's message; a transport failure also names every address tried.
+pub fn error_message(error: &ClientError, addrs: &[String]) -> String {
+    match error {
+        ClientError::Transport(CallError::Unreachable { .. }) if addrs.len() <= 1 => {
+            error.to_string()
+        }
+        // The pool reports only the last address it tried; name them all.
+        ClientError::Transport(CallError::Unreachable { service, addr, reason }) => {
+            format!("{service} is unreachable at {}: last, {addr}: {reason}", addrs.join(", "))
+        }
+        ClientError::Transport(_) => format!("{error} (server: {})", addrs.join(", ")),
+        _ => error.to_string(),
+    }
+}
+
+/// Any other failure (the session file, the terminal) as printed in `format`.
+pub fn render_failure(code: &str, message: &str, format: Format) -> String {
+    match format {
+        Format::Human => format!("error: {message}"),
+        Format::Json => json_line(&json!({ "error": { "code": code, "message": message } })),
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Value {
+    // Serialising plain data structs cannot fail; say so rather than panic if it ever does.
+    serde_json::to_value(value)
+        .unwrap_or_else(|e| json!({ "error": { "code": "internal", "message": e.to_string() } }))
+}
+
+fn json_line(value: &Value) -> String {
+    value.to_string()
+}
+
+fn table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table
+}
+
+fn votes(feedback: &Feedback) -> String {
+    format!("+{} / -{}", feedback.up, feedback.down)
+}
+
+/// Items as a table: id, name, condition, price, quantity, keywords, seller, feedback.
+pub fn items_table(items: &[Item]) -> String {
+    let mut table = table();
+    table.set_header([
+        "id",
+        "name",
+        "condition",
+        "price",
+        "quantity",
+        "keywords",
+        "seller",
+        "feedback",
+    ]);
+    for item in items {
+        table.add_row([
+            item.id.to_string(),
+            item.name.clone(),
+            item.condition.to_string(),
+            item.price.to_string(),
+            item.quantity.to_string(),
+            item.keywords.join(", "),
+            item.seller_id.to_string(),
+            votes(&item.feedback),
+        ]);
+    }
+    table.to_string()
+}
+
+fn item_table(item: &Item) -> String {
+    let mut table = table();
+    for (key, value) in [
+        ("id", item.id.to_string()),
+        ("name", item.name.clone()),
+        ("condition", item.condition.to_string()),
+        ("price", item.price.to_string()),
+        ("quantity", item.quantity.to_string()),
+        ("keywords", item.keywords.join(", ")),
+        ("seller", item.seller_id.to_string()),
+        ("feedback", votes(&item.feedback)),
+    ] {
+        table.add_row([key.to_owned(), value]);
+    }
+    table.to_string()
+}
+
+fn rating_table(rating: &SellerRating) -> String {
+    let mut table = table();
+    for (key, value) in [
+        ("seller", rating.seller_id.to_string()),
+        ("name", rating.name.clone()),
+        ("thumbs up", rating.feedback.up.to_string()),
+        ("thumbs down", rating.feedback.down.to_string()),
+        ("items sold", rating.items_sold.to_string()),
+    ] {
+        table.add_row([key.to_owned(), value]);
+    }
+    table.to_string()
+}
+
+fn cart_table(lines: &[CartLine]) -> String {
+    let mut table = table();
+    table.set_header(["item", "quantity"]);
+    for line in lines {
+        table.add_row([line.item.to_string(), line.quantity.to_string()]);
+    }
+    table.to_string()
+}
+
+fn purchases_table(purchases: &[Purchase]) -> String {
+    let mut table = table();
+    table.set_header(["purchase", "when", "items", "total"]);
+    for purchase in purchases {
+        let lines: Vec<String> = purchase
+            .lines
+            .iter()
+            .map(|l| format!("{} × {} {} at {}", l.quantity, l.item, l.name, l.unit_price))
+            .collect();
+        table.add_row([
+            purchase.id.to_string(),
+            format_time(purchase.at_unix_ms),
+            lines.join("\n"),
+            purchase.total.to_string(),
+        ]);
+    }
+    table.to_string()
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (second_of_day / 3600, second_of_day % 3600 / 60);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_client::{ApiError, ErrorCode};
+    use agora_domain::{Condition, Money, PurchaseLine};
+
+    use super::*;
+
+    fn pen() -> Item {
+        Item {
+            id: ItemId { category: 3, number: 17 },
+            name: "Blue pen".into(),
+            keywords: vec!["pen".into(), "blue".into()],
+            condition: Condition::New,
+            price: Money::from_cents(150),
+            quantity: 10,
+            seller_id: 7,
+            feedback: Feedback { up: 2, down: 1 },
+        }
+    }
+
+    #[test]
+    fn items_table_shows_every_column() {
+        let text = Reply::Items(vec![pen()]).render(Format::Human);
+        for expected in [
+            "id",
+            "seller",
+            "feedback",
+            "3:17",
+            "Blue pen",
+            "new",
+            "1.50",
+            "10",
+            "pen, blue",
+            "+2 / -1",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        assert_eq!(Reply::Items(vec![]).render(Format::Human), "no items");
+    }
+
+    #[test]
+    fn json_is_the_result_or_ok() {
+        let items = Reply::Items(vec![pen()]).render(Format::Json);
+        let parsed: Value = serde_json::from_str(&items).expect("json");
+        assert_eq!(parsed[0]["name"], "Blue pen");
+        assert_eq!(parsed[0]["id"]["number"], 17);
+        assert_eq!(Reply::Done("cart saved").render(Format::Json), r#"{"ok":true}"#);
+        assert_eq!(Reply::LoggedOut { already_ended: true }.render(Format::Json), r#"{"ok":true}"#);
+        assert_eq!(Reply::AccountCreated(5).render(Format::Json), r#"{"id":5}"#);
+        let left = Reply::UnitsLeft { item: pen().id, left: 4 }.render(Format::Json);
+        assert_eq!(left, r#"{"item":{"category":3,"number":17},"quantity":4}"#);
+    }
+
+    #[test]
+    fn errors_carry_their_code() {
+        let refused =
+            ClientError::Refused(ApiError::new(ErrorCode::UnknownItem, "unknown item 3:17"));
+        assert_eq!(render_error(&refused, Format::Human, &[]), "error: unknown item 3:17");
+        assert_eq!(
+            render_error(&ClientError::NotLoggedIn, Format::Json, &[]),
+            r#"{"error":{"code":"not_logged_in","message":"not logged in: log in first"}}"#
+        );
+    }
+
+    #[test]
+    fn transport_errors_name_the_servers() {
+        let down = ClientError::Transport(CallError::Unreachable {
+            service: "seller-server",
+            addr: "b:2".into(),
+            reason: "connection refused".into(),
+        });
+        let one = render_error(&down, Format::Human, &["b:2".into()]);
+        assert_eq!(one, "error: seller-server at b:2 is unreachable: connection refused");
+        let two = render_error(&down, Format::Json, &["a:1".into(), "b:2".into()]);
+        let parsed: Value = serde_json::from_str(&two).expect("json");
+        assert_eq!(parsed["error"]["code"], "unavailable");
+        let message = parsed["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("a:1, b:2"), "{message}");
+    }
+
+    #[test]
+    fn purchases_show_lines_and_dates() {
+        let purchase = Purchase {
+            id: 1,
+            at_unix_ms: 1_700_000_000_000,
+            lines: vec![PurchaseLine {
+                item: pen().id,
+                name: "Blue pen".into(),
+                quantity: 2,
+                unit_price: Money::from_cents(150),
+            }],
+            total: Money::from_cents(300),
+        };
+        let text = Reply::Purchases(vec![purchase]).render(Format::Human);
+        assert!(text.contains("2023-11-14 22:13 UTC"), "{text}");
+        assert!(text.contains("2 × 3:17 Blue pen at 1.50"), "{text}");
+        assert!(text.contains("3.00"), "{text}");
+    }
+
+    #[test]
+    fn dates_are_gregorian() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(format_time(-1), "1969-12-31 23:59 UTC");
+    }
+}

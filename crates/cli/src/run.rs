@@ -1,0 +1,234 @@
+//! Running commands: the session they start from, where their results go, and what a
+//! login or logout leaves behind in the session file. Shared by one-shot commands and the
+//! shell, and by both roles through [`Interface`].
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use agora_client::{BuyerClient, ClientError, SellerClient};
+use agora_domain::Role;
+use clap::{FromArgMatches, Subcommand};
+
+use crate::buyer::{BuyerCommand, execute_buyer};
+use crate::output::{Format, Reply, render_error, render_failure};
+use crate::seller::{SellerCommand, execute_seller};
+use crate::session::SessionStore;
+use crate::shell;
+
+/// What the one-shot runner and the shell need to know about a role.
+pub(crate) trait Interface {
+    const ROLE: Role;
+    type Client;
+    type Command: Subcommand + FromArgMatches;
+
+    fn connect(addrs: Vec<String>) -> Self::Client;
+    fn addrs(client: &Self::Client) -> &[String];
+    fn session(client: &Self::Client) -> Option<String>;
+    fn set_session(client: &Self::Client, session: Option<String>);
+    fn execute(
+        client: &Self::Client,
+        command: Self::Command,
+    ) -> impl Future<Output = Result<Reply, ClientError>>;
+}
+
+/// The seller's side.
+pub(crate) struct Seller;
+
+impl Interface for Seller {
+    const ROLE: Role = Role::Seller;
+    type Client = SellerClient;
+    type Command = SellerCommand;
+
+    fn connect(addrs: Vec<String>) -> SellerClient {
+        SellerClient::new(addrs)
+    }
+    fn addrs(client: &SellerClient) -> &[String] {
+        client.addrs()
+    }
+    fn session(client: &SellerClient) -> Option<String> {
+        client.session()
+    }
+    fn set_session(client: &SellerClient, session: Option<String>) {
+        client.set_session(session);
+    }
+    async fn execute(client: &SellerClient, command: SellerCommand) -> Result<Reply, ClientError> {
+        execute_seller(client, command).await
+    }
+}
+
+/// The buyer's side.
+pub(crate) struct Buyer;
+
+impl Interface for Buyer {
+    const ROLE: Role = Role::Buyer;
+    type Client = BuyerClient;
+    type Command = BuyerCommand;
+
+    fn connect(addrs: Vec<String>) -> BuyerClient {
+        BuyerClient::new(addrs)
+    }
+    fn addrs(client: &BuyerClient) -> &[String] {
+        client.addrs()
+    }
+    fn session(client: &BuyerClient) -> Option<String> {
+        client.session()
+    }
+    fn set_session(client: &BuyerClient, session: Option<String>) {
+        client.set_session(session);
+    }
+    async fn execute(client: &BuyerClient, command: BuyerCommand) -> Result<Reply, ClientError> {
+        execute_buyer(client, command).await
+    }
+}
+
+/// The global options, once parsed.
+pub(crate) struct Options {
+    pub(crate) servers: Vec<String>,
+    pub(crate) format: Format,
+    pub(crate) session: Option<String>,
+}
+
+/// A client, its session file and the output format.
+pub(crate) struct Context<I: Interface> {
+    pub(crate) client: I::Client,
+    pub(crate) store: SessionStore,
+    pub(crate) format: Format,
+    /// In the shell the session also lives in memory, so failing to save it is no failure.
+    pub(crate) in_shell: bool,
+}
+
+impl<I: Interface> Context<I> {
+    /// Runs `command`, prints its result or error, and keeps the session file in step.
+    /// Returns whether the command succeeded.
+    pub(crate) async fn run_command(&self, command: I::Command) -> bool {
+        let before = I::session(&self.client);
+        match I::execute(&self.client, command).await {
+            Ok(reply) => {
+                print_out(&reply.render(self.format));
+                self.remember(&reply, before.as_deref())
+            }
+            Err(error) => {
+                print_err(&render_error(&error, self.format, I::addrs(&self.client)));
+                if error.needs_login() {
+                    if let Some(stale) = &before {
+                        self.forget(stale);
+                    }
+                    if self.format == Format::Human {
+                        print_err(&format!("hint: {}", self.login_hint()));
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Saves a new session or removes an ended one; false if a new one could not be saved
+    /// where the next command would find it.
+    fn remember(&self, reply: &Reply, before: Option<&str>) -> bool {
+        match reply {
+            Reply::LoggedIn { session } => match self.store.save(session) {
+                Ok(_) => true,
+                Err(e) if self.in_shell => {
+                    print_err(&format!(
+                        "warning: the session lasts only as long as this shell: cannot save it: {e}"
+                    ));
+                    true
+                }
+                Err(e) => {
+                    let message = format!(
+                        "logged in, but cannot save the session ({e}); pass --session {session} \
+                         or set AGORA_SESSION to use it"
+                    );
+                    print_err(&render_failure("session_file", &message, self.format));
+                    false
+                }
+            },
+            Reply::LoggedOut { .. } => {
+                if let Some(ended) = before {
+                    self.forget(ended);
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Removes the session file if it holds `session`, which has ended.
+    fn forget(&self, session: &str) {
+        if let Err(e) = self.store.forget(session) {
+            print_err(&format!("warning: cannot remove the ended session's file: {e}"));
+        }
+    }
+
+    fn login_hint(&self) -> String {
+        if self.in_shell {
+            "log in with `login --username NAME --password PASSWORD`".to_owned()
+        } else {
+            format!(
+                "log in with `agora {} login --username NAME` (password from --password or \
+                 AGORA_PASSWORD)",
+                I::ROLE
+            )
+        }
+    }
+}
+
+/// Runs one command, or the shell when there is none; the entry point of both roles.
+pub(crate) fn run<I: Interface>(options: Options, command: Option<I::Command>) -> ExitCode {
+    let format = options.format;
+    // `--server a,,b` or an empty variable leaves empty entries; they name no server.
+    let servers: Vec<String> =
+        options.servers.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    if servers.is_empty() {
+        let message = "no server address: pass --server HOST:PORT";
+        print_err(&render_failure("invalid_argument", message, format));
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // One worker keeps connections serviced while the shell waits for a line.
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let message = format!("cannot start the async runtime: {e}");
+            print_err(&render_failure("internal", &message, format));
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = SessionStore::from_env(I::ROLE);
+    let session = match options.session.filter(|s| !s.trim().is_empty()) {
+        Some(session) => Some(session.trim().to_owned()),
+        None => store.load().unwrap_or_else(|e| {
+            print_err(&format!("warning: cannot read the saved session: {e}"));
+            None
+        }),
+    };
+    let client = I::connect(servers);
+    I::set_session(&client, session);
+    let context = Context::<I> { client, store, format, in_shell: command.is_none() };
+    match command {
+        Some(command) => {
+            if runtime.block_on(context.run_command(command)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        None => shell::run(&runtime, &context),
+    }
+}
+
+/// Prints a result on stdout; a closed stdout (`| head`) is not worth a panic.
+pub(crate) fn print_out(text: &str) {
+    if !text.is_empty() {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+}
+
+/// Prints an error or warning on stderr.
+pub(crate) fn print_err(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}

@@ -1,0 +1,135 @@
+//! `agora seller`: the seller's commands and how each one runs against a [`SellerClient`].
+
+use agora_client::{ClientError, SellerClient};
+use agora_domain::{ItemId, Money, NewItem};
+use clap::Subcommand;
+
+use crate::args::{
+    CreateAccountArgs, ITEM_HELP, LoginArgs, PageArgs, parse_display_name, parse_keyword,
+    parse_price, parse_quantity,
+};
+use crate::output::Reply;
+
+/// The seller's commands, one per call of the seller's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum SellerCommand {
+    /// Create a seller account; prints the new seller id.
+    CreateAccount(CreateAccountArgs),
+    /// Log in; the session is saved so that later commands use it.
+    Login(LoginArgs),
+    /// Log out and forget the saved session.
+    Logout,
+    /// Show your feedback (thumbs up and down over all your items) and units sold.
+    Rating,
+    /// Put an item up for sale; prints its item id (like 3:17).
+    Register(RegisterArgs),
+    /// Set a new sale price for one of your items.
+    ChangePrice {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+        /// New price like 12.34: from 0.01 to 1000000.00, at most two decimals.
+        #[arg(value_parser = parse_price)]
+        price: Money,
+    },
+    /// Take units of one of your items off sale; prints the units left.
+    RemoveUnits {
+        #[arg(help = ITEM_HELP)]
+        item: ItemId,
+        /// Units to remove: 1 to 1000000, at most the units for sale.
+        #[arg(value_parser = parse_quantity())]
+        units: u32,
+    },
+    /// List your items for sale, a page at a time.
+    Items(PageArgs),
+    /// Check that the seller server answers.
+    Ping {
+        /// Also check that the server reaches its databases.
+        #[arg(long)]
+        deep: bool,
+    },
+}
+
+/// What a seller fills in to list an item.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RegisterArgs {
+    /// Item name: 1 to 32 characters, need not be unique.
+    #[arg(long, value_parser = parse_display_name)]
+    pub name: String,
+    /// Category: a whole number of your choosing (0 to 4294967295); it starts the item id.
+    #[arg(long, value_name = "N")]
+    pub category: u32,
+    /// A word buyers can search for: up to 8 characters, no spaces. Repeat the option, or
+    /// separate with commas, for up to 5 keywords.
+    #[arg(long = "keyword", alias = "keywords", value_name = "WORD", value_delimiter = ',', value_parser = parse_keyword)]
+    pub keywords: Vec<String>,
+    /// The item's condition.
+    #[arg(long, value_enum)]
+    pub condition: crate::args::ConditionArg,
+    /// Sale price like 12.34: from 0.01 to 1000000.00, at most two decimals.
+    #[arg(long, value_parser = parse_price)]
+    pub price: Money,
+    /// Units for sale: 1 to 1000000.
+    #[arg(long, value_name = "N", value_parser = parse_quantity())]
+    pub quantity: u32,
+}
+
+impl RegisterArgs {
+    /// As the domain's [`NewItem`].
+    pub fn new_item(&self) -> NewItem {
+        NewItem {
+            name: self.name.clone(),
+            category: self.category,
+            keywords: self.keywords.clone(),
+            condition: self.condition.into(),
+            price: self.price,
+            quantity: self.quantity,
+        }
+    }
+}
+
+/// Runs `command` against `client` and returns its result, unprinted. A login leaves its
+/// session in the client; saving it anywhere else is the caller's business.
+pub async fn execute_seller(
+    client: &SellerClient,
+    command: SellerCommand,
+) -> Result<Reply, ClientError> {
+    Ok(match command {
+        SellerCommand::CreateAccount(args) => {
+            let name = args.name.as_deref().unwrap_or(&args.username);
+            Reply::AccountCreated(
+                client.create_account(&args.username, &args.password, name).await?,
+            )
+        }
+        SellerCommand::Login(args) => {
+            Reply::LoggedIn { session: client.login(&args.username, &args.password).await? }
+        }
+        SellerCommand::Logout => match client.logout().await {
+            Ok(()) => Reply::LoggedOut { already_ended: false },
+            // The server no longer knows the session: the user is logged out all the same.
+            Err(e @ ClientError::Refused(_)) if e.needs_login() => {
+                Reply::LoggedOut { already_ended: true }
+            }
+            Err(e) => return Err(e),
+        },
+        SellerCommand::Rating => Reply::Rating(client.get_rating().await?),
+        SellerCommand::Register(args) => {
+            Reply::Registered(client.register_item(args.new_item()).await?)
+        }
+        SellerCommand::ChangePrice { item, price } => {
+            client.change_price(item, price).await?;
+            Reply::Done("price changed")
+        }
+        SellerCommand::RemoveUnits { item, units } => {
+            Reply::UnitsLeft { item, left: client.remove_units(item, units).await? }
+        }
+        SellerCommand::Items(page) => Reply::Items(client.list_items(page.page()).await?),
+        SellerCommand::Ping { deep } => {
+            client.ping(deep).await?;
+            Reply::Done(if deep {
+                "the seller server and its databases answer"
+            } else {
+                "the seller server answers"
+            })
+        }
+    })
+}
