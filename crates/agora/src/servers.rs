@@ -210,10 +210,19 @@ where
 }
 
 pub fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under `agora up` stderr is a pipe to the launcher, which says whether its own
+    // stderr is a terminal that understands colours.
+    let color = match std::env::var("AGORA_LOG_COLOR").as_deref() {
+        Ok("1") => true,
+        Ok(_) => false,
+        Err(_) => std::io::stderr().is_terminal(),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

@@ -6,6 +6,7 @@
 //! the databases, by closing their standard input (so they also stop if `agora up` itself
 //! is killed). If any component dies, the rest are stopped and `agora up` fails.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -152,6 +153,7 @@ async fn start(
         .arg(name)
         .args(args)
         .arg("--supervised")
+        .env("AGORA_LOG_COLOR", if std::io::stderr().is_terminal() { "1" } else { "0" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
