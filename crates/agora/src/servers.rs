@@ -70,7 +70,10 @@ pub struct CustomerDbArgs {
 
 /// `agora product-db`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ProductDbArgs {
+    #[command(subcommand)]
+    pub action: Option<ProductDbAction>,
     /// Address to listen on (host:port; port 0 picks a free port).
     #[arg(long, env = "AGORA_PRODUCT_DB_LISTEN", default_value = "127.0.0.1:7402")]
     pub listen: String,
@@ -86,6 +89,32 @@ pub struct ProductDbArgs {
     pub readers: usize,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// What `agora product-db` can do besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum ProductDbAction {
+    /// Bulk-load synthetic items into product.db (with the server stopped), for
+    /// benchmarks on large catalogues. Items spread over categories 0-99, with one to three
+    /// keywords each from a fixed vocabulary of 100 words (pen, lamp, mug, ...).
+    Seed(SeedArgs),
+}
+
+/// `agora product-db seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Directory of product.db (created if missing).
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
+    pub data_dir: PathBuf,
+    /// Items to add.
+    #[arg(long)]
+    pub items: u64,
+    /// Seller id the items are listed under.
+    #[arg(long, default_value_t = 1)]
+    pub seller: u64,
+    /// Seed of the generator: the same seed gives the same catalogue.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Where a frontend finds the databases.
@@ -158,6 +187,17 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
 }
 
 pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
+    if let Some(ProductDbAction::Seed(seed)) = args.action {
+        let started = std::time::Instant::now();
+        let (first, last) =
+            agora_product_db::seed::synthetic(&seed.data_dir, seed.items, seed.seller, seed.seed)?;
+        println!(
+            "seeded {} items (numbers {first}..={last}) in {:.1?}",
+            seed.items,
+            started.elapsed()
+        );
+        return Ok(());
+    }
     let config = agora_product_db::Config {
         server: args.common.server_config(),
         readers: args.readers.max(1),

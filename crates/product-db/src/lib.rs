@@ -6,6 +6,7 @@
 
 mod handler;
 mod search;
+pub mod seed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub enum StartError {
     /// The database file could not be opened.
     #[error(transparent)]
     Open(#[from] agora_store::OpenError),
+    /// Seeding a synthetic catalogue failed.
+    #[error("cannot seed {0}: {1}")]
+    Seed(PathBuf, rusqlite::Error),
 }
 
 /// Serves the product database on `listener` until `shutdown` is cancelled.
