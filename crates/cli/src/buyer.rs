@@ -70,6 +70,27 @@ pub enum BuyerCommand {
         /// The seller's id: a whole number, as item listings show it.
         seller_id: UserId,
     },
+    /// Buy everything in the cart, paying by card: all or nothing.
+    ///
+    /// Each run is a new purchase under a fresh purchase key. If the answer is unclear
+    /// (the server was unreachable mid-way, or says the purchase is pending), run it again
+    /// with the `--key` it printed: the same key never buys or charges twice.
+    Purchase {
+        /// The cardholder's name.
+        #[arg(long, env = "AGORA_CARD_HOLDER")]
+        holder: String,
+        /// Card number, 12 to 19 digits (spaces allowed). Prefer AGORA_CARD_NUMBER, so the
+        /// number does not show in the process list.
+        #[arg(long, env = "AGORA_CARD_NUMBER", hide_env_values = true)]
+        number: String,
+        /// Expiry month, MM/YY.
+        #[arg(long, env = "AGORA_CARD_EXPIRY")]
+        expiry: String,
+        /// Purchase key (1 to 64 characters): repeat a purchase's key to learn its outcome
+        /// without buying again. Default: a new random key.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Show your purchase history, a page at a time.
     Purchases(PageArgs),
     /// Check that the buyer server answers.
@@ -129,6 +150,26 @@ pub async fn execute_buyer(
         }
         BuyerCommand::SellerRating { seller_id } => {
             Reply::Rating(client.get_seller_rating(seller_id).await?)
+        }
+        BuyerCommand::Purchase { holder, number, expiry, key } => {
+            let card = agora_domain::Card { holder, number, expiry };
+            let key = key.unwrap_or_else(agora_client::new_purchase_key);
+            match client.make_purchase_with_key(&key, card).await {
+                Ok(purchase) => Reply::Purchased(purchase),
+                // Say which key to repeat when the outcome is not yet known.
+                Err(e)
+                    if e.is_transport()
+                        || e.code() == Some(agora_client::ErrorCode::PurchasePending) =>
+                {
+                    return Err(ClientError::Refused(agora_client::ApiError::new(
+                        e.code().unwrap_or(agora_client::ErrorCode::Unavailable),
+                        format!(
+                            "{e}\nthe outcome is not known yet: run the purchase again with --key {key} to learn it (it will not buy twice)"
+                        ),
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
         }
         BuyerCommand::Purchases(page) => Reply::Purchases(client.get_purchases(page.page()).await?),
         BuyerCommand::Ping { deep } => {

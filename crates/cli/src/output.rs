@@ -58,6 +58,8 @@ pub enum Reply {
     },
     /// Purchase history.
     Purchases(Vec<Purchase>),
+    /// A completed purchase.
+    Purchased(Purchase),
 }
 
 impl Reply {
@@ -85,6 +87,7 @@ impl Reply {
                 json!({ "item": item, "up": feedback.up, "down": feedback.down })
             }
             Reply::Purchases(purchases) => to_json(purchases),
+            Reply::Purchased(purchase) => to_json(purchase),
         }
     }
 
@@ -110,6 +113,12 @@ impl Reply {
             }
             Reply::Purchases(purchases) if purchases.is_empty() => "no purchases yet".to_owned(),
             Reply::Purchases(purchases) => purchases_table(purchases),
+            Reply::Purchased(purchase) => format!(
+                "purchase {} complete: charged {}\n{}",
+                purchase.id,
+                purchase.total,
+                purchases_table(std::slice::from_ref(purchase))
+            ),
         }
     }
 }
@@ -369,6 +378,7 @@ mod tests {
             id: 1,
             at_unix_ms: 1_700_000_000_000,
             lines: vec![PurchaseLine {
+                seller_id: 1,
                 item: pen().id,
                 name: "Blue pen".into(),
                 quantity: 2,

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::{CartLine, Feedback, Item, ItemId, Page, Purchase, SellerRating, UserId};
+use agora_domain::{Card, CartLine, Feedback, Item, ItemId, Page, Purchase, SellerRating, UserId};
 use agora_proto::messages::front::{BuyerRequest, Response};
+use agora_proto::messages::new_op_id;
 use agora_proto::{BuyerServer, PoolConfig};
 
 use crate::caller::{Caller, unexpected_answer};
@@ -82,6 +83,7 @@ impl BuyerClient {
         name: &str,
     ) -> Result<UserId, ClientError> {
         let request = BuyerRequest::CreateAccount {
+            op: new_op_id(),
             username: username.to_owned(),
             password: password.to_owned(),
             name: name.to_owned(),
@@ -152,9 +154,11 @@ impl BuyerClient {
         item: ItemId,
         quantity: u32,
     ) -> Result<Vec<CartLine>, ClientError> {
+        // One id for every resend of this call: applied at most once.
+        let op = new_op_id();
         let answer = self
             .inner
-            .call_with_session(|session| BuyerRequest::AddToCart { session, item, quantity })
+            .call_with_session(|session| BuyerRequest::AddToCart { op, session, item, quantity })
             .await?;
         match answer {
             Response::Cart(lines) => Ok(lines),
@@ -168,9 +172,16 @@ impl BuyerClient {
         item: ItemId,
         quantity: u32,
     ) -> Result<Vec<CartLine>, ClientError> {
+        // One id for every resend of this call: applied at most once.
+        let op = new_op_id();
         let answer = self
             .inner
-            .call_with_session(|session| BuyerRequest::RemoveFromCart { session, item, quantity })
+            .call_with_session(|session| BuyerRequest::RemoveFromCart {
+                op,
+                session,
+                item,
+                quantity,
+            })
             .await?;
         match answer {
             Response::Cart(lines) => Ok(lines),
@@ -238,4 +249,46 @@ impl BuyerClient {
             other => Err(unexpected_answer("get_purchases", &other)),
         }
     }
+
+    /// MakePurchase: buys everything in the cart with `card`, all or nothing. A fresh
+    /// purchase key is made for this call, so the automatic resend after a lost connection
+    /// can never buy twice. To retry by hand after an unclear failure (`purchase_pending`,
+    /// a transport error), use [`BuyerClient::make_purchase_with_key`] with the same key.
+    pub async fn make_purchase(&self, card: Card) -> Result<Purchase, ClientError> {
+        self.make_purchase_with_key(&new_purchase_key(), card).await
+    }
+
+    /// MakePurchase under a purchase key of the caller's (1 to 64 characters): a key
+    /// already used returns that purchase's outcome instead of buying again.
+    pub async fn make_purchase_with_key(
+        &self,
+        key: &str,
+        card: Card,
+    ) -> Result<Purchase, ClientError> {
+        let answer = self
+            .inner
+            .call_with_session(|session| BuyerRequest::MakePurchase {
+                session,
+                key: key.to_owned(),
+                card: card.clone(),
+            })
+            .await?;
+        match answer {
+            Response::Purchase(purchase) => Ok(purchase),
+            other => Err(unexpected_answer("make_purchase", &other)),
+        }
+    }
+}
+
+/// A random purchase key: 128 bits as 32 hex digits.
+pub fn new_purchase_key() -> String {
+    let mut bytes = [0u8; 16];
+    // Without OS randomness, fall back to the clock: still unique enough per buyer.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -26,7 +26,7 @@ mod caller;
 mod seller;
 
 pub use agora_proto::{ApiError, CallError, ErrorCode, PoolConfig};
-pub use buyer::BuyerClient;
+pub use buyer::{BuyerClient, new_purchase_key};
 pub use seller::SellerClient;
 
 use std::time::Duration;
@@ -100,7 +100,8 @@ impl From<CallError> for ClientError {
 }
 
 /// The pool settings a client uses for `addrs`: one connection, tried over the addresses
-/// in turn, with `connect` and `call` replacing the default deadlines when given.
+/// in turn, riding through restarts (see [`PoolConfig::ride_through`]), with `connect` and
+/// `call` replacing the default deadlines when given.
 pub fn pool_config(
     addrs: Vec<String>,
     connect: Option<Duration>,
@@ -108,6 +109,9 @@ pub fn pool_config(
 ) -> PoolConfig {
     let mut config = PoolConfig::new(addrs);
     config.connections = 1;
+    // Ride through a restart of a frontend or a database: requests that are safe to
+    // repeat are retried until the deadline.
+    config.ride_through = true;
     if let Some(connect) = connect {
         config.connect_timeout = connect;
     }

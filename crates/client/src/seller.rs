@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agora_domain::{Item, ItemId, Money, NewItem, Page, SellerRating, UserId};
 use agora_proto::messages::front::{Response, SellerRequest};
+use agora_proto::messages::new_op_id;
 use agora_proto::{PoolConfig, SellerServer};
 
 use crate::caller::{Caller, unexpected_answer};
@@ -82,6 +83,7 @@ impl SellerClient {
         name: &str,
     ) -> Result<UserId, ClientError> {
         let request = SellerRequest::CreateAccount {
+            op: new_op_id(),
             username: username.to_owned(),
             password: password.to_owned(),
             name: name.to_owned(),
@@ -125,9 +127,11 @@ impl SellerClient {
 
     /// RegisterItemForSale: lists `item`; returns its new id.
     pub async fn register_item(&self, item: NewItem) -> Result<ItemId, ClientError> {
+        // One id for every resend of this call: applied at most once.
+        let op = new_op_id();
         let answer = self
             .inner
-            .call_with_session(|session| SellerRequest::RegisterItem { session, item })
+            .call_with_session(|session| SellerRequest::RegisterItem { op, session, item })
             .await?;
         match answer {
             Response::ItemId(id) => Ok(id),
@@ -150,9 +154,11 @@ impl SellerClient {
     /// UpdateUnitsForSale: takes `quantity` units of one of this seller's items off sale;
     /// returns the units left.
     pub async fn remove_units(&self, item: ItemId, quantity: u32) -> Result<u32, ClientError> {
+        // One id for every resend of this call: applied at most once.
+        let op = new_op_id();
         let answer = self
             .inner
-            .call_with_session(|session| SellerRequest::RemoveUnits { session, item, quantity })
+            .call_with_session(|session| SellerRequest::RemoveUnits { op, session, item, quantity })
             .await?;
         match answer {
             Response::Quantity(left) => Ok(left),

@@ -1,15 +1,19 @@
 //! The customer database's request handling: one method per request, each a few lines of
 //! checks and one storage job.
 
+use std::sync::Arc;
+
 use agora_domain::{
-    CART_LINES_MAX, CartLine, ItemId, Money, Page, Purchase, PurchaseLine, Role, UserId,
-    check_name, check_password, check_quantity, check_username,
+    CART_LINES_MAX, CartLine, ItemId, Page, Purchase, Role, UserId, check_name, check_password,
+    check_quantity, check_username,
 };
+use agora_proto::messages::OpId;
 use agora_proto::messages::customer::{Request, Response};
 use agora_proto::{ApiError, ErrorCode, Handler};
-use agora_store::{Store, db_error};
+use agora_store::{Store, db_error, once};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::purchase::{Coordinator, load_purchase};
 use crate::sessions::{Key, Session, Sessions, new_token, parse_token};
 use crate::{Config, EXPIRED_GRACE_MS, password};
 
@@ -18,6 +22,7 @@ use crate::{Config, EXPIRED_GRACE_MS, password};
 pub struct CustomerDb {
     store: Store,
     sessions: Sessions,
+    coordinator: Arc<Coordinator>,
 }
 
 fn role_code(role: Role) -> i64 {
@@ -35,8 +40,8 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            Request::CreateAccount { role, username, password, name } => {
-                self.create_account(role, username, password, name).await
+            Request::CreateAccount { op, role, username, password, name } => {
+                self.create_account(op, role, username, password, name).await
             }
             Request::Login { role, username, password } => {
                 self.login(role, username, password).await
@@ -53,11 +58,11 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
                 let lines = self.store.read(move |c| cart_of(c, &key)).await?;
                 Ok(Response::Cart(lines))
             }
-            Request::AddToCart { session, item, quantity, available } => {
-                self.add_to_cart(&session, item, quantity, available).await
+            Request::AddToCart { op, session, item, quantity, available } => {
+                self.add_to_cart(op, &session, item, quantity, available).await
             }
-            Request::RemoveFromCart { session, item, quantity } => {
-                self.remove_from_cart(&session, item, quantity).await
+            Request::RemoveFromCart { op, session, item, quantity } => {
+                self.remove_from_cart(op, &session, item, quantity).await
             }
             Request::SaveCart { session } => self.save_cart(&session).await,
             Request::ClearCart { session } => {
@@ -72,6 +77,12 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
                     .await?;
                 Ok(Response::Done)
             }
+            Request::Purchase { session, key, card } => {
+                let token = parse_token(&session)?;
+                let buyer = self.sessions.check(&token, Role::Buyer)?.account;
+                let purchase = self.coordinator.purchase(token, buyer, key, card).await?;
+                Ok(Response::Purchased(purchase))
+            }
             Request::Purchases { session, page } => {
                 let page = page.validate()?;
                 let key = parse_token(&session)?;
@@ -85,7 +96,11 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
 
 impl CustomerDb {
     /// Opens the handler over `store`, loading the sessions that have not long expired.
-    pub async fn load(store: Store, config: &Config) -> Result<Self, ApiError> {
+    pub async fn load(
+        store: Store,
+        config: &Config,
+        coordinator: Arc<Coordinator>,
+    ) -> Result<Self, ApiError> {
         let timeout_ms = config.session_timeout.as_millis() as i64;
         let sessions = Sessions::new(timeout_ms, config.clock.clone());
         let cutoff = config.clock.now_ms() - timeout_ms - EXPIRED_GRACE_MS;
@@ -112,7 +127,7 @@ impl CustomerDb {
             };
             sessions.insert(key, session);
         }
-        Ok(CustomerDb { store, sessions })
+        Ok(CustomerDb { store, sessions, coordinator })
     }
 
     /// Writes recent session activity to disk, and deletes sessions long expired.
@@ -138,15 +153,20 @@ impl CustomerDb {
             .await
     }
 
-    /// The key of a live buyer session.
+    /// The key of a live buyer session, and the buyer.
     fn buyer(&self, session: &str) -> Result<Key, ApiError> {
+        Ok(self.buyer_account(session)?.0)
+    }
+
+    fn buyer_account(&self, session: &str) -> Result<(Key, UserId), ApiError> {
         let key = parse_token(session)?;
-        self.sessions.check(&key, Role::Buyer)?;
-        Ok(key)
+        let account = self.sessions.check(&key, Role::Buyer)?.account;
+        Ok((key, account))
     }
 
     async fn create_account(
         &self,
+        op: OpId,
         role: Role,
         username: String,
         password: String,
@@ -161,23 +181,25 @@ impl CustomerDb {
         let id = self
             .store
             .write(move |c| {
-                let inserted = c.execute(
-                    "INSERT INTO accounts (role, username, name, password_hash, created_ms) \
+                once(c, 0, &op, |c| {
+                    let inserted = c.execute(
+                        "INSERT INTO accounts (role, username, name, password_hash, created_ms) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![role_code(role), username, name, hash, now],
-                );
-                match inserted {
-                    Ok(_) => Ok(c.last_insert_rowid() as UserId),
-                    Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                    {
-                        Err(ApiError::new(
-                            ErrorCode::UsernameTaken,
-                            format!("username {username:?} is taken by another {role}"),
-                        ))
+                        params![role_code(role), username, name, hash, now],
+                    );
+                    match inserted {
+                        Ok(_) => Ok(c.last_insert_rowid() as UserId),
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            Err(ApiError::new(
+                                ErrorCode::UsernameTaken,
+                                format!("username {username:?} is taken by another {role}"),
+                            ))
+                        }
+                        Err(e) => Err(db_error(e)),
                     }
-                    Err(e) => Err(db_error(e)),
-                }
+                })
             })
             .await?;
         Ok(Response::Account { id })
@@ -285,16 +307,17 @@ impl CustomerDb {
 
     async fn add_to_cart(
         &self,
+        op: OpId,
         session: &str,
         item: ItemId,
         quantity: u32,
         available: u32,
     ) -> Result<Response, ApiError> {
         check_quantity(quantity)?;
-        let key = self.buyer(session)?;
+        let (key, buyer) = self.buyer_account(session)?;
         let lines = self
             .store
-            .write(move |c| {
+            .write(move |c| once(c, buyer as i64, &op, |c| {
                 live(c, &key)?;
                 let held = held(c, &key, item)?;
                 let wanted = u64::from(held) + u64::from(quantity);
@@ -329,22 +352,23 @@ impl CustomerDb {
                 .and_then(|mut st| st.execute(params![&key[..], item.category, item.number as i64, wanted as i64]))
                 .map_err(db_error)?;
                 cart_of(c, &key)
-            })
+            }))
             .await?;
         Ok(Response::Cart(lines))
     }
 
     async fn remove_from_cart(
         &self,
+        op: OpId,
         session: &str,
         item: ItemId,
         quantity: u32,
     ) -> Result<Response, ApiError> {
         check_quantity(quantity)?;
-        let key = self.buyer(session)?;
+        let (key, buyer) = self.buyer_account(session)?;
         let lines = self
             .store
-            .write(move |c| {
+            .write(move |c| once(c, buyer as i64, &op, |c| {
                 live(c, &key)?;
                 let held = held(c, &key, item)?;
                 if held == 0 {
@@ -368,7 +392,7 @@ impl CustomerDb {
                     .and_then(|mut st| st.execute(params![&key[..], item.number as i64, quantity]))
                     .map_err(db_error)?;
                 cart_of(c, &key)
-            })
+            }))
             .await?;
         Ok(Response::Cart(lines))
     }
@@ -394,7 +418,7 @@ impl CustomerDb {
 }
 
 /// Refuses a cart write for a session that logged out while the write was queued.
-fn live(c: &Connection, key: &Key) -> Result<(), ApiError> {
+pub(crate) fn live(c: &Connection, key: &Key) -> Result<(), ApiError> {
     let exists = c
         .prepare_cached("SELECT 1 FROM sessions WHERE key = ?1")
         .and_then(|mut st| st.exists([&key[..]]))
@@ -430,7 +454,7 @@ fn held(c: &Connection, key: &Key, item: ItemId) -> Result<u32, ApiError> {
     })
 }
 
-fn cart_of(c: &Connection, key: &Key) -> Result<Vec<CartLine>, ApiError> {
+pub(crate) fn cart_of(c: &Connection, key: &Key) -> Result<Vec<CartLine>, ApiError> {
     let mut st = c
         .prepare_cached(
             "SELECT category, number, quantity FROM session_cart WHERE session = ?1 ORDER BY id",
@@ -450,42 +474,13 @@ fn cart_of(c: &Connection, key: &Key) -> Result<Vec<CartLine>, ApiError> {
 fn purchases_of(c: &Connection, buyer: UserId, page: Page) -> Result<Vec<Purchase>, ApiError> {
     let mut st = c
         .prepare_cached(
-            "SELECT id, at_ms, total FROM purchases WHERE buyer = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+            "SELECT id FROM purchases WHERE buyer = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
         )
         .map_err(db_error)?;
-    let heads = st
-        .query_map(params![buyer as i64, page.limit, page.offset], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })
+    let ids = st
+        .query_map(params![buyer as i64, page.limit, page.offset], |r| r.get::<_, i64>(0))
         .map_err(db_error)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_error)?;
-    let mut lines_of = c
-        .prepare_cached(
-            "SELECT category, number, name, quantity, unit_price FROM purchase_lines \
-             WHERE purchase = ?1 ORDER BY line",
-        )
-        .map_err(db_error)?;
-    let mut out = Vec::with_capacity(heads.len());
-    for (id, at, total) in heads {
-        let lines = lines_of
-            .query_map([id], |r| {
-                Ok(PurchaseLine {
-                    item: ItemId { category: r.get(0)?, number: r.get::<_, i64>(1)? as u64 },
-                    name: r.get(2)?,
-                    quantity: r.get(3)?,
-                    unit_price: Money::from_cents(r.get(4)?),
-                })
-            })
-            .map_err(db_error)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        out.push(Purchase {
-            id: id as u64,
-            at_unix_ms: at,
-            lines,
-            total: Money::from_cents(total),
-        });
-    }
-    Ok(out)
+    ids.into_iter().map(|id| load_purchase(c, id as u64)).collect()
 }

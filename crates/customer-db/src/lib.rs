@@ -7,13 +7,14 @@
 mod clock;
 mod handler;
 mod password;
+mod purchase;
 mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::ServerConfig;
+use agora_proto::{Pool, PoolConfig, ServerConfig};
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,12 @@ pub struct Config {
     pub server: ServerConfig,
     /// Reader threads.
     pub readers: usize,
+    /// Product database addresses: purchases reserve units there.
+    pub product_db: Vec<String>,
+    /// Payments service addresses: purchases are charged there.
+    pub payments: Vec<String>,
+    /// How often unfinished purchases are driven to their end.
+    pub recovery_interval: Duration,
 }
 
 impl Config {
@@ -56,6 +63,9 @@ impl Config {
             clock: Clock::system(),
             server: ServerConfig::default(),
             readers: 2,
+            product_db: vec!["127.0.0.1:7402".into()],
+            payments: vec!["127.0.0.1:7405".into()],
+            recovery_interval: Duration::from_secs(1),
         }
     }
 }
@@ -85,12 +95,30 @@ pub async fn run(
     let path = config.data_dir.join("customer.db");
     let store =
         Store::open(&StoreConfig { readers: config.readers, ..StoreConfig::new(&path) }, SCHEMA)?;
-    let db = Arc::new(CustomerDb::load(store, &config).await.map_err(StartError::Load)?);
+    let upstream = |addrs: &[String]| PoolConfig {
+        call_timeout: Duration::from_secs(2),
+        ..PoolConfig::new(addrs.to_vec())
+    };
+    let coordinator = Arc::new(purchase::Coordinator::new(
+        store.clone(),
+        Pool::new(upstream(&config.product_db)),
+        Pool::new(upstream(&config.payments)),
+        config.clock.clone(),
+    ));
+    let db = Arc::new(
+        CustomerDb::load(store, &config, coordinator.clone()).await.map_err(StartError::Load)?,
+    );
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
 
     let flusher = tokio::spawn(flush_activity(db.clone(), config.activity_flush, shutdown.clone()));
+    let recovery = tokio::spawn(purchase::recover_forever(
+        coordinator,
+        config.recovery_interval,
+        shutdown.clone(),
+    ));
     agora_proto::serve(listener, db.clone(), config.server.clone(), shutdown).await;
     let _ = flusher.await;
+    let _ = recovery.await;
     // Last activity goes to disk on a clean stop.
     if let Err(e) = db.flush_sessions().await {
         warn!(error = %e, "could not write session activity at shutdown");

@@ -53,8 +53,27 @@ CREATE TABLE IF NOT EXISTS purchase_lines (
     line       INTEGER NOT NULL,
     category   INTEGER NOT NULL,
     number     INTEGER NOT NULL,
+    seller     INTEGER NOT NULL,
     name       TEXT    NOT NULL,
     quantity   INTEGER NOT NULL,
     unit_price INTEGER NOT NULL,                 -- cents
     PRIMARY KEY (purchase, line)
 ) WITHOUT ROWID;
+
+-- The purchase coordinator's log (DESIGN.md): one row per MakePurchase, keyed for
+-- retries by (buyer, key). Card details are never stored.
+CREATE TABLE IF NOT EXISTS purchase_tx (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    buyer      INTEGER NOT NULL,
+    key        TEXT    NOT NULL,
+    session    BLOB    NOT NULL,
+    state      INTEGER NOT NULL,       -- see purchase.rs: State
+    cart       BLOB    NOT NULL,       -- encoded cart lines asked for
+    lines      BLOB,                   -- encoded lines reserved (with sellers and prices)
+    total      INTEGER,                -- cents
+    error_code TEXT,
+    error      TEXT,
+    created_ms INTEGER NOT NULL,
+    UNIQUE (buyer, key)
+);
+CREATE INDEX IF NOT EXISTS purchase_tx_open ON purchase_tx (state) WHERE state NOT IN (5, 7);

@@ -198,6 +198,8 @@ pub struct CartLine {
 pub struct PurchaseLine {
     /// The item bought.
     pub item: ItemId,
+    /// The seller it was bought from.
+    pub seller_id: UserId,
     /// Its name at the time.
     pub name: String,
     /// Units bought.
@@ -274,5 +276,64 @@ mod tests {
         assert_eq!(err.field, "quantity");
         let err = NewItem { name: "x".repeat(40), ..item }.validate().expect_err("long name");
         assert_eq!(err.field, "name");
+    }
+}
+
+/// Card details for a purchase. Checked for form here; whether the card is good (Luhn
+/// check digit, expiry, funds) is for the payments service to decide.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    /// The cardholder's name, 1 to 64 characters.
+    pub holder: String,
+    /// 12 to 19 digits; spaces and dashes are ignored.
+    pub number: String,
+    /// Expiry month and year, `MM/YY`.
+    pub expiry: String,
+}
+
+impl fmt::Debug for Card {
+    // Never print a card number, even in debug logs: only its last four digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Card")
+            .field("holder", &self.holder)
+            .field("number", &format_args!("****{}", self.last4()))
+            .field("expiry", &self.expiry)
+            .finish()
+    }
+}
+
+impl Card {
+    /// The card with its number reduced to digits and every field checked for form.
+    pub fn validate(self) -> Result<Card, Invalid> {
+        let holder = self.holder.trim();
+        if holder.is_empty() || holder.chars().count() > 64 || holder.chars().any(char::is_control)
+        {
+            return Err(Invalid::new("card holder", "must be 1 to 64 characters"));
+        }
+        let number: String = self.number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::new("card number", "must be 12 to 19 digits"));
+        }
+        if Card::expiry_month(&self.expiry).is_none() {
+            return Err(Invalid::new("card expiry", "must be MM/YY, e.g. 09/29"));
+        }
+        Ok(Card { holder: holder.to_owned(), number, expiry: self.expiry.trim().to_owned() })
+    }
+
+    /// The last four digits of the number.
+    pub fn last4(&self) -> &str {
+        let n = self.number.len();
+        self.number.get(n.saturating_sub(4)..).unwrap_or("")
+    }
+
+    /// `MM/YY` as (year, month), e.g. `(2029, 9)`.
+    pub fn expiry_month(expiry: &str) -> Option<(i32, u32)> {
+        let (mm, yy) = expiry.trim().split_once('/')?;
+        if mm.len() != 2 || yy.len() != 2 {
+            return None;
+        }
+        let month: u32 = mm.parse().ok()?;
+        let year: i32 = yy.parse().ok()?;
+        (1..=12).contains(&month).then_some((2000 + year, month))
     }
 }

@@ -7,8 +7,8 @@ mod limits;
 mod money;
 
 pub use item::{
-    Account, CartLine, Condition, Feedback, Item, ItemId, NewItem, Page, Purchase, PurchaseLine,
-    Role, SellerRating, UserId,
+    Account, Card, CartLine, Condition, Feedback, Item, ItemId, NewItem, Page, Purchase,
+    PurchaseLine, Role, SellerRating, UserId,
 };
 pub use limits::*;
 pub use money::Money;

@@ -39,8 +39,9 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 }
                 Ok(Response::Pong)
             }
-            BuyerRequest::CreateAccount { username, password, name } => {
+            BuyerRequest::CreateAccount { op, username, password, name } => {
                 let request = customer::Request::CreateAccount {
+                    op,
                     role: Role::Buyer,
                     username,
                     password,
@@ -83,19 +84,20 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 who?;
                 Ok(Response::Item(item?))
             }
-            BuyerRequest::AddToCart { session, item, quantity } => {
+            BuyerRequest::AddToCart { op, session, item, quantity } => {
                 check_quantity(quantity)?;
                 let (who, found) =
                     tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
                 who?;
                 let available = found?.quantity;
-                let request = customer::Request::AddToCart { session, item, quantity, available };
+                let request =
+                    customer::Request::AddToCart { op, session, item, quantity, available };
                 cart(up.customer(request).await?)
             }
-            BuyerRequest::RemoveFromCart { session, item, quantity } => {
+            BuyerRequest::RemoveFromCart { op, session, item, quantity } => {
                 check_quantity(quantity)?;
                 cart(
-                    up.customer(customer::Request::RemoveFromCart { session, item, quantity })
+                    up.customer(customer::Request::RemoveFromCart { op, session, item, quantity })
                         .await?,
                 )
             }
@@ -124,6 +126,14 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 );
                 who?;
                 Ok(Response::Rating(rating?))
+            }
+            BuyerRequest::MakePurchase { session, key, card } => {
+                // Checked here too, so bad input never reaches the coordinator.
+                let card = card.validate()?;
+                match up.customer(customer::Request::Purchase { session, key, card }).await? {
+                    customer::Response::Purchased(p) => Ok(Response::Purchase(p)),
+                    other => Err(unexpected(&other)),
+                }
             }
             BuyerRequest::GetPurchases { session, page } => {
                 let page = page.validate()?;

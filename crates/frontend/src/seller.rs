@@ -31,8 +31,9 @@ impl Handler<SellerServer> for SellerFrontend {
                 }
                 Ok(Response::Pong)
             }
-            SellerRequest::CreateAccount { username, password, name } => {
+            SellerRequest::CreateAccount { op, username, password, name } => {
                 let request = customer::Request::CreateAccount {
+                    op,
                     role: Role::Seller,
                     username,
                     password,
@@ -60,11 +61,11 @@ impl Handler<SellerServer> for SellerFrontend {
                 let seller_id = up.authenticate(&session, Role::Seller).await?;
                 Ok(Response::Rating(up.seller_rating(seller_id).await?))
             }
-            SellerRequest::RegisterItem { session, item } => {
+            SellerRequest::RegisterItem { op, session, item } => {
                 // Refuse bad input before spending a round trip on the session.
                 let item = item.validate()?;
                 let seller_id = up.authenticate(&session, Role::Seller).await?;
-                match up.product(product::Request::RegisterItem { seller_id, item }).await? {
+                match up.product(product::Request::RegisterItem { op, seller_id, item }).await? {
                     product::Response::ItemId(id) => Ok(Response::ItemId(id)),
                     other => Err(unexpected(&other)),
                 }
@@ -75,11 +76,11 @@ impl Handler<SellerServer> for SellerFrontend {
                 up.product(product::Request::ChangePrice { seller_id, item, price }).await?;
                 Ok(Response::Done)
             }
-            SellerRequest::RemoveUnits { session, item, quantity } => {
+            SellerRequest::RemoveUnits { op, session, item, quantity } => {
                 check_quantity(quantity)?;
                 let seller_id = up.authenticate(&session, Role::Seller).await?;
                 match up
-                    .product(product::Request::RemoveUnits { seller_id, item, quantity })
+                    .product(product::Request::RemoveUnits { op, seller_id, item, quantity })
                     .await?
                 {
                     product::Response::Quantity(left) => Ok(Response::Quantity(left)),

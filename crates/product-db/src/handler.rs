@@ -6,11 +6,11 @@ use agora_domain::{
     Condition, Feedback, Item, ItemId, Money, NewItem, Page, UserId, check_quantity,
 };
 use agora_proto::messages::product::{Request, Response};
-use agora_proto::{ApiError, ErrorCode, Handler};
-use agora_store::{Store, db_error};
+use agora_proto::{ApiError, ErrorCode, Handler, fault};
+use agora_store::{Store, db_error, once};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::search;
+use crate::{reserve, search};
 
 /// The product database's state.
 #[derive(Debug)]
@@ -67,9 +67,13 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            Request::RegisterItem { seller_id, item } => {
+            Request::RegisterItem { op, seller_id, item } => {
                 let item = item.validate()?;
-                let id = self.store.write(move |c| register(c, seller_id, &item)).await?;
+                let scope = seller_id as i64;
+                let id = self
+                    .store
+                    .write(move |c| once(c, scope, &op, |c| register(c, seller_id, &item)))
+                    .await?;
                 Ok(Response::ItemId(id))
             }
             Request::ChangePrice { seller_id, item, price } => {
@@ -86,10 +90,15 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                     .await?;
                 Ok(Response::Done)
             }
-            Request::RemoveUnits { seller_id, item, quantity } => {
+            Request::RemoveUnits { op, seller_id, item, quantity } => {
                 check_quantity(quantity)?;
-                let left =
-                    self.store.write(move |c| remove_units(c, seller_id, item, quantity)).await?;
+                let scope = seller_id as i64;
+                let left = self
+                    .store
+                    .write(move |c| {
+                        once(c, scope, &op, |c| remove_units(c, seller_id, item, quantity))
+                    })
+                    .await?;
                 Ok(Response::Quantity(left))
             }
             Request::SellerItems { seller_id, page } => {
@@ -113,6 +122,20 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
             Request::Vote { buyer_id, item, up } => {
                 let feedback = self.store.write(move |c| vote(c, buyer_id, item, up)).await?;
                 Ok(Response::Feedback(feedback))
+            }
+            Request::Reserve { purchase, lines } => {
+                let reserved =
+                    self.store.write(move |c| reserve::reserve(c, purchase, &lines)).await?;
+                fault::crash_point("reserve-before-ack");
+                Ok(Response::Reserved(reserved))
+            }
+            Request::Release { purchase } => {
+                self.store.write(move |c| reserve::release(c, purchase)).await?;
+                Ok(Response::Done)
+            }
+            Request::Confirm { purchase } => {
+                self.store.write(move |c| reserve::confirm(c, purchase)).await?;
+                Ok(Response::Done)
             }
             Request::SellerFeedback { seller_id } => {
                 let feedback = self
@@ -199,23 +222,31 @@ fn remove_units(
         ));
     }
     let left = item.quantity - quantity;
-    c.prepare_cached("UPDATE items SET quantity = ?2 WHERE number = ?1")
-        .and_then(|mut st| st.execute(params![id.number as i64, left]))
-        .map_err(db_error)?;
-    if left == 0 {
-        // Sold out for good (quantities only go down), so it leaves the search index.
-        c.prepare_cached(
-            "DELETE FROM postings WHERE keyword = ?1 AND category = ?2 AND number = ?3",
-        )
-        .and_then(|mut st| {
-            for keyword in &item.keywords {
-                st.execute(params![keyword, id.category, id.number as i64])?;
-            }
-            Ok(())
-        })
-        .map_err(db_error)?;
-    }
+    set_quantity(c, &item, left)?;
     Ok(left)
+}
+
+/// Sets an item's units for sale, keeping the search index in step: an item with no units
+/// leaves the index, and comes back if units return (a cancelled purchase).
+pub(crate) fn set_quantity(c: &Connection, item: &Item, quantity: u32) -> Result<(), ApiError> {
+    let number = item.id.number as i64;
+    c.prepare_cached("UPDATE items SET quantity = ?2 WHERE number = ?1")
+        .and_then(|mut st| st.execute(params![number, quantity]))
+        .map_err(db_error)?;
+    let sql = match (item.quantity, quantity) {
+        (0, q) if q > 0 => {
+            "INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)"
+        }
+        (q, 0) if q > 0 => {
+            "DELETE FROM postings WHERE keyword = ?1 AND category = ?2 AND number = ?3"
+        }
+        _ => return Ok(()),
+    };
+    let mut st = c.prepare_cached(sql).map_err(db_error)?;
+    for keyword in &item.keywords {
+        st.execute(params![keyword, item.id.category, number]).map_err(db_error)?;
+    }
+    Ok(())
 }
 
 fn seller_items(c: &Connection, seller: UserId, page: Page) -> Result<Vec<Item>, ApiError> {

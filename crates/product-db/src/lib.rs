@@ -5,6 +5,7 @@
 //! [`handler`]; the search index and ranking are in [`search`].
 
 mod handler;
+mod reserve;
 mod search;
 pub mod seed;
 

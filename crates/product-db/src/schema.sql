@@ -38,3 +38,12 @@ CREATE TABLE IF NOT EXISTS seller_feedback (
     up     INTEGER NOT NULL DEFAULT 0,
     down   INTEGER NOT NULL DEFAULT 0
 );
+
+-- Units taken off sale for a purchase, by the purchase's id (from the customer database,
+-- which coordinates purchases). `lines` is the encoded list of what was reserved, with
+-- each line's seller, name and unit price at that moment.
+CREATE TABLE IF NOT EXISTS reservations (
+    purchase INTEGER PRIMARY KEY,
+    state    INTEGER NOT NULL,                   -- 1 reserved, 2 confirmed (sold), 3 released
+    lines    BLOB    NOT NULL
+);

@@ -39,6 +39,13 @@ pub enum ErrorCode {
     Overloaded,
     /// A fault inside the server; details are in its log.
     Internal,
+    /// The payments service declined the card; nothing was charged or bought.
+    PaymentDeclined,
+    /// A purchase's outcome is not known yet (a server it needs was unreachable mid-way);
+    /// it will complete or be cancelled shortly. Retry with the same purchase key.
+    PurchasePending,
+    /// The request belongs to a purchase that was already cancelled.
+    Aborted,
 }
 
 impl ErrorCode {
@@ -60,6 +67,9 @@ impl ErrorCode {
             ErrorCode::Protocol => "protocol",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
+            ErrorCode::PaymentDeclined => "payment_declined",
+            ErrorCode::PurchasePending => "purchase_pending",
+            ErrorCode::Aborted => "aborted",
         }
     }
 }

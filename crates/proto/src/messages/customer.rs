@@ -1,6 +1,8 @@
 //! The customer database's messages: accounts, sessions, carts, purchase history.
 
-use agora_domain::{CartLine, ItemId, Page, Purchase, Role, UserId};
+use agora_domain::{Card, CartLine, ItemId, Page, Purchase, Role, UserId};
+
+use super::OpId;
 use serde::{Deserialize, Serialize};
 
 /// A request to the customer database. Session-bound requests name the session; the
@@ -10,7 +12,7 @@ pub enum Request {
     /// Answers `Pong`; measures the transport.
     Ping,
     /// Creates an account; answers `Account`.
-    CreateAccount { role: Role, username: String, password: String, name: String },
+    CreateAccount { op: OpId, role: Role, username: String, password: String, name: String },
     /// Checks credentials and opens a session; answers `LoggedIn`.
     Login { role: Role, username: String, password: String },
     /// Ends a session and drops its unsaved cart; answers `Done`.
@@ -23,15 +25,20 @@ pub enum Request {
     GetCart { session: String },
     /// Adds units of an item to the session's cart, refusing to hold more than
     /// `available` in all; answers `Cart`.
-    AddToCart { session: String, item: ItemId, quantity: u32, available: u32 },
+    AddToCart { op: OpId, session: String, item: ItemId, quantity: u32, available: u32 },
     /// Removes units of an item from the session's cart; answers `Cart`.
-    RemoveFromCart { session: String, item: ItemId, quantity: u32 },
+    RemoveFromCart { op: OpId, session: String, item: ItemId, quantity: u32 },
     /// Keeps the session's cart as the buyer's saved cart; answers `Done`.
     SaveCart { session: String },
     /// Empties the session's cart; answers `Done`.
     ClearCart { session: String },
     /// The buyer's purchase history, newest first; answers `Purchases`.
     Purchases { session: String, page: Page },
+    /// MakePurchase: buys the session's cart with `card`, all or nothing, coordinated by
+    /// the customer database (crates/customer-db/DESIGN.md). `key` names this purchase
+    /// for the buyer: a request with a key already used returns that purchase's outcome
+    /// instead of buying again. Answers `Purchased`.
+    Purchase { session: String, key: String, card: Card },
 }
 
 /// A successful answer of the customer database.
@@ -51,6 +58,8 @@ pub enum Response {
     Cart(Vec<CartLine>),
     /// Purchase history.
     Purchases(Vec<Purchase>),
+    /// A completed purchase.
+    Purchased(Purchase),
     /// The request took effect.
     Done,
 }

@@ -2,9 +2,11 @@
 //! Every request but `Ping`, `CreateAccount` and `Login` names a session.
 
 use agora_domain::{
-    CartLine, Feedback, Item, ItemId, Money, NewItem, Page, Purchase, SellerRating, UserId,
+    Card, CartLine, Feedback, Item, ItemId, Money, NewItem, Page, Purchase, SellerRating, UserId,
 };
 use serde::{Deserialize, Serialize};
+
+use super::OpId;
 
 /// A request to the seller server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +14,7 @@ pub enum SellerRequest {
     /// Answers `Pong`; with `deep`, only after a round trip to each database.
     Ping { deep: bool },
     /// CreateAccount; answers `Account`.
-    CreateAccount { username: String, password: String, name: String },
+    CreateAccount { op: OpId, username: String, password: String, name: String },
     /// Login; answers `LoggedIn`.
     Login { username: String, password: String },
     /// Logout; answers `Done`.
@@ -20,11 +22,11 @@ pub enum SellerRequest {
     /// GetSellerRating of this session's seller; answers `Rating`.
     GetRating { session: String },
     /// RegisterItemForSale; answers `ItemId`.
-    RegisterItem { session: String, item: NewItem },
+    RegisterItem { op: OpId, session: String, item: NewItem },
     /// ChangeItemPrice; answers `Done`.
     ChangePrice { session: String, item: ItemId, price: Money },
     /// UpdateUnitsForSale: removes `quantity` units; answers `Quantity` (units left).
-    RemoveUnits { session: String, item: ItemId, quantity: u32 },
+    RemoveUnits { op: OpId, session: String, item: ItemId, quantity: u32 },
     /// DisplayItemsForSale; answers `Items`.
     ListItems { session: String, page: Page },
 }
@@ -35,7 +37,7 @@ pub enum BuyerRequest {
     /// Answers `Pong`; with `deep`, only after a round trip to each database.
     Ping { deep: bool },
     /// CreateAccount; answers `Account`.
-    CreateAccount { username: String, password: String, name: String },
+    CreateAccount { op: OpId, username: String, password: String, name: String },
     /// Login; answers `LoggedIn`.
     Login { username: String, password: String },
     /// Logout; answers `Done`.
@@ -45,9 +47,9 @@ pub enum BuyerRequest {
     /// GetItem; answers `Item`.
     GetItem { session: String, item: ItemId },
     /// AddItemToCart; answers `Cart`.
-    AddToCart { session: String, item: ItemId, quantity: u32 },
+    AddToCart { op: OpId, session: String, item: ItemId, quantity: u32 },
     /// RemoveItemFromCart; answers `Cart`.
-    RemoveFromCart { session: String, item: ItemId, quantity: u32 },
+    RemoveFromCart { op: OpId, session: String, item: ItemId, quantity: u32 },
     /// SaveCart; answers `Done`.
     SaveCart { session: String },
     /// ClearCart; answers `Done`.
@@ -60,6 +62,10 @@ pub enum BuyerRequest {
     GetSellerRating { session: String, seller_id: UserId },
     /// GetBuyerPurchases; answers `Purchases`.
     GetPurchases { session: String, page: Page },
+    /// MakePurchase: buys the session's cart with `card`; answers `Purchase`. `key` (1 to
+    /// 64 characters, chosen by the client) makes a retry safe: the same key never buys or
+    /// charges twice, and returns the first attempt's outcome.
+    MakePurchase { session: String, key: String, card: Card },
 }
 
 /// A successful answer of either frontend.
@@ -87,6 +93,8 @@ pub enum Response {
     Feedback(Feedback),
     /// Purchase history.
     Purchases(Vec<Purchase>),
+    /// A completed purchase.
+    Purchase(Purchase),
     /// The request took effect.
     Done,
 }

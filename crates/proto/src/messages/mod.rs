@@ -6,6 +6,7 @@
 
 pub mod customer;
 pub mod front;
+pub mod payments;
 pub mod product;
 
 use std::fmt::Debug;
@@ -14,6 +15,26 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ServiceId;
+
+/// The id a client gives one mutating request (CreateAccount, RegisterItemForSale,
+/// UpdateUnitsForSale, AddItemToCart, RemoveItemFromCart): 128 random bits. The database
+/// that applies the request records the id with its answer, in the same transaction, and
+/// answers a repeat of the id with the recorded answer instead of applying it again, for
+/// 24 hours (docs/protocol.md). All zeros means "no id": applied every time.
+pub type OpId = [u8; 16];
+
+/// A fresh random [`OpId`].
+pub fn new_op_id() -> OpId {
+    let mut op = [0u8; 16];
+    if getrandom::fill(&mut op).is_err() || op == [0; 16] {
+        // No OS randomness: the clock's nanoseconds are unique enough per client.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        op = nanos.to_le_bytes();
+    }
+    op
+}
 
 /// A server's vocabulary.
 pub trait Service: Send + Sync + 'static {
@@ -25,8 +46,12 @@ pub trait Service: Send + Sync + 'static {
     type Response: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
 
     /// Whether sending `request` twice has the same effect as sending it once, so that a
-    /// client may resend it when a connection breaks before the answer arrives.
-    fn idempotent(request: &Self::Request) -> bool;
+    /// client may resend it when a connection breaks before the answer arrives. Every
+    /// request of Agora's services is: reads and absolute writes by nature, mutations by
+    /// their [`OpId`], purchases by their purchase key.
+    fn idempotent(_request: &Self::Request) -> bool {
+        true
+    }
 }
 
 /// The customer database.
@@ -37,11 +62,16 @@ impl Service for CustomerDb {
     const ID: ServiceId = ServiceId::CustomerDb;
     type Request = customer::Request;
     type Response = customer::Response;
+}
 
-    fn idempotent(request: &customer::Request) -> bool {
-        use customer::Request::*;
-        !matches!(request, CreateAccount { .. } | AddToCart { .. } | RemoveFromCart { .. })
-    }
+/// The payments service.
+#[derive(Debug)]
+pub struct Payments;
+
+impl Service for Payments {
+    const ID: ServiceId = ServiceId::Payments;
+    type Request = payments::Request;
+    type Response = payments::Response;
 }
 
 /// The product database.
@@ -52,11 +82,6 @@ impl Service for ProductDb {
     const ID: ServiceId = ServiceId::ProductDb;
     type Request = product::Request;
     type Response = product::Response;
-
-    fn idempotent(request: &product::Request) -> bool {
-        use product::Request::*;
-        !matches!(request, RegisterItem { .. } | RemoveUnits { .. })
-    }
 }
 
 /// The seller server.
@@ -67,11 +92,6 @@ impl Service for SellerServer {
     const ID: ServiceId = ServiceId::Seller;
     type Request = front::SellerRequest;
     type Response = front::Response;
-
-    fn idempotent(request: &front::SellerRequest) -> bool {
-        use front::SellerRequest::*;
-        !matches!(request, CreateAccount { .. } | RegisterItem { .. } | RemoveUnits { .. })
-    }
 }
 
 /// The buyer server.
@@ -82,11 +102,6 @@ impl Service for BuyerServer {
     const ID: ServiceId = ServiceId::Buyer;
     type Request = front::BuyerRequest;
     type Response = front::Response;
-
-    fn idempotent(request: &front::BuyerRequest) -> bool {
-        use front::BuyerRequest::*;
-        !matches!(request, CreateAccount { .. } | AddToCart { .. } | RemoveFromCart { .. })
-    }
 }
 
 /// Names the response variant a caller did not expect, for an `Internal` error.

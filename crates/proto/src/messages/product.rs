@@ -1,8 +1,10 @@
 //! The product database's messages: items, quantities, feedback, search. Callers are the
 //! frontends, which have already authenticated the seller or buyer they name.
 
-use agora_domain::{Feedback, Item, ItemId, Money, NewItem, Page, UserId};
+use agora_domain::{CartLine, Feedback, Item, ItemId, Money, NewItem, Page, PurchaseLine, UserId};
 use serde::{Deserialize, Serialize};
+
+use super::OpId;
 
 /// A request to the product database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,11 +12,11 @@ pub enum Request {
     /// Answers `Pong`.
     Ping,
     /// Lists a new item; answers `ItemId`.
-    RegisterItem { seller_id: UserId, item: NewItem },
+    RegisterItem { op: OpId, seller_id: UserId, item: NewItem },
     /// Sets the price of one of the seller's items; answers `Done`.
     ChangePrice { seller_id: UserId, item: ItemId, price: Money },
     /// Takes units of one of the seller's items off sale; answers `Quantity` (units left).
-    RemoveUnits { seller_id: UserId, item: ItemId, quantity: u32 },
+    RemoveUnits { op: OpId, seller_id: UserId, item: ItemId, quantity: u32 },
     /// The seller's items that still have units for sale; answers `Items`.
     SellerItems { seller_id: UserId, page: Page },
     /// Available items of a category, best match first (docs/semantics.md); answers `Items`.
@@ -26,6 +28,17 @@ pub enum Request {
     Vote { buyer_id: UserId, item: ItemId, up: bool },
     /// Votes summed over a seller's items; answers `Feedback`.
     SellerFeedback { seller_id: UserId },
+    /// Phase one of a purchase: takes the units of every line off sale, all or none, and
+    /// records them under `purchase`; answers `Reserved` with each line's seller, name and
+    /// unit price at this moment. Repeating it returns the same lines. Refused with
+    /// `not_enough_units` (naming the item and what is left) or `aborted` if the purchase
+    /// was already released.
+    Reserve { purchase: u64, lines: Vec<CartLine> },
+    /// The purchase will not happen: puts its reserved units back on sale. Idempotent; for
+    /// a purchase never reserved, records it as released so a late `Reserve` is refused.
+    Release { purchase: u64 },
+    /// The purchase happened: the reserved units are sold. Idempotent.
+    Confirm { purchase: u64 },
 }
 
 /// A successful answer of the product database.
@@ -43,6 +56,8 @@ pub enum Response {
     Item(Item),
     /// Vote totals.
     Feedback(Feedback),
+    /// Lines reserved for a purchase.
+    Reserved(Vec<PurchaseLine>),
     /// The request took effect.
     Done,
 }

@@ -1,0 +1,606 @@
+//! MakePurchase: the customer database coordinates a purchase across itself, the product
+//! database and the payments service, all or nothing, surviving a crash of any of them at
+//! any step. DESIGN.md beside this crate explains the protocol and why it is correct.
+//!
+//! Every step is recorded in `purchase_tx` before the next one starts:
+//!
+//! ```text
+//! Started ──reserve ok──► Reserved ──charge approved──► Committed ──confirm ok──► Done
+//!    │                      │   └─charge outcome unknown─► Resolving ──resolve──┘ or ┐
+//!    │                      └──declined──► Aborting ──release ok──► Aborted ◄────────┘
+//!    └──reserve refused──► Aborted;  reserve unreachable ──► Aborting
+//! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_domain::{Card, Money, Purchase, PurchaseLine, UserId};
+use agora_proto::messages::payments::{self, Outcome};
+use agora_proto::messages::product;
+use agora_proto::{ApiError, CallError, ErrorCode, Payments, Pool, ProductDb, fault};
+use agora_store::{Store, db_error};
+use rusqlite::{Connection, OptionalExtension, params};
+use tracing::{info, warn};
+
+use crate::Clock;
+use crate::sessions::Key;
+
+/// Where a purchase stands. The numbers are stored; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Recorded; units may or may not be reserved; payments not contacted.
+    Started = 1,
+    /// Units reserved; the charge may or may not have been sent.
+    Reserved = 2,
+    /// The charge was sent and its answer lost: payments decides.
+    Resolving = 3,
+    /// It will not happen; reserved units (if any) are being released.
+    Aborting = 4,
+    /// It did not happen; nothing is reserved or charged.
+    Aborted = 5,
+    /// It happened: charged, recorded in history; the product database not yet told.
+    Committed = 6,
+    /// It happened, and every party knows.
+    Done = 7,
+}
+
+impl State {
+    fn from_i64(n: i64) -> State {
+        match n {
+            1 => State::Started,
+            2 => State::Reserved,
+            3 => State::Resolving,
+            4 => State::Aborting,
+            5 => State::Aborted,
+            6 => State::Committed,
+            _ => State::Done,
+        }
+    }
+}
+
+/// One purchase's row in the log.
+#[derive(Debug)]
+struct Tx {
+    id: u64,
+    buyer: UserId,
+    session: Key,
+    state: State,
+    lines: Option<Vec<PurchaseLine>>,
+    error: Option<ApiError>,
+}
+
+/// The purchase coordinator.
+#[derive(Debug)]
+pub struct Coordinator {
+    store: Store,
+    products: Pool<ProductDb>,
+    payments: Pool<Payments>,
+    clock: Clock,
+    /// Purchases a request is driving right now; recovery leaves them alone. A new
+    /// purchase enters the set inside the transaction that creates its row, so recovery
+    /// (which reads committed rows only) can never see it first.
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+}
+
+/// Removes a purchase from the in-flight set when its request is done, however it ends.
+struct Driving<'a>(&'a Coordinator, u64);
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight_set().remove(&self.1);
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    postcard::to_allocvec(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, ApiError> {
+    postcard::from_bytes(blob).map_err(|e| ApiError::internal(format!("corrupt purchase log: {e}")))
+}
+
+/// The idempotency key of a purchase's charge at the payments service.
+fn payment_key(id: u64) -> String {
+    format!("agora-purchase-{id}")
+}
+
+fn pending(id: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PurchasePending,
+        format!(
+            "purchase {id} is still being completed (a service it needs did not answer); \
+             it will complete or be cancelled shortly: ask again with the same purchase key"
+        ),
+    )
+}
+
+impl Coordinator {
+    /// A coordinator over the customer store and pools to the other two parties.
+    pub fn new(
+        store: Store,
+        products: Pool<ProductDb>,
+        payments: Pool<Payments>,
+        clock: Clock,
+    ) -> Self {
+        Coordinator { store, products, payments, clock, in_flight: Arc::default() }
+    }
+
+    // Held for a set insert or remove; nothing awaits under it.
+    fn in_flight_set(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Buys the session's cart. `key` makes retries safe: a key already used returns that
+    /// purchase's outcome.
+    pub async fn purchase(
+        &self,
+        session: Key,
+        buyer: UserId,
+        key: String,
+        card: Card,
+    ) -> Result<Purchase, ApiError> {
+        if key.is_empty() || key.len() > 64 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "invalid purchase key: must be 1 to 64 bytes",
+            ));
+        }
+        let card = card.validate()?;
+        let now = self.clock.now_ms();
+        let in_flight = self.in_flight.clone();
+        let begun = self
+            .store
+            .write(move |c| {
+                crate::handler::live(c, &session)?;
+                if let Some(tx) = find(c, buyer, &key)? {
+                    return Ok(Err(tx));
+                }
+                let cart = crate::handler::cart_of(c, &session)?;
+                if cart.is_empty() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "invalid cart: your cart is empty",
+                    ));
+                }
+                c.prepare_cached(
+                    "INSERT INTO purchase_tx (buyer, key, session, state, cart, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        buyer as i64,
+                        key,
+                        &session[..],
+                        State::Started as i64,
+                        encode(&cart).unwrap_or_default(),
+                        now
+                    ])
+                })
+                .map_err(db_error)?;
+                let id = c.last_insert_rowid() as u64;
+                in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                Ok(Ok((id, cart)))
+            })
+            .await?;
+        let (id, cart) = match begun {
+            Ok(new) => new,
+            Err(earlier) => return self.outcome(earlier).await,
+        };
+        let _driving = Driving(self, id);
+        fault::crash_point("after-begin");
+
+        // Phase one: reserve the units.
+        let lines = match self
+            .products
+            .call(&product::Request::Reserve { purchase: id, lines: cart })
+            .await
+        {
+            Ok(product::Response::Reserved(lines)) => lines,
+            Ok(other) => {
+                return Err(self.abort(id, agora_proto::messages::unexpected(&other), true).await);
+            }
+            // Refused: nothing was reserved.
+            Err(CallError::Remote(refusal)) => return Err(self.abort(id, refusal, false).await),
+            Err(e) => {
+                let error = ApiError::unavailable(format!(
+                    "{e}; nothing was charged and the purchase is cancelled"
+                ));
+                return Err(self.abort(id, error, true).await);
+            }
+        };
+        let total = lines
+            .iter()
+            .try_fold(0i64, |sum, l| {
+                l.unit_price.checked_mul(l.quantity).and_then(|m| sum.checked_add(m.cents()))
+            })
+            .map(Money::from_cents);
+        let Some(total) = total else {
+            let error = ApiError::new(ErrorCode::InvalidArgument, "invalid cart: total too large");
+            return Err(self.abort(id, error, true).await);
+        };
+        let blob = encode(&lines)?;
+        self.set_state(id, State::Reserved, move |c| {
+            c.execute(
+                "UPDATE purchase_tx SET lines = ?2, total = ?3 WHERE id = ?1",
+                params![id as i64, blob, total.cents()],
+            )
+            .map(|_| ())
+        })
+        .await?;
+        fault::crash_point("after-reserve");
+
+        // The charge.
+        let charge = payments::Request::Charge { key: payment_key(id), card, amount: total };
+        let charged = match self.payments.call(&charge).await {
+            Ok(payments::Response::Charge(Outcome::Approved { .. })) => Some(true),
+            Ok(payments::Response::Charge(Outcome::Declined { reason })) => {
+                let error = ApiError::new(
+                    ErrorCode::PaymentDeclined,
+                    format!("payment declined: {reason}; nothing was bought"),
+                );
+                return Err(self.abort(id, error, true).await);
+            }
+            Ok(payments::Response::Charge(Outcome::Cancelled)) => Some(false),
+            Ok(other) => {
+                warn!(id, ?other, "unexpected answer from payments; resolving");
+                self.resolve(id).await
+            }
+            Err(CallError::Remote(refusal)) => return Err(self.abort(id, refusal, true).await),
+            Err(e) => {
+                // The charge may or may not have arrived: only payments knows.
+                warn!(id, error = %e, "charge outcome unknown; resolving");
+                self.resolve(id).await
+            }
+        };
+        fault::crash_point("after-charge");
+        match charged {
+            Some(true) => {}
+            Some(false) => {
+                let error =
+                    ApiError::new(ErrorCode::Aborted, "purchase cancelled; nothing was charged");
+                return Err(self.abort(id, error, true).await);
+            }
+            None => {
+                self.set_state(id, State::Resolving, |_| Ok(())).await?;
+                return Err(pending(id));
+            }
+        }
+        let purchase = self.commit(id).await?;
+        fault::crash_point("after-commit");
+        self.confirm(id).await;
+        Ok(purchase)
+    }
+
+    /// Whether the charge of purchase `id` went through: `Some(true)` charged,
+    /// `Some(false)` never will be, `None` payments cannot be asked right now.
+    /// `Resolve` is idempotent and cancels a charge that has not arrived, so its answer
+    /// is final.
+    async fn resolve(&self, id: u64) -> Option<bool> {
+        match self.payments.call(&payments::Request::Resolve { key: payment_key(id) }).await {
+            Ok(payments::Response::Charge(Outcome::Approved { .. })) => Some(true),
+            Ok(payments::Response::Charge(_)) => Some(false),
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// Records that the purchase will not happen and releases its units. `release` is
+    /// false only when the product database refused the reservation (so holds nothing).
+    async fn abort(&self, id: u64, error: ApiError, release: bool) -> ApiError {
+        // A retry later learns the final outcome: a transient cause is recorded as what it
+        // led to, a cancelled purchase.
+        let code = match error.code {
+            ErrorCode::Unavailable | ErrorCode::Timeout => ErrorCode::Aborted,
+            code => code,
+        };
+        let (code, message) = (code.as_str().to_owned(), error.message.clone());
+        let state = if release { State::Aborting } else { State::Aborted };
+        let recorded = self
+            .set_state(id, state, move |c| {
+                c.execute(
+                    "UPDATE purchase_tx SET error_code = ?2, error = ?3 WHERE id = ?1",
+                    params![id as i64, code, message],
+                )
+                .map(|_| ())
+            })
+            .await;
+        if let Err(e) = recorded {
+            warn!(id, error = %e, "cannot record an aborted purchase; recovery will finish it");
+        } else if release {
+            self.release(id).await;
+        }
+        error
+    }
+
+    /// Tells the product database to put the units back; on success the purchase is
+    /// aborted for good. On failure it stays `Aborting` and recovery tries again.
+    async fn release(&self, id: u64) {
+        match self.products.call(&product::Request::Release { purchase: id }).await {
+            Ok(_) => {
+                if let Err(e) = self.set_state(id, State::Aborted, |_| Ok(())).await {
+                    warn!(id, error = %e, "cannot record a released purchase");
+                }
+            }
+            Err(e) => warn!(id, error = %e, "cannot release a purchase yet; will retry"),
+        }
+    }
+
+    /// The commit point: history, counters and carts in one transaction.
+    async fn commit(&self, id: u64) -> Result<Purchase, ApiError> {
+        let now = self.clock.now_ms();
+        self.store
+            .write(move |c| {
+                let tx = load_tx(c, id)?;
+                if matches!(tx.state, State::Committed | State::Done) {
+                    return load_purchase(c, id);
+                }
+                if !matches!(tx.state, State::Reserved | State::Resolving) {
+                    return Err(ApiError::internal(format!("purchase {id} cannot commit from {:?}", tx.state)));
+                }
+                let lines = tx.lines.unwrap_or_default();
+                let total: i64 = lines.iter().map(|l| l.unit_price.cents() * i64::from(l.quantity)).sum();
+                c.execute(
+                    "INSERT INTO purchases (id, buyer, at_ms, total) VALUES (?1, ?2, ?3, ?4)",
+                    params![id as i64, tx.buyer as i64, now, total],
+                )
+                .map_err(db_error)?;
+                let mut line_insert = c
+                    .prepare_cached(
+                        "INSERT INTO purchase_lines (purchase, line, category, number, seller, name, quantity, unit_price) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(db_error)?;
+                let mut count = c
+                    .prepare_cached("UPDATE accounts SET items_count = items_count + ?2 WHERE id = ?1")
+                    .map_err(db_error)?;
+                let mut units = 0i64;
+                for (n, l) in lines.iter().enumerate() {
+                    line_insert
+                        .execute(params![
+                            id as i64, n as i64, l.item.category, l.item.number as i64,
+                            l.seller_id as i64, l.name, l.quantity, l.unit_price.cents()
+                        ])
+                        .map_err(db_error)?;
+                    count.execute(params![l.seller_id as i64, l.quantity]).map_err(db_error)?;
+                    units += i64::from(l.quantity);
+                    // What was bought leaves the buying session's cart and the saved cart;
+                    // anything added meanwhile stays.
+                    for (table, owner, value) in [
+                        ("session_cart", "session", rusqlite::types::Value::Blob(tx.session.to_vec())),
+                        ("saved_cart", "buyer", rusqlite::types::Value::Integer(tx.buyer as i64)),
+                    ] {
+                        c.execute(
+                            &format!("DELETE FROM {table} WHERE {owner} = ?1 AND number = ?2 AND quantity <= ?3"),
+                            params![value, l.item.number as i64, l.quantity],
+                        )
+                        .map_err(db_error)?;
+                        c.execute(
+                            &format!("UPDATE {table} SET quantity = quantity - ?3 WHERE {owner} = ?1 AND number = ?2"),
+                            params![value, l.item.number as i64, l.quantity],
+                        )
+                        .map_err(db_error)?;
+                    }
+                }
+                count.execute(params![tx.buyer as i64, units]).map_err(db_error)?;
+                c.execute("UPDATE purchase_tx SET state = ?2 WHERE id = ?1", params![id as i64, State::Committed as i64])
+                    .map_err(db_error)?;
+                load_purchase(c, id)
+            })
+            .await
+    }
+
+    /// Tells the product database the units are sold; recovery retries on failure.
+    async fn confirm(&self, id: u64) {
+        match self.products.call(&product::Request::Confirm { purchase: id }).await {
+            Ok(_) => {
+                if let Err(e) = self.set_state(id, State::Done, |_| Ok(())).await {
+                    warn!(id, error = %e, "cannot record a confirmed purchase");
+                }
+            }
+            Err(e) => warn!(id, error = %e, "cannot confirm a purchase yet; will retry"),
+        }
+    }
+
+    /// What a retried request learns about an earlier purchase with the same key.
+    async fn outcome(&self, tx: Tx) -> Result<Purchase, ApiError> {
+        match tx.state {
+            State::Committed | State::Done => {
+                let id = tx.id;
+                self.store.read(move |c| load_purchase(c, id)).await
+            }
+            State::Aborted => Err(tx
+                .error
+                .unwrap_or_else(|| ApiError::new(ErrorCode::Aborted, "purchase cancelled"))),
+            _ => Err(pending(tx.id)),
+        }
+    }
+
+    /// Drives every purchase left unfinished (by a crash, or a party that was down) to its
+    /// end. Safe to run at any time: purchases a request is driving are skipped, and every
+    /// step is idempotent.
+    pub async fn recover(&self) {
+        let open = self
+            .store
+            .read(|c| {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT id FROM purchase_tx WHERE state NOT IN (5, 7) ORDER BY id",
+                    )
+                    .map_err(db_error)?;
+                let ids = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
+                ids.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            })
+            .await;
+        let Ok(open) = open else { return };
+        for id in open {
+            let id = id as u64;
+            if !self.in_flight_set().insert(id) {
+                continue;
+            }
+            let _driving = Driving(self, id);
+            let Ok(tx) = self.tx(id).await else { continue };
+            info!(id, state = ?tx.state, "recovering purchase");
+            match tx.state {
+                // Payments was never asked; the units may be reserved.
+                State::Started | State::Aborting => {
+                    if tx.state == State::Started {
+                        let error = ApiError::new(
+                            ErrorCode::Aborted,
+                            "purchase interrupted before payment; nothing was charged",
+                        );
+                        let _ = self.abort(id, error, true).await;
+                    } else {
+                        self.release(id).await;
+                    }
+                }
+                // The charge may have been sent: payments decides.
+                State::Reserved | State::Resolving => match self.resolve(id).await {
+                    Some(true) => {
+                        let committed = self.commit(id).await;
+                        if committed.is_ok() {
+                            self.confirm(id).await;
+                        }
+                    }
+                    Some(false) => {
+                        let error = ApiError::new(
+                            ErrorCode::Aborted,
+                            "purchase interrupted; nothing was charged",
+                        );
+                        let _ = self.abort(id, error, true).await;
+                    }
+                    None => {}
+                },
+                State::Committed => self.confirm(id).await,
+                State::Aborted | State::Done => {}
+            }
+        }
+    }
+
+    async fn tx(&self, id: u64) -> Result<Tx, ApiError> {
+        self.store.read(move |c| load_tx(c, id)).await
+    }
+
+    async fn set_state<F>(&self, id: u64, state: State, also: F) -> Result<(), ApiError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        self.store
+            .write(move |c| {
+                c.execute(
+                    "UPDATE purchase_tx SET state = ?2 WHERE id = ?1",
+                    params![id as i64, state as i64],
+                )
+                .map_err(db_error)?;
+                also(c).map_err(db_error)
+            })
+            .await
+    }
+}
+
+/// Runs recovery now and then every `every` until `shutdown`.
+pub async fn recover_forever(
+    coordinator: Arc<Coordinator>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        coordinator.recover().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+fn find(c: &Connection, buyer: UserId, key: &str) -> Result<Option<Tx>, ApiError> {
+    let id: Option<i64> = c
+        .prepare_cached("SELECT id FROM purchase_tx WHERE buyer = ?1 AND key = ?2")
+        .and_then(|mut st| st.query_row(params![buyer as i64, key], |r| r.get(0)).optional())
+        .map_err(db_error)?;
+    id.map(|id| load_tx(c, id as u64)).transpose()
+}
+
+fn load_tx(c: &Connection, id: u64) -> Result<Tx, ApiError> {
+    type Row = (i64, Vec<u8>, i64, Option<Vec<u8>>, Option<String>, Option<String>);
+    let row: Row = c
+        .prepare_cached(
+            "SELECT buyer, session, state, lines, error_code, error FROM purchase_tx WHERE id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([id as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+        })
+        .map_err(db_error)?;
+    let (buyer, session, state, lines, code, message) = row;
+    let error = match (code, message) {
+        (Some(code), Some(message)) => Some(ApiError::new(code_of(&code), message)),
+        _ => None,
+    };
+    Ok(Tx {
+        id,
+        buyer: buyer as UserId,
+        session: Key::try_from(session.as_slice()).unwrap_or([0; 32]),
+        state: State::from_i64(state),
+        lines: lines.map(|b| decode(&b)).transpose()?,
+        error,
+    })
+}
+
+fn code_of(name: &str) -> ErrorCode {
+    use ErrorCode::*;
+    [
+        InvalidArgument,
+        NotLoggedIn,
+        SessionExpired,
+        UnknownItem,
+        NotYourItem,
+        NotEnoughUnits,
+        UsernameTaken,
+        WrongCredentials,
+        UnknownUser,
+        Unavailable,
+        Timeout,
+        BadRequest,
+        Protocol,
+        Overloaded,
+        Internal,
+        PaymentDeclined,
+        PurchasePending,
+        Aborted,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == name)
+    .unwrap_or(Internal)
+}
+
+/// A purchase from the history tables.
+pub(crate) fn load_purchase(c: &Connection, id: u64) -> Result<Purchase, ApiError> {
+    let (at, total): (i64, i64) = c
+        .prepare_cached("SELECT at_ms, total FROM purchases WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id as i64], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(db_error)?;
+    let mut st = c
+        .prepare_cached(
+            "SELECT category, number, seller, name, quantity, unit_price FROM purchase_lines \
+             WHERE purchase = ?1 ORDER BY line",
+        )
+        .map_err(db_error)?;
+    let lines = st
+        .query_map([id as i64], |r| {
+            Ok(PurchaseLine {
+                item: agora_domain::ItemId {
+                    category: r.get(0)?,
+                    number: r.get::<_, i64>(1)? as u64,
+                },
+                seller_id: r.get::<_, i64>(2)? as UserId,
+                name: r.get(3)?,
+                quantity: r.get(4)?,
+                unit_price: Money::from_cents(r.get(5)?),
+            })
+        })
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
+    Ok(Purchase { id, at_unix_ms: at, lines, total: Money::from_cents(total) })
+}

@@ -1,0 +1,38 @@
+//! The payments service's messages. Every charge carries an idempotency key: the first
+//! request with a key decides; every later request with that key gets the same answer.
+
+use agora_domain::{Card, Money};
+use serde::{Deserialize, Serialize};
+
+/// A request to the payments service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Answers `Pong`.
+    Ping,
+    /// Charges `amount` to `card`, once per `key`; answers `Charge`.
+    Charge { key: String, card: Card, amount: Money },
+    /// The final state of the charge with `key`. A key never seen is recorded as
+    /// cancelled, so a charge that was sent but not yet received can no longer succeed;
+    /// answers `Charge`.
+    Resolve { key: String },
+}
+
+/// What became of a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The money was taken; `authorization` is the processor's reference.
+    Approved { authorization: String, amount: Money },
+    /// The card was declined, for `reason`; nothing was taken.
+    Declined { reason: String },
+    /// Resolved before any charge arrived; nothing was or will be taken.
+    Cancelled,
+}
+
+/// A successful answer of the payments service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// To `Ping`.
+    Pong,
+    /// The charge's outcome.
+    Charge(Outcome),
+}
