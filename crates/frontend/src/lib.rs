@@ -6,8 +6,10 @@
 //! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
 //! - [`seller`]: the seller's interface.
 //! - [`buyer`]: the buyer's interface.
+//! - [`http`]: both interfaces over HTTP/JSON, with an OpenAPI document.
 
 pub mod buyer;
+pub mod http;
 pub mod seller;
 pub mod upstream;
 
@@ -42,4 +44,48 @@ pub async fn run_buyer(
     let handler = Arc::new(buyer::BuyerFrontend::new(Upstream::new(&config)));
     info!(addr = ?listener.local_addr().ok(), "buyer-server serving");
     agora_proto::serve(listener, handler, server, shutdown).await;
+}
+
+/// Serves the seller interface over TCP on `listener` and, if given, over HTTP on `http`
+/// (docs/http.md), both with one handler and its database connections, until
+/// `shutdown` is cancelled; returns when both have finished the requests in hand.
+pub async fn run_seller_with_http(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: Config,
+    server: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let handler = Arc::new(seller::SellerFrontend::new(Upstream::new(&config)));
+    info!(addr = ?listener.local_addr().ok(), "seller-server serving");
+    let tcp = agora_proto::serve(listener, handler.clone(), server, shutdown.clone());
+    match http {
+        Some(http) => {
+            let app = http::seller_app(handler, &http::Limits::default());
+            tokio::join!(tcp, http::serve(http, app, shutdown));
+        }
+        None => tcp.await,
+    }
+}
+
+/// Serves the buyer interface over TCP on `listener` and, if given, over HTTP on `http`
+/// (docs/http.md), both with one handler and its database connections, until
+/// `shutdown` is cancelled; returns when both have finished the requests in hand.
+pub async fn run_buyer_with_http(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: Config,
+    server: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let handler = Arc::new(buyer::BuyerFrontend::new(Upstream::new(&config)));
+    info!(addr = ?listener.local_addr().ok(), "buyer-server serving");
+    let tcp = agora_proto::serve(listener, handler.clone(), server, shutdown.clone());
+    match http {
+        Some(http) => {
+            let app = http::buyer_app(handler, &http::Limits::default());
+            tokio::join!(tcp, http::serve(http, app, shutdown));
+        }
+        None => tcp.await,
+    }
 }

@@ -1,0 +1,709 @@
+//! The HTTP/JSON API of both frontends, over real sockets with a real HTTP client
+//! (reqwest): every route's happy path, each class of error with its status and the one
+//! error shape, a database down, the OpenAPI document, and the HTTP and TCP interfaces
+//! sharing one set of semantics.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agora_customer_db::Clock;
+use agora_testkit::{Cluster, Options, Running};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// One HTTP API: a base URL and, once logged in, a session.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    session: Option<String>,
+}
+
+/// An answer: its status, headers and JSON body (`Null` when empty).
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error with this status and code, in the one error shape; returns its
+    /// message.
+    #[track_caller]
+    fn error(self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        let error = self.body["error"].as_object().unwrap_or_else(|| panic!("{}", self.body));
+        assert_eq!(error.len(), 2, "{}", self.body);
+        assert_eq!(error["code"], code, "{}", self.body);
+        let content_type = self.headers["content-type"].to_str().unwrap();
+        assert_eq!(content_type, "application/json");
+        error["message"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Api {
+    fn new(addr: SocketAddr) -> Api {
+        Api { base: format!("http://{addr}"), http: reqwest::Client::new(), session: None }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(session) = &self.session {
+            request = request.bearer_auth(session);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        let body =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Creates an account of `role` and logs in; returns the account id.
+    async fn sign_up(&mut self, role: &str, username: &str) -> u64 {
+        let credentials = json!({"username": username, "password": "password1"});
+        let id = self.post(&format!("/v1/{role}s"), credentials.clone()).await.expect(201)["id"]
+            .as_u64()
+            .unwrap();
+        let login = self.post(&format!("/v1/{role}s/sessions"), credentials).await.expect(201);
+        assert_eq!(login[format!("{role}_id")], id);
+        self.session = Some(login["session"].as_str().unwrap().to_owned());
+        id
+    }
+}
+
+fn pen(quantity: u32) -> Value {
+    json!({
+        "name": "Blue pen",
+        "category": 3,
+        "keywords": ["pen", "Blue"],
+        "condition": "new",
+        "price": "1.50",
+        "quantity": quantity,
+    })
+}
+
+/// A cluster plus a seller server and a buyer server that also speak HTTP.
+struct Http {
+    cluster: Cluster,
+    seller: Running,
+    buyer: Running,
+    seller_http: SocketAddr,
+    buyer_http: SocketAddr,
+}
+
+impl Http {
+    async fn start() -> Http {
+        Http::start_with(Options::default()).await
+    }
+
+    async fn start_with(options: Options) -> Http {
+        let cluster = Cluster::start_with(options).await;
+        let (seller, seller_http) = cluster.start_seller_with_http().await;
+        let (buyer, buyer_http) = cluster.start_buyer_with_http().await;
+        Http { cluster, seller, buyer, seller_http, buyer_http }
+    }
+
+    fn seller(&self) -> Api {
+        Api::new(self.seller_http)
+    }
+
+    fn buyer(&self) -> Api {
+        Api::new(self.buyer_http)
+    }
+
+    async fn stop(self) {
+        self.seller.stop().await;
+        self.buyer.stop().await;
+        self.cluster.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn seller_routes() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    let seller_id = seller.sign_up("seller", "ann").await;
+
+    let id = seller.post("/v1/items", pen(10)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("3:"), "{id}");
+    for _ in 0..2 {
+        seller.post("/v1/items", pen(1)).await.expect(201);
+    }
+
+    // Pages: oldest first, `next_offset` until a short page.
+    let page = seller.get("/v1/sellers/me/items?limit=2").await.expect(200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_offset"], 2);
+    let first = &page["items"][0];
+    assert_eq!(first["id"], id.as_str());
+    assert_eq!(first["keywords"], json!(["pen", "blue"]));
+    assert_eq!(first["price"], "1.50");
+    assert_eq!(first["condition"], "new");
+    assert_eq!(first["seller_id"], seller_id);
+    assert_eq!(first["feedback"], json!({"up": 0, "down": 0}));
+    let last = seller.get("/v1/sellers/me/items?limit=2&offset=2").await.expect(200);
+    assert_eq!(last["items"].as_array().unwrap().len(), 1);
+    assert_eq!(last["next_offset"], Value::Null);
+
+    let change = json!({"price": "2.5"});
+    let answer = seller.send(Method::PATCH, &format!("/v1/items/{id}"), Some(change)).await;
+    assert_eq!(answer.expect(204), Value::Null);
+    // The id may also come percent-encoded.
+    let path = format!("/v1/items/{}/removals", id.replace(':', "%3A"));
+    let left = seller.post(&path, json!({"quantity": 4})).await.expect(200);
+    assert_eq!(left, json!({"id": id, "quantity": 6}));
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"][0]["price"], "2.50");
+    assert_eq!(items["items"][0]["quantity"], 6);
+
+    let rating = seller.get("/v1/sellers/me/rating").await.expect(200);
+    assert_eq!(
+        rating,
+        json!({"seller_id": seller_id, "name": "ann", "feedback": {"up": 0, "down": 0}, "items_sold": 0})
+    );
+
+    assert_eq!(
+        seller.send(Method::DELETE, "/v1/sessions/current", None).await.expect(204),
+        Value::Null
+    );
+    seller.get("/v1/sellers/me/rating").await.error(401, "not_logged_in");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn buyer_routes() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    let seller_id = seller.sign_up("seller", "ann").await;
+    let pen_id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].clone();
+    let mut lamp = pen(2);
+    lamp["name"] = json!("Desk lamp");
+    lamp["keywords"] = json!(["lamp", "blue"]);
+    lamp["condition"] = json!("used");
+    let lamp_id = seller.post("/v1/items", lamp).await.expect(201)["id"].clone();
+
+    let mut buyer = http.buyer();
+    let name = json!({"username": "bea", "password": "password1", "name": "Bea B."});
+    let buyer_id = buyer.post("/v1/buyers", name).await.expect(201)["id"].as_u64().unwrap();
+    let login = json!({"username": "bea", "password": "password1"});
+    let session = buyer.post("/v1/buyers/sessions", login.clone()).await.expect(201);
+    assert_eq!(session["buyer_id"], buyer_id);
+    buyer.session = Some(session["session"].as_str().unwrap().to_owned());
+
+    // Search: repeated keywords; more matches rank first; pages.
+    let found = buyer.get("/v1/items?category=3&keyword=pen&keyword=BLUE").await.expect(200);
+    let ids: Vec<&Value> = found["items"].as_array().unwrap().iter().map(|i| &i["id"]).collect();
+    assert_eq!(ids, vec![&pen_id, &lamp_id]);
+    assert_eq!(found["next_offset"], Value::Null);
+    let page = buyer.get("/v1/items?category=3&keyword=blue&limit=1").await.expect(200);
+    assert_eq!(page["items"][0]["id"], lamp_id, "newer first among equals");
+    assert_eq!(page["next_offset"], 1);
+    let page = buyer.get("/v1/items?category=3&keyword=blue&limit=1&offset=1").await.expect(200);
+    assert_eq!(page["items"][0]["id"], pen_id);
+    let none = buyer.get("/v1/items?category=4").await.expect(200);
+    assert_eq!(none, json!({"items": [], "next_offset": null}));
+
+    let item = buyer.get(&format!("/v1/items/{}", lamp_id.as_str().unwrap())).await.expect(200);
+    assert_eq!(item["name"], "Desk lamp");
+    assert_eq!(item["condition"], "used");
+    assert_eq!(item["category"], 3);
+    assert_eq!(item["quantity"], 2);
+
+    // The cart.
+    let cart =
+        buyer.post("/v1/cart/items", json!({"item": pen_id, "quantity": 3})).await.expect(200);
+    assert_eq!(cart, json!({"lines": [{"item": pen_id, "quantity": 3}]}));
+    buyer.post("/v1/cart/items", json!({"item": lamp_id, "quantity": 1})).await.expect(200);
+    let path = format!("/v1/cart/items/{}?quantity=2", pen_id.as_str().unwrap());
+    let cart = buyer.send(Method::DELETE, &path, None).await.expect(200);
+    assert_eq!(
+        cart,
+        json!({"lines": [{"item": pen_id, "quantity": 1}, {"item": lamp_id, "quantity": 1}]})
+    );
+    assert_eq!(buyer.get("/v1/cart").await.expect(200), cart);
+    buyer.send(Method::PUT, "/v1/cart/saved", None).await.expect(204);
+    buyer.send(Method::DELETE, "/v1/cart", None).await.expect(204);
+    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
+
+    // Feedback, and the seller's rating it feeds.
+    let path = format!("/v1/items/{}/feedback", pen_id.as_str().unwrap());
+    let votes = buyer.send(Method::PUT, &path, Some(json!({"vote": "up"}))).await.expect(200);
+    assert_eq!(votes, json!({"up": 1, "down": 0}));
+    let votes = buyer.send(Method::PUT, &path, Some(json!({"vote": "down"}))).await.expect(200);
+    assert_eq!(votes, json!({"up": 0, "down": 1}), "a new vote replaces the old one");
+    let rating = buyer.get(&format!("/v1/sellers/{seller_id}/rating")).await.expect(200);
+    assert_eq!(rating["name"], "ann");
+    assert_eq!(rating["feedback"], json!({"up": 0, "down": 1}));
+
+    let purchases = buyer.get("/v1/purchases?limit=5").await.expect(200);
+    assert_eq!(purchases, json!({"purchases": [], "next_offset": null}));
+
+    // Logout discards the cart; the saved one comes back at the next login.
+    buyer.send(Method::DELETE, "/v1/sessions/current", None).await.expect(204);
+    buyer.get("/v1/cart").await.error(401, "not_logged_in");
+    let session = buyer.post("/v1/buyers/sessions", login).await.expect(201);
+    buyer.session = Some(session["session"].as_str().unwrap().to_owned());
+    let saved = buyer.get("/v1/cart").await.expect(200);
+    assert_eq!(saved["lines"].as_array().unwrap().len(), 2);
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn purchases() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    let seller_id = seller.sign_up("seller", "ann").await;
+    let id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let card =
+        json!({"card": {"holder": "Bea", "number": "4111 1111 1111 1111", "expiry": "09/99"}});
+
+    let message = buyer.post("/v1/purchases", card.clone()).await.error(400, "invalid_argument");
+    assert!(message.contains("empty"), "{message}");
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 2})).await.expect(200);
+
+    // Malformed card details and a declined card change nothing.
+    let mut bad = card.clone();
+    bad["card"]["number"] = json!("12");
+    let message = buyer.post("/v1/purchases", bad).await.error(400, "invalid_argument");
+    assert!(message.contains("card number"), "{message}");
+    let mut declined = card.clone();
+    declined["card"]["number"] = json!("4111 1111 1111 1112");
+    buyer.post("/v1/purchases", declined).await.error(402, "payment_declined");
+
+    // A purchase under a key, then the same key again: one purchase.
+    let purchase = |key: &'static str| {
+        let request = buyer
+            .http
+            .post(format!("{}/v1/purchases", buyer.base))
+            .bearer_auth(buyer.session.as_deref().unwrap())
+            .header("idempotency-key", key)
+            .json(&card);
+        async move { request.send().await.unwrap() }
+    };
+    let first = purchase("key-1").await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["total"], "3.00");
+    assert_eq!(
+        first["lines"],
+        json!([{"item": id, "seller_id": seller_id, "name": "Blue pen", "quantity": 2, "unit_price": "1.50"}])
+    );
+    let again: Value = purchase("key-1").await.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
+    let history = buyer.get("/v1/purchases").await.expect(200);
+    assert_eq!(history["purchases"].as_array().unwrap().len(), 1);
+    assert_eq!(history["purchases"][0]["id"], first["id"]);
+    let item = buyer.get(&format!("/v1/items/{id}")).await.expect(200);
+    assert_eq!(item["quantity"], 3);
+
+    // Units sold in the meantime: 409, and nothing bought.
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 3})).await.expect(200);
+    seller.post(&format!("/v1/items/{id}/removals"), json!({"quantity": 2})).await.expect(200);
+    buyer.post("/v1/purchases", card).await.error(409, "not_enough_units");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn health_docs_and_unknown_routes() {
+    let http = Http::start().await;
+    for api in [http.seller(), http.buyer()] {
+        assert_eq!(api.get("/healthz").await.expect(200), json!({"status": "ok"}));
+        assert_eq!(api.get("/readyz").await.expect(200), json!({"status": "ready"}));
+        let docs = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
+        assert_eq!(docs.status(), 200);
+        assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(docs.text().await.unwrap().contains("openapi.json"));
+
+        let message = api.get("/v2/nothing").await.error(404, "bad_request");
+        assert!(message.contains("/v2/nothing"), "{message}");
+        let wrong = api.send(Method::PUT, "/healthz", None).await;
+        assert_eq!(wrong.headers["allow"], "GET,HEAD");
+        wrong.error(405, "bad_request");
+    }
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_400_naming_the_field() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+
+    let mut long = pen(1);
+    long["name"] = json!("x".repeat(33));
+    let message = seller.post("/v1/items", long).await.error(400, "invalid_argument");
+    assert!(message.contains("name") && message.contains("32"), "{message}");
+    let mut price = pen(1);
+    price["price"] = json!(1.5);
+    let message = seller.post("/v1/items", price).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid price:"), "{message}");
+    let mut price = pen(1);
+    price["price"] = json!("1.505");
+    let message = seller.post("/v1/items", price).await.error(400, "invalid_argument");
+    assert!(message.contains("price"), "{message}");
+    let mut keywords = pen(1);
+    keywords["keywords"] = json!(["a", "b", "c", "d", "e", "f"]);
+    let message = seller.post("/v1/items", keywords).await.error(400, "invalid_argument");
+    assert!(message.contains("keywords"), "{message}");
+    let mut condition = pen(1);
+    condition["condition"] = json!("broken");
+    let message = seller.post("/v1/items", condition).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid condition:"), "{message}");
+    let mut missing = pen(1);
+    missing.as_object_mut().unwrap().remove("quantity");
+    let message = seller.post("/v1/items", missing).await.error(400, "invalid_argument");
+    assert!(message.contains("missing field `quantity`"), "{message}");
+    let mut extra = pen(1);
+    extra["colour"] = json!("blue");
+    let message = seller.post("/v1/items", extra).await.error(400, "invalid_argument");
+    assert!(message.contains("colour"), "{message}");
+    let message = seller.post("/v1/items", pen(0)).await.error(400, "invalid_argument");
+    assert!(message.contains("quantity"), "{message}");
+
+    // Not JSON at all, or not said to be JSON.
+    let raw = |content_type: &str, body: &str| {
+        seller
+            .http
+            .post(format!("{}/v1/items", seller.base))
+            .bearer_auth(seller.session.as_deref().unwrap())
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+    };
+    let answer = raw("application/json", "{\"name\": ").await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    let answer = raw("text/plain", &pen(1).to_string()).await.unwrap();
+    assert_eq!(answer.status(), 415);
+    let big = json!({"price": "x".repeat(70 * 1024)}).to_string();
+    let answer = raw("application/json", &big).await.unwrap();
+    assert_eq!(answer.status(), 413);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+
+    // Paths and queries.
+    let message = seller.post("/v1/items/pen/removals", json!({"quantity": 1})).await;
+    assert!(message.error(400, "invalid_argument").contains("item"));
+    let message = seller.get("/v1/sellers/me/items?limit=0").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid limit"), "{message}");
+    let message = seller.get("/v1/sellers/me/items?limit=abc").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid limit"), "{message}");
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let message = buyer.get("/v1/items").await.error(400, "invalid_argument");
+    assert!(message.contains("category"), "{message}");
+    let message = buyer.get("/v1/items?category=-1").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid category"), "{message}");
+    let message = buyer.get("/v1/items?category=1&keyword=toolongword").await;
+    assert!(message.error(400, "invalid_argument").contains("keyword"));
+    let message = buyer.get("/v1/sellers/me/rating").await.error(400, "invalid_argument");
+    assert!(message.contains("seller id"), "{message}");
+    let vote = Some(json!({"vote": "sideways"}));
+    buyer.send(Method::PUT, "/v1/items/1:1/feedback", vote).await.error(400, "invalid_argument");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_bearer_tokens() {
+    let clock = Clock::manual(1_700_000_000_000);
+    let options = Options {
+        session_timeout: Duration::from_secs(60),
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let http = Http::start_with(options).await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+
+    let anonymous = http.seller();
+    anonymous.get("/v1/sellers/me/rating").await.error(401, "not_logged_in");
+    let answer = anonymous.get("/v1/sellers/me/items").await;
+    assert_eq!(answer.headers["www-authenticate"], "Bearer");
+    answer.error(401, "not_logged_in");
+    for header in ["Basic YW5uOnBhc3N3b3JkMQ==", "Bearer", "Bearer ", "ann"] {
+        let answer = anonymous
+            .http
+            .get(format!("{}/v1/sellers/me/rating", anonymous.base))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{header:?}");
+    }
+    let mut unknown = http.seller();
+    unknown.session = Some("0".repeat(64));
+    unknown.get("/v1/sellers/me/rating").await.error(401, "not_logged_in");
+
+    // A seller session is not a buyer session.
+    let mut buyer = http.buyer();
+    buyer.session = seller.session.clone();
+    buyer.get("/v1/cart").await.error(401, "not_logged_in");
+
+    let wrong = json!({"username": "ann", "password": "password2"});
+    seller.post("/v1/sellers/sessions", wrong).await.error(401, "wrong_credentials");
+
+    clock.advance(Duration::from_secs(61));
+    seller.get("/v1/sellers/me/rating").await.error(401, "session_expired");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_have_their_statuses() {
+    let http = Http::start().await;
+    let mut ann = http.seller();
+    ann.sign_up("seller", "ann").await;
+    let mut bob = http.seller();
+    bob.sign_up("seller", "bob").await;
+    let id = ann.post("/v1/items", pen(2)).await.expect(201)["id"].as_str().unwrap().to_owned();
+
+    // 409: a taken username, not enough units.
+    let taken = json!({"username": "ann", "password": "password1"});
+    http.seller().post("/v1/sellers", taken).await.error(409, "username_taken");
+    let message = ann
+        .post(&format!("/v1/items/{id}/removals"), json!({"quantity": 3}))
+        .await
+        .error(409, "not_enough_units");
+    assert!(message.contains('2'), "{message}");
+    // 403: another seller's item.
+    let path = format!("/v1/items/{id}");
+    bob.send(Method::PATCH, &path, Some(json!({"price": "9.99"})))
+        .await
+        .error(403, "not_your_item");
+    bob.post(&format!("{path}/removals"), json!({"quantity": 1})).await.error(403, "not_your_item");
+    // 404: unknown items and sellers.
+    ann.send(Method::PATCH, "/v1/items/3:999", Some(json!({"price": "1"})))
+        .await
+        .error(404, "unknown_item");
+
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    buyer.get("/v1/items/3:999").await.error(404, "unknown_item");
+    buyer.get(&format!("/v1/items/4:{}", &id[2..])).await.error(404, "unknown_item");
+    buyer.get("/v1/sellers/999/rating").await.error(404, "unknown_user");
+    buyer
+        .post("/v1/cart/items", json!({"item": "3:999", "quantity": 1}))
+        .await
+        .error(404, "unknown_item");
+    buyer
+        .send(Method::DELETE, &format!("/v1/cart/items/{id}?quantity=1"), None)
+        .await
+        .error(404, "unknown_item");
+    buyer
+        .send(Method::PUT, "/v1/items/3:999/feedback", Some(json!({"vote": "up"})))
+        .await
+        .error(404, "unknown_item");
+    // 409: more units than are available.
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 2})).await.expect(200);
+    buyer
+        .post("/v1/cart/items", json!({"item": id, "quantity": 1}))
+        .await
+        .error(409, "not_enough_units");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_down_is_503() {
+    // Frontends whose databases are at addresses nothing listens on.
+    let closed = |_| {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let upstream = agora_testkit::frontend_config(closed(0), closed(1));
+    let (seller, seller_http) =
+        agora_testkit::start_seller_with_http(&upstream, "127.0.0.1:0").await;
+    let (buyer, buyer_http) = agora_testkit::start_buyer_with_http(&upstream, "127.0.0.1:0").await;
+    for addr in [seller_http, buyer_http] {
+        let api = Api::new(addr);
+        assert_eq!(api.get("/healthz").await.expect(200), json!({"status": "ok"}));
+        let answer = api.get("/readyz").await;
+        assert_eq!(answer.headers["retry-after"], "1");
+        answer.error(503, "unavailable");
+    }
+    let credentials = json!({"username": "ann", "password": "password1"});
+    Api::new(seller_http).post("/v1/sellers/sessions", credentials).await.error(503, "unavailable");
+    let mut buyer_api = Api::new(buyer_http);
+    buyer_api.session = Some("0".repeat(64));
+    buyer_api.get("/v1/items/1:1").await.error(503, "unavailable");
+    seller.stop().await;
+    buyer.stop().await;
+}
+
+#[tokio::test]
+async fn http_and_tcp_are_one_interface() {
+    let http = Http::start().await;
+    // A session from HTTP works over TCP, and an item listed over TCP shows over HTTP.
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    let tcp = agora_client::SellerClient::new(vec![http.seller.addr.to_string()]);
+    tcp.set_session(seller.session.clone());
+    let item = agora_domain::NewItem {
+        name: "Mug".into(),
+        category: 7,
+        keywords: vec!["mug".into()],
+        condition: agora_domain::Condition::Used,
+        price: agora_domain::Money::from_cents(1234),
+        quantity: 3,
+    };
+    let id = tcp.register_item(item).await.unwrap();
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"][0]["id"], id.to_string());
+    assert_eq!(items["items"][0]["price"], "12.34");
+
+    // The TCP frontend of the cluster and the HTTP one share the databases, too.
+    let buyer_tcp = agora_client::BuyerClient::new(vec![http.cluster.buyer_addr()]);
+    buyer_tcp.create_account("bea", "password1", "").await.unwrap();
+    buyer_tcp.login("bea", "password1").await.unwrap();
+    let mut buyer = http.buyer();
+    buyer.session = buyer_tcp.session();
+    let cart = buyer.post("/v1/cart/items", json!({"item": id.to_string(), "quantity": 2})).await;
+    cart.expect(200);
+    assert_eq!(buyer_tcp.display_cart().await.unwrap()[0].quantity, 2);
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_frontend_closes_its_http_port() {
+    let http = Http::start().await;
+    let addr = http.buyer_http;
+    assert_eq!(Api::new(addr).get("/healthz").await.status, 200);
+    http.stop().await;
+    let refused = reqwest::Client::new().get(format!("http://{addr}/healthz")).send().await;
+    assert!(refused.is_err(), "still serving after shutdown");
+}
+
+/// Every route the API has, per frontend: the OpenAPI document must list exactly these.
+const SELLER_ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/sellers"),
+    ("post", "/v1/sellers/sessions"),
+    ("delete", "/v1/sessions/current"),
+    ("get", "/v1/sellers/me/rating"),
+    ("post", "/v1/items"),
+    ("get", "/v1/sellers/me/items"),
+    ("patch", "/v1/items/{id}"),
+    ("post", "/v1/items/{id}/removals"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+const BUYER_ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/buyers"),
+    ("post", "/v1/buyers/sessions"),
+    ("delete", "/v1/sessions/current"),
+    ("get", "/v1/items"),
+    ("get", "/v1/items/{id}"),
+    ("put", "/v1/items/{id}/feedback"),
+    ("get", "/v1/cart"),
+    ("delete", "/v1/cart"),
+    ("post", "/v1/cart/items"),
+    ("delete", "/v1/cart/items/{id}"),
+    ("put", "/v1/cart/saved"),
+    ("get", "/v1/sellers/{id}/rating"),
+    ("get", "/v1/purchases"),
+    ("post", "/v1/purchases"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+#[tokio::test]
+async fn the_openapi_documents_are_valid_and_complete() {
+    let http = Http::start().await;
+    for (api, routes) in [(http.seller(), SELLER_ROUTES), (http.buyer(), BUYER_ROUTES)] {
+        let document = api.get("/openapi.json").await.expect(200);
+        // It parses as OpenAPI 3.1 ...
+        let parsed: utoipa::openapi::OpenApi = serde_json::from_value(document.clone()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        assert!(!parsed.info.title.is_empty());
+
+        // ... lists exactly the routes ...
+        let mut listed = Vec::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                listed.push((method.clone(), path.clone()));
+            }
+        }
+        let mut expected: Vec<(String, String)> =
+            routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected);
+
+        // ... each of which says what it answers, declares its path parameters and, when it
+        // needs a session, the scheme that carries it ...
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path}");
+                let declared: Vec<&str> = operation["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .map(|p| p["name"].as_str().unwrap())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let in_path = path.matches('{').count();
+                assert_eq!(declared.len(), in_path, "{method} {path}");
+                let secured = operation.get("security").is_some();
+                let public = ["/healthz", "/readyz"].contains(&path.as_str())
+                    || ["/v1/sellers", "/v1/buyers"].iter().any(|p| path.starts_with(p))
+                        && method == "post";
+                assert_eq!(secured, !public, "{method} {path}");
+                if secured {
+                    assert_eq!(operation["security"], json!([{"session": []}]));
+                    // Every secured route refuses without a session.
+                    assert!(responses.contains_key("401"), "{method} {path}");
+                }
+            }
+        }
+        assert_eq!(document["components"]["securitySchemes"]["session"]["scheme"], "bearer");
+
+        // ... and every reference resolves.
+        let mut refs = Vec::new();
+        collect_refs(&document, &mut refs);
+        assert!(!refs.is_empty());
+        for reference in refs {
+            let pointer = reference.strip_prefix('#').unwrap();
+            assert!(document.pointer(pointer).is_some(), "dangling {reference}");
+        }
+    }
+    http.stop().await;
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}

@@ -1,0 +1,490 @@
+//! The buyer's interface over HTTP. Each route turns its request into a [`BuyerRequest`]
+//! and hands it to the same [`BuyerFrontend`] the TCP server uses, so both speak the same
+//! semantics and refuse with the same codes.
+
+use std::sync::Arc;
+
+use agora_proto::Handler;
+use agora_proto::messages::front::{BuyerRequest, Response};
+use agora_proto::messages::{new_op_id, unexpected};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{Error, ErrorBody};
+use super::extract::{ItemPath, Json, Query, SellerPath, Session};
+use super::model::{
+    AccountCreated, BuyerSession, Cart, CartAddition, Credentials, Health, ItemIdParam, ItemPage,
+    ItemView, NewAccount, PageQuery, PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView,
+    QuantityQuery, Rating, SearchQuery, SellerIdParam, Thumb, Vote, Votes,
+};
+use super::{BodyFailures, Failures, Out, SessionScheme};
+use crate::buyer::BuyerFrontend;
+
+type Front = State<Arc<BuyerFrontend>>;
+
+/// The buyer API's OpenAPI document: the header here, the paths from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agora buyer API",
+        description = "The buyer's interface of Agora over HTTP/JSON: the same operations, \
+                       semantics and error codes as the TCP protocol. Log in with \
+                       `POST /v1/buyers/sessions`, then send the session as \
+                       `Authorization: Bearer <session>`. Errors are \
+                       `{\"error\":{\"code\":…,\"message\":…}}`; docs/http.md has the details."
+    ),
+    modifiers(&SessionScheme),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "accounts", description = "Buyer accounts and sessions"),
+        (name = "items", description = "Searching and viewing items, voting on them"),
+        (name = "cart", description = "The session's cart and the saved cart"),
+        (name = "purchases", description = "Purchase history"),
+        (name = "health", description = "Liveness and readiness")
+    )
+)]
+struct BuyerApi;
+
+/// The buyer routes and their OpenAPI document.
+pub fn routes(front: Arc<BuyerFrontend>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(BuyerApi::openapi())
+        .routes(routes!(create_account))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(search))
+        .routes(routes!(get_item))
+        .routes(routes!(feedback))
+        .routes(routes!(display_cart, clear_cart))
+        .routes(routes!(add_to_cart))
+        .routes(routes!(remove_from_cart))
+        .routes(routes!(save_cart))
+        .routes(routes!(seller_rating))
+        .routes(routes!(purchases, make_purchase))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .split_for_parts();
+    (router.with_state(front), api)
+}
+
+async fn call(front: &BuyerFrontend, request: BuyerRequest) -> Result<Response, Error> {
+    Ok(front.handle(request).await?)
+}
+
+fn cart(response: Response) -> Out<axum::Json<Cart>> {
+    match response {
+        Response::Cart(lines) => Ok(axum::Json(lines.into())),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// CreateAccount: a new buyer account.
+#[utoipa::path(
+    post, path = "/v1/buyers", tag = "accounts",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "Created; the buyer's id", body = AccountCreated),
+        (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
+        (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn create_account(
+    State(front): Front,
+    Json(body): Json<NewAccount>,
+) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
+    let request = BuyerRequest::CreateAccount {
+        op: new_op_id(),
+        username: body.username,
+        password: body.password,
+        name: body.name.unwrap_or_default(),
+    };
+    match call(&front, request).await? {
+        Response::Account { id } => Ok((StatusCode::CREATED, axum::Json(AccountCreated { id }))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Login: starts a buyer session, whose cart starts as a copy of the saved cart.
+#[utoipa::path(
+    post, path = "/v1/buyers/sessions", tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (
+            status = 201,
+            description = "Logged in; send `session` as a bearer token",
+            body = BuyerSession
+        ),
+        (status = 400, description = "The body is malformed", body = ErrorBody),
+        (
+            status = 401,
+            description = "Wrong username or password (`wrong_credentials`)",
+            body = ErrorBody
+        ),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn login(
+    State(front): Front,
+    Json(body): Json<Credentials>,
+) -> Out<(StatusCode, axum::Json<BuyerSession>)> {
+    let request = BuyerRequest::Login { username: body.username, password: body.password };
+    match call(&front, request).await? {
+        Response::LoggedIn { session, id } => {
+            Ok((StatusCode::CREATED, axum::Json(BuyerSession { session, buyer_id: id })))
+        }
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Logout: ends this session; its unsaved cart is gone.
+#[utoipa::path(
+    delete, path = "/v1/sessions/current", tag = "accounts",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No such session (`not_logged_in`)", body = ErrorBody),
+        Failures
+    )
+)]
+async fn logout(State(front): Front, Session(session): Session) -> Out<StatusCode> {
+    call(&front, BuyerRequest::Logout { session }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// SearchItemsForSale: items of a category with units left, best match first.
+///
+/// Items matching more of the keywords come first, newer listings first among equals;
+/// with no keyword, the category's newest items.
+#[utoipa::path(
+    get, path = "/v1/items", tag = "items",
+    security(("session" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "One page of matching items", body = ItemPage),
+        (status = 400, description = "A bad parameter (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn search(
+    State(front): Front,
+    Session(session): Session,
+    Query(query): Query<SearchQuery>,
+) -> Out<axum::Json<ItemPage>> {
+    let page = query.page();
+    let request =
+        BuyerRequest::Search { session, category: query.category, keywords: query.keyword, page };
+    match call(&front, request).await? {
+        Response::Items(items) => Ok(axum::Json(ItemPage::new(items, page))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// GetItem: one item, sold out or not.
+#[utoipa::path(
+    get, path = "/v1/items/{id}", tag = "items",
+    security(("session" = [])),
+    params(ItemIdParam),
+    responses(
+        (status = 200, description = "The item", body = ItemView),
+        (status = 400, description = "A malformed id (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
+        Failures
+    )
+)]
+async fn get_item(
+    State(front): Front,
+    Session(session): Session,
+    ItemPath(item): ItemPath,
+) -> Out<axum::Json<ItemView>> {
+    match call(&front, BuyerRequest::GetItem { session, item }).await? {
+        Response::Item(item) => Ok(axum::Json(item.into())),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// ProvideFeedback: this buyer's thumbs up or down on an item; a new vote replaces the
+/// earlier one.
+#[utoipa::path(
+    put, path = "/v1/items/{id}/feedback", tag = "items",
+    security(("session" = [])),
+    params(ItemIdParam),
+    request_body = Vote,
+    responses(
+        (status = 200, description = "Voted; the item's new totals", body = Votes),
+        (status = 400, description = "A bad id or vote (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn feedback(
+    State(front): Front,
+    Session(session): Session,
+    ItemPath(item): ItemPath,
+    Json(body): Json<Vote>,
+) -> Out<axum::Json<Votes>> {
+    let up = matches!(body.vote, Thumb::Up);
+    match call(&front, BuyerRequest::ProvideFeedback { session, item, up }).await? {
+        Response::Feedback(f) => Ok(axum::Json(f.into())),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// DisplayCart: this session's cart.
+#[utoipa::path(
+    get, path = "/v1/cart", tag = "cart",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The cart", body = Cart),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn display_cart(State(front): Front, Session(session): Session) -> Out<axum::Json<Cart>> {
+    cart(call(&front, BuyerRequest::DisplayCart { session }).await?)
+}
+
+/// ClearCart: empties this session's cart (the saved cart is untouched).
+#[utoipa::path(
+    delete, path = "/v1/cart", tag = "cart",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "The cart is empty"),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn clear_cart(State(front): Front, Session(session): Session) -> Out<StatusCode> {
+    call(&front, BuyerRequest::ClearCart { session }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// AddItemToCart: only if the cart's new total of the item is available now.
+#[utoipa::path(
+    post, path = "/v1/cart/items", tag = "cart",
+    security(("session" = [])),
+    request_body = CartAddition,
+    responses(
+        (status = 200, description = "Added; the whole cart", body = Cart),
+        (
+            status = 400,
+            description = "A bad id or quantity, or a full cart (`invalid_argument`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
+        (
+            status = 409,
+            description = "Not that many units available (`not_enough_units`)",
+            body = ErrorBody
+        ),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn add_to_cart(
+    State(front): Front,
+    Session(session): Session,
+    Json(body): Json<CartAddition>,
+) -> Out<axum::Json<Cart>> {
+    let item = body.item.parse()?;
+    cart(
+        call(
+            &front,
+            BuyerRequest::AddToCart { op: new_op_id(), session, item, quantity: body.quantity },
+        )
+        .await?,
+    )
+}
+
+/// RemoveItemFromCart: takes units of an item out of this session's cart.
+#[utoipa::path(
+    delete, path = "/v1/cart/items/{id}", tag = "cart",
+    security(("session" = [])),
+    params(
+        ItemIdParam,
+        QuantityQuery
+    ),
+    responses(
+        (status = 200, description = "Removed; the whole cart", body = Cart),
+        (
+            status = 400,
+            description = "A bad id or quantity, or more than the cart holds (`invalid_argument`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 404, description = "The item is not in the cart", body = ErrorBody),
+        Failures
+    )
+)]
+async fn remove_from_cart(
+    State(front): Front,
+    Session(session): Session,
+    ItemPath(item): ItemPath,
+    Query(query): Query<QuantityQuery>,
+) -> Out<axum::Json<Cart>> {
+    let request =
+        BuyerRequest::RemoveFromCart { op: new_op_id(), session, item, quantity: query.quantity };
+    cart(call(&front, request).await?)
+}
+
+/// SaveCart: the saved cart becomes a copy of this session's cart.
+#[utoipa::path(
+    put, path = "/v1/cart/saved", tag = "cart",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "Saved"),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn save_cart(State(front): Front, Session(session): Session) -> Out<StatusCode> {
+    call(&front, BuyerRequest::SaveCart { session }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GetSellerRating: any seller's feedback and units sold.
+#[utoipa::path(
+    get, path = "/v1/sellers/{id}/rating", tag = "items",
+    security(("session" = [])),
+    params(SellerIdParam),
+    responses(
+        (status = 200, description = "The seller's rating", body = Rating),
+        (status = 400, description = "A malformed id (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 404, description = "No such seller (`unknown_user`)", body = ErrorBody),
+        Failures
+    )
+)]
+async fn seller_rating(
+    State(front): Front,
+    Session(session): Session,
+    SellerPath(seller_id): SellerPath,
+) -> Out<axum::Json<Rating>> {
+    match call(&front, BuyerRequest::GetSellerRating { session, seller_id }).await? {
+        Response::Rating(r) => Ok(axum::Json(r.into())),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// GetBuyerPurchases: this buyer's purchases, newest first.
+#[utoipa::path(
+    get, path = "/v1/purchases", tag = "purchases",
+    security(("session" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of purchases", body = PurchasePage),
+        (status = 400, description = "A bad `limit` or `offset`", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn purchases(
+    State(front): Front,
+    Session(session): Session,
+    Query(query): Query<PageQuery>,
+) -> Out<axum::Json<PurchasePage>> {
+    let page = query.page();
+    match call(&front, BuyerRequest::GetPurchases { session, page }).await? {
+        Response::Purchases(p) => Ok(axum::Json(PurchasePage::new(p, page))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// MakePurchase: buys everything in this session's cart, paying by card; all or nothing.
+///
+/// Send an `Idempotency-Key` to make a retry safe: a key this buyer already used answers
+/// with that purchase's outcome (or `purchase_pending` while it is being resolved) instead
+/// of buying again. Without one, the server picks a fresh key: each request is a new
+/// purchase.
+#[utoipa::path(
+    post, path = "/v1/purchases", tag = "purchases",
+    security(("session" = [])),
+    params(PurchaseHeaders),
+    request_body = PurchaseOrder,
+    responses(
+        (status = 201, description = "Bought; the purchase", body = PurchaseView),
+        (
+            status = 400,
+            description = "Bad card details, a bad key or an empty cart (`invalid_argument`)",
+            body = ErrorBody
+        ),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (
+            status = 402,
+            description = "The card was declined; nothing changed (`payment_declined`)",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "Not enough units left of an item in the cart (`not_enough_units`), or \
+                           the purchase was cancelled (`aborted`)",
+            body = ErrorBody
+        ),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn make_purchase(
+    State(front): Front,
+    Session(session): Session,
+    headers: HeaderMap,
+    Json(body): Json<PurchaseOrder>,
+) -> Out<(StatusCode, axum::Json<PurchaseView>)> {
+    let key = match headers.get("idempotency-key") {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| Error::invalid("invalid Idempotency-Key: must be visible ASCII"))?
+            .trim()
+            .to_owned(),
+        None => fresh_key(),
+    };
+    let request = BuyerRequest::MakePurchase { session, key, card: body.card() };
+    match call(&front, request).await? {
+        Response::Purchase(p) => Ok((StatusCode::CREATED, axum::Json(p.into()))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// A random purchase key, 128 bits as 32 hex digits.
+fn fresh_key() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: the clock is unique enough for one buyer's purchases.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Up", body = Health))
+)]
+async fn healthz() -> axum::Json<Health> {
+    super::live()
+}
+
+/// Readiness: both databases answered a ping just now.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        Failures
+    )
+)]
+async fn readyz(State(front): Front) -> Out<axum::Json<Health>> {
+    call(&front, BuyerRequest::Ping { deep: true }).await?;
+    Ok(super::ready())
+}

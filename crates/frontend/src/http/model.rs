@@ -1,0 +1,769 @@
+//! The JSON shapes of the HTTP API: item ids as `"3:17"`, money as decimal strings
+//! (`"12.34"`, never a float), conditions and votes as lower-case words. Each type derives
+//! its OpenAPI schema, so /openapi.json is generated from the very types the routes use.
+//!
+//! Patterns in the schemas state the domain's rules exactly (crates/domain/src/limits.rs),
+//! including its trimming of surrounding white space, so that generated clients and
+//! property-based testers agree with the server on what is valid.
+
+use agora_domain::{
+    Card, CartLine, Condition, Feedback, Item, ItemId, Money, NewItem, PAGE_DEFAULT, Page,
+    Purchase, SellerRating,
+};
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::Error;
+
+// White space as Rust's `str::trim` sees it, and control characters (Unicode Cc), as
+// regular-expression character ranges.
+macro_rules! ws {
+    () => {
+        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+macro_rules! ctrl {
+    () => {
+        r"\x00-\x1f\x7f-\x9f"
+    };
+}
+/// 1 to 32 characters once trimmed, none of them a control character (`check_name`).
+macro_rules! name {
+    () => {
+        concat!(
+            "[",
+            ws!(),
+            "]*[^",
+            ws!(),
+            ctrl!(),
+            "]([^",
+            ctrl!(),
+            "]{0,30}[^",
+            ws!(),
+            ctrl!(),
+            "])?[",
+            ws!(),
+            "]*"
+        )
+    };
+}
+
+/// An item's name (`check_name`).
+const NAME: &str = concat!("^", name!(), "$");
+/// An account's display name: blank (then the username) or a name.
+const ACCOUNT_NAME: &str = concat!("^([", ws!(), "]*|", name!(), ")$");
+/// A keyword (`check_keywords`): trimmed, 1 to 8 characters, no space or control character.
+/// Leaves out `İ` (U+0130), the one character whose lower case is two characters long: the
+/// rule counts characters after lower-casing.
+const KEYWORD: &str = concat!("^[", ws!(), "]*[^", ws!(), ctrl!(), r"\u0130]{1,8}[", ws!(), "]*$");
+/// A price (`Money::from_str` and `check_price`): 0.01 to 1000000.00, at most two decimals.
+const PRICE: &str = concat!(
+    "^[",
+    ws!(),
+    r"]*(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,5}(\.[0-9]{1,2})?|1000000(\.00?)?)[",
+    ws!(),
+    "]*$"
+);
+/// An item id (`ItemId::from_str`), `category:number`.
+pub const ITEM_ID: &str = concat!("^[", ws!(), r"]*\+?[0-9]{1,9}:\+?[0-9]{1,18}[", ws!(), "]*$");
+
+/// A card holder (`Card::validate`): 1 to 64 characters once trimmed, no control character.
+const CARD_HOLDER: &str = concat!(
+    "^[",
+    ws!(),
+    "]*[^",
+    ws!(),
+    ctrl!(),
+    "]([^",
+    ctrl!(),
+    "]{0,62}[^",
+    ws!(),
+    ctrl!(),
+    "])?[",
+    ws!(),
+    "]*$"
+);
+/// A card number: 12 to 19 digits; spaces and dashes are ignored.
+const CARD_NUMBER: &str = r"^[ \-]*([0-9][ \-]*){12,19}$";
+/// A card's expiry, `MM/YY` (two characters each side, read as numbers).
+const CARD_EXPIRY: &str =
+    concat!("^[", ws!(), r"]*(0[1-9]|1[0-2]|\+[1-9])/([0-9]{2}|[+\-][0-9])[", ws!(), "]*$");
+/// A purchase key: 1 to 64 visible ASCII characters (spaces allowed inside).
+const PURCHASE_KEY: &str = r"^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$";
+
+/// A string schema with a pattern, an example and a description.
+fn text(pattern: &str, example: &str, description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .examples([serde_json::json!(example)])
+        .description(Some(description))
+        .build()
+}
+
+fn name_schema() -> Object {
+    text(
+        NAME,
+        "Blue pen",
+        "1 to 32 characters (surrounding white space is dropped), no control characters.",
+    )
+}
+
+fn account_name_schema() -> Object {
+    text(
+        ACCOUNT_NAME,
+        "Ann's Pens",
+        "Display name, 1 to 32 characters; the username if absent or blank.",
+    )
+}
+
+fn keyword_schema() -> Object {
+    text(KEYWORD, "pen", "1 to 8 characters without spaces; stored lower-case.")
+}
+
+/// Up to five keywords.
+pub fn keywords_schema() -> Array {
+    ArrayBuilder::new()
+        .items(keyword_schema())
+        .max_items(Some(agora_domain::KEYWORDS_MAX))
+        .examples([serde_json::json!(["pen", "blue"])])
+        .description(Some("Up to five keywords; duplicates are dropped."))
+        .build()
+}
+
+fn price_schema() -> Object {
+    text(PRICE, "12.34", "From 0.01 to 1000000.00, as a decimal string with at most two decimals.")
+}
+
+fn card_holder_schema() -> Object {
+    text(CARD_HOLDER, "Bea Buyer", "The cardholder's name, 1 to 64 characters.")
+}
+
+fn card_number_schema() -> Object {
+    text(CARD_NUMBER, "4111 1111 1111 1111", "12 to 19 digits; spaces and dashes are ignored.")
+}
+
+fn card_expiry_schema() -> Object {
+    text(CARD_EXPIRY, "09/29", "Expiry month and year, `MM/YY`.")
+}
+
+fn purchase_key_schema() -> Object {
+    text(
+        PURCHASE_KEY,
+        "3f2a9c1e-7d4b-4e0a-9b1c-2d5e8f7a6b3c",
+        "Makes a retry safe: a key this buyer already used answers with that purchase's \
+         outcome instead of buying again. Without one, every request is a new purchase.",
+    )
+}
+
+/// An item id in a body or a path.
+pub fn item_id_schema() -> Object {
+    text(ITEM_ID, "3:17", "An item id, `category:number`.")
+}
+
+/// A seller id in a path (`u64::from_str` after trimming).
+const USER_ID: &str = concat!("^[", ws!(), r"]*\+?[0-9]{1,19}[", ws!(), "]*$");
+
+fn user_id_schema() -> Object {
+    text(USER_ID, "1", "A seller's id, a whole number.")
+}
+
+/// Reads a whole number from 0 to `u32::MAX`, also when it is written `12.0`: JSON has
+/// one number type, and JSON Schema counts `12.0` as an integer.
+fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                Ok(v as u32)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Whole)
+}
+
+/// A new account of either role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// 1 to 32 letters, digits, `_`, `-` or `.`; unique per role.
+    #[schema(pattern = r"^[A-Za-z0-9_.\-]{1,32}$", example = "ann")]
+    pub username: String,
+    /// At least 8 characters, at most 128 bytes (UTF-8).
+    #[schema(min_length = 8, max_length = 128, example = "long enough")]
+    pub password: String,
+    /// Display name, 1 to 32 characters; the username if absent or blank.
+    #[serde(default)]
+    #[schema(schema_with = account_name_schema)]
+    pub name: Option<String>,
+}
+
+/// A username and password, to log in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The account's username.
+    #[schema(example = "ann")]
+    pub username: String,
+    /// The account's password.
+    #[schema(example = "long enough")]
+    pub password: String,
+}
+
+/// A new account's id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountCreated {
+    /// The seller or buyer id, unique.
+    #[schema(example = 1)]
+    pub id: u64,
+}
+
+/// A new seller session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SellerSession {
+    /// Send as `Authorization: Bearer <session>` on every later call.
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub session: String,
+    /// The seller's id.
+    #[schema(example = 1)]
+    pub seller_id: u64,
+}
+
+/// A new buyer session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BuyerSession {
+    /// Send as `Authorization: Bearer <session>` on every later call.
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub session: String,
+    /// The buyer's id.
+    #[schema(example = 2)]
+    pub buyer_id: u64,
+}
+
+/// Thumbs up and thumbs down.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Votes {
+    /// Thumbs up.
+    pub up: u64,
+    /// Thumbs down.
+    pub down: u64,
+}
+
+impl From<Feedback> for Votes {
+    fn from(f: Feedback) -> Self {
+        Votes { up: f.up, down: f.down }
+    }
+}
+
+/// A seller's public record.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Rating {
+    /// The seller's id.
+    pub seller_id: u64,
+    /// The seller's display name.
+    pub name: String,
+    /// Votes summed over all the seller's items, sold out or not.
+    pub feedback: Votes,
+    /// Units the seller has sold.
+    pub items_sold: u64,
+}
+
+impl From<SellerRating> for Rating {
+    fn from(r: SellerRating) -> Self {
+        Rating {
+            seller_id: r.seller_id,
+            name: r.name,
+            feedback: r.feedback.into(),
+            items_sold: r.items_sold,
+        }
+    }
+}
+
+/// New or used.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemCondition {
+    /// Never used.
+    New,
+    /// Second hand.
+    Used,
+}
+
+impl From<ItemCondition> for Condition {
+    fn from(c: ItemCondition) -> Self {
+        match c {
+            ItemCondition::New => Condition::New,
+            ItemCondition::Used => Condition::Used,
+        }
+    }
+}
+
+impl From<Condition> for ItemCondition {
+    fn from(c: Condition) -> Self {
+        match c {
+            Condition::New => ItemCondition::New,
+            Condition::Used => ItemCondition::Used,
+        }
+    }
+}
+
+/// An item as the marketplace shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemView {
+    /// `category:number`.
+    #[schema(example = "3:17")]
+    pub id: String,
+    /// Its name.
+    #[schema(example = "Blue pen")]
+    pub name: String,
+    /// The category, as in the id.
+    #[schema(example = 3)]
+    pub category: u32,
+    /// Keywords, lower-case.
+    #[schema(example = json!(["pen", "blue"]))]
+    pub keywords: Vec<String>,
+    /// New or used.
+    pub condition: ItemCondition,
+    /// Sale price, a decimal string with two decimals.
+    #[schema(example = "1.50")]
+    pub price: String,
+    /// Units still for sale.
+    #[schema(example = 10)]
+    pub quantity: u32,
+    /// The seller who listed it.
+    #[schema(example = 1)]
+    pub seller_id: u64,
+    /// Buyers' votes on it.
+    pub feedback: Votes,
+}
+
+impl From<Item> for ItemView {
+    fn from(i: Item) -> Self {
+        ItemView {
+            id: i.id.to_string(),
+            name: i.name,
+            category: i.id.category,
+            keywords: i.keywords,
+            condition: i.condition.into(),
+            price: i.price.to_string(),
+            quantity: i.quantity,
+            seller_id: i.seller_id,
+            feedback: i.feedback.into(),
+        }
+    }
+}
+
+/// One page of items.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemPage {
+    /// At most `limit` items.
+    pub items: Vec<ItemView>,
+    /// The `offset` of the next page, or null on the last page.
+    pub next_offset: Option<u32>,
+}
+
+impl ItemPage {
+    /// A page of `items` asked for with `page`.
+    pub fn new(items: Vec<Item>, page: Page) -> Self {
+        ItemPage {
+            next_offset: next_offset(items.len(), page),
+            items: items.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The offset of the page after a full one, or `None` after a short one (the last).
+fn next_offset(len: usize, page: Page) -> Option<u32> {
+    if len < page.limit as usize {
+        return None;
+    }
+    page.offset.checked_add(page.limit)
+}
+
+/// What a seller fills in to list an item.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewItemBody {
+    /// 1 to 32 characters (surrounding white space is dropped), no control characters.
+    #[schema(schema_with = name_schema)]
+    pub name: String,
+    /// Any category number; it becomes the first part of the item id.
+    #[serde(deserialize_with = "whole")]
+    #[schema(example = 3, minimum = 0, maximum = 4294967295.0, format = Int64)]
+    pub category: u32,
+    /// Up to five keywords of 1 to 8 characters without spaces; stored lower-case,
+    /// duplicates dropped.
+    #[serde(default)]
+    #[schema(schema_with = keywords_schema)]
+    pub keywords: Vec<String>,
+    /// New or used.
+    pub condition: ItemCondition,
+    /// Sale price from 0.01 to 1000000.00, as a decimal string with at most two decimals.
+    #[schema(schema_with = price_schema)]
+    pub price: String,
+    /// Units for sale, 1 to 1,000,000.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 1000000, example = 10)]
+    pub quantity: u32,
+}
+
+impl NewItemBody {
+    /// The domain's new item; its rules are checked by the handler.
+    pub fn into_domain(self) -> Result<NewItem, Error> {
+        Ok(NewItem {
+            name: self.name,
+            category: self.category,
+            keywords: self.keywords,
+            condition: self.condition.into(),
+            price: self.price.parse()?,
+            quantity: self.quantity,
+        })
+    }
+}
+
+/// A new item's id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemCreated {
+    /// `category:number`.
+    #[schema(example = "3:17")]
+    pub id: String,
+}
+
+impl From<ItemId> for ItemCreated {
+    fn from(id: ItemId) -> Self {
+        ItemCreated { id: id.to_string() }
+    }
+}
+
+/// A new sale price.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceChange {
+    /// From 0.01 to 1000000.00, at most two decimals.
+    #[schema(schema_with = price_schema)]
+    pub price: String,
+}
+
+impl PriceChange {
+    /// The price as money; its range is checked by the handler.
+    pub fn money(&self) -> Result<Money, Error> {
+        Ok(self.price.parse()?)
+    }
+}
+
+/// Units to take off sale.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitsRemoval {
+    /// 1 to 1,000,000, at most the units left.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 1000000, example = 4)]
+    pub quantity: u32,
+}
+
+/// Units of an item left for sale.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnitsLeft {
+    /// The item.
+    #[schema(example = "3:17")]
+    pub id: String,
+    /// Units still for sale.
+    #[schema(example = 6)]
+    pub quantity: u32,
+}
+
+/// Which page of a list: `limit` entries after skipping `offset`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Most entries to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Entries to skip (default 0); the previous page's `next_offset`.
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    pub offset: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page, with defaults for what is absent; its limit is checked by the handler.
+    pub fn page(&self) -> Page {
+        Page { offset: self.offset.unwrap_or(0), limit: self.limit.unwrap_or(PAGE_DEFAULT) }
+    }
+}
+
+/// A search: a category and up to five keywords.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The item category to search.
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, example = 3)]
+    pub category: u32,
+    /// Up to five keywords, repeated: `keyword=pen&keyword=blue`. Items matching more of
+    /// them rank first; with none, the category's newest items.
+    #[serde(default)]
+    #[param(schema_with = keywords_schema, style = Form, explode)]
+    pub keyword: Vec<String>,
+    /// Most items to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Items to skip (default 0); the previous page's `next_offset`.
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    pub offset: Option<u32>,
+}
+
+impl SearchQuery {
+    /// The page asked for.
+    pub fn page(&self) -> Page {
+        Page { offset: self.offset.unwrap_or(0), limit: self.limit.unwrap_or(PAGE_DEFAULT) }
+    }
+}
+
+/// An item id in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ItemIdParam {
+    /// The item, `category:number`.
+    #[param(schema_with = item_id_schema)]
+    pub id: String,
+}
+
+/// A seller id in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SellerIdParam {
+    /// The seller's id.
+    #[param(schema_with = user_id_schema)]
+    pub id: String,
+}
+
+/// Units of an item to take out of the cart.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QuantityQuery {
+    /// 1 to 1,000,000, at most what the cart holds.
+    #[param(minimum = 1, maximum = 1000000, example = 1)]
+    pub quantity: u32,
+}
+
+/// Units of an item to put in the cart.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartAddition {
+    /// The item, `category:number`.
+    #[schema(schema_with = item_id_schema)]
+    pub item: String,
+    /// 1 to 1,000,000; the cart's total of the item may not exceed the units available.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 1000000, example = 2)]
+    pub quantity: u32,
+}
+
+/// One line of a cart.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CartLineView {
+    /// The item.
+    #[schema(example = "3:17")]
+    pub item: String,
+    /// Units in the cart.
+    #[schema(example = 2)]
+    pub quantity: u32,
+}
+
+/// A cart: its lines in the order the items were first added.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Cart {
+    /// At most 100 lines.
+    pub lines: Vec<CartLineView>,
+}
+
+impl From<Vec<CartLine>> for Cart {
+    fn from(lines: Vec<CartLine>) -> Self {
+        Cart {
+            lines: lines
+                .into_iter()
+                .map(|l| CartLineView { item: l.item.to_string(), quantity: l.quantity })
+                .collect(),
+        }
+    }
+}
+
+/// Thumbs up or down.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Thumb {
+    /// Thumbs up.
+    Up,
+    /// Thumbs down.
+    Down,
+}
+
+/// A buyer's vote on an item; voting again replaces the earlier vote.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vote {
+    /// `up` or `down`.
+    pub vote: Thumb,
+}
+
+/// One line of a purchase.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PurchaseLineView {
+    /// The item bought.
+    #[schema(example = "3:17")]
+    pub item: String,
+    /// The seller it was bought from.
+    pub seller_id: u64,
+    /// Its name at the time.
+    pub name: String,
+    /// Units bought.
+    pub quantity: u32,
+    /// Unit price at the time, a decimal string.
+    #[schema(example = "1.50")]
+    pub unit_price: String,
+}
+
+/// A completed purchase.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PurchaseView {
+    /// The purchase's id.
+    pub id: u64,
+    /// When it happened, Unix milliseconds.
+    pub at_unix_ms: i64,
+    /// What was bought.
+    pub lines: Vec<PurchaseLineView>,
+    /// The amount charged, a decimal string.
+    #[schema(example = "3.00")]
+    pub total: String,
+}
+
+impl From<Purchase> for PurchaseView {
+    fn from(p: Purchase) -> Self {
+        PurchaseView {
+            id: p.id,
+            at_unix_ms: p.at_unix_ms,
+            lines: p
+                .lines
+                .into_iter()
+                .map(|l| PurchaseLineView {
+                    item: l.item.to_string(),
+                    seller_id: l.seller_id,
+                    name: l.name,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price.to_string(),
+                })
+                .collect(),
+            total: p.total.to_string(),
+        }
+    }
+}
+
+/// Card details, to pay for a purchase.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardBody {
+    /// The cardholder's name.
+    #[schema(schema_with = card_holder_schema)]
+    pub holder: String,
+    /// The card number.
+    #[schema(schema_with = card_number_schema)]
+    pub number: String,
+    /// `MM/YY`.
+    #[schema(schema_with = card_expiry_schema)]
+    pub expiry: String,
+}
+
+/// A purchase of everything in this session's cart.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseOrder {
+    /// The card to pay with; its number is never stored.
+    pub card: CardBody,
+}
+
+impl PurchaseOrder {
+    /// The domain's card; its rules are checked by the handler.
+    pub fn card(self) -> Card {
+        Card { holder: self.card.holder, number: self.card.number, expiry: self.card.expiry }
+    }
+}
+
+/// The purchase key, from the `Idempotency-Key` header.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct PurchaseHeaders {
+    /// Makes a retry safe (1 to 64 characters of the client's choosing).
+    #[serde(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", schema_with = purchase_key_schema)]
+    pub idempotency_key: Option<String>,
+}
+
+/// One page of a buyer's purchases, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PurchasePage {
+    /// At most `limit` purchases.
+    pub purchases: Vec<PurchaseView>,
+    /// The `offset` of the next page, or null on the last page.
+    pub next_offset: Option<u32>,
+}
+
+impl PurchasePage {
+    /// A page of `purchases` asked for with `page`.
+    pub fn new(purchases: Vec<Purchase>, page: Page) -> Self {
+        PurchasePage {
+            next_offset: next_offset(purchases.len(), page),
+            purchases: purchases.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The answer of the health endpoints.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` (the process is up) or `ready` (both databases answered).
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let body = |q: &str| {
+            serde_json::from_str::<UnitsRemoval>(&format!("{{\"quantity\": {q}}}"))
+                .map(|b| b.quantity)
+        };
+        assert_eq!(body("12").ok(), Some(12));
+        assert_eq!(body("12.0").ok(), Some(12));
+        for bad in ["12.5", "-1", "4294967296", "1e20", "\"12\""] {
+            assert!(body(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_next_offset_follows_only_a_full_page() {
+        let page = Page { offset: 40, limit: 20 };
+        assert_eq!(next_offset(20, page), Some(60));
+        assert_eq!(next_offset(19, page), None);
+        assert_eq!(next_offset(20, Page { offset: u32::MAX, limit: 20 }), None);
+    }
+}

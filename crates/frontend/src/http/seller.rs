@@ -1,0 +1,292 @@
+//! The seller's interface over HTTP. Each route turns its request into a
+//! [`SellerRequest`] and hands it to the same [`SellerFrontend`] the TCP server uses, so
+//! both speak the same semantics and refuse with the same codes.
+
+use std::sync::Arc;
+
+use agora_proto::Handler;
+use agora_proto::messages::front::{Response, SellerRequest};
+use agora_proto::messages::{new_op_id, unexpected};
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{Error, ErrorBody};
+use super::extract::{ItemPath, Json, Query, Session};
+use super::model::{
+    AccountCreated, Credentials, Health, ItemCreated, ItemIdParam, ItemPage, NewAccount,
+    NewItemBody, PageQuery, PriceChange, Rating, SellerSession, UnitsLeft, UnitsRemoval,
+};
+use super::{BodyFailures, Failures, Out, SessionScheme};
+use crate::seller::SellerFrontend;
+
+type Front = State<Arc<SellerFrontend>>;
+
+/// The seller API's OpenAPI document: the header here, the paths from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agora seller API",
+        description = "The seller's interface of Agora over HTTP/JSON: the same operations, \
+                       semantics and error codes as the TCP protocol. Log in with \
+                       `POST /v1/sellers/sessions`, then send the session as \
+                       `Authorization: Bearer <session>`. Errors are \
+                       `{\"error\":{\"code\":…,\"message\":…}}`; docs/http.md has the details."
+    ),
+    modifiers(&SessionScheme),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "accounts", description = "Seller accounts and sessions"),
+        (name = "items", description = "The seller's items for sale"),
+        (name = "health", description = "Liveness and readiness")
+    )
+)]
+struct SellerApi;
+
+/// The seller routes and their OpenAPI document.
+pub fn routes(front: Arc<SellerFrontend>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(SellerApi::openapi())
+        .routes(routes!(create_account))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(rating))
+        .routes(routes!(register_item))
+        .routes(routes!(list_items))
+        .routes(routes!(change_price))
+        .routes(routes!(remove_units))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .split_for_parts();
+    (router.with_state(front), api)
+}
+
+async fn call(front: &SellerFrontend, request: SellerRequest) -> Result<Response, Error> {
+    Ok(front.handle(request).await?)
+}
+
+/// CreateAccount: a new seller account.
+#[utoipa::path(
+    post, path = "/v1/sellers", tag = "accounts",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "Created; the seller's id", body = AccountCreated),
+        (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
+        (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn create_account(
+    State(front): Front,
+    Json(body): Json<NewAccount>,
+) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
+    let request = SellerRequest::CreateAccount {
+        op: new_op_id(),
+        username: body.username,
+        password: body.password,
+        name: body.name.unwrap_or_default(),
+    };
+    match call(&front, request).await? {
+        Response::Account { id } => Ok((StatusCode::CREATED, axum::Json(AccountCreated { id }))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Login: starts a seller session.
+#[utoipa::path(
+    post, path = "/v1/sellers/sessions", tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (
+            status = 201,
+            description = "Logged in; send `session` as a bearer token",
+            body = SellerSession
+        ),
+        (status = 400, description = "The body is malformed", body = ErrorBody),
+        (
+            status = 401,
+            description = "Wrong username or password (`wrong_credentials`)",
+            body = ErrorBody
+        ),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn login(
+    State(front): Front,
+    Json(body): Json<Credentials>,
+) -> Out<(StatusCode, axum::Json<SellerSession>)> {
+    let request = SellerRequest::Login { username: body.username, password: body.password };
+    match call(&front, request).await? {
+        Response::LoggedIn { session, id } => {
+            Ok((StatusCode::CREATED, axum::Json(SellerSession { session, seller_id: id })))
+        }
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Logout: ends this session.
+#[utoipa::path(
+    delete, path = "/v1/sessions/current", tag = "accounts",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No such session (`not_logged_in`)", body = ErrorBody),
+        Failures
+    )
+)]
+async fn logout(State(front): Front, Session(session): Session) -> Out<StatusCode> {
+    call(&front, SellerRequest::Logout { session }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GetSellerRating: this seller's feedback and units sold.
+#[utoipa::path(
+    get, path = "/v1/sellers/me/rating", tag = "accounts",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The seller's rating", body = Rating),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn rating(State(front): Front, Session(session): Session) -> Out<axum::Json<Rating>> {
+    match call(&front, SellerRequest::GetRating { session }).await? {
+        Response::Rating(r) => Ok(axum::Json(r.into())),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// RegisterItemForSale: lists a new item.
+#[utoipa::path(
+    post, path = "/v1/items", tag = "items",
+    security(("session" = [])),
+    request_body = NewItemBody,
+    responses(
+        (status = 201, description = "Listed; the new item's id", body = ItemCreated),
+        (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn register_item(
+    State(front): Front,
+    Session(session): Session,
+    Json(body): Json<NewItemBody>,
+) -> Out<(StatusCode, axum::Json<ItemCreated>)> {
+    let request =
+        SellerRequest::RegisterItem { op: new_op_id(), session, item: body.into_domain()? };
+    match call(&front, request).await? {
+        Response::ItemId(id) => Ok((StatusCode::CREATED, axum::Json(id.into()))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// DisplayItemsForSale: this seller's items with units left, oldest first.
+#[utoipa::path(
+    get, path = "/v1/sellers/me/items", tag = "items",
+    security(("session" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of the seller's items", body = ItemPage),
+        (status = 400, description = "A bad `limit` or `offset`", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn list_items(
+    State(front): Front,
+    Session(session): Session,
+    Query(query): Query<PageQuery>,
+) -> Out<axum::Json<ItemPage>> {
+    let page = query.page();
+    match call(&front, SellerRequest::ListItems { session, page }).await? {
+        Response::Items(items) => Ok(axum::Json(ItemPage::new(items, page))),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// ChangeItemPrice: a new sale price for one of this seller's items.
+#[utoipa::path(
+    patch, path = "/v1/items/{id}", tag = "items",
+    security(("session" = [])),
+    params(ItemIdParam),
+    request_body = PriceChange,
+    responses(
+        (status = 204, description = "The price is changed"),
+        (status = 400, description = "A bad id or price (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 403, description = "Another seller's item (`not_your_item`)", body = ErrorBody),
+        (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn change_price(
+    State(front): Front,
+    Session(session): Session,
+    ItemPath(item): ItemPath,
+    Json(body): Json<PriceChange>,
+) -> Out<StatusCode> {
+    let request = SellerRequest::ChangePrice { session, item, price: body.money()? };
+    call(&front, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// UpdateUnitsForSale: takes units of one of this seller's items off sale.
+#[utoipa::path(
+    post, path = "/v1/items/{id}/removals", tag = "items",
+    security(("session" = [])),
+    params(ItemIdParam),
+    request_body = UnitsRemoval,
+    responses(
+        (status = 200, description = "Units removed; the units left", body = UnitsLeft),
+        (status = 400, description = "A bad id or quantity (`invalid_argument`)", body = ErrorBody),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (status = 403, description = "Another seller's item (`not_your_item`)", body = ErrorBody),
+        (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
+        (status = 409, description = "Fewer units left (`not_enough_units`)", body = ErrorBody),
+        BodyFailures,
+        Failures
+    )
+)]
+async fn remove_units(
+    State(front): Front,
+    Session(session): Session,
+    ItemPath(item): ItemPath,
+    Json(body): Json<UnitsRemoval>,
+) -> Out<axum::Json<UnitsLeft>> {
+    let request =
+        SellerRequest::RemoveUnits { op: new_op_id(), session, item, quantity: body.quantity };
+    match call(&front, request).await? {
+        Response::Quantity(quantity) => {
+            Ok(axum::Json(UnitsLeft { id: item.to_string(), quantity }))
+        }
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Up", body = Health))
+)]
+async fn healthz() -> axum::Json<Health> {
+    super::live()
+}
+
+/// Readiness: both databases answered a ping just now.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        Failures
+    )
+)]
+async fn readyz(State(front): Front) -> Out<axum::Json<Health>> {
+    call(&front, SellerRequest::Ping { deep: true }).await?;
+    Ok(super::ready())
+}
