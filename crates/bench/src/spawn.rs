@@ -1,0 +1,351 @@
+//! `--spawn`: the servers as child processes of the `agora` binary on a fresh data
+//! directory, the way `agora up` runs them: `--listen 127.0.0.1:0`, the bound address read
+//! from the `listening on` line, stopped by closing standard input (`--supervised`), frontends
+//! first. Each server's log goes to `<data dir>/<name>.log`. Just before stopping, each
+//! server's peak resident memory (VmHWM) is read from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// How long a server may take to announce its address, or to stop.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One spawned server's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    /// `customer-db`, `product-db`, `payments`, `seller-server` or `buyer-server`.
+    pub name: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Peak resident set size (VmHWM) over its whole life, KiB.
+    pub peak_rss_kib: u64,
+    /// Peak resident set size until the runs started (set-up: accounts, catalogue), KiB.
+    pub peak_rss_setup_kib: u64,
+    /// Peak resident set size from the start of the runs to the end (floor included),
+    /// KiB; 0 if the kernel would not reset the peak.
+    pub peak_rss_runs_kib: u64,
+    /// CPU time (user + system) it used during the measured runs, s.
+    pub cpu_s: f64,
+}
+
+/// What the servers used before and during the runs, index by index in start order.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Peak memory until the runs started, KiB.
+    pub setup_peak_kib: Vec<u64>,
+    /// CPU seconds when the runs started.
+    pub cpu_before: Vec<f64>,
+    /// CPU seconds when they ended.
+    pub cpu_after: Vec<f64>,
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: String,
+    pid: u32,
+}
+
+/// The servers, running.
+pub struct Spawned {
+    servers: Vec<Server>,
+    dir: PathBuf,
+    /// Deletes the directory when dropped (unless kept).
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Settings for [`Spawned::start`].
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    /// The `agora` executable.
+    pub exe: PathBuf,
+    /// Where to make the fresh data directory (the system's temporary directory if `None`).
+    pub parent: Option<PathBuf>,
+    /// Leave the data directory behind.
+    pub keep: bool,
+    /// The servers' `--log` filter.
+    pub log: String,
+    /// Items to bulk-load into product.db before the product database starts, and the
+    /// seller id they belong to.
+    pub bulk_catalogue: Option<(u64, u64)>,
+}
+
+impl Spawned {
+    /// Makes a fresh data directory and starts the databases, then the frontends.
+    pub async fn start(options: &SpawnOptions) -> anyhow::Result<Spawned> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("agora-bench-");
+        let temp = match &options.parent {
+            Some(parent) => {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+                builder.tempdir_in(parent)
+            }
+            None => builder.tempdir(),
+        }
+        .context("cannot create a data directory")?;
+        let (dir, temp) =
+            if options.keep { (temp.keep(), None) } else { (temp.path().to_owned(), Some(temp)) };
+        let mut spawned = Spawned { servers: Vec::new(), dir: dir.clone(), _temp: temp };
+
+        let data = dir.display().to_string();
+        if let Some((items, seller)) = options.bulk_catalogue {
+            bulk_load(&options.exe, &dir, items, seller).await?;
+        }
+        let log = options.log.as_str();
+        let product =
+            spawned.launch(options, "product-db", &["--data-dir", &data, "--log", log]).await?;
+        let mut customer_args = vec!["--data-dir", &data, "--log", log];
+        // An agora with MakePurchase has a payments service, which the customer database
+        // calls along with the product database. The bench measures the purchase path, not
+        // the processor's whims: every valid card is approved.
+        let payments;
+        if accepts(&options.exe, &["payments"]).await {
+            payments = spawned
+                .launch(
+                    options,
+                    "payments",
+                    &["--data-dir", &data, "--log", log, "--approve-probability", "1"],
+                )
+                .await?;
+            customer_args.extend(["--product-db", &product, "--payments", &payments]);
+        }
+        let customer = spawned.launch(options, "customer-db", &customer_args).await?;
+        for name in ["seller-server", "buyer-server"] {
+            spawned
+                .launch(
+                    options,
+                    name,
+                    &["--customer-db", &customer, "--product-db", &product, "--log", log],
+                )
+                .await?;
+        }
+        Ok(spawned)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the seller server listens.
+    pub fn seller_addr(&self) -> String {
+        self.addr_of("seller-server")
+    }
+
+    /// Where the buyer server listens.
+    pub fn buyer_addr(&self) -> String {
+        self.addr_of("buyer-server")
+    }
+
+    fn addr_of(&self, name: &str) -> String {
+        self.servers.iter().find(|s| s.name == name).map(|s| s.addr.clone()).unwrap_or_default()
+    }
+
+    /// Reads each server's peak memory so far, then resets the peak (`clear_refs`), so
+    /// that the peak read at the end is that of the runs alone.
+    pub fn reset_peaks(&self) -> Vec<u64> {
+        self.servers
+            .iter()
+            .map(|s| {
+                let peak = peak_rss_kib(s.pid).unwrap_or(0);
+                let _ = std::fs::write(format!("/proc/{}/clear_refs", s.pid), "5");
+                peak
+            })
+            .collect()
+    }
+
+    /// CPU seconds each server has used so far, in start order.
+    pub fn cpu_seconds(&self) -> Vec<f64> {
+        self.servers.iter().map(|s| cpu_seconds(s.pid).unwrap_or(0.0)).collect()
+    }
+
+    async fn launch(
+        &mut self,
+        options: &SpawnOptions,
+        name: &'static str,
+        args: &[&str],
+    ) -> anyhow::Result<String> {
+        let log_path = self.dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut child = Command::new(&options.exe)
+            .arg(name)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--supervised")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} {name}", options.exe.display()))?;
+        let pid = child.id().unwrap_or(0);
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+        let addr = match first {
+            Ok(Ok(Some(line))) => match line.strip_prefix("listening on ") {
+                Some(addr) => addr.trim().to_owned(),
+                None => bail!("{name} said {line:?} instead of where it listens"),
+            },
+            Ok(_) => bail!("{name} failed to start; see {}", log_path.display()),
+            Err(_) => {
+                bail!("{name} did not start within {START_TIMEOUT:?}; see {}", log_path.display())
+            }
+        };
+        // Nothing more is printed on stdout, but keep the pipe drained all the same.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.servers.push(Server { name, child, stdin, addr: addr.clone(), pid });
+        Ok(addr)
+    }
+
+    /// Reads each server's peak memory, then stops them in the reverse of start order
+    /// (frontends first, so no request is cut off by a server going away under it), each
+    /// by closing its standard input (killed if it has not stopped in 15 s). `cpu_before`
+    /// and `cpu_after` are [`Spawned::cpu_seconds`] at the start and end of the runs.
+    pub async fn stop(mut self, window: &Window) -> Vec<ServerReport> {
+        let mut reports: Vec<ServerReport> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let setup = window.setup_peak_kib.get(i).copied().unwrap_or(0);
+                let since = peak_rss_kib(s.pid).unwrap_or(0);
+                let cpu = window.cpu_after.get(i).copied().unwrap_or(0.0)
+                    - window.cpu_before.get(i).copied().unwrap_or(0.0);
+                ServerReport {
+                    name: s.name.to_owned(),
+                    pid: s.pid,
+                    peak_rss_kib: setup.max(since),
+                    peak_rss_setup_kib: setup,
+                    peak_rss_runs_kib: if window.setup_peak_kib.is_empty() { 0 } else { since },
+                    cpu_s: (cpu * 100.0).round() / 100.0,
+                }
+            })
+            .collect();
+        for server in self.servers.iter_mut().rev() {
+            server.stdin.take();
+            let stopped = tokio::time::timeout(STOP_TIMEOUT, server.child.wait()).await;
+            if !matches!(stopped, Ok(Ok(_))) {
+                let _ = server.child.kill().await;
+            }
+        }
+        reports.sort_by_key(|r| {
+            ["customer-db", "product-db", "payments", "seller-server", "buyer-server"]
+                .iter()
+                .position(|n| *n == r.name)
+        });
+        reports
+    }
+}
+
+/// Whether this `agora` can bulk-load a catalogue (`agora product-db seed`).
+pub async fn can_bulk_load(exe: &Path) -> bool {
+    accepts(exe, &["product-db", "seed"]).await
+}
+
+/// Whether this `agora` has the (sub)command `words`.
+async fn accepts(exe: &Path, words: &[&str]) -> bool {
+    Command::new(exe)
+        .args(words)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// `agora product-db seed --data-dir DIR --items N --seller ID`: writes the items straight
+/// into product.db, before the server starts.
+async fn bulk_load(exe: &Path, dir: &Path, items: u64, seller: u64) -> anyhow::Result<()> {
+    let output = Command::new(exe)
+        .args(["product-db", "seed", "--data-dir"])
+        .arg(dir)
+        .args(["--items", &items.to_string(), "--seller", &seller.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run agora product-db seed")?;
+    if !output.status.success() {
+        bail!(
+            "agora product-db seed failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM:   12345 kB`).
+fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Peak resident set size of process `pid`, KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmHWM:")
+}
+
+/// Peak resident set size of this process, KiB.
+pub fn own_peak_rss_kib() -> Option<u64> {
+    status_kib("self", "VmHWM:")
+}
+
+/// User plus system CPU time of process `pid` (all its threads), s. Linux counts it in
+/// clock ticks of 1/100 s (USER_HZ) on every architecture we run on.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_cpu_seconds(&pid.to_string())
+}
+
+/// User plus system CPU time of this process, s.
+pub fn own_cpu_seconds() -> Option<f64> {
+    proc_cpu_seconds("self")
+}
+
+/// CPU time of the whole machine so far (every core), s: busy in processes (user, nice,
+/// system, steal), and in interrupts (irq, softirq: loopback networking runs there), from
+/// the `cpu` line of /proc/stat.
+pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let t: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let field = |i: usize| t.get(i).copied().unwrap_or(0.0);
+    Some(((field(0) + field(1) + field(2) + field(7)) / 100.0, (field(5) + field(6)) / 100.0))
+}
+
+fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis
+    // start at field 3, so utime and stime (14 and 15) are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_peak_rss_and_cpu_time() {
+        assert!(own_peak_rss_kib().is_some_and(|kib| kib > 0));
+        assert!(own_cpu_seconds().is_some());
+    }
+}
