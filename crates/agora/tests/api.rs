@@ -240,11 +240,15 @@ async fn a_database_that_is_down_answers_unavailable_without_waiting_for_a_deadl
     // The frontend's deadline on a database call is 5 s; this client gives up after 3 s. So
     // a frontend that waited for the dead database would show up here as a client timeout
     // (a transport error), not as the frontend's "unavailable" answer.
-    let impatient = BuyerClient::with_timeouts(
-        vec![cluster.buyer_addr()],
-        None,
-        Some(std::time::Duration::from_secs(3)),
-    );
+    // It does not ride through outages, so it sees the frontend's first answer.
+    let impatient = BuyerClient::with_config(agora_client::PoolConfig {
+        ride_through: false,
+        ..agora_client::pool_config(
+            vec![cluster.buyer_addr()],
+            None,
+            Some(std::time::Duration::from_secs(3)),
+        )
+    });
     impatient.set_session(buyer.session());
     cluster.product_db.stop().await;
     let error = impatient.search(3, vec![], Page::default()).await.expect_err("down");

@@ -32,7 +32,11 @@ fn buyer_client(cluster: &Cluster) -> BuyerClient {
 #[tokio::test]
 async fn a_session_expires_after_the_timeout_without_activity() {
     let clock = Clock::manual(1_700_000_000_000);
-    let options = Options { session_timeout: Duration::from_secs(60), clock: clock.clone() };
+    let options = Options {
+        session_timeout: Duration::from_secs(60),
+        clock: clock.clone(),
+        ..Options::default()
+    };
     let cluster = Cluster::start_with(options).await;
     let (seller, _) = listed_item(&cluster).await;
 
@@ -54,7 +58,11 @@ async fn a_session_expires_after_the_timeout_without_activity() {
 #[tokio::test]
 async fn an_expired_session_loses_its_unsaved_cart_but_not_the_saved_one() {
     let clock = Clock::manual(1_700_000_000_000);
-    let options = Options { session_timeout: Duration::from_secs(60), clock: clock.clone() };
+    let options = Options {
+        session_timeout: Duration::from_secs(60),
+        clock: clock.clone(),
+        ..Options::default()
+    };
     let cluster = Cluster::start_with(options).await;
     let (_, mug) = listed_item(&cluster).await;
     let buyer = buyer_client(&cluster);

@@ -27,6 +27,12 @@ pub struct PoolConfig {
     pub retry_after: Duration,
     /// Largest answer accepted, in bytes.
     pub max_frame: u32,
+    /// Keep retrying a request that is safe to repeat, with backoff, until the call
+    /// deadline, while the server is unreachable, the connection breaks, or the server
+    /// answers `unavailable` (a server behind it is down). Clients set this to ride
+    /// through restarts; frontends leave it off so that they answer `unavailable` at once
+    /// and the client decides.
+    pub ride_through: bool,
 }
 
 impl PoolConfig {
@@ -39,20 +45,18 @@ impl PoolConfig {
             call_timeout: Duration::from_secs(5),
             retry_after: Duration::from_millis(200),
             max_frame: DEFAULT_MAX_FRAME,
+            ride_through: false,
         }
     }
-}
-
-struct Slot<S: Service> {
-    channel: Option<Channel<S>>,
-    /// When the last connect attempt failed, and why.
-    failed: Option<(Instant, CallError)>,
 }
 
 /// A self-healing set of connections to one service.
 pub struct Pool<S: Service> {
     config: PoolConfig,
-    slots: Vec<Mutex<Slot<S>>>,
+    slots: Vec<Mutex<Option<Channel<S>>>>,
+    /// When the last connect attempt failed, and why; cleared by a successful connect.
+    /// Pool-wide, so one good reconnect makes every slot try again at once.
+    failed: Mutex<Option<(Instant, CallError)>>,
     /// Serialises reconnects so a burst of calls after an outage makes one attempt.
     connecting: tokio::sync::Mutex<()>,
     next: AtomicUsize,
@@ -74,9 +78,8 @@ impl<S: Service> Pool<S> {
     pub fn new(config: PoolConfig) -> Self {
         let connections = config.connections.max(1);
         Pool {
-            slots: (0..connections)
-                .map(|_| Mutex::new(Slot { channel: None, failed: None }))
-                .collect(),
+            slots: (0..connections).map(|_| Mutex::new(None)).collect(),
+            failed: Mutex::new(None),
             config,
             connecting: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
@@ -90,70 +93,106 @@ impl<S: Service> Pool<S> {
     }
 
     /// Sends `request` on one of the pool's connections, reconnecting if needed, and waits
-    /// for the answer until the call deadline. A request that is safe to repeat
-    /// ([`Service::idempotent`]) is sent once more on a fresh connection if the first one
-    /// broke before its answer came.
+    /// for the answer until the call deadline.
+    ///
+    /// Retries: a request that never went out (no connection) is tried again; a request
+    /// that is safe to repeat ([`Service::idempotent`]) is sent again on a fresh connection
+    /// if the first one broke before its answer came. Without `ride_through` that happens
+    /// once, at once; with it, again and again with backoff until the deadline, and also
+    /// when the server answers `unavailable`. When the deadline passes, the last failure
+    /// is returned (or `Timeout` if an attempt was cut off).
     pub async fn call(&self, request: &S::Request) -> Result<S::Response, CallError> {
-        let deadline = self.config.call_timeout;
-        let attempt = async {
-            let mut tries = 0;
-            loop {
-                tries += 1;
+        let timeout = self.config.call_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let repeatable = S::idempotent(request);
+        let mut backoff = Duration::from_millis(5);
+        let mut last: Option<CallError> = None;
+        for tries in 1.. {
+            let attempt = async {
                 let channel = self.channel().await?;
-                match channel.call(request, deadline).await {
-                    Err(CallError::Lost { .. }) if tries == 1 && S::idempotent(request) => continue,
-                    // Closed between our check and the send: nothing went out; try anew.
-                    Err(CallError::Unreachable { .. }) if tries == 1 => continue,
-                    other => return other,
+                channel.call(request, timeout).await
+            };
+            let error = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(CallError::Timeout { service: S::ID.name(), after: timeout }),
+            };
+            let retry = match &error {
+                CallError::Unreachable { .. } => true,
+                CallError::Lost { .. } => repeatable,
+                CallError::Remote(e) => {
+                    self.config.ride_through
+                        && repeatable
+                        && e.code == crate::ErrorCode::Unavailable
                 }
+                CallError::Timeout { .. } | CallError::Decode { .. } => false,
+            };
+            if !retry || (!self.config.ride_through && tries >= 2) {
+                return Err(error);
             }
-        };
-        match tokio::time::timeout(deadline, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { service: S::ID.name(), after: deadline }),
+            if self.config.ride_through && tries >= 2 {
+                let now = tokio::time::Instant::now();
+                if now + backoff >= deadline {
+                    return Err(error);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(250));
+            }
+            last = Some(error);
         }
+        Err(last.unwrap_or(CallError::Timeout { service: S::ID.name(), after: timeout }))
     }
 
-    /// An open channel from the next slot, connecting it if it is not.
+    /// An open channel from the next slot, connecting it if it is not. While connecting
+    /// is failing, any other slot's open channel serves instead.
     async fn channel(&self) -> Result<Channel<S>, CallError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        if let Some(channel) = self.open_channel(index)? {
+        if let Some(channel) = self.open_channel(index) {
             return Ok(channel);
+        }
+        if let Err(e) = self.recently_failed() {
+            return self.any_open_channel().ok_or(e);
         }
         let _one_at_a_time = self.connecting.lock().await;
         // Another call may have reconnected this slot while we waited.
-        if let Some(channel) = self.open_channel(index)? {
+        if let Some(channel) = self.open_channel(index) {
             return Ok(channel);
         }
-        let result = self.connect_any().await;
-        let mut slot = self.lock(index);
-        match result {
+        if let Err(e) = self.recently_failed() {
+            return self.any_open_channel().ok_or(e);
+        }
+        match self.connect_any().await {
             Ok(channel) => {
-                slot.channel = Some(channel.clone());
-                slot.failed = None;
+                *self.lock(index) = Some(channel.clone());
+                *self.lock_failed() = None;
                 Ok(channel)
             }
             Err(e) => {
-                slot.failed = Some((Instant::now(), e.clone()));
-                Err(e)
+                *self.lock_failed() = Some((Instant::now(), e.clone()));
+                self.any_open_channel().ok_or(e)
             }
         }
     }
 
-    /// The slot's channel if it is open; `Err` if it failed to connect very recently.
-    fn open_channel(&self, index: usize) -> Result<Option<Channel<S>>, CallError> {
-        let slot = self.lock(index);
-        if let Some(channel) = &slot.channel
-            && !channel.is_closed()
-        {
-            return Ok(Some(channel.clone()));
+    /// The slot's channel if it is open.
+    fn open_channel(&self, index: usize) -> Option<Channel<S>> {
+        self.lock(index).as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    fn any_open_channel(&self) -> Option<Channel<S>> {
+        (0..self.slots.len()).find_map(|i| self.open_channel(i))
+    }
+
+    /// `Err` if a connect failed less than `retry_after` ago: fail fast, don't hammer.
+    fn recently_failed(&self) -> Result<(), CallError> {
+        match &*self.lock_failed() {
+            Some((at, error)) if at.elapsed() < self.config.retry_after => Err(error.clone()),
+            _ => Ok(()),
         }
-        if let Some((at, error)) = &slot.failed
-            && at.elapsed() < self.config.retry_after
-        {
-            return Err(error.clone());
-        }
-        Ok(None)
+    }
+
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, Option<(Instant, CallError)>> {
+        self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Tries each address in turn, starting with the one that answered last.
@@ -189,7 +228,7 @@ impl<S: Service> Pool<S> {
     }
 
     // Held only to clone or replace a channel; never across an await.
-    fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Slot<S>> {
+    fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Option<Channel<S>>> {
         self.slots[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -10,13 +10,19 @@
 //!
 //! Callers are async; jobs are closures run on these threads, answers come back through
 //! oneshot channels.
+//!
+//! [`once`] makes a mutation idempotent: its answer is recorded under the request's
+//! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
 use agora_proto::ApiError;
+use agora_proto::messages::OpId;
 use rusqlite::Connection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
@@ -75,6 +81,7 @@ impl Store {
         let fail = |source| OpenError { path: config.path.clone(), source };
         let writer = open_connection(&config.path, false).map_err(fail)?;
         writer.execute_batch(schema).map_err(fail)?;
+        writer.execute_batch(APPLIED_SCHEMA).map_err(fail)?;
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(open_connection(&config.path, true).map_err(fail)?);
@@ -135,6 +142,61 @@ impl Store {
         }
         rx.await.map_err(|_| ApiError::internal("storage writer stopped"))?
     }
+}
+
+/// The answers of applied mutations, by the caller's scope (the account acting, so one
+/// account can never read another's answer) and the request's [`OpId`].
+const APPLIED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS applied_ops (
+    scope  INTEGER NOT NULL,
+    op     BLOB    NOT NULL,
+    answer BLOB    NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (scope, op)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS applied_ops_by_age ON applied_ops (at_ms);";
+
+/// How long an applied mutation's answer is remembered.
+pub const APPLIED_MEMORY_MS: i64 = 24 * 3600 * 1000;
+
+/// Runs the mutation `f` at most once per `(scope, op)`: inside a write job, returns the
+/// recorded answer if this op was applied before, else runs `f` and records its answer
+/// in the same transaction. Failures are not recorded (they changed nothing, so a
+/// repeat may try again). An all-zero `op` is not recorded at all.
+pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, f: F) -> Result<T, ApiError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(&Connection) -> Result<T, ApiError>,
+{
+    if op == &[0; 16] {
+        return f(c);
+    }
+    let recorded: Option<Vec<u8>> = c
+        .prepare_cached("SELECT answer FROM applied_ops WHERE scope = ?1 AND op = ?2")
+        .and_then(|mut st| {
+            use rusqlite::OptionalExtension;
+            st.query_row(rusqlite::params![scope, &op[..]], |r| r.get(0)).optional()
+        })
+        .map_err(db_error)?;
+    if let Some(answer) = recorded {
+        return postcard::from_bytes(&answer)
+            .map_err(|e| ApiError::internal(format!("corrupt recorded answer: {e}")));
+    }
+    let answer = f(c)?;
+    let encoded = postcard::to_allocvec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    c.prepare_cached("INSERT INTO applied_ops (scope, op, answer, at_ms) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut st| st.execute(rusqlite::params![scope, &op[..], encoded, now]))
+        .map_err(db_error)?;
+    // Forget old answers now and then (about one write in 256), in the same batch.
+    if op[0] == 0 {
+        c.prepare_cached("DELETE FROM applied_ops WHERE at_ms < ?1")
+            .and_then(|mut st| st.execute([now - APPLIED_MEMORY_MS]))
+            .map_err(db_error)?;
+    }
+    Ok(answer)
 }
 
 /// Maps a SQLite failure inside a job to an internal error, logging the details.
@@ -251,6 +313,37 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(keys, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_op_gets_the_first_answer_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir);
+        let insert = |scope: i64, op: OpId, k: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |c| {
+                        once(c, scope, &op, |c| {
+                            c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
+                            Ok(k)
+                        })
+                    })
+                    .await
+            }
+        };
+        assert_eq!(insert(1, [7; 16], 10).await, Ok(10));
+        // The repeat would insert 11; it gets the first answer instead.
+        assert_eq!(insert(1, [7; 16], 11).await, Ok(10));
+        // Another scope with the same op is another request.
+        assert_eq!(insert(2, [7; 16], 12).await, Ok(12));
+        let n = store
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error)
+            })
+            .await
+            .expect("count");
+        assert_eq!(n, 2);
     }
 
     #[tokio::test]

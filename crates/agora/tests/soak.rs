@@ -1,0 +1,464 @@
+//! The soak: a mixed workload over every call while a chaos loop kills databases,
+//! payments and frontends with SIGKILL at random moments and restarts them. Afterwards a
+//! checker compares what the clients saw acknowledged with what the databases hold.
+//!
+//! Bounded: `AGORA_SOAK_SECONDS` (default 8; CI runs the default) of load, a fixed seed
+//! (`AGORA_SOAK_SEED`, printed) for the chaos schedule and the workload, traffic to
+//! 127.0.0.1 only. `AGORA_SOAK_SECONDS=300 cargo test --release --test soak` is the long run.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_client::{BuyerClient, ClientError, ErrorCode, SellerClient};
+use agora_domain::{Card, Condition, ItemId, Money, NewItem, Page};
+use agora_testkit::Process;
+use tokio::sync::Mutex;
+
+const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+const SELLERS: usize = 3;
+const BUYERS: usize = 4;
+const LISTED: u32 = 500;
+
+/// A tiny deterministic generator (the soak must replay from its seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Every process of the system, by name, each restartable on its address.
+struct System {
+    procs: Vec<(&'static str, Process)>,
+    data: tempfile::TempDir,
+}
+
+impl System {
+    fn start() -> System {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_str().unwrap().to_owned();
+        let exe = std::path::Path::new(AGORA);
+        let spawn = |name: &str, extra: &[&str]| {
+            let base = [name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "error"];
+            Process::spawn(exe, &[&base[..], extra].concat())
+        };
+        let product = spawn("product-db", &[]);
+        let payments = spawn("payments", &["--approve-probability", "0.8", "--seed", "7"]);
+        let customer = spawn(
+            "customer-db",
+            &[
+                "--recovery-interval",
+                "50ms",
+                "--product-db",
+                &product.addr,
+                "--payments",
+                &payments.addr,
+            ],
+        );
+        let frontend = |name| {
+            Process::spawn(
+                exe,
+                &[
+                    name,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--log",
+                    "error",
+                    "--http-listen",
+                    "off",
+                    "--customer-db",
+                    &customer.addr,
+                    "--product-db",
+                    &product.addr,
+                ],
+            )
+        };
+        let seller = frontend("seller-server");
+        let buyer = frontend("buyer-server");
+        System {
+            procs: vec![
+                ("customer-db", customer),
+                ("product-db", product),
+                ("payments", payments),
+                ("seller-server", seller),
+                ("buyer-server", buyer),
+            ],
+            data,
+        }
+    }
+
+    fn addr(&self, name: &str) -> String {
+        self.procs.iter().find(|(n, _)| *n == name).unwrap().1.addr.clone()
+    }
+}
+
+/// What the clients saw. "Maybe" is a request whose outcome the client never learned.
+#[derive(Default)]
+struct Seen {
+    /// Items whose registration was acknowledged, with what was listed.
+    listed: BTreeMap<ItemId, NewItem>,
+    /// Registrations with an unknown outcome.
+    maybe_listed: usize,
+    /// Units removed by acknowledged UpdateUnitsForSale, per item.
+    removed: BTreeMap<ItemId, u64>,
+    /// Units of removals with an unknown outcome, per item.
+    maybe_removed: BTreeMap<ItemId, u64>,
+    /// Acknowledged purchases: id -> (item, units) lines.
+    bought: BTreeMap<u64, Vec<(ItemId, u32)>>,
+    /// Purchase keys whose outcome stayed unknown.
+    maybe_bought: usize,
+    /// Calls made, and calls that failed, by kind of failure.
+    calls: u64,
+    failures: BTreeMap<String, u64>,
+}
+
+fn card() -> Card {
+    Card { holder: "Soak".into(), number: "4111111111111111".into(), expiry: "12/99".into() }
+}
+
+fn item(n: u64) -> NewItem {
+    NewItem {
+        name: format!("soak {n}"),
+        category: (n % 4) as u32,
+        keywords: vec!["soak".into(), format!("k{}", n % 7)],
+        condition: if n & 1 == 0 { Condition::New } else { Condition::Used },
+        price: Money::from_cents(100 + (n % 900) as i64),
+        quantity: LISTED,
+    }
+}
+
+/// Whether a failure leaves the outcome unknown (as opposed to a clear refusal).
+fn unknown(e: &ClientError) -> bool {
+    e.is_transport()
+        || matches!(
+            e.code(),
+            Some(ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::PurchasePending)
+        )
+}
+
+async fn seller_loop(seller: SellerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng, until: Instant) {
+    let mut mine: Vec<ItemId> = Vec::new();
+    while Instant::now() < until {
+        let roll = rng.below(100);
+        let outcome: Result<(), ClientError> = async {
+            match roll {
+                0..=19 => {
+                    let listing = item(rng.next());
+                    match seller.register_item(listing.clone()).await {
+                        Ok(id) => {
+                            mine.push(id);
+                            seen.lock().await.listed.insert(id, listing);
+                        }
+                        Err(e) if unknown(&e) => {
+                            seen.lock().await.maybe_listed += 1;
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                20..=34 if !mine.is_empty() => {
+                    let id = mine[rng.below(mine.len() as u64) as usize];
+                    match seller.remove_units(id, 1).await {
+                        Ok(_) => *seen.lock().await.removed.entry(id).or_default() += 1,
+                        Err(e) if unknown(&e) => {
+                            *seen.lock().await.maybe_removed.entry(id).or_default() += 1;
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                35..=44 if !mine.is_empty() => {
+                    let id = mine[rng.below(mine.len() as u64) as usize];
+                    seller
+                        .change_price(id, Money::from_cents(100 + rng.below(1000) as i64))
+                        .await?;
+                }
+                45..=69 => {
+                    seller.list_items(Page::default()).await?;
+                }
+                _ => {
+                    seller.get_rating().await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        record(&seen, outcome).await;
+    }
+}
+
+async fn buyer_loop(buyer: BuyerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng, until: Instant) {
+    while Instant::now() < until {
+        let known: Vec<ItemId> = seen.lock().await.listed.keys().copied().collect();
+        let roll = rng.below(100);
+        let outcome: Result<(), ClientError> = async {
+            match roll {
+                0..=24 => {
+                    buyer.search(rng.below(4) as u32, vec!["soak".into()], Page::default()).await?;
+                }
+                25..=39 if !known.is_empty() => {
+                    let id = known[rng.below(known.len() as u64) as usize];
+                    buyer.get_item(id).await?;
+                }
+                40..=59 if !known.is_empty() => {
+                    let id = known[rng.below(known.len() as u64) as usize];
+                    buyer.add_to_cart(id, 1 + rng.below(2) as u32).await?;
+                }
+                60..=64 => {
+                    let cart = buyer.display_cart().await?;
+                    if let Some(line) = cart.first() {
+                        buyer.remove_from_cart(line.item, 1).await?;
+                    }
+                }
+                65..=69 if !known.is_empty() => {
+                    let id = known[rng.below(known.len() as u64) as usize];
+                    buyer.provide_feedback(id, rng.below(2) == 0).await?;
+                }
+                70..=74 => buyer.save_cart().await?,
+                75..=84 => {
+                    let key = agora_client::new_purchase_key();
+                    // Ask again with the same key until the outcome is known (bounded).
+                    for attempt in 0..40 {
+                        match buyer.make_purchase_with_key(&key, card()).await {
+                            Ok(p) => {
+                                let lines = p.lines.iter().map(|l| (l.item, l.quantity)).collect();
+                                seen.lock().await.bought.insert(p.id, lines);
+                                break;
+                            }
+                            Err(e) if unknown(&e) && attempt < 39 => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            Err(e) if unknown(&e) => {
+                                seen.lock().await.maybe_bought += 1;
+                                return Err(e);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                85..=89 => {
+                    buyer.get_purchases(Page::default()).await?;
+                }
+                _ => {
+                    buyer.display_cart().await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        record(&seen, outcome).await;
+    }
+}
+
+async fn record(seen: &Mutex<Seen>, outcome: Result<(), ClientError>) {
+    let mut seen = seen.lock().await;
+    seen.calls += 1;
+    if let Err(e) = outcome {
+        let kind = e.code().map_or_else(|| "transport".to_owned(), |c| c.as_str().to_owned());
+        *seen.failures.entry(kind).or_default() += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_under_chaos_loses_nothing() {
+    let seconds: u64 =
+        std::env::var("AGORA_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let seed: u64 =
+        std::env::var("AGORA_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(2026);
+    println!("soak: {seconds} s, seed {seed}");
+    let mut system = System::start();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+
+    // Accounts and sessions, before the chaos starts.
+    let mut sellers = Vec::new();
+    for i in 0..SELLERS {
+        let s = SellerClient::new(vec![system.addr("seller-server")]);
+        s.create_account(&format!("s{i}"), "password1", "").await.unwrap();
+        s.login(&format!("s{i}"), "password1").await.unwrap();
+        let first = item(i as u64 + 1_000_000);
+        let id = s.register_item(first.clone()).await.unwrap();
+        seen.lock().await.listed.insert(id, first);
+        sellers.push(s);
+    }
+    let mut buyers = Vec::new();
+    for i in 0..BUYERS {
+        let b = BuyerClient::new(vec![system.addr("buyer-server")]);
+        b.create_account(&format!("b{i}"), "password1", "").await.unwrap();
+        b.login(&format!("b{i}"), "password1").await.unwrap();
+        buyers.push(b);
+    }
+
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, s) in sellers.iter().enumerate() {
+        tasks.push(tokio::spawn(seller_loop(
+            s.clone(),
+            seen.clone(),
+            Rng(seed ^ (i as u64 + 1)),
+            until,
+        )));
+    }
+    for (i, b) in buyers.iter().enumerate() {
+        tasks.push(tokio::spawn(buyer_loop(
+            b.clone(),
+            seen.clone(),
+            Rng(seed ^ (100 + i as u64)),
+            until,
+        )));
+    }
+
+    // Chaos: kill -9 a random process, let it stay down a moment, restart it.
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+        let victim = rng.below(system.procs.len() as u64) as usize;
+        let (name, process) = &mut system.procs[victim];
+        process.kill9();
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
+        process.restart();
+        kills += 1;
+        println!("chaos: killed and restarted {name}");
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // Let interrupted purchases settle, then check the books.
+    let dir = system.data.path().to_owned();
+    let mut open = i64::MAX;
+    for _ in 0..400 {
+        open = books_open(&dir);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let seen = seen.lock().await;
+    println!(
+        "soak: {} calls, {kills} kills, failures {:?}, {} items listed (+{} unknown), {} purchases (+{} unknown)",
+        seen.calls,
+        seen.failures,
+        seen.listed.len(),
+        seen.maybe_listed,
+        seen.bought.len(),
+        seen.maybe_bought
+    );
+    assert_eq!(open, 0, "purchases or reservations left unfinished");
+    assert!(seen.calls > 100, "the workload barely ran");
+    check(&dir, &seen);
+}
+
+fn books_open(dir: &std::path::Path) -> i64 {
+    let open = |name: &str| {
+        rusqlite::Connection::open_with_flags(
+            dir.join(name),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    };
+    let c: i64 = open("customer.db")
+        .query_row("SELECT count(*) FROM purchase_tx WHERE state NOT IN (5, 7)", [], |r| r.get(0))
+        .unwrap();
+    let p: i64 = open("product.db")
+        .query_row("SELECT count(*) FROM reservations WHERE state = 1", [], |r| r.get(0))
+        .unwrap();
+    c + p
+}
+
+/// Compares what clients saw acknowledged with what the databases hold.
+fn check(dir: &std::path::Path, seen: &Seen) {
+    let open = |name: &str| {
+        rusqlite::Connection::open_with_flags(
+            dir.join(name),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    };
+    let product = open("product.db");
+    let customer = open("customer.db");
+    let payments = open("payments.db");
+
+    // Items: every acknowledged listing is there as listed; nothing appeared that no one
+    // asked for.
+    let mut stored: BTreeMap<u64, (u32, String, u32)> = BTreeMap::new();
+    let mut st = product.prepare("SELECT number, category, name, quantity FROM items").unwrap();
+    for row in
+        st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap()
+    {
+        let (number, category, name, quantity) = row.unwrap();
+        stored.insert(number as u64, (category, name, quantity));
+    }
+    for (id, listing) in &seen.listed {
+        let (category, name, _) =
+            stored.get(&id.number).unwrap_or_else(|| panic!("acknowledged item {id} lost"));
+        assert_eq!((*category, name), (listing.category, &listing.name), "item {id} changed");
+    }
+    assert!(
+        stored.len() <= seen.listed.len() + seen.maybe_listed,
+        "{} items stored, only {} (+{} unknown) requested",
+        stored.len(),
+        seen.listed.len(),
+        seen.maybe_listed
+    );
+
+    // Purchases: acknowledged ones are recorded with the same lines; each purchase record
+    // has exactly one approved charge and each approved charge one record.
+    let mut st = customer
+        .prepare("SELECT purchase, number, category, quantity FROM purchase_lines")
+        .unwrap();
+    let mut recorded: BTreeMap<u64, Vec<(ItemId, u32)>> = BTreeMap::new();
+    for row in st
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+    {
+        let (purchase, number, category, quantity) = row.unwrap();
+        recorded
+            .entry(purchase as u64)
+            .or_default()
+            .push((ItemId { category, number: number as u64 }, quantity));
+    }
+    for (id, lines) in &seen.bought {
+        assert_eq!(recorded.get(id), Some(lines), "acknowledged purchase {id} differs or is lost");
+    }
+    assert!(recorded.len() <= seen.bought.len() + seen.maybe_bought, "purchases nobody made");
+    let mut st = payments
+        .prepare("SELECT CAST(substr(key, 16) AS INTEGER) FROM charges WHERE state = 1 AND key LIKE 'agora-purchase-%'")
+        .unwrap();
+    let charged: BTreeSet<u64> =
+        st.query_map([], |r| r.get::<_, i64>(0)).unwrap().map(|r| r.unwrap() as u64).collect();
+    let purchases: BTreeSet<u64> = recorded.keys().copied().collect();
+    assert_eq!(charged, purchases, "charges and purchase records differ");
+
+    // Quantities: listed = left + sold + removed, where removals whose answer was lost
+    // may or may not have happened.
+    let mut sold: BTreeMap<u64, u64> = BTreeMap::new();
+    for lines in recorded.values() {
+        for (id, q) in lines {
+            *sold.entry(id.number).or_default() += u64::from(*q);
+        }
+    }
+    for (id, listing) in &seen.listed {
+        let left = u64::from(stored[&id.number].2);
+        let sold = sold.get(&id.number).copied().unwrap_or(0);
+        let removed = seen.removed.get(id).copied().unwrap_or(0);
+        let maybe = seen.maybe_removed.get(id).copied().unwrap_or(0);
+        let accounted = left + sold + removed;
+        let listed = u64::from(listing.quantity);
+        assert!(
+            accounted <= listed && listed <= accounted + maybe,
+            "item {id}: listed {listed}, left {left}, sold {sold}, removed {removed} (+{maybe} unknown)"
+        );
+    }
+}
