@@ -21,13 +21,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the customer database, product database, seller server and buyer server
-    /// on this machine, each as its own process, until Ctrl-C.
+    /// Run the customer database, product database, payments, seller server and buyer
+    /// server on this machine, each as its own process, until Ctrl-C.
     Up(up::UpArgs),
     /// Run the customer database: accounts, sessions, carts, purchase history.
     CustomerDb(servers::CustomerDbArgs),
     /// Run the product database: items, quantities, feedback, search.
     ProductDb(servers::ProductDbArgs),
+    /// Run the payments service: approves or declines card charges, keeps the ledger.
+    Payments(servers::PaymentsArgs),
     /// Run the seller server (stateless frontend of the seller's interface).
     SellerServer(servers::SellerServerArgs),
     /// Run the buyer server (stateless frontend of the buyer's interface).
@@ -36,6 +38,8 @@ enum Command {
     Seller(agora_cli::SellerArgs),
     /// The buyer's client: one-shot commands, or an interactive shell without one.
     Buyer(agora_cli::BuyerArgs),
+    /// Measure response time and throughput of a running or spawned marketplace.
+    Bench(agora_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,8 +50,10 @@ fn main() -> ExitCode {
         Command::Up(args) => report(up::run(args)),
         Command::CustomerDb(args) => report(servers::customer_db(args)),
         Command::ProductDb(args) => report(servers::product_db(args)),
+        Command::Payments(args) => report(servers::payments(args)),
         Command::SellerServer(args) => report(servers::seller_server(args)),
         Command::BuyerServer(args) => report(servers::buyer_server(args)),
+        Command::Bench(args) => report(agora_bench::run(args)),
     }
 }
 

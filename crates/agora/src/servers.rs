@@ -1,6 +1,7 @@
 //! The server subcommands: flags and environment in, a bound listener and the component's
 //! `run` out. Each prints `listening on ADDR` on stdout once it accepts connections (so
 //! scripts and `agora up` know the real port when asked for port 0), and logs to stderr.
+//! The frontends then print `http listening on ADDR` for their HTTP API, unless it is off.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,15 +21,30 @@ pub struct Common {
     /// `info,agora_proto=debug`.
     #[arg(long, env = "AGORA_LOG", default_value = "info")]
     pub log: String,
-    /// Most client connections open at once; more are refused with an "overloaded" error.
+    /// Most client connections open at once. One more is told "overloaded" and closed at
+    /// once; the connections already open go on being served.
     #[arg(long, env = "AGORA_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
-    /// Largest request accepted, in bytes.
+    /// Largest request accepted, in bytes. A frame declaring more is refused from its
+    /// header, before any of it is buffered, and the connection is closed.
     #[arg(long, env = "AGORA_MAX_FRAME", default_value_t = agora_proto::DEFAULT_MAX_FRAME)]
     pub max_frame: u32,
-    /// Most requests in flight on one connection before the server stops reading it.
+    /// Most requests in flight on one connection. At the limit the server stops reading
+    /// that connection until answers have gone out (backpressure, not an error).
     #[arg(long, env = "AGORA_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Close a connection that has sent no request, and awaits no answer, for this long
+    /// (e.g. 30s, 5m). Clients reconnect by themselves on their next call.
+    #[arg(long, env = "AGORA_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Once the first byte of a request has arrived, the whole request must arrive within
+    /// this, or the connection is closed: a client trickling bytes cannot hold it open.
+    #[arg(long, env = "AGORA_FRAME_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub frame_timeout: Duration,
+    /// Close a connection whose client has read none of its answers for this long, so
+    /// that a client that never reads cannot make the server hold its answers for ever.
+    #[arg(long, env = "AGORA_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
     /// Stop when standard input closes (how `agora up` stops its children, even if it is
     /// killed itself).
     #[arg(long, hide = true)]
@@ -41,6 +57,10 @@ impl Common {
             max_connections: self.max_connections.max(1),
             max_frame: self.max_frame,
             max_in_flight: self.max_in_flight.max(1),
+            // A zero deadline would close every connection at once.
+            idle_timeout: self.idle_timeout.max(Duration::from_millis(1)),
+            frame_timeout: self.frame_timeout.max(Duration::from_millis(1)),
+            write_timeout: self.write_timeout.max(Duration::from_millis(1)),
         }
     }
 }
@@ -64,6 +84,36 @@ pub struct CustomerDbArgs {
     /// Reader threads (SQLite read connections).
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
+    /// Product database address(es), comma-separated: purchases reserve units there.
+    #[arg(long, env = "AGORA_PRODUCT_DB", default_value = "127.0.0.1:7402", value_delimiter = ',')]
+    pub product_db: Vec<String>,
+    /// Payments service address(es), comma-separated: purchases are charged there.
+    #[arg(long, env = "AGORA_PAYMENTS", default_value = "127.0.0.1:7405", value_delimiter = ',')]
+    pub payments: Vec<String>,
+    /// How often purchases interrupted by a crash or an unreachable service are driven to
+    /// their end (completed or cancelled).
+    #[arg(long, env = "AGORA_RECOVERY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub recovery_interval: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `agora payments`.
+#[derive(Debug, Args)]
+pub struct PaymentsArgs {
+    /// Address to listen on (host:port; port 0 picks a free port).
+    #[arg(long, env = "AGORA_PAYMENTS_LISTEN", default_value = "127.0.0.1:7405")]
+    pub listen: String,
+    /// Directory for payments.db, the ledger (created if missing).
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
+    pub data_dir: PathBuf,
+    /// Chance (0 to 1) that a valid, unexpired card is approved. Numbers failing the Luhn
+    /// check and expired cards are always declined.
+    #[arg(long, env = "AGORA_APPROVE_PROBABILITY", default_value_t = 0.9)]
+    pub approve_probability: f64,
+    /// Seed of the approval decision: the same seed and purchase give the same answer.
+    #[arg(long, env = "AGORA_PAYMENTS_SEED", default_value_t = 0)]
+    pub seed: u64,
     #[command(flatten)]
     pub common: Common,
 }
@@ -155,6 +205,10 @@ pub struct SellerServerArgs {
     /// Address to listen on for seller clients (host:port; port 0 picks a free port).
     #[arg(long, env = "AGORA_SELLER_LISTEN", default_value = "127.0.0.1:7403")]
     pub listen: String,
+    /// Address of the HTTP/JSON API (host:port), or `off`. [default: 127.0.0.1:8403, or a
+    /// free port on the --listen host when --listen asks for port 0]
+    #[arg(long, env = "AGORA_SELLER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -167,6 +221,10 @@ pub struct BuyerServerArgs {
     /// Address to listen on for buyer clients (host:port; port 0 picks a free port).
     #[arg(long, env = "AGORA_BUYER_LISTEN", default_value = "127.0.0.1:7404")]
     pub listen: String,
+    /// Address of the HTTP/JSON API (host:port), or `off`. [default: 127.0.0.1:8404, or a
+    /// free port on the --listen host when --listen asks for port 0]
+    #[arg(long, env = "AGORA_BUYER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -179,6 +237,9 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
         server: args.common.server_config(),
         readers: args.readers.max(1),
+        product_db: args.product_db.clone(),
+        payments: args.payments.clone(),
+        recovery_interval: args.recovery_interval.max(Duration::from_millis(10)),
         ..agora_customer_db::Config::new(&args.data_dir)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
@@ -209,20 +270,68 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
     })
 }
 
+pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
+    let config = agora_payments::Config {
+        approve_probability: args.approve_probability,
+        seed: args.seed,
+        server: args.common.server_config(),
+        ..agora_payments::Config::new(&args.data_dir)
+    };
+    serve(&args.common, &args.listen, |listener, shutdown| async move {
+        Ok(agora_payments::run(listener, config, shutdown).await?)
+    })
+}
+
 pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
     let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8403");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
-        agora_frontend::run_seller(listener, upstream, server, shutdown).await;
+        let http = bind_http(http).await?;
+        agora_frontend::run_seller_with_http(listener, http, upstream, server, shutdown).await;
         Ok(())
     })
 }
 
 pub fn buyer_server(args: BuyerServerArgs) -> anyhow::Result<()> {
     let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8404");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
-        agora_frontend::run_buyer(listener, upstream, server, shutdown).await;
+        let http = bind_http(http).await?;
+        agora_frontend::run_buyer_with_http(listener, http, upstream, server, shutdown).await;
         Ok(())
     })
+}
+
+/// Whether an `--http-listen` value turns the HTTP API off.
+pub fn http_off(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "" | "off" | "none")
+}
+
+/// Where a frontend's HTTP API listens, or `None` when it is off. Unless told, on the
+/// contract's port; but when the TCP address asks for a free port (tests, benchmarks,
+/// several clusters on one host), on a free port too, so that they never collide.
+fn http_address(asked: Option<&str>, tcp_listen: &str, default: &str) -> Option<String> {
+    match asked {
+        Some(value) if http_off(value) => None,
+        Some(value) => Some(value.trim().to_owned()),
+        None => match tcp_listen.rsplit_once(':') {
+            Some((host, "0")) => Some(format!("{host}:0")),
+            _ => Some(default.to_owned()),
+        },
+    }
+}
+
+/// Binds the HTTP listener and announces it on stdout, as the line after `listening on`.
+async fn bind_http(addr: Option<String>) -> anyhow::Result<Option<TcpListener>> {
+    use std::io::Write;
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+    let bound = listener.local_addr().context("cannot read the bound HTTP address")?;
+    // A launcher that wanted only the first line may have closed the pipe: not an error.
+    let _ = writeln!(std::io::stdout(), "http listening on {bound}");
+    Ok(Some(listener))
 }
 
 /// Sets up logging and the runtime, binds `listen`, announces the bound address, and runs

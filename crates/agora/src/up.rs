@@ -1,7 +1,8 @@
 //! `agora up`: the whole marketplace on one machine, each component its own process.
 //!
-//! Starts the databases, learns their real addresses from their `listening on` line,
-//! starts the frontends pointed at them, prints where everything is, and forwards each
+//! Starts the databases and payments, learns their real addresses from their `listening on` line,
+//! starts the frontends pointed at them (their HTTP APIs announce themselves on the line
+//! after, `http listening on`), prints where everything is, and forwards each
 //! child's log lines prefixed with its name. Ctrl-C or SIGTERM stops the frontends, then
 //! the databases, by closing their standard input (so they also stop if `agora up` itself
 //! is killed). If any component dies, the rest are stopped and `agora up` fails.
@@ -29,12 +30,24 @@ pub struct UpArgs {
     /// Product database listen address.
     #[arg(long, env = "AGORA_PRODUCT_DB_LISTEN", default_value = "127.0.0.1:7402")]
     pub product_db_listen: String,
+    /// Payments service listen address.
+    #[arg(long, env = "AGORA_PAYMENTS_LISTEN", default_value = "127.0.0.1:7405")]
+    pub payments_listen: String,
+    /// Chance (0 to 1) that payments approves a valid card.
+    #[arg(long, env = "AGORA_APPROVE_PROBABILITY", default_value = "0.9")]
+    pub approve_probability: String,
     /// Seller server listen address.
     #[arg(long, env = "AGORA_SELLER_LISTEN", default_value = "127.0.0.1:7403")]
     pub seller_listen: String,
     /// Buyer server listen address.
     #[arg(long, env = "AGORA_BUYER_LISTEN", default_value = "127.0.0.1:7404")]
     pub buyer_listen: String,
+    /// Seller server HTTP/JSON API address, or `off`.
+    #[arg(long, env = "AGORA_SELLER_HTTP_LISTEN", default_value = "127.0.0.1:8403")]
+    pub seller_http_listen: String,
+    /// Buyer server HTTP/JSON API address, or `off`.
+    #[arg(long, env = "AGORA_BUYER_HTTP_LISTEN", default_value = "127.0.0.1:8404")]
+    pub buyer_http_listen: String,
     /// A session ends after this long without activity (e.g. 300s, 5m).
     #[arg(long, env = "AGORA_SESSION_TIMEOUT", default_value = "5m")]
     pub session_timeout: String,
@@ -48,6 +61,8 @@ struct Component {
     name: &'static str,
     stdin: Option<ChildStdin>,
     addr: String,
+    /// Where its HTTP API listens, for a frontend that has one.
+    http: Option<String>,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -67,6 +82,34 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut started: Vec<Component> = Vec::new();
     let result = async {
+        let product = start(
+            &exe,
+            "product-db",
+            &["--listen", &args.product_db_listen, "--data-dir", &data_dir, "--log", &args.log],
+            &exited_tx,
+        )
+        .await?;
+        let product_addr = product.addr.clone();
+        started.push(product);
+        let payments = start(
+            &exe,
+            "payments",
+            &[
+                "--listen",
+                &args.payments_listen,
+                "--data-dir",
+                &data_dir,
+                "--log",
+                &args.log,
+                "--approve-probability",
+                &args.approve_probability,
+            ],
+            &exited_tx,
+        )
+        .await?;
+        let payments_addr = payments.addr.clone();
+        started.push(payments);
+        // The customer database coordinates purchases, so it needs the other two.
         let customer = start(
             &exe,
             "customer-db",
@@ -79,30 +122,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 &args.session_timeout,
                 "--log",
                 &args.log,
+                "--product-db",
+                &product_addr,
+                "--payments",
+                &payments_addr,
             ],
             &exited_tx,
         )
         .await?;
         let customer_addr = customer.addr.clone();
         started.push(customer);
-        let product = start(
-            &exe,
-            "product-db",
-            &["--listen", &args.product_db_listen, "--data-dir", &data_dir, "--log", &args.log],
-            &exited_tx,
-        )
-        .await?;
-        let product_addr = product.addr.clone();
-        started.push(product);
-        for (name, listen) in
-            [("seller-server", &args.seller_listen), ("buyer-server", &args.buyer_listen)]
-        {
+        for (name, listen, http) in [
+            ("seller-server", &args.seller_listen, &args.seller_http_listen),
+            ("buyer-server", &args.buyer_listen, &args.buyer_http_listen),
+        ] {
+            let http = if crate::servers::http_off(http) { "off" } else { http.as_str() };
             let frontend = start(
                 &exe,
                 name,
                 &[
                     "--listen",
                     listen,
+                    "--http-listen",
+                    http,
                     "--customer-db",
                     &customer_addr,
                     "--product-db",
@@ -142,13 +184,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// Starts `agora <name> <args> --supervised` and waits for its `listening on` line.
+/// Starts `agora <name> <args> --supervised` and waits for its `listening on` line (and,
+/// when `args` turn an HTTP API on, the `http listening on` line after it).
 async fn start(
     exe: &std::path::Path,
     name: &'static str,
     args: &[&str],
     exited: &mpsc::Sender<(&'static str, String)>,
 ) -> anyhow::Result<Component> {
+    let http = args.windows(2).any(|w| w[0] == "--http-listen" && !crate::servers::http_off(w[1]));
     let mut child: Child = Command::new(exe)
         .arg(name)
         .args(args)
@@ -178,6 +222,20 @@ async fn start(
         }
         Err(_) => bail!("{name} did not start within 30 s"),
     };
+    let http = match http {
+        false => None,
+        true => match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+            Ok(Ok(Some(line))) => match line.strip_prefix("http listening on ") {
+                Some(addr) => Some(addr.trim().to_owned()),
+                None => bail!("{name} said {line:?} instead of where its HTTP API listens"),
+            },
+            Ok(_) => {
+                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                bail!("{name} failed to start its HTTP API ({status}); its log is above")
+            }
+            Err(_) => bail!("{name} did not start its HTTP API within 30 s"),
+        },
+    };
     tokio::spawn(forward(name, lines));
     let exited = exited.clone();
     tokio::spawn(async move {
@@ -187,7 +245,7 @@ async fn start(
         };
         let _ = exited.send((name, status)).await;
     });
-    Ok(Component { name, stdin, addr })
+    Ok(Component { name, stdin, addr, http })
 }
 
 /// Copies a child's output lines to our stderr, prefixed with its name.
@@ -206,7 +264,10 @@ fn print_banner(started: &[Component], data_dir: &str) {
     };
     println!("Agora is up. Data in {data_dir}/");
     for c in started {
-        println!("  {:<14} {}", c.name, c.addr);
+        match &c.http {
+            Some(http) => println!("  {:<14} {:<21} http://{http}", c.name, c.addr),
+            None => println!("  {:<14} {}", c.name, c.addr),
+        }
     }
     println!();
     println!(
@@ -216,6 +277,16 @@ fn print_banner(started: &[Component], data_dir: &str) {
     println!("Buyers:   agora buyer --server {}", addr("buyer-server"));
     println!("Scripts:  agora seller create-account --username ann --password 'long enough'");
     println!("          agora seller login --username ann --password 'long enough'");
+    let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
+    if let Some(buyer) = http("buyer-server") {
+        println!(
+            "HTTP:     curl --json '{{\"username\":\"bea\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"
+        );
+        println!("          API docs at http://{buyer}/docs and /openapi.json (docs/http.md)");
+    }
+    if let Some(seller) = http("seller-server") {
+        println!("          seller API at http://{seller}/docs");
+    }
     println!();
     println!("Ctrl-C stops everything.");
 }

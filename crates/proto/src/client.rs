@@ -94,6 +94,7 @@ struct Shared {
     state: Mutex<State>,
     next_id: AtomicU64,
     service: &'static str,
+    addr: String,
 }
 
 impl Shared {
@@ -161,11 +162,13 @@ impl<S: Service> Channel<S> {
             state: Mutex::new(State { closed: None, pending: HashMap::new() }),
             next_id: AtomicU64::new(1),
             service: S::ID.name(),
+            addr: addr.to_owned(),
         });
         let (tx, rx) = mpsc::channel::<Bytes>(1024);
         let writer_shared = shared.clone();
         tokio::spawn(async move {
-            let reason = match write_loop(write_half, rx).await {
+            // No stall deadline here: each call has its own.
+            let reason = match write_loop(write_half, rx, None).await {
                 Ok(()) => "channel dropped".to_owned(),
                 Err(e) => format!("write failed: {e}"),
             };
@@ -246,6 +249,21 @@ async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, shared: Arc<Shared>) 
                 }
                 Kind::Goodbye => {
                     break match postcard::from_bytes::<ApiError>(&frame.payload) {
+                        // The server is going away (idle close, shutdown) and has answered
+                        // everything it read: the calls still waiting were never processed,
+                        // so they fail as unsent and the pool sends them again elsewhere.
+                        Ok(e) if e.code == ErrorCode::Unavailable => {
+                            let mut state = shared.lock();
+                            state.closed = Some(e.message.clone());
+                            for (_, waiter) in state.pending.drain() {
+                                let _ = waiter.send(Err(CallError::Unreachable {
+                                    service: shared.service,
+                                    addr: shared.addr.clone(),
+                                    reason: e.message.clone(),
+                                }));
+                            }
+                            e.message
+                        }
                         Ok(e) => {
                             // A refusal at the door (overload, wrong service) is the server's
                             // answer to the calls in flight, not a transport failure.

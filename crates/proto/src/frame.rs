@@ -17,6 +17,9 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 16;
 /// Default largest payload a peer accepts: 1 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
+/// Most buffer space made ahead of the bytes received, so that what a connection holds
+/// grows with what its peer has actually sent.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub enum ServiceId {
     Seller = 3,
     /// The buyer server.
     Buyer = 4,
+    /// The payments service.
+    Payments = 5,
 }
 
 impl ServiceId {
@@ -52,6 +57,7 @@ impl ServiceId {
             2 => ServiceId::ProductDb,
             3 => ServiceId::Seller,
             4 => ServiceId::Buyer,
+            5 => ServiceId::Payments,
             _ => return None,
         })
     }
@@ -63,6 +69,7 @@ impl ServiceId {
             ServiceId::ProductDb => "product-db",
             ServiceId::Seller => "seller-server",
             ServiceId::Buyer => "buyer-server",
+            ServiceId::Payments => "payments",
         }
     }
 }
@@ -135,7 +142,10 @@ impl Frame {
         }
         let total = HEADER_LEN + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Room for what is still to come, but never more than READ_AHEAD beyond the
+            // bytes in hand: a header alone must not make the receiver allocate its
+            // declared length (found by fuzzing; see fuzz/README.md).
+            buf.reserve((total - buf.len()).min(READ_AHEAD));
             return Ok(None);
         }
         let service = buf[2];

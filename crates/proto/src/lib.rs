@@ -10,6 +10,7 @@
 
 pub mod client;
 mod error;
+pub mod fault;
 pub mod frame;
 mod io;
 pub mod messages;
@@ -20,7 +21,7 @@ pub use client::{CallError, Channel};
 pub use error::{ApiError, ErrorCode};
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameError, Kind, ServiceId};
 pub use io::{FrameReader, ReadError};
-pub use messages::{BuyerServer, CustomerDb, ProductDb, SellerServer, Service};
+pub use messages::{BuyerServer, CustomerDb, Payments, ProductDb, SellerServer, Service};
 pub use pool::{Pool, PoolConfig};
 pub use server::{Handler, ServerConfig, serve};
 

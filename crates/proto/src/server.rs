@@ -1,6 +1,7 @@
 //! The server side every component runs: an accept loop with a cap on connections, one task
-//! per connection, many requests in flight per connection, answers in any order, and a
-//! graceful shutdown that finishes the requests in hand.
+//! per connection, many requests in flight per connection, answers in any order, deadlines
+//! that shed idle, trickling and non-reading clients, and a graceful shutdown that finishes
+//! the requests in hand. docs/protocol.md ("Limits") is the contract.
 //!
 //! Data flow on one connection:
 //!
@@ -34,7 +35,7 @@ pub trait Handler<S: Service>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<S::Response, ApiError>> + Send;
 }
 
-/// A server's limits.
+/// A server's limits. docs/protocol.md ("Limits") says what happens at each.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Most connections open at once; more are refused with `Overloaded` and closed.
@@ -44,11 +45,27 @@ pub struct ServerConfig {
     /// Most requests in flight on one connection; past it the server stops reading that
     /// connection until answers have gone out (backpressure, not an error).
     pub max_in_flight: usize,
+    /// A connection with no request and nothing in flight for this long is closed with a
+    /// goodbye (`unavailable`) that tells the client nothing it sent was lost.
+    pub idle_timeout: Duration,
+    /// Once a frame's first byte is in, the whole frame must arrive within this, or the
+    /// connection is closed with a goodbye (`timeout`): a client trickling bytes is cut off.
+    pub frame_timeout: Duration,
+    /// If writing answers makes no progress for this long (the client is not reading),
+    /// the connection is closed.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_connections: 4096, max_frame: DEFAULT_MAX_FRAME, max_in_flight: 256 }
+        ServerConfig {
+            max_connections: 4096,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_in_flight: 256,
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -86,7 +103,7 @@ pub async fn serve<S: Service, H: Handler<S>>(
         let _ = socket.set_nodelay(true);
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             debug!(%peer, "refusing connection: at max_connections");
-            tracker.spawn(refuse::<S>(socket, config.max_connections));
+            tracker.spawn(refuse::<S>(socket, config.max_connections, config.write_timeout));
             continue;
         };
         let conn = Conn::<S, H> {
@@ -109,7 +126,7 @@ pub async fn serve<S: Service, H: Handler<S>>(
 }
 
 /// Tells a connection over the cap why it is closed, then closes it.
-async fn refuse<S: Service>(socket: TcpStream, max: usize) {
+async fn refuse<S: Service>(socket: TcpStream, max: usize, write_timeout: Duration) {
     let error = ApiError::new(
         ErrorCode::Overloaded,
         format!("{} is at its limit of {max} connections; try again later", S::ID.name()),
@@ -118,7 +135,8 @@ async fn refuse<S: Service>(socket: TcpStream, max: usize) {
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(frame).await;
         drop(tx);
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_loop(socket, rx)).await;
+        let stall = write_timeout.min(Duration::from_secs(1));
+        let _ = write_loop(socket, rx, Some(stall)).await;
     }
 }
 
@@ -131,31 +149,65 @@ struct Conn<S, H> {
     _service: std::marker::PhantomData<fn() -> S>,
 }
 
+/// How a connection's read loop ended.
+enum End {
+    /// The peer closed, or broke the protocol and has been told so.
+    Closed(Result<(), ReadError>),
+    /// Idle, or the server is shutting down: answer what was read, then say goodbye.
+    GoingAway(String),
+    /// The writer gave up (the peer stopped reading, or the socket failed).
+    WriterGone,
+}
+
 impl<S: Service, H: Handler<S>> Conn<S, H> {
     async fn run(self, socket: TcpStream) -> Result<(), ReadError> {
+        let config = &self.config;
         let (read_half, write_half) = socket.into_split();
-        let mut reader = FrameReader::new(read_half, self.config.max_frame);
-        let (out, rx) = mpsc::channel::<Bytes>(self.config.max_in_flight);
-        let writer = tokio::spawn(write_loop(write_half, rx));
-        let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight));
-        let result = loop {
+        let mut reader = FrameReader::new(read_half, config.max_frame)
+            .with_timeouts(Some(config.idle_timeout), Some(config.frame_timeout));
+        // Bounded by max_in_flight, like the tasks that fill it: a client that never
+        // reads makes request tasks wait here, which stops the reader (backpressure), and
+        // after write_timeout the writer gives up and the connection closes.
+        let (out, rx) = mpsc::channel::<Bytes>(config.max_in_flight);
+        let writer = tokio::spawn(write_loop(write_half, rx, Some(config.write_timeout)));
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        // This connection's request tasks (also on the server-wide tracker for shutdown).
+        let answering = TaskTracker::new();
+        let end = loop {
             let frame = tokio::select! {
-                _ = self.shutdown.cancelled() => break Ok(()),
+                _ = self.shutdown.cancelled() => break End::GoingAway(format!(
+                    "{} is shutting down; requests without an answer were not processed",
+                    S::ID.name()
+                )),
+                _ = out.closed() => break End::WriterGone,
                 frame = reader.read_frame() => frame,
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break Ok(()),
+                Ok(None) => break End::Closed(Ok(())),
+                // Waiting for its answers is not idleness.
+                Err(ReadError::Idle(_)) if !answering.is_empty() => continue,
+                Err(ReadError::Idle(after)) => {
+                    break End::GoingAway(format!(
+                        "{} closes connections idle for {after:?}; reconnect to go on",
+                        S::ID.name()
+                    ));
+                }
                 Err(e) => {
-                    if let ReadError::Frame(violation) = &e {
-                        goodbye::<S>(&out, 0, ErrorCode::Protocol, violation.to_string()).await;
+                    let code = match &e {
+                        ReadError::Frame(_) => Some(ErrorCode::Protocol),
+                        ReadError::SlowFrame(_) => Some(ErrorCode::Timeout),
+                        ReadError::Io(_) | ReadError::Idle(_) => None,
+                    };
+                    if let Some(code) = code {
+                        goodbye::<S>(&out, 0, code, e.to_string()).await;
                     }
-                    break Err(e);
+                    break End::Closed(Err(e));
                 }
             };
             if frame.kind != Kind::Request {
                 goodbye::<S>(&out, frame.id, ErrorCode::Protocol, "expected a request frame").await;
-                break Ok(());
+                break End::Closed(Ok(()));
             }
             if frame.service != S::ID as u8 {
                 let wanted = crate::ServiceId::from_u8(frame.service).map_or_else(
@@ -164,13 +216,17 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 );
                 let message = format!("this is {}, not {wanted}: check the address", S::ID.name());
                 goodbye::<S>(&out, frame.id, ErrorCode::BadRequest, message).await;
-                break Ok(());
+                break End::Closed(Ok(()));
             }
             // Waits (and so stops reading this socket) while the connection is at its limit.
-            let Ok(permit) = in_flight.clone().acquire_owned().await else { break Ok(()) };
+            let permit = tokio::select! {
+                permit = in_flight.clone().acquire_owned() => permit,
+                _ = out.closed() => break End::WriterGone,
+            };
+            let Ok(permit) = permit else { break End::Closed(Ok(())) };
             let handler = self.handler.clone();
             let out = out.clone();
-            self.tracker.spawn(async move {
+            self.tracker.spawn(answering.track_future(async move {
                 let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
                     Ok(request) => handler.handle(request).await,
                     Err(e) => Err(ApiError::new(
@@ -185,7 +241,40 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                     Err(e) => warn!(error = %e, "could not encode a response"),
                 }
                 drop(permit);
-            });
+            }));
+        };
+        answering.close();
+        let result = match end {
+            End::Closed(result) => result,
+            End::WriterGone => {
+                // Nothing more can reach the peer: close at once, unread requests and all.
+                let reason = match writer.await {
+                    Ok(Err(e)) => e,
+                    _ => std::io::Error::other("the connection's writer ended"),
+                };
+                return Err(ReadError::Io(reason));
+            }
+            End::GoingAway(reason) => {
+                // Every request read so far is answered before the goodbye, so the client
+                // knows that whatever it has had no answer to was never read and may be
+                // sent again on a new connection.
+                tokio::select! {
+                    _ = answering.wait() => {}
+                    _ = out.closed() => {}
+                }
+                goodbye::<S>(&out, 0, ErrorCode::Unavailable, reason).await;
+                drop(out);
+                let _ = writer.await;
+                // On an idle close, requests racing our goodbye are read and dropped, not
+                // left unread: closing on unread bytes would reset the connection.
+                if !self.shutdown.is_cancelled() {
+                    tokio::select! {
+                        _ = reader.discard_until_closed(LINGER) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                }
+                return Ok(());
+            }
         };
         // The writer ends once every request task has sent its answer and dropped its sender.
         drop(out);
@@ -193,6 +282,9 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
         result
     }
 }
+
+/// How long an idle close waits for the peer to close its side after the goodbye.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Queues a Goodbye frame: the reason the server is about to close the connection.
 async fn goodbye<S: Service>(

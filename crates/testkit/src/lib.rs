@@ -46,11 +46,21 @@ pub struct Options {
     pub session_timeout: Duration,
     /// The customer database's clock; a manual one lets a test move time.
     pub clock: Clock,
+    /// Chance that payments approves a valid card.
+    pub approve_probability: f64,
+    /// Where the customer database finds the product database and payments (set by
+    /// [`Cluster::start_with`]).
+    pub upstream: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { session_timeout: Duration::from_secs(300), clock: Clock::system() }
+        Options {
+            session_timeout: Duration::from_secs(300),
+            clock: Clock::system(),
+            approve_probability: 1.0,
+            upstream: None,
+        }
     }
 }
 
@@ -61,6 +71,8 @@ pub struct Cluster {
     pub customer_db: Running,
     /// The product database.
     pub product_db: Running,
+    /// The payments service.
+    pub payments: Running,
     /// The seller server.
     pub seller: Running,
     /// The buyer server.
@@ -79,12 +91,14 @@ impl Cluster {
     /// Starts all four servers.
     pub async fn start_with(options: Options) -> Cluster {
         let data = tempfile::tempdir().unwrap();
-        let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
         let product_db = start_product_db(data.path(), "127.0.0.1:0").await;
+        let payments = start_payments(data.path(), &options, "127.0.0.1:0").await;
+        let options = Options { upstream: Some((product_db.addr, payments.addr)), ..options };
+        let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
         let upstream = frontend_config(customer_db.addr, product_db.addr);
         let seller = start_seller(&upstream, "127.0.0.1:0").await;
         let buyer = start_buyer(&upstream, "127.0.0.1:0").await;
-        Cluster { customer_db, product_db, seller, buyer, data, options }
+        Cluster { customer_db, product_db, payments, seller, buyer, data, options }
     }
 
     /// The seller server's address.
@@ -131,6 +145,7 @@ impl Cluster {
         self.buyer.stop().await;
         self.customer_db.stop().await;
         self.product_db.stop().await;
+        self.payments.stop().await;
     }
 }
 
@@ -155,11 +170,16 @@ pub fn frontend_config(customer_db: SocketAddr, product_db: SocketAddr) -> agora
 pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Running {
     let listener = bind(addr).await;
     let addr = listener.local_addr().unwrap();
-    let config = agora_customer_db::Config {
+    let mut config = agora_customer_db::Config {
         session_timeout: options.session_timeout,
         clock: options.clock.clone(),
+        recovery_interval: Duration::from_millis(100),
         ..agora_customer_db::Config::new(dir)
     };
+    if let Some((product_db, payments)) = options.upstream {
+        config.product_db = vec![product_db.to_string()];
+        config.payments = vec![payments.to_string()];
+    }
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -177,6 +197,22 @@ pub async fn start_product_db(dir: &Path, addr: &str) -> Running {
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         agora_product_db::run(listener, config, token).await.unwrap();
+    });
+    Running { addr, shutdown, task }
+}
+
+/// Starts a payments service on `addr` with its ledger in `dir`.
+pub async fn start_payments(dir: &Path, options: &Options, addr: &str) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let config = agora_payments::Config {
+        approve_probability: options.approve_probability,
+        ..agora_payments::Config::new(dir)
+    };
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_payments::run(listener, config, token).await.unwrap();
     });
     Running { addr, shutdown, task }
 }
@@ -219,9 +255,20 @@ impl Process {
     /// Runs `exe <args...>` (a server subcommand with `--listen`), and waits for its
     /// `listening on` line.
     pub fn spawn(exe: &Path, args: &[&str]) -> Process {
+        Process::spawn_with_env(exe, args, &[])
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables for this first run only
+    /// (a crash point, say: [`Process::restart`] starts it without them).
+    pub fn spawn_with_env(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = launch(exe, &args);
+        let (child, addr) = launch(exe, &args, env);
         Process { child, addr, exe: exe.to_owned(), args }
+    }
+
+    /// Waits for the process to exit on its own (an injected crash, say).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     /// `kill -9`: no chance to flush, close or say goodbye.
@@ -230,13 +277,14 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Starts the same command again, listening on the address it had.
+    /// Starts the same command again, listening on the address it had, without the extra
+    /// environment of [`Process::spawn_with_env`].
     pub fn restart(&mut self) {
         let mut args = self.args.clone();
         if let Some(i) = args.iter().position(|a| a == "--listen") {
             args[i + 1] = self.addr.clone();
         }
-        let (child, addr) = launch(&self.exe, &args);
+        let (child, addr) = launch(&self.exe, &args, &[]);
         self.child = child;
         self.addr = addr;
     }
@@ -248,11 +296,12 @@ impl Drop for Process {
     }
 }
 
-fn launch(exe: &Path, args: &[String]) -> (Child, String) {
+fn launch(exe: &Path, args: &[String], env: &[(&str, &str)]) -> (Child, String) {
     let stderr =
         if std::env::var_os("AGORA_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
     let mut child = Command::new(exe)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -267,4 +316,86 @@ fn launch(exe: &Path, args: &[String]) -> (Child, String) {
         .trim()
         .to_owned();
     (child, addr)
+}
+
+/// Starts a seller server on `addr` with its HTTP API on a free port of 127.0.0.1, one
+/// handler behind both, as `agora seller-server` runs it. Returns it and the HTTP address.
+pub async fn start_seller_with_http(
+    upstream: &agora_frontend::Config,
+    addr: &str,
+) -> (Running, SocketAddr) {
+    let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
+    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
+    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_frontend::run_seller_with_http(
+            listener,
+            Some(http),
+            upstream,
+            Default::default(),
+            token,
+        )
+        .await;
+    });
+    (Running { addr, shutdown, task }, http_addr)
+}
+
+/// Starts a buyer server on `addr` with its HTTP API on a free port of 127.0.0.1, one
+/// handler behind both, as `agora buyer-server` runs it. Returns it and the HTTP address.
+pub async fn start_buyer_with_http(
+    upstream: &agora_frontend::Config,
+    addr: &str,
+) -> (Running, SocketAddr) {
+    let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
+    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
+    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_frontend::run_buyer_with_http(
+            listener,
+            Some(http),
+            upstream,
+            Default::default(),
+            token,
+        )
+        .await;
+    });
+    (Running { addr, shutdown, task }, http_addr)
+}
+
+impl Cluster {
+    /// One more seller server, with its HTTP API, on this cluster's databases.
+    pub async fn start_seller_with_http(&self) -> (Running, SocketAddr) {
+        start_seller_with_http(&self.upstream(), "127.0.0.1:0").await
+    }
+
+    /// One more buyer server, with its HTTP API, on this cluster's databases.
+    pub async fn start_buyer_with_http(&self) -> (Running, SocketAddr) {
+        start_buyer_with_http(&self.upstream(), "127.0.0.1:0").await
+    }
+}
+
+/// Starts a buyer server on `addr` with the given limits (connections, timeouts), for
+/// tests of what happens at them.
+pub async fn start_buyer_with(
+    upstream: &agora_frontend::Config,
+    addr: &str,
+    server: agora_proto::ServerConfig,
+) -> Running {
+    let listener = bind(addr).await;
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agora_frontend::run_buyer(listener, upstream, server, token).await;
+    });
+    Running { addr, shutdown, task }
+}
+
+impl Cluster {
+    /// One more buyer server on this cluster's databases, with the given limits.
+    pub async fn start_buyer_with(&self, server: agora_proto::ServerConfig) -> Running {
+        start_buyer_with(&self.upstream(), "127.0.0.1:0", server).await
+    }
 }

@@ -1,0 +1,9 @@
+//! Decoding arbitrary bytes as `Result<payments::Response, ApiError>`
+//! (see `agora_fuzz::message`).
+#![no_main]
+
+use agora_proto::ApiError;
+use agora_proto::messages::payments;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| agora_fuzz::message::<Result<payments::Response, ApiError>>(data));

@@ -1,0 +1,257 @@
+//! Seed inputs: a few valid encodings of each message type and of frames carrying them,
+//! so that fuzzing starts from the shapes real traffic has. `examples/seed_corpus.rs`
+//! writes them to `corpus/<target>/`.
+
+use agora_domain::{
+    Card, CartLine, Condition, Feedback, Item, ItemId, Money, NewItem, Page, Purchase,
+    PurchaseLine, Role, SellerRating,
+};
+use agora_proto::messages::{customer, front, payments, product};
+use agora_proto::{ApiError, ErrorCode, Frame, Kind, ServiceId};
+use serde::Serialize;
+
+/// The seeds of every target: (target name, inputs).
+pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    vec![
+        ("frame", frames()),
+        ("customer_request", encode_all(&customer_requests())),
+        ("customer_response", encode_all(&results(customer_responses()))),
+        ("product_request", encode_all(&product_requests())),
+        ("product_response", encode_all(&results(product_responses()))),
+        ("seller_request", encode_all(&seller_requests())),
+        ("buyer_request", encode_all(&buyer_requests())),
+        ("front_response", encode_all(&results(front_responses()))),
+        ("payments_request", encode_all(&payments_requests())),
+        ("payments_response", encode_all(&results(payments_responses()))),
+        ("goodbye", encode_all(&errors())),
+    ]
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("seeds encode")
+}
+
+fn encode_all<T: Serialize>(values: &[T]) -> Vec<Vec<u8>> {
+    values.iter().map(encode).collect()
+}
+
+/// Each response as an answer, followed by each error as a refusal.
+fn results<T>(responses: Vec<T>) -> Vec<Result<T, ApiError>> {
+    responses.into_iter().map(Ok).chain(errors().into_iter().map(Err)).collect()
+}
+
+fn errors() -> Vec<ApiError> {
+    vec![
+        ApiError::new(ErrorCode::NotEnoughUnits, "only 3 units of 3:17 are available"),
+        ApiError::new(ErrorCode::Overloaded, "buyer-server is at its limit of 4096 connections"),
+        ApiError::new(ErrorCode::Unavailable, "closing a connection idle for 300s"),
+    ]
+}
+
+/// The id a client gives a mutating request.
+const OP: agora_proto::messages::OpId = [0x5a; 16];
+
+fn session() -> String {
+    "5f0c2a9e4b7d1e3a8c6f0b2d4e6a8c0e".into()
+}
+
+fn item_id() -> ItemId {
+    ItemId { category: 3, number: 17 }
+}
+
+fn card() -> Card {
+    Card { holder: "Bea B".into(), number: "4111 1111 1111 1111".into(), expiry: "12/29".into() }
+}
+
+fn new_item() -> NewItem {
+    NewItem {
+        name: "Blue pen".into(),
+        category: 3,
+        keywords: vec!["pen".into(), "blue".into()],
+        condition: Condition::New,
+        price: Money::from_cents(150),
+        quantity: 10,
+    }
+}
+
+fn item() -> Item {
+    Item {
+        id: item_id(),
+        name: "Blue pen".into(),
+        keywords: vec!["pen".into(), "blue".into()],
+        condition: Condition::Used,
+        price: Money::from_cents(150),
+        quantity: 10,
+        seller_id: 1,
+        feedback: Feedback { up: 4, down: 1 },
+    }
+}
+
+fn purchase() -> Purchase {
+    Purchase {
+        id: 9,
+        at_unix_ms: 1_767_225_600_000,
+        lines: vec![PurchaseLine {
+            item: item_id(),
+            seller_id: 1,
+            name: "Blue pen".into(),
+            quantity: 2,
+            unit_price: Money::from_cents(150),
+        }],
+        total: Money::from_cents(300),
+    }
+}
+
+fn page() -> Page {
+    Page { offset: 20, limit: 10 }
+}
+
+fn customer_requests() -> Vec<customer::Request> {
+    use customer::Request::*;
+    vec![
+        Ping,
+        CreateAccount {
+            op: OP,
+            role: Role::Buyer,
+            username: "bea".into(),
+            password: "long enough".into(),
+            name: "Bea".into(),
+        },
+        Login { role: Role::Seller, username: "ann".into(), password: "long enough".into() },
+        AddToCart { op: OP, session: session(), item: item_id(), quantity: 2, available: 10 },
+        Purchases { session: session(), page: page() },
+        Purchase { session: session(), key: "k-1".into(), card: card() },
+    ]
+}
+
+fn customer_responses() -> Vec<customer::Response> {
+    use customer::Response::*;
+    vec![
+        Pong,
+        LoggedIn { session: session(), account: 7 },
+        Seller { seller_id: 1, name: "Ann's Pens".into(), items_sold: 12 },
+        Cart(vec![CartLine { item: item_id(), quantity: 2 }]),
+        Purchases(vec![purchase()]),
+        Purchased(purchase()),
+    ]
+}
+
+fn product_requests() -> Vec<product::Request> {
+    use product::Request::*;
+    vec![
+        Ping,
+        RegisterItem { op: OP, seller_id: 1, item: new_item() },
+        ChangePrice { seller_id: 1, item: item_id(), price: Money::from_cents(99) },
+        Search { category: 3, keywords: vec!["pen".into()], page: page() },
+        Vote { buyer_id: 7, item: item_id(), up: true },
+        Reserve { purchase: 9, lines: vec![CartLine { item: item_id(), quantity: 2 }] },
+    ]
+}
+
+fn product_responses() -> Vec<product::Response> {
+    use product::Response::*;
+    vec![
+        Pong,
+        ItemId(item_id()),
+        Quantity(8),
+        Items(vec![item(), item()]),
+        Feedback(agora_domain::Feedback { up: 4, down: 1 }),
+        Reserved(purchase().lines),
+        Done,
+    ]
+}
+
+fn seller_requests() -> Vec<front::SellerRequest> {
+    use front::SellerRequest::*;
+    vec![
+        Ping { deep: true },
+        CreateAccount {
+            op: OP,
+            username: "ann".into(),
+            password: "long enough".into(),
+            name: "Ann's Pens".into(),
+        },
+        RegisterItem { op: OP, session: session(), item: new_item() },
+        RemoveUnits { op: OP, session: session(), item: item_id(), quantity: 1 },
+        ListItems { session: session(), page: page() },
+    ]
+}
+
+fn buyer_requests() -> Vec<front::BuyerRequest> {
+    use front::BuyerRequest::*;
+    vec![
+        Ping { deep: false },
+        Login { username: "bea".into(), password: "long enough".into() },
+        Search { session: session(), category: 3, keywords: vec!["pen".into()], page: page() },
+        AddToCart { op: OP, session: session(), item: item_id(), quantity: 2 },
+        ProvideFeedback { session: session(), item: item_id(), up: false },
+        MakePurchase { session: session(), key: "k-1".into(), card: card() },
+    ]
+}
+
+fn front_responses() -> Vec<front::Response> {
+    use front::Response::*;
+    vec![
+        Pong,
+        Account { id: 7 },
+        LoggedIn { session: session(), id: 7 },
+        Rating(SellerRating {
+            seller_id: 1,
+            name: "Ann's Pens".into(),
+            feedback: agora_domain::Feedback { up: 4, down: 1 },
+            items_sold: 12,
+        }),
+    ]
+}
+
+fn payments_requests() -> Vec<payments::Request> {
+    use payments::Request::*;
+    vec![
+        Ping,
+        Charge { key: "purchase-9".into(), card: card(), amount: Money::from_cents(300) },
+        Resolve { key: "purchase-9".into() },
+    ]
+}
+
+fn payments_responses() -> Vec<payments::Response> {
+    use payments::{Outcome, Response::*};
+    vec![
+        Pong,
+        Charge(Outcome::Approved {
+            authorization: "A1B2C3".into(),
+            amount: Money::from_cents(300),
+        }),
+        Charge(Outcome::Declined { reason: "card declined".into() }),
+        Charge(Outcome::Cancelled),
+    ]
+}
+
+/// Inputs of the `frame` target: a 4-byte big-endian limit, then bytes off the wire.
+fn frames() -> Vec<Vec<u8>> {
+    let frame = |kind, service: ServiceId, id, payload: Vec<u8>| {
+        Frame { kind, service: service as u8, id, payload: payload.into() }.to_bytes().to_vec()
+    };
+    let ping = frame(Kind::Request, ServiceId::Buyer, 1, encode(&buyer_requests()[0]));
+    let search = frame(Kind::Request, ServiceId::Buyer, 2, encode(&buyer_requests()[2]));
+    let answer = frame(Kind::Response, ServiceId::Buyer, 2, encode(&results(front_responses())[3]));
+    let goodbye = frame(Kind::Goodbye, ServiceId::CustomerDb, 0, encode(&errors()[1]));
+    let reserve = frame(Kind::Request, ServiceId::ProductDb, 3, encode(&product_requests()[5]));
+    let with_limit = |max: u32, parts: &[&[u8]]| {
+        let mut input = max.to_be_bytes().to_vec();
+        for part in parts {
+            input.extend_from_slice(part);
+        }
+        input
+    };
+    let default = agora_proto::DEFAULT_MAX_FRAME;
+    vec![
+        with_limit(default, &[&ping]),
+        with_limit(default, &[&ping, &search, &answer]),
+        with_limit(default, &[&goodbye]),
+        with_limit(default, &[&reserve, &ping[..ping.len() - 3]]),
+        // A limit the search's payload is over.
+        with_limit(8, &[&ping, &search]),
+        // Not this protocol at all.
+        with_limit(default, &[b"GET / HTTP/1.1\r\n\r\n"]),
+    ]
+}
