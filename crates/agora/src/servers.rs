@@ -49,6 +49,12 @@ pub struct Common {
     /// killed itself).
     #[arg(long, hide = true)]
     pub supervised: bool,
+    /// Threads running requests (0: one per core). The default, 1, runs the server on one
+    /// thread with no hand-offs between threads (storage has its own threads either way):
+    /// fastest when several servers share a small machine, as under `agora up`. On a host
+    /// of its own, 0 uses every core.
+    #[arg(long, env = "AGORA_THREADS", default_value_t = 1)]
+    pub threads: usize,
 }
 
 impl Common {
@@ -94,6 +100,11 @@ pub struct CustomerDbArgs {
     /// their end (completed or cancelled).
     #[arg(long, env = "AGORA_RECOVERY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub recovery_interval: Duration,
+    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
+    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
+    /// each commit batch is fsynced, concurrent writes sharing one fsync).
+    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
+    pub durability: agora_store::Durability,
     #[command(flatten)]
     pub common: Common,
 }
@@ -114,6 +125,11 @@ pub struct PaymentsArgs {
     /// Seed of the approval decision: the same seed and purchase give the same answer.
     #[arg(long, env = "AGORA_PAYMENTS_SEED", default_value_t = 0)]
     pub seed: u64,
+    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
+    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
+    /// each commit batch is fsynced, concurrent writes sharing one fsync).
+    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
+    pub durability: agora_store::Durability,
     #[command(flatten)]
     pub common: Common,
 }
@@ -137,6 +153,11 @@ pub struct ProductDbArgs {
     /// Reader threads (SQLite read connections).
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
+    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
+    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
+    /// each commit batch is fsynced, concurrent writes sharing one fsync).
+    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
+    pub durability: agora_store::Durability,
     #[command(flatten)]
     pub common: Common,
 }
@@ -237,6 +258,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
         server: args.common.server_config(),
         readers: args.readers.max(1),
+        durability: args.durability,
         product_db: args.product_db.clone(),
         payments: args.payments.clone(),
         recovery_interval: args.recovery_interval.max(Duration::from_millis(10)),
@@ -262,6 +284,7 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
     let config = agora_product_db::Config {
         server: args.common.server_config(),
         readers: args.readers.max(1),
+        durability: args.durability,
         search_candidates: args.search_candidates,
         ..agora_product_db::Config::new(&args.data_dir)
     };
@@ -274,6 +297,7 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
     let config = agora_payments::Config {
         approve_probability: args.approve_probability,
         seed: args.seed,
+        durability: args.durability,
         server: args.common.server_config(),
         ..agora_payments::Config::new(&args.data_dir)
     };
@@ -342,10 +366,14 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     init_logging(&common.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = match common.threads {
+        // One thread: no hand-offs between workers, which on a small machine shared by
+        // several servers costs less than it gains.
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = TcpListener::bind(listen)
             .await

@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// What the components log (error, warn, info, debug, trace).
     #[arg(long, env = "AGORA_LOG", default_value = "info")]
     pub log: String,
+    /// What an acknowledged write survives: `process` (kill -9 of a database; the
+    /// default) or `machine` (also a power loss: every commit batch is fsynced).
+    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
+    pub durability: String,
 }
 
 /// A running child: its name, the pipe whose closing stops it, and where it listens.
@@ -85,7 +89,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let product = start(
             &exe,
             "product-db",
-            &["--listen", &args.product_db_listen, "--data-dir", &data_dir, "--log", &args.log],
+            &[
+                "--listen",
+                &args.product_db_listen,
+                "--data-dir",
+                &data_dir,
+                "--durability",
+                &args.durability,
+                "--log",
+                &args.log,
+            ],
             &exited_tx,
         )
         .await?;
@@ -99,6 +112,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 &args.payments_listen,
                 "--data-dir",
                 &data_dir,
+                "--durability",
+                &args.durability,
                 "--log",
                 &args.log,
                 "--approve-probability",
@@ -118,6 +133,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 &args.customer_db_listen,
                 "--data-dir",
                 &data_dir,
+                "--durability",
+                &args.durability,
                 "--session-timeout",
                 &args.session_timeout,
                 "--log",

@@ -53,16 +53,16 @@ macro_rules! apis {
 // rare because Login and CreateAccount each cost an argon2 hash (milliseconds of CPU).
 // `relogin` is Logout, after which the user's next call is Login: two calls per draw.
 apis! {
-    SellerDisplayItems = "seller.display_items", Seller, 450;
-    SellerRating = "seller.rating", Seller, 300;
+    SellerDisplayItems = "seller.display_items", Seller, 455;
+    SellerRating = "seller.rating", Seller, 302;
     SellerRegisterItem = "seller.register_item", Seller, 80;
     SellerChangePrice = "seller.change_price", Seller, 80;
     SellerUpdateUnits = "seller.update_units", Seller, 80;
-    SellerRelogin = "seller.relogin", Seller, 7;
+    SellerRelogin = "seller.relogin", Seller, 2;
     SellerLogin = "seller.login", Seller, 0;
-    SellerCreateAccount = "seller.create_account", Seller, 3;
-    BuyerSearch = "buyer.search", Buyer, 300;
-    BuyerGetItem = "buyer.get_item", Buyer, 250;
+    SellerCreateAccount = "seller.create_account", Seller, 1;
+    BuyerSearch = "buyer.search", Buyer, 305;
+    BuyerGetItem = "buyer.get_item", Buyer, 252;
     BuyerDisplayCart = "buyer.display_cart", Buyer, 150;
     BuyerSellerRating = "buyer.seller_rating", Buyer, 100;
     BuyerPurchases = "buyer.purchases", Buyer, 50;
@@ -72,9 +72,9 @@ apis! {
     BuyerSaveCart = "buyer.save_cart", Buyer, 20;
     BuyerClearCart = "buyer.clear_cart", Buyer, 10;
     BuyerMakePurchase = "buyer.make_purchase", Buyer, 10;
-    BuyerRelogin = "buyer.relogin", Buyer, 7;
+    BuyerRelogin = "buyer.relogin", Buyer, 2;
     BuyerLogin = "buyer.login", Buyer, 0;
-    BuyerCreateAccount = "buyer.create_account", Buyer, 3;
+    BuyerCreateAccount = "buyer.create_account", Buyer, 1;
 }
 
 impl Api {

@@ -43,6 +43,9 @@ async fn a_tiny_bench_measures_every_call_and_writes_its_reports() {
         "4",
         "--floor-calls",
         "10",
+        // Account calls are rare in the default mix; make them likely in a short run.
+        "--mix",
+        "default,seller.relogin=20,seller.create_account=10,buyer.relogin=20,buyer.create_account=10",
         "--quiet",
         "--json",
         json.to_str().unwrap(),

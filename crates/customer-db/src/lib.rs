@@ -45,6 +45,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Reader threads.
     pub readers: usize,
+    /// What an acknowledged write survives.
+    pub durability: agora_store::Durability,
     /// Product database addresses: purchases reserve units there.
     pub product_db: Vec<String>,
     /// Payments service addresses: purchases are charged there.
@@ -63,6 +65,7 @@ impl Config {
             clock: Clock::system(),
             server: ServerConfig::default(),
             readers: 2,
+            durability: agora_store::Durability::default(),
             product_db: vec!["127.0.0.1:7402".into()],
             payments: vec!["127.0.0.1:7405".into()],
             recovery_interval: Duration::from_secs(1),
@@ -93,8 +96,14 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("customer.db");
-    let store =
-        Store::open(&StoreConfig { readers: config.readers, ..StoreConfig::new(&path) }, SCHEMA)?;
+    let store = Store::open(
+        &StoreConfig {
+            readers: config.readers,
+            durability: config.durability,
+            ..StoreConfig::new(&path)
+        },
+        SCHEMA,
+    )?;
     let upstream = |addrs: &[String]| PoolConfig {
         call_timeout: Duration::from_secs(2),
         ..PoolConfig::new(addrs.to_vec())

@@ -44,6 +44,8 @@ pub struct Config {
     pub approve_probability: f64,
     /// Seed of the approval decision.
     pub seed: u64,
+    /// What an acknowledged charge survives.
+    pub durability: agora_store::Durability,
     /// Connection and frame limits.
     pub server: ServerConfig,
 }
@@ -55,6 +57,7 @@ impl Config {
             data_dir: data_dir.into(),
             approve_probability: 0.9,
             seed: 0,
+            durability: agora_store::Durability::default(),
             server: ServerConfig::default(),
         }
     }
@@ -80,7 +83,10 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("payments.db");
-    let store = Store::open(&StoreConfig::new(&path), SCHEMA)?;
+    let store = Store::open(
+        &StoreConfig { durability: config.durability, ..StoreConfig::new(&path) },
+        SCHEMA,
+    )?;
     let handler = Arc::new(PaymentsService {
         store,
         approve_probability: config.approve_probability.clamp(0.0, 1.0),

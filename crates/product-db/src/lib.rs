@@ -32,6 +32,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Reader threads.
     pub readers: usize,
+    /// What an acknowledged write survives.
+    pub durability: agora_store::Durability,
     /// Most postings one search keyword reads (newest first): bounds a search's cost
     /// however large the catalogue grows. See docs/semantics.md.
     pub search_candidates: u32,
@@ -44,6 +46,7 @@ impl Config {
             data_dir: data_dir.into(),
             server: ServerConfig::default(),
             readers: 2,
+            durability: agora_store::Durability::default(),
             search_candidates: 1000,
         }
     }
@@ -72,8 +75,14 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("product.db");
-    let store =
-        Store::open(&StoreConfig { readers: config.readers, ..StoreConfig::new(&path) }, SCHEMA)?;
+    let store = Store::open(
+        &StoreConfig {
+            readers: config.readers,
+            durability: config.durability,
+            ..StoreConfig::new(&path)
+        },
+        SCHEMA,
+    )?;
     let db = Arc::new(ProductDb::new(store, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
     agora_proto::serve(listener, db, config.server.clone(), shutdown).await;

@@ -10,11 +10,11 @@
 //! 2. newer listing (higher number) first.
 //!
 //! Reading a bounded range per keyword keeps the cost flat as the catalogue grows; the
-//! price is that only the `cap` newest items per keyword compete. Sold-out items leave
+//! price is that only the `cap` newest items per keyword compete. A one-keyword search
+//! reads only the page it returns (its ranking is newest first). Counting and ranking
+//! happen inside SQLite, in one statement that also fetches the items. Sold-out items leave
 //! the index, so every candidate is for sale. With no keywords, the category's items for
 //! sale are listed newest first from a partial index.
-
-use std::collections::HashMap;
 
 use agora_domain::{Item, Page};
 use agora_proto::ApiError;
@@ -44,36 +44,54 @@ pub(crate) fn search(
         return rows.collect::<Result<_, _>>().map_err(db_error);
     }
 
-    let mut hits: HashMap<i64, u32> = HashMap::new();
-    let mut postings = c
-        .prepare_cached(
-            "SELECT number FROM postings WHERE keyword = ?1 AND category = ?2 \
-             ORDER BY number DESC LIMIT ?3",
-        )
-        .map_err(db_error)?;
-    for keyword in keywords {
-        let numbers = postings
-            .query_map(params![keyword, category, cap], |r| r.get::<_, i64>(0))
+    // One keyword: every candidate matches once, so the ranking is newest first and the
+    // page is the first `offset + limit` postings of the range: nothing else is read.
+    if let [keyword] = keywords {
+        let mut st = c
+            .prepare_cached(&format!(
+                "SELECT {} FROM postings p JOIN items i ON i.number = p.number \
+                 WHERE p.keyword = ?1 AND p.category = ?2 AND i.quantity > 0 \
+                 ORDER BY p.number DESC LIMIT ?3 OFFSET ?4",
+                qualified("i")
+            ))
             .map_err(db_error)?;
-        for number in numbers {
-            *hits.entry(number.map_err(db_error)?).or_default() += 1;
-        }
+        let rows = st
+            .query_map(params![keyword, category, page.limit, page.offset], item_from_row)
+            .map_err(db_error)?;
+        return rows.collect::<Result<_, _>>().map_err(db_error);
     }
-    let mut ranked: Vec<(i64, u32)> = hits.into_iter().collect();
-    ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
 
-    let mut fetch = c
-        .prepare_cached(&format!(
-            "SELECT {ITEM_COLUMNS} FROM items WHERE number = ?1 AND quantity > 0"
-        ))
-        .map_err(db_error)?;
-    let mut out = Vec::with_capacity(page.limit as usize);
-    for (number, _) in ranked.into_iter().skip(page.offset as usize).take(page.limit as usize) {
-        // Within one read snapshot a posting always has its item; the filter is a guard.
-        let mut rows = fetch.query_map([number], item_from_row).map_err(db_error)?;
-        if let Some(item) = rows.next() {
-            out.push(item.map_err(db_error)?);
-        }
+    // Several: each keyword's newest `cap` postings, counted per item and ranked, all
+    // inside SQLite (one statement per number of keywords, prepared once).
+    let windows: Vec<String> = (0..keywords.len())
+        .map(|k| {
+            format!(
+                "SELECT number FROM (SELECT number FROM postings WHERE keyword = ?{} AND category = ?1 \
+                 ORDER BY number DESC LIMIT ?2)",
+                k + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        // The page is cut before the join, so only its items are read. (Sold-out items
+        // are not in the index, so the join's filter never shortens a page.)
+        "SELECT {} FROM (SELECT number, count(*) AS hits FROM ({}) GROUP BY number \
+         ORDER BY hits DESC, number DESC LIMIT ?3 OFFSET ?4) r \
+         JOIN items i ON i.number = r.number WHERE i.quantity > 0 \
+         ORDER BY r.hits DESC, r.number DESC",
+        qualified("i"),
+        windows.join(" UNION ALL ")
+    );
+    let mut st = c.prepare_cached(&sql).map_err(db_error)?;
+    let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&category, &cap, &page.limit, &page.offset];
+    for keyword in keywords {
+        bound.push(keyword);
     }
-    Ok(out)
+    let rows = st.query_map(bound.as_slice(), item_from_row).map_err(db_error)?;
+    rows.collect::<Result<_, _>>().map_err(db_error)
+}
+
+/// [`ITEM_COLUMNS`] prefixed with a table alias.
+fn qualified(alias: &str) -> String {
+    ITEM_COLUMNS.split(", ").map(|col| format!("{alias}.{col}")).collect::<Vec<_>>().join(", ")
 }

@@ -3,8 +3,11 @@
 //! - **One writer thread** owns the only write connection. Write jobs queue up while a
 //!   commit is in progress; the writer then runs the whole queue in one transaction, each
 //!   job inside its own savepoint (so one job's refusal undoes only that job), and commits
-//!   once: one fsync for the batch (group commit). A job's answer is released only after
-//!   the commit returned, so an acknowledged write is on disk (`synchronous=FULL`, WAL).
+//!   once (group commit). A job's answer is released only after the commit returned, so
+//!   an acknowledged write is in the WAL: it survives a crash of the process (the
+//!   default, [`Durability::Process`]: WAL with `synchronous=NORMAL`), or, with
+//!   [`Durability::Machine`], also a crash of the machine (`synchronous=FULL`: the batch
+//!   shares one fsync).
 //! - **Reader threads** each own a read-only connection; in WAL mode they read the last
 //!   committed state without waiting for the writer.
 //!
@@ -42,6 +45,30 @@ pub struct OpenError {
     source: rusqlite::Error,
 }
 
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A crash of the database process (`kill -9`): the commit is in the operating
+    /// system's page cache before it is acknowledged. No fsync per commit.
+    #[default]
+    Process,
+    /// A crash of the whole machine or a power loss: every commit batch is fsynced before
+    /// it is acknowledged.
+    Machine,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "machine" => Ok(Durability::Machine),
+            other => Err(format!("{other:?} is not a durability: use process or machine")),
+        }
+    }
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -51,12 +78,19 @@ pub struct StoreConfig {
     pub readers: usize,
     /// Most write jobs in one transaction.
     pub max_batch: usize,
+    /// What an acknowledged write survives.
+    pub durability: Durability,
 }
 
 impl StoreConfig {
     /// Defaults for the database file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        StoreConfig { path: path.into(), readers: 2, max_batch: 512 }
+        StoreConfig {
+            path: path.into(),
+            readers: 2,
+            max_batch: 512,
+            durability: Durability::default(),
+        }
     }
 }
 
@@ -80,6 +114,11 @@ impl Store {
     pub fn open(config: &StoreConfig, schema: &str) -> Result<Store, OpenError> {
         let fail = |source| OpenError { path: config.path.clone(), source };
         let writer = open_connection(&config.path, false).map_err(fail)?;
+        let synchronous = match config.durability {
+            Durability::Process => "NORMAL",
+            Durability::Machine => "FULL",
+        };
+        writer.pragma_update(None, "synchronous", synchronous).map_err(fail)?;
         writer.execute_batch(schema).map_err(fail)?;
         writer.execute_batch(APPLIED_SCHEMA).map_err(fail)?;
         let mut readers = Vec::new();
@@ -208,10 +247,9 @@ pub fn db_error(e: rusqlite::Error) -> ApiError {
 fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL: readers never wait for the writer. FULL: the WAL is fsynced at every commit,
-    // so a committed batch survives a crash of the process or of the machine.
+    // WAL: readers never wait for the writer. The writer's `synchronous` follows the
+    // configured durability (see `Durability`).
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
     }
