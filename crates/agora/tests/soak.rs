@@ -147,9 +147,19 @@ fn unknown(e: &ClientError) -> bool {
         )
 }
 
-async fn seller_loop(seller: SellerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng, until: Instant) {
+async fn seller_loop(
+    seller: SellerClient,
+    name: String,
+    seen: Arc<Mutex<Seen>>,
+    mut rng: Rng,
+    until: Instant,
+) {
     let mut mine: Vec<ItemId> = Vec::new();
     while Instant::now() < until {
+        // A relogin cut off by a crash leaves no session: log in again first.
+        if seller.session().is_none() {
+            let _ = seller.login(&name, "password1").await;
+        }
         let roll = rng.below(100);
         let outcome: Result<(), ClientError> = async {
             match roll {
@@ -184,8 +194,14 @@ async fn seller_loop(seller: SellerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng,
                         .change_price(id, Money::from_cents(100 + rng.below(1000) as i64))
                         .await?;
                 }
-                45..=69 => {
+                45..=68 => {
                     seller.list_items(Page::default()).await?;
+                }
+                69 => {
+                    // Log out and back in; a lost logout answer is fine, the session is
+                    // replaced either way.
+                    let _ = seller.logout().await;
+                    seller.login(&name, "password1").await?;
                 }
                 _ => {
                     seller.get_rating().await?;
@@ -198,8 +214,17 @@ async fn seller_loop(seller: SellerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng,
     }
 }
 
-async fn buyer_loop(buyer: BuyerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng, until: Instant) {
+async fn buyer_loop(
+    buyer: BuyerClient,
+    name: String,
+    seen: Arc<Mutex<Seen>>,
+    mut rng: Rng,
+    until: Instant,
+) {
     while Instant::now() < until {
+        if buyer.session().is_none() {
+            let _ = buyer.login(&name, "password1").await;
+        }
         let known: Vec<ItemId> = seen.lock().await.listed.keys().copied().collect();
         let roll = rng.below(100);
         let outcome: Result<(), ClientError> = async {
@@ -247,8 +272,16 @@ async fn buyer_loop(buyer: BuyerClient, seen: Arc<Mutex<Seen>>, mut rng: Rng, un
                         }
                     }
                 }
-                85..=89 => {
+                85..=87 => {
                     buyer.get_purchases(Page::default()).await?;
+                }
+                88 => buyer.clear_cart().await?,
+                89 => {
+                    let _ = buyer.logout().await;
+                    buyer.login(&name, "password1").await?;
+                }
+                90..=92 => {
+                    buyer.get_seller_rating(1 + rng.below(SELLERS as u64)).await?;
                 }
                 _ => {
                     buyer.display_cart().await?;
@@ -304,6 +337,7 @@ async fn soak_under_chaos_loses_nothing() {
     for (i, s) in sellers.iter().enumerate() {
         tasks.push(tokio::spawn(seller_loop(
             s.clone(),
+            format!("s{i}"),
             seen.clone(),
             Rng(seed ^ (i as u64 + 1)),
             until,
@@ -312,6 +346,7 @@ async fn soak_under_chaos_loses_nothing() {
     for (i, b) in buyers.iter().enumerate() {
         tasks.push(tokio::spawn(buyer_loop(
             b.clone(),
+            format!("b{i}"),
             seen.clone(),
             Rng(seed ^ (100 + i as u64)),
             until,

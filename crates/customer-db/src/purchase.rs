@@ -548,30 +548,7 @@ fn load_tx(c: &Connection, id: u64) -> Result<Tx, ApiError> {
 }
 
 fn code_of(name: &str) -> ErrorCode {
-    use ErrorCode::*;
-    [
-        InvalidArgument,
-        NotLoggedIn,
-        SessionExpired,
-        UnknownItem,
-        NotYourItem,
-        NotEnoughUnits,
-        UsernameTaken,
-        WrongCredentials,
-        UnknownUser,
-        Unavailable,
-        Timeout,
-        BadRequest,
-        Protocol,
-        Overloaded,
-        Internal,
-        PaymentDeclined,
-        PurchasePending,
-        Aborted,
-    ]
-    .into_iter()
-    .find(|c| c.as_str() == name)
-    .unwrap_or(Internal)
+    ErrorCode::from_name(name).unwrap_or(ErrorCode::Internal)
 }
 
 /// A purchase from the history tables.

@@ -49,6 +49,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in wire order.
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::SessionExpired,
+        ErrorCode::UnknownItem,
+        ErrorCode::NotYourItem,
+        ErrorCode::NotEnoughUnits,
+        ErrorCode::UsernameTaken,
+        ErrorCode::WrongCredentials,
+        ErrorCode::UnknownUser,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::BadRequest,
+        ErrorCode::Protocol,
+        ErrorCode::Overloaded,
+        ErrorCode::Internal,
+        ErrorCode::PaymentDeclined,
+        ErrorCode::PurchasePending,
+        ErrorCode::Aborted,
+    ];
+
+    /// The code named `name` (as [`ErrorCode::as_str`] writes it), if any.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The code's name in `snake_case`, as shown by the CLIs and the HTTP API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -120,5 +147,22 @@ impl ApiError {
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
         ApiError::new(ErrorCode::InvalidArgument, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_name_that_parses_back() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        assert_eq!(ErrorCode::from_name("no_such_code"), None);
     }
 }
