@@ -40,29 +40,15 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 Ok(Response::Pong)
             }
             BuyerRequest::CreateAccount { op, username, password, name } => {
-                let request = customer::Request::CreateAccount {
-                    op,
-                    role: Role::Buyer,
-                    username,
-                    password,
-                    name,
-                };
-                match up.customer(request).await? {
-                    customer::Response::Account { id } => Ok(Response::Account { id }),
-                    other => Err(unexpected(&other)),
-                }
+                let id = up.create_account(op, Role::Buyer, username, password, name).await?;
+                Ok(Response::Account { id })
             }
             BuyerRequest::Login { username, password } => {
-                let request = customer::Request::Login { role: Role::Buyer, username, password };
-                match up.customer(request).await? {
-                    customer::Response::LoggedIn { session, account } => {
-                        Ok(Response::LoggedIn { session, id: account })
-                    }
-                    other => Err(unexpected(&other)),
-                }
+                let (session, id) = up.login(Role::Buyer, username, password).await?;
+                Ok(Response::LoggedIn { session, id })
             }
             BuyerRequest::Logout { session } => {
-                up.customer(customer::Request::Logout { session }).await?;
+                up.logout(session).await?;
                 Ok(Response::Done)
             }
             BuyerRequest::Search { session, category, keywords, page } => {

@@ -3,7 +3,7 @@
 
 use agora_domain::{Role, check_quantity};
 use agora_proto::messages::front::{Response, SellerRequest};
-use agora_proto::messages::{customer, product, unexpected};
+use agora_proto::messages::{product, unexpected};
 use agora_proto::{ApiError, Handler, SellerServer};
 
 use crate::Upstream;
@@ -32,29 +32,15 @@ impl Handler<SellerServer> for SellerFrontend {
                 Ok(Response::Pong)
             }
             SellerRequest::CreateAccount { op, username, password, name } => {
-                let request = customer::Request::CreateAccount {
-                    op,
-                    role: Role::Seller,
-                    username,
-                    password,
-                    name,
-                };
-                match up.customer(request).await? {
-                    customer::Response::Account { id } => Ok(Response::Account { id }),
-                    other => Err(unexpected(&other)),
-                }
+                let id = up.create_account(op, Role::Seller, username, password, name).await?;
+                Ok(Response::Account { id })
             }
             SellerRequest::Login { username, password } => {
-                let request = customer::Request::Login { role: Role::Seller, username, password };
-                match up.customer(request).await? {
-                    customer::Response::LoggedIn { session, account } => {
-                        Ok(Response::LoggedIn { session, id: account })
-                    }
-                    other => Err(unexpected(&other)),
-                }
+                let (session, id) = up.login(Role::Seller, username, password).await?;
+                Ok(Response::LoggedIn { session, id })
             }
             SellerRequest::Logout { session } => {
-                up.customer(customer::Request::Logout { session }).await?;
+                up.logout(session).await?;
                 Ok(Response::Done)
             }
             SellerRequest::GetRating { session } => {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
-use agora_proto::messages::{customer, product, unexpected};
+use agora_proto::messages::{OpId, customer, product, unexpected};
 use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb};
 
 /// Where the databases are and how to talk to them.
@@ -73,6 +73,41 @@ impl Upstream {
         );
         c?;
         p?;
+        Ok(())
+    }
+
+    /// CreateAccount of `role`; the new account's id.
+    pub async fn create_account(
+        &self,
+        op: OpId,
+        role: Role,
+        username: String,
+        password: String,
+        name: String,
+    ) -> Result<UserId, ApiError> {
+        let request = customer::Request::CreateAccount { op, role, username, password, name };
+        match self.customer(request).await? {
+            customer::Response::Account { id } => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Login of `role`: the new session and the account's id.
+    pub async fn login(
+        &self,
+        role: Role,
+        username: String,
+        password: String,
+    ) -> Result<(String, UserId), ApiError> {
+        match self.customer(customer::Request::Login { role, username, password }).await? {
+            customer::Response::LoggedIn { session, account } => Ok((session, account)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Logout of any session.
+    pub async fn logout(&self, session: String) -> Result<(), ApiError> {
+        self.customer(customer::Request::Logout { session }).await?;
         Ok(())
     }
 

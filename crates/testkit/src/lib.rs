@@ -158,6 +158,19 @@ fn spare_placeholder() -> Running {
     }
 }
 
+/// Runs `run(listener, shutdown)` on a task and hands back its handle: the shape every
+/// server of Agora has.
+fn spawn<F, Fut>(listener: TcpListener, run: F) -> Running
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(listener, shutdown.clone()));
+    Running { addr, shutdown, task }
+}
+
 /// Frontend settings for databases at these addresses, with short deadlines for tests.
 pub fn frontend_config(customer_db: SocketAddr, product_db: SocketAddr) -> agora_frontend::Config {
     agora_frontend::Config {
@@ -168,8 +181,6 @@ pub fn frontend_config(customer_db: SocketAddr, product_db: SocketAddr) -> agora
 
 /// Starts a customer database on `addr` with data in `dir`.
 pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
     let mut config = agora_customer_db::Config {
         session_timeout: options.session_timeout,
         clock: options.clock.clone(),
@@ -180,65 +191,41 @@ pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Run
         config.product_db = vec![product_db.to_string()];
         config.payments = vec![payments.to_string()];
     }
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    spawn(bind(addr).await, |listener, token| async move {
         agora_customer_db::run(listener, config, token).await.unwrap();
-    });
-    Running { addr, shutdown, task }
+    })
 }
 
 /// Starts a product database on `addr` with data in `dir`.
 pub async fn start_product_db(dir: &Path, addr: &str) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
     let config = agora_product_db::Config::new(dir);
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    spawn(bind(addr).await, |listener, token| async move {
         agora_product_db::run(listener, config, token).await.unwrap();
-    });
-    Running { addr, shutdown, task }
+    })
 }
 
 /// Starts a payments service on `addr` with its ledger in `dir`.
 pub async fn start_payments(dir: &Path, options: &Options, addr: &str) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
     let config = agora_payments::Config {
         approve_probability: options.approve_probability,
         ..agora_payments::Config::new(dir)
     };
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    spawn(bind(addr).await, |listener, token| async move {
         agora_payments::run(listener, config, token).await.unwrap();
-    });
-    Running { addr, shutdown, task }
+    })
 }
 
 /// Starts a seller server on `addr`.
 pub async fn start_seller(upstream: &agora_frontend::Config, addr: &str) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
-    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        agora_frontend::run_seller(listener, upstream, Default::default(), token).await;
-    });
-    Running { addr, shutdown, task }
+    let upstream = upstream.clone();
+    spawn(bind(addr).await, |listener, token| {
+        agora_frontend::run_seller(listener, upstream, Default::default(), token)
+    })
 }
 
 /// Starts a buyer server on `addr`.
 pub async fn start_buyer(upstream: &agora_frontend::Config, addr: &str) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
-    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        agora_frontend::run_buyer(listener, upstream, Default::default(), token).await;
-    });
-    Running { addr, shutdown, task }
+    start_buyer_with(upstream, addr, Default::default()).await
 }
 
 /// One component as a child process of the `agora` binary.
@@ -325,10 +312,8 @@ pub async fn start_seller_with_http(
     addr: &str,
 ) -> (Running, SocketAddr) {
     let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
-    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
-    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    let (http_addr, upstream) = (http.local_addr().unwrap(), upstream.clone());
+    let running = spawn(listener, |listener, token| {
         agora_frontend::run_seller_with_http(
             listener,
             Some(http),
@@ -336,9 +321,8 @@ pub async fn start_seller_with_http(
             Default::default(),
             token,
         )
-        .await;
     });
-    (Running { addr, shutdown, task }, http_addr)
+    (running, http_addr)
 }
 
 /// Starts a buyer server on `addr` with its HTTP API on a free port of 127.0.0.1, one
@@ -348,10 +332,8 @@ pub async fn start_buyer_with_http(
     addr: &str,
 ) -> (Running, SocketAddr) {
     let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
-    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
-    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    let (http_addr, upstream) = (http.local_addr().unwrap(), upstream.clone());
+    let running = spawn(listener, |listener, token| {
         agora_frontend::run_buyer_with_http(
             listener,
             Some(http),
@@ -359,9 +341,8 @@ pub async fn start_buyer_with_http(
             Default::default(),
             token,
         )
-        .await;
     });
-    (Running { addr, shutdown, task }, http_addr)
+    (running, http_addr)
 }
 
 impl Cluster {
@@ -383,14 +364,10 @@ pub async fn start_buyer_with(
     addr: &str,
     server: agora_proto::ServerConfig,
 ) -> Running {
-    let listener = bind(addr).await;
-    let addr = listener.local_addr().unwrap();
-    let (shutdown, upstream) = (CancellationToken::new(), upstream.clone());
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        agora_frontend::run_buyer(listener, upstream, server, token).await;
-    });
-    Running { addr, shutdown, task }
+    let upstream = upstream.clone();
+    spawn(bind(addr).await, |listener, token| {
+        agora_frontend::run_buyer(listener, upstream, server, token)
+    })
 }
 
 impl Cluster {
