@@ -250,6 +250,10 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     // WAL: readers never wait for the writer. The writer's `synchronous` follows the
     // configured durability (see `Durability`).
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Plan each statement once. Without this SQLite re-plans (re-parses) a cached
+    // statement whenever a new value is bound where it used a bound integer as a constant
+    // (our `LIMIT ?` and `OFFSET ?`): a full prepare on most reads.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
     }
