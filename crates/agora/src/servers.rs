@@ -208,6 +208,11 @@ pub struct UpstreamArgs {
     /// Deadline on each database call.
     #[arg(long, env = "AGORA_CALL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub call_timeout: Duration,
+    /// How long a session the customer database has accepted is trusted here without
+    /// asking it again (0 asks on every call). A logout through this server takes effect at
+    /// once; one through another frontend takes effect here within this long.
+    #[arg(long, env = "AGORA_SESSION_RECHECK", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub session_recheck: Duration,
 }
 
 impl UpstreamArgs {
@@ -215,6 +220,7 @@ impl UpstreamArgs {
         agora_frontend::Config {
             connections: self.db_connections.max(1),
             call_timeout: self.call_timeout,
+            session_recheck: self.session_recheck,
             ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone())
         }
     }

@@ -35,6 +35,7 @@ async fn a_session_expires_after_the_timeout_without_activity() {
     let options = Options {
         session_timeout: Duration::from_secs(60),
         clock: clock.clone(),
+        session_recheck: Duration::ZERO,
         ..Options::default()
     };
     let cluster = Cluster::start_with(options).await;
@@ -61,6 +62,7 @@ async fn an_expired_session_loses_its_unsaved_cart_but_not_the_saved_one() {
     let options = Options {
         session_timeout: Duration::from_secs(60),
         clock: clock.clone(),
+        session_recheck: Duration::ZERO,
         ..Options::default()
     };
     let cluster = Cluster::start_with(options).await;
@@ -102,6 +104,44 @@ async fn one_buyer_in_two_sessions_at_once() {
     let tablet = buyer_client(&cluster);
     tablet.login("bea", "password1").await.unwrap();
     assert_eq!(tablet.display_cart().await.unwrap()[0].quantity, 4);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_logout_takes_effect_at_once_here_and_within_the_recheck_elsewhere() {
+    let recheck = Duration::from_millis(300);
+    let cluster =
+        Cluster::start_with(Options { session_recheck: recheck, ..Options::default() }).await;
+    let (_, mug) = listed_item(&cluster).await;
+    let other = agora_testkit::start_buyer(&cluster.upstream(), "127.0.0.1:0").await;
+    let here = buyer_client(&cluster);
+    here.create_account("bea", "password1", "").await.unwrap();
+    here.login("bea", "password1").await.unwrap();
+    let there = BuyerClient::new(vec![other.addr.to_string()]);
+    there.set_session(here.session());
+    // Both frontends have checked the session and trust it for a while.
+    here.get_item(mug).await.unwrap();
+    there.get_item(mug).await.unwrap();
+
+    let session = here.session();
+    here.logout().await.unwrap();
+    here.set_session(session);
+    let refused = here.get_item(mug).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NotLoggedIn), "{refused}");
+
+    // The other frontend learns it when its check runs out.
+    let logged_out = std::time::Instant::now();
+    let refused = loop {
+        match there.get_item(mug).await {
+            Ok(_) => {
+                assert!(logged_out.elapsed() < recheck * 10, "trusted long after the logout");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused.code(), Some(ErrorCode::NotLoggedIn), "{refused}");
+    other.stop().await;
     cluster.stop().await;
 }
 

@@ -1,9 +1,11 @@
 //! The seller server and the buyer server: stateless frontends that check each request,
 //! authenticate its session with the customer database, and do the work against the two
-//! databases. They keep nothing between requests but their connection pools, so either
-//! can be killed and restarted (or run as several copies) without users noticing.
+//! databases. They keep nothing between requests but their connection pools and, for a
+//! second, the sessions they have checked, so either can be killed and restarted (or run
+//! as several copies) without users noticing.
 //!
 //! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
+//! - [`sessions`]: the sessions checked lately, trusted for a moment without asking.
 //! - [`seller`]: the seller's interface.
 //! - [`buyer`]: the buyer's interface.
 //! - [`http`]: both interfaces over HTTP/JSON, with an OpenAPI document.
@@ -11,6 +13,7 @@
 pub mod buyer;
 pub mod http;
 pub mod seller;
+pub mod sessions;
 pub mod upstream;
 
 use std::sync::Arc;

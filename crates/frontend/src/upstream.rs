@@ -9,6 +9,8 @@ use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
 use agora_proto::messages::{OpId, customer, product, unexpected};
 use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb};
 
+use crate::sessions::SessionCache;
+
 /// Where the databases are and how to talk to them.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,12 +22,21 @@ pub struct Config {
     pub connections: usize,
     /// Deadline on each database call.
     pub call_timeout: Duration,
+    /// How long a session the customer database accepted is trusted without asking again
+    /// (see [`SessionCache`]); zero asks on every call.
+    pub session_recheck: Duration,
 }
 
 impl Config {
     /// Defaults for databases at these addresses.
     pub fn new(customer_db: Vec<String>, product_db: Vec<String>) -> Self {
-        Config { customer_db, product_db, connections: 2, call_timeout: Duration::from_secs(5) }
+        Config {
+            customer_db,
+            product_db,
+            connections: 2,
+            call_timeout: Duration::from_secs(5),
+            session_recheck: Duration::from_secs(1),
+        }
     }
 }
 
@@ -36,6 +47,8 @@ pub struct Upstream {
     pub customers: Pool<CustomerDb>,
     /// The product database.
     pub products: Pool<ProductDb>,
+    /// Sessions checked lately.
+    sessions: SessionCache,
 }
 
 impl Upstream {
@@ -49,6 +62,7 @@ impl Upstream {
         Upstream {
             customers: Pool::new(pool(&config.customer_db)),
             products: Pool::new(pool(&config.product_db)),
+            sessions: SessionCache::new(config.session_recheck),
         }
     }
 
@@ -107,16 +121,29 @@ impl Upstream {
 
     /// Logout of any session.
     pub async fn logout(&self, session: String) -> Result<(), ApiError> {
+        // Forgotten here first, so this frontend stops trusting it even if the call fails.
+        self.sessions.forget(&session);
         self.customer(customer::Request::Logout { session }).await?;
         Ok(())
     }
 
-    /// The account behind a live session of `role`.
+    /// The account behind a live session of `role`: from the sessions checked lately, or
+    /// else from the customer database.
     pub async fn authenticate(&self, session: &str, role: Role) -> Result<UserId, ApiError> {
+        if let Some(account) = self.sessions.get(session, role) {
+            return Ok(account);
+        }
         let request = customer::Request::Authenticate { session: session.to_owned(), role };
-        match self.customer(request).await? {
-            customer::Response::Authenticated { account } => Ok(account),
-            other => Err(unexpected(&other)),
+        match self.customer(request).await {
+            Ok(customer::Response::Authenticated { account }) => {
+                self.sessions.checked(session, role, account);
+                Ok(account)
+            }
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => {
+                self.sessions.forget(session);
+                Err(e)
+            }
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Options {
     pub session_timeout: Duration,
     /// The customer database's clock; a manual one lets a test move time.
     pub clock: Clock,
+    /// How long the frontends trust a session they have checked. Tests that move a manual
+    /// clock set it to zero: the frontends' own time does not move with it.
+    pub session_recheck: Duration,
     /// Chance that payments approves a valid card.
     pub approve_probability: f64,
     /// Where the customer database finds the product database and payments (set by
@@ -58,6 +61,7 @@ impl Default for Options {
         Options {
             session_timeout: Duration::from_secs(300),
             clock: Clock::system(),
+            session_recheck: agora_frontend::Config::new(Vec::new(), Vec::new()).session_recheck,
             approve_probability: 1.0,
             upstream: None,
         }
@@ -95,7 +99,10 @@ impl Cluster {
         let payments = start_payments(data.path(), &options, "127.0.0.1:0").await;
         let options = Options { upstream: Some((product_db.addr, payments.addr)), ..options };
         let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
-        let upstream = frontend_config(customer_db.addr, product_db.addr);
+        let upstream = agora_frontend::Config {
+            session_recheck: options.session_recheck,
+            ..frontend_config(customer_db.addr, product_db.addr)
+        };
         let seller = start_seller(&upstream, "127.0.0.1:0").await;
         let buyer = start_buyer(&upstream, "127.0.0.1:0").await;
         Cluster { customer_db, product_db, payments, seller, buyer, data, options }
@@ -111,8 +118,12 @@ impl Cluster {
         self.buyer.addr.to_string()
     }
 
-    fn upstream(&self) -> agora_frontend::Config {
-        frontend_config(self.customer_db.addr, self.product_db.addr)
+    /// The settings this cluster's frontends run with.
+    pub fn upstream(&self) -> agora_frontend::Config {
+        agora_frontend::Config {
+            session_recheck: self.options.session_recheck,
+            ..frontend_config(self.customer_db.addr, self.product_db.addr)
+        }
     }
 
     /// Stops the seller server and starts a new one on the same address.
