@@ -8,17 +8,20 @@
 //!   default, [`Durability::Process`]: WAL with `synchronous=NORMAL`), or, with
 //!   [`Durability::Machine`], also a crash of the machine (`synchronous=FULL`: the batch
 //!   shares one fsync).
-//! - **Reader threads** each own a read-only connection; in WAL mode they read the last
-//!   committed state without waiting for the writer.
+//! - **Reads** run on the caller's own thread, on a read-only connection the store keeps
+//!   for that (a read is a few tens of microseconds; handing it to another thread and
+//!   back cost more than that). When that connection is busy (another thread of a
+//!   multi-threaded runtime is reading), the read goes to a **reader thread** instead.
+//!   In WAL mode reads see the last committed state without waiting for the writer.
 //!
-//! Callers are async; jobs are closures run on these threads, answers come back through
-//! oneshot channels.
+//! Callers are async; write jobs and overflow reads are closures run on the store's
+//! threads, answers come back through oneshot channels.
 //!
 //! [`once`] makes a mutation idempotent: its answer is recorded under the request's
 //! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use agora_proto::ApiError;
@@ -74,7 +77,8 @@ impl std::str::FromStr for Durability {
 pub struct StoreConfig {
     /// The database file.
     pub path: PathBuf,
-    /// Reader threads (and read connections).
+    /// Reader threads (and read connections) for reads that cannot run on the caller's
+    /// thread.
     pub readers: usize,
     /// Most write jobs in one transaction.
     pub max_batch: usize,
@@ -100,6 +104,8 @@ impl StoreConfig {
 pub struct Store {
     writes: mpsc::Sender<WriteJob>,
     reads: crossbeam_channel::Sender<ReadJob>,
+    /// The connection reads run on in the caller's thread.
+    inline: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +127,7 @@ impl Store {
         writer.pragma_update(None, "synchronous", synchronous).map_err(fail)?;
         writer.execute_batch(schema).map_err(fail)?;
         writer.execute_batch(APPLIED_SCHEMA).map_err(fail)?;
+        let inline = Arc::new(Mutex::new(open_connection(&config.path, true).map_err(fail)?));
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(open_connection(&config.path, true).map_err(fail)?);
@@ -138,15 +145,20 @@ impl Store {
                 }
             });
         }
-        Ok(Store { writes, reads })
+        Ok(Store { writes, reads, inline })
     }
 
-    /// Runs `f` on a reader connection: a consistent snapshot of committed data.
+    /// Runs `f` on a read connection: a consistent snapshot of committed data. On the
+    /// calling thread if the store's inline connection is free, else on a reader thread.
     pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        // `f` does not await, so the lock is held for one read and never across a yield.
+        if let Ok(conn) = self.inline.try_lock() {
+            return f(&conn);
+        }
         let (tx, rx) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
             let _ = tx.send(f(conn));
