@@ -87,7 +87,8 @@ pub struct CustomerDbArgs {
     /// out up to this much early.
     #[arg(long, env = "AGORA_ACTIVITY_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub activity_flush: Duration,
-    /// Reader threads (SQLite read connections).
+    /// Reader threads (SQLite read connections), for reads arriving while the request
+    /// thread's own read connection is busy (with --threads other than 1).
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
     /// Product database address(es), comma-separated: purchases reserve units there.
@@ -150,7 +151,8 @@ pub struct ProductDbArgs {
     /// however large the catalogue grows.
     #[arg(long, env = "AGORA_SEARCH_CANDIDATES", default_value_t = 1000)]
     pub search_candidates: u32,
-    /// Reader threads (SQLite read connections).
+    /// Reader threads (SQLite read connections), for reads arriving while the request
+    /// thread's own read connection is busy (with --threads other than 1).
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
     /// What an acknowledged write survives: `process` (a crash of this process, kill -9;

@@ -1,21 +1,28 @@
 //! SQLite storage for Agora's databases, built for many concurrent callers:
 //!
-//! - **One writer thread** owns the only write connection. Write jobs queue up while a
-//!   commit is in progress; the writer then runs the whole queue in one transaction, each
-//!   job inside its own savepoint (so one job's refusal undoes only that job), and commits
-//!   once (group commit). A job's answer is released only after the commit returned, so
-//!   an acknowledged write is in the WAL: it survives a crash of the process (the
-//!   default, [`Durability::Process`]: WAL with `synchronous=NORMAL`), or, with
+//! - **One write connection.** Write jobs queue up; the queue is run as one transaction,
+//!   each job inside its own savepoint (so one job's refusal undoes only that job), with
+//!   one commit for all (group commit). A job's answer is released only after the commit
+//!   returned, so an acknowledged write is in the WAL: it survives a crash of the process
+//!   (the default, [`Durability::Process`]: WAL with `synchronous=NORMAL`), or, with
 //!   [`Durability::Machine`], also a crash of the machine (`synchronous=FULL`: the batch
 //!   shares one fsync).
+//!   Where the batch runs depends on the durability. With `Process` a commit is a write to
+//!   the page cache, a few tens of microseconds, so the batch runs on the callers' own
+//!   runtime: the first write queued spawns a task that runs everything queued by the
+//!   time it is polled (a current-thread runtime has then polled every request that was
+//!   ready). With `Machine` every commit waits for the disk, so batches run on a writer
+//!   thread and the runtime goes on serving while it waits.
 //! - **Reads** run on the caller's own thread, on a read-only connection the store keeps
 //!   for that (a read is a few tens of microseconds; handing it to another thread and
 //!   back cost more than that). When that connection is busy (another thread of a
 //!   multi-threaded runtime is reading), the read goes to a **reader thread** instead.
 //!   In WAL mode reads see the last committed state without waiting for the writer.
+//! - **Checkpoints** (copying the WAL into the database file, which syncs the file) run
+//!   on a thread of their own with its own connection, never inside a commit, so no
+//!   write waits for them.
 //!
-//! Callers are async; write jobs and overflow reads are closures run on the store's
-//! threads, answers come back through oneshot channels.
+//! Callers are async; jobs are closures, answers come back through oneshot channels.
 //!
 //! [`once`] makes a mutation idempotent: its answer is recorded under the request's
 //! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
@@ -98,14 +105,64 @@ impl StoreConfig {
     }
 }
 
-/// A handle to the store's threads. Cheap to clone; the threads stop when the last handle
-/// is dropped, after finishing the jobs already queued.
+/// A handle to the store's connections and threads. Cheap to clone; the threads stop when
+/// the last handle is dropped, after finishing the jobs already queued.
 #[derive(Clone)]
 pub struct Store {
-    writes: mpsc::Sender<WriteJob>,
+    writer: Writer,
     reads: crossbeam_channel::Sender<ReadJob>,
     /// The connection reads run on in the caller's thread.
     inline: Arc<Mutex<Connection>>,
+    /// Dropped with the last handle, which stops the checkpointer.
+    _checkpoints: Arc<mpsc::Sender<()>>,
+}
+
+/// Where write batches run.
+#[derive(Clone)]
+enum Writer {
+    /// On the callers' runtime ([`Durability::Process`]).
+    Inline(Arc<InlineWriter>),
+    /// On a writer thread ([`Durability::Machine`]).
+    Thread(mpsc::Sender<WriteJob>),
+}
+
+struct InlineWriter {
+    queue: Mutex<Queue>,
+    conn: Mutex<Connection>,
+    max_batch: usize,
+}
+
+struct Queue {
+    jobs: Vec<WriteJob>,
+    /// A task that will run the queue has been spawned and has not yet found it empty.
+    flush_scheduled: bool,
+}
+
+impl InlineWriter {
+    /// Runs the queue, batch after batch, until it is empty. Never awaits: the batch runs
+    /// on this thread, as short as a commit without fsync.
+    async fn flush(self: Arc<Self>) {
+        let conn = lock(&self.conn);
+        let mut completions = Vec::new();
+        loop {
+            let mut jobs = {
+                let mut queue = lock(&self.queue);
+                if queue.jobs.is_empty() {
+                    queue.flush_scheduled = false;
+                    break;
+                }
+                let n = queue.jobs.len().min(self.max_batch);
+                queue.jobs.drain(..n).collect::<Vec<_>>()
+            };
+            run_batch(&conn, &mut jobs, &mut completions);
+        }
+    }
+}
+
+/// Locks `m`, taking over a lock poisoned by a panic (the data is a queue or a
+/// connection, both still usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Store {
@@ -133,9 +190,25 @@ impl Store {
             readers.push(open_connection(&config.path, true).map_err(fail)?);
         }
 
-        let (writes, write_rx) = mpsc::channel::<WriteJob>();
+        // Checkpoints are the checkpointer thread's job, not the committing writer's.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
+        let checkpointer = open_connection(&config.path, false).map_err(fail)?;
+        let (checkpoints, stop_rx) = mpsc::channel::<()>();
+        spawn_named("store-checkpoint", move || checkpoint_loop(checkpointer, stop_rx));
+
         let max_batch = config.max_batch.max(1);
-        spawn_named("store-writer", move || write_loop(writer, write_rx, max_batch));
+        let writer = match config.durability {
+            Durability::Process => Writer::Inline(Arc::new(InlineWriter {
+                queue: Mutex::new(Queue { jobs: Vec::new(), flush_scheduled: false }),
+                conn: Mutex::new(writer),
+                max_batch,
+            })),
+            Durability::Machine => {
+                let (writes, write_rx) = mpsc::channel::<WriteJob>();
+                spawn_named("store-writer", move || write_loop(writer, write_rx, max_batch));
+                Writer::Thread(writes)
+            }
+        };
         let (reads, read_rx) = crossbeam_channel::unbounded::<ReadJob>();
         for (i, conn) in readers.into_iter().enumerate() {
             let rx = read_rx.clone();
@@ -145,7 +218,7 @@ impl Store {
                 }
             });
         }
-        Ok(Store { writes, reads, inline })
+        Ok(Store { writer, reads, inline, _checkpoints: Arc::new(checkpoints) })
     }
 
     /// Runs `f` on a read connection: a consistent snapshot of committed data. On the
@@ -188,8 +261,25 @@ impl Store {
             });
             (ok, completion)
         });
-        if self.writes.send(job).is_err() {
-            return Err(ApiError::unavailable("storage is shutting down"));
+        match &self.writer {
+            Writer::Inline(writer) => {
+                let spawn = {
+                    let mut queue = lock(&writer.queue);
+                    queue.jobs.push(job);
+                    !std::mem::replace(&mut queue.flush_scheduled, true)
+                };
+                // A task of its own, not this call: it runs after the other requests ready
+                // now have queued their writes too, and it runs even if this call is
+                // dropped, so a queued job is never left behind.
+                if spawn {
+                    tokio::spawn(writer.clone().flush());
+                }
+            }
+            Writer::Thread(writes) => {
+                if writes.send(job).is_err() {
+                    return Err(ApiError::unavailable("storage is shutting down"));
+                }
+            }
         }
         rx.await.map_err(|_| ApiError::internal("storage writer stopped"))?
     }
@@ -289,40 +379,65 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, max_batch: usize) 
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            warn!(error = %e, "cannot begin a write batch");
-            for job in batch.drain(..) {
-                drop(job);
-            }
+        run_batch(&conn, &mut batch, &mut completions);
+    }
+}
+
+/// Runs `batch` as one transaction, each job in its own savepoint, commits, and then
+/// tells every job whether its work is committed.
+fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec<Completion>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        warn!(error = %e, "cannot begin a write batch");
+        batch.clear();
+        return;
+    }
+    for job in batch.drain(..) {
+        if conn.execute_batch("SAVEPOINT job").is_err() {
+            // Without a savepoint the job could not be undone alone: fail it unrun.
+            drop(job);
             continue;
         }
-        for job in batch.drain(..) {
-            if conn.execute_batch("SAVEPOINT job").is_err() {
-                // Without a savepoint the job could not be undone alone: fail it unrun.
-                drop(job);
-                continue;
-            }
-            let (ok, completion) = job(&conn);
-            let ended = if ok {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-            };
-            if let Err(e) = ended {
-                warn!(error = %e, "cannot end a job's savepoint");
-            }
-            completions.push(completion);
-        }
-        let committed = match conn.execute_batch("COMMIT") {
-            Ok(()) => true,
-            Err(e) => {
-                error!(error = %e, "write batch failed to commit");
-                let _ = conn.execute_batch("ROLLBACK");
-                false
-            }
+        let (ok, completion) = job(conn);
+        let ended = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        for completion in completions.drain(..) {
-            completion(committed);
+        if let Err(e) = ended {
+            warn!(error = %e, "cannot end a job's savepoint");
+        }
+        completions.push(completion);
+    }
+    let committed = match conn.execute_batch("COMMIT") {
+        Ok(()) => true,
+        Err(e) => {
+            error!(error = %e, "write batch failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+            false
+        }
+    };
+    for completion in completions.drain(..) {
+        completion(committed);
+    }
+}
+
+/// How often the checkpointer copies new WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints the WAL now and then until `stop` is dropped, then once more. PASSIVE: it
+/// copies what no reader still needs and never blocks the writer; the writer starts the
+/// WAL over once everything in it has been copied.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    loop {
+        let stopping = matches!(
+            stop.recv_timeout(CHECKPOINT_EVERY),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            warn!(error = %e, "checkpoint failed");
+        }
+        if stopping {
+            break;
         }
     }
 }
@@ -334,14 +449,24 @@ mod tests {
 
     const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
 
-    fn store(dir: &tempfile::TempDir) -> Store {
-        Store::open(&StoreConfig::new(dir.path().join("t.db")), SCHEMA).expect("open")
+    fn store(dir: &tempfile::TempDir, durability: Durability) -> Store {
+        let config = StoreConfig { durability, ..StoreConfig::new(dir.path().join("t.db")) };
+        Store::open(&config, SCHEMA).expect("open")
     }
+
+    /// Each test runs with both writers: inline (process) and on a thread (machine).
+    const BOTH: [Durability; 2] = [Durability::Process, Durability::Machine];
 
     #[tokio::test]
     async fn a_failed_job_undoes_only_itself() {
+        for durability in BOTH {
+            a_failed_job_undoes_only_itself_with(durability).await;
+        }
+    }
+
+    async fn a_failed_job_undoes_only_itself_with(durability: Durability) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir);
+        let store = store(&dir, durability);
         let ok = |k: i64| {
             let store = store.clone();
             async move {
@@ -371,8 +496,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_op_gets_the_first_answer_and_changes_nothing() {
+        for durability in BOTH {
+            a_repeated_op_gets_the_first_answer_and_changes_nothing_with(durability).await;
+        }
+    }
+
+    async fn a_repeated_op_gets_the_first_answer_and_changes_nothing_with(durability: Durability) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir);
+        let store = store(&dir, durability);
         let insert = |scope: i64, op: OpId, k: i64| {
             let store = store.clone();
             async move {
@@ -402,9 +533,15 @@ mod tests {
 
     #[tokio::test]
     async fn writes_survive_reopening() {
+        for durability in BOTH {
+            writes_survive_reopening_with(durability).await;
+        }
+    }
+
+    async fn writes_survive_reopening_with(durability: Durability) {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let store = store(&dir);
+            let store = store(&dir, durability);
             for k in 0..50 {
                 store
                     .write(move |c| {
@@ -414,7 +551,7 @@ mod tests {
                     .expect("write");
             }
         }
-        let store = store(&dir);
+        let store = store(&dir, durability);
         let n = store
             .read(|c| {
                 c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error)
