@@ -126,9 +126,14 @@ enum Writer {
     Thread(mpsc::Sender<WriteJob>),
 }
 
+/// The write connection. Whoever holds the lock may write; the checkpointer takes it now
+/// and then to hold writes back for a moment (see [`checkpoint_loop`]), so waiting for it
+/// must not block an async runtime: it is an async mutex.
+type WriteConn = Arc<tokio::sync::Mutex<Connection>>;
+
 struct InlineWriter {
     queue: Mutex<Queue>,
-    conn: Mutex<Connection>,
+    conn: WriteConn,
     max_batch: usize,
 }
 
@@ -139,10 +144,11 @@ struct Queue {
 }
 
 impl InlineWriter {
-    /// Runs the queue, batch after batch, until it is empty. Never awaits: the batch runs
-    /// on this thread, as short as a commit without fsync.
+    /// Runs the queue, batch after batch, until it is empty. Awaits only the connection
+    /// (held by the checkpointer for a moment now and then); each batch runs on this
+    /// thread, as short as a commit without fsync.
     async fn flush(self: Arc<Self>) {
-        let conn = lock(&self.conn);
+        let conn = self.conn.lock().await;
         let mut completions = Vec::new();
         loop {
             let mut jobs = {
@@ -192,15 +198,17 @@ impl Store {
 
         // Checkpoints are the checkpointer thread's job, not the committing writer's.
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
+        let writer: WriteConn = Arc::new(tokio::sync::Mutex::new(writer));
         let checkpointer = open_connection(&config.path, false).map_err(fail)?;
         let (checkpoints, stop_rx) = mpsc::channel::<()>();
-        spawn_named("store-checkpoint", move || checkpoint_loop(checkpointer, stop_rx));
+        let paused = writer.clone();
+        spawn_named("store-checkpoint", move || checkpoint_loop(checkpointer, paused, stop_rx));
 
         let max_batch = config.max_batch.max(1);
         let writer = match config.durability {
             Durability::Process => Writer::Inline(Arc::new(InlineWriter {
                 queue: Mutex::new(Queue { jobs: Vec::new(), flush_scheduled: false }),
-                conn: Mutex::new(writer),
+                conn: writer,
                 max_batch,
             })),
             Durability::Machine => {
@@ -368,7 +376,7 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) {
     }
 }
 
-fn write_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
+fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut completions = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
@@ -379,7 +387,7 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, max_batch: usize) 
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &mut completions);
+        run_batch(&conn.blocking_lock(), &mut batch, &mut completions);
     }
 }
 
@@ -424,17 +432,39 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
 /// How often the checkpointer copies new WAL frames into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Checkpoints the WAL now and then until `stop` is dropped, then once more. PASSIVE: it
-/// copies what no reader still needs and never blocks the writer; the writer starts the
-/// WAL over once everything in it has been copied.
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+/// WAL frames (pages) past which the checkpointer holds writes back for one short
+/// checkpoint so that the WAL can start over (about 4 MiB).
+const RESTART_AFTER_FRAMES: i64 = 1000;
+
+/// Checkpoints the WAL now and then until `stop` is dropped, then once more.
+///
+/// A checkpoint copies WAL frames into the database file and syncs it; this thread does
+/// that work while writers go on (PASSIVE). But the writer starts the WAL over from its
+/// beginning only if, when its transaction begins, every frame has been copied, which
+/// under a steady stream of writes never happens by itself: the WAL would grow without
+/// end. So once it holds more than [`RESTART_AFTER_FRAMES`] frames, the checkpointer
+/// takes the write connection's lock for a second pass, which copies only what was
+/// committed during the first, and the next write transaction starts the WAL over.
+/// Writes wait for that second pass (one or two syncs); reads never do.
+fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>) {
+    let checkpoint = |conn: &Connection| -> Option<i64> {
+        // (busy, frames in the WAL, frames copied)
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) => Some(frames),
+            Err(e) => {
+                warn!(error = %e, "checkpoint failed");
+                None
+            }
+        }
+    };
     loop {
         let stopping = matches!(
             stop.recv_timeout(CHECKPOINT_EVERY),
             Err(mpsc::RecvTimeoutError::Disconnected)
         );
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            warn!(error = %e, "checkpoint failed");
+        if checkpoint(&conn).is_some_and(|frames| frames > RESTART_AFTER_FRAMES) {
+            let _writes_held = writer.blocking_lock();
+            checkpoint(&conn);
         }
         if stopping {
             break;
@@ -529,6 +559,46 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    /// The WAL's salt (header bytes 16..24) changes each time the writer starts it over.
+    fn wal_salt(db: &Path) -> Option<[u8; 8]> {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let bytes = std::fs::read(wal).ok()?;
+        bytes.get(16..24)?.try_into().ok()
+    }
+
+    #[tokio::test]
+    async fn a_steady_stream_of_writes_does_not_grow_the_wal_without_end() {
+        for durability in BOTH {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = store(&dir, durability);
+            let db = dir.path().join("t.db");
+            let blob = "x".repeat(16 * 1024);
+            let mut first_salt = None;
+            let started = std::time::Instant::now();
+            for k in 0.. {
+                let v = blob.clone();
+                store
+                    .write(move |c| {
+                        c.execute("INSERT OR REPLACE INTO t VALUES (?1, ?2)", (k % 100, v))
+                            .map_err(db_error)
+                    })
+                    .await
+                    .expect("write");
+                let salt = wal_salt(&db);
+                if first_salt.is_none() {
+                    first_salt = salt;
+                } else if salt != first_salt {
+                    break; // started over
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "{durability:?}: the WAL never started over after {k} writes"
+                );
+            }
+        }
     }
 
     #[tokio::test]
