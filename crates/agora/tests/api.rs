@@ -144,6 +144,9 @@ async fn buyer_interface() {
     // Search: more matching keywords first, then newest.
     let found = buyer.search(3, vec!["pen".into(), "blue".into()], Page::default()).await.unwrap();
     assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), vec![blue, red]);
+    let second = Page { offset: 1, limit: 1 };
+    let found = buyer.search(3, vec!["blue".into(), "pen".into()], second).await.unwrap();
+    assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), vec![red]);
     let found = buyer.search(3, vec!["PEN".into()], Page::default()).await.unwrap();
     assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), vec![red, blue]);
     let found = buyer.search(3, vec![], Page { offset: 1, limit: 1 }).await.unwrap();

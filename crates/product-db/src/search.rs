@@ -11,9 +11,11 @@
 //!
 //! Reading a bounded range per keyword keeps the cost flat as the catalogue grows; the
 //! price is that only the `cap` newest items per keyword compete. A one-keyword search
-//! reads only the page it returns (its ranking is newest first). Counting and ranking
-//! happen inside SQLite, in one statement that also fetches the items. Sold-out items leave
-//! the index, so every candidate is for sale. With no keywords, the category's items for
+//! reads only the page it returns (its ranking is newest first). With several keywords,
+//! each keyword's window of item numbers is read from the index alone, the numbers are
+//! counted and ranked here (cheaper than SQLite's GROUP BY in a temporary B-tree), and only
+//! the page's items are read. Sold-out items leave the index, so every candidate is for
+//! sale. With no keywords, the category's items for
 //! sale are listed newest first from a partial index.
 
 use agora_domain::{Item, Page};
@@ -61,37 +63,72 @@ pub(crate) fn search(
         return rows.collect::<Result<_, _>>().map_err(db_error);
     }
 
-    // Several: each keyword's newest `cap` postings, counted per item and ranked, all
-    // inside SQLite (one statement per number of keywords, prepared once).
-    let windows: Vec<String> = (0..keywords.len())
-        .map(|k| {
-            format!(
-                "SELECT number FROM (SELECT number FROM postings WHERE keyword = ?{} AND category = ?1 \
-                 ORDER BY number DESC LIMIT ?2)",
-                k + 5
-            )
-        })
-        .collect();
-    let sql = format!(
-        // The page is cut before the join, so only its items are read. (Sold-out items
-        // are not in the index, so the join's filter never shortens a page.)
-        "SELECT {} FROM (SELECT number, count(*) AS hits FROM ({}) GROUP BY number \
-         ORDER BY hits DESC, number DESC LIMIT ?3 OFFSET ?4) r \
-         JOIN items i ON i.number = r.number WHERE i.quantity > 0 \
-         ORDER BY r.hits DESC, r.number DESC",
-        qualified("i"),
-        windows.join(" UNION ALL ")
-    );
-    let mut st = c.prepare_cached(&sql).map_err(db_error)?;
-    let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&category, &cap, &page.limit, &page.offset];
+    // Several: each keyword's newest `cap` postings (numbers only, straight from the index),
+    // counted and ranked here, then only the page's items read.
+    let mut window = c
+        .prepare_cached(
+            "SELECT number FROM postings WHERE keyword = ?1 AND category = ?2 \
+             ORDER BY number DESC LIMIT ?3",
+        )
+        .map_err(db_error)?;
+    let mut numbers: Vec<i64> = Vec::new();
     for keyword in keywords {
-        bound.push(keyword);
+        let rows = window
+            .query_map(params![keyword, category, cap], |r| r.get::<_, i64>(0))
+            .map_err(db_error)?;
+        for number in rows {
+            numbers.push(number.map_err(db_error)?);
+        }
     }
-    let rows = st.query_map(bound.as_slice(), item_from_row).map_err(db_error)?;
-    rows.collect::<Result<_, _>>().map_err(db_error)
+    let ranked = rank(numbers);
+    let mut item = c
+        .prepare_cached(&format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE number = ?1 AND quantity > 0"
+        ))
+        .map_err(db_error)?;
+    let mut items = Vec::with_capacity(page.limit as usize);
+    for (_, number) in ranked.into_iter().skip(page.offset as usize).take(page.limit as usize) {
+        // Sold-out items are not in the index, so this finds every item in the same
+        // snapshot; `optional` only guards the impossible.
+        use rusqlite::OptionalExtension;
+        if let Some(found) = item.query_row([number], item_from_row).optional().map_err(db_error)? {
+            items.push(found);
+        }
+    }
+    Ok(items)
+}
+
+/// `(hits, number)` for each distinct number in `numbers` (one entry per keyword it
+/// matched), most hits first, then newest (highest number) first.
+fn rank(mut numbers: Vec<i64>) -> Vec<(usize, i64)> {
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    let mut ranked: Vec<(usize, i64)> = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        match ranked.last_mut() {
+            Some((hits, last)) if *last == number => *hits += 1,
+            _ => ranked.push((1, number)),
+        }
+    }
+    // Stable: equal hits keep their newest-first order.
+    ranked.sort_by_key(|&(hits, _)| std::cmp::Reverse(hits));
+    ranked
 }
 
 /// [`ITEM_COLUMNS`] prefixed with a table alias.
 fn qualified(alias: &str) -> String {
     ITEM_COLUMNS.split(", ").map(|col| format!("{alias}.{col}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    #[test]
+    fn more_keywords_matched_first_then_newest() {
+        assert_eq!(
+            rank(vec![5, 9, 3, 7, 9, 3, 3, 1]),
+            vec![(3, 3), (2, 9), (1, 7), (1, 5), (1, 1)]
+        );
+        assert_eq!(rank(Vec::new()), Vec::<(usize, i64)>::new());
+    }
 }
