@@ -13,10 +13,13 @@
 //!   time it is polled (a current-thread runtime has then polled every request that was
 //!   ready). With `Machine` every commit waits for the disk, so batches run on a writer
 //!   thread and the runtime goes on serving while it waits.
-//! - **Reads** run on the caller's own thread, on a read-only connection the store keeps
-//!   for that (a read is a few tens of microseconds; handing it to another thread and
-//!   back cost more than that). When that connection is busy (another thread of a
-//!   multi-threaded runtime is reading), the read goes to a **reader thread** instead.
+//! - **Reads** run on the caller's own thread (a read is a few tens of microseconds;
+//!   handing it to another thread and back cost more than that): with `Process` on the
+//!   write connection itself, whose page cache then stays warm (SQLite empties a
+//!   connection's cache whenever another connection has written), with `Machine` on a
+//!   read-only connection of their own. When that connection is busy (a batch or the
+//!   checkpointer holds it, or another thread of a multi-threaded runtime reads), the
+//!   read goes to a **reader thread** instead.
 //!   In WAL mode reads see the last committed state without waiting for the writer.
 //! - **Checkpoints** (copying the WAL into the database file, which syncs the file) run
 //!   on a thread of their own with its own connection, never inside a commit, so no
@@ -111,8 +114,11 @@ impl StoreConfig {
 pub struct Store {
     writer: Writer,
     reads: crossbeam_channel::Sender<ReadJob>,
-    /// The connection reads run on in the caller's thread.
-    inline: Arc<Mutex<Connection>>,
+    /// The connection reads run on in the caller's thread: with [`Durability::Process`]
+    /// the write connection itself, else a read-only one. (SQLite empties a connection's
+    /// page cache whenever another connection has written; on the writer's own connection
+    /// the cache stays warm from one transaction to the next.)
+    inline: WriteConn,
     /// Dropped with the last handle, which stops the checkpointer.
     _checkpoints: Arc<mpsc::Sender<()>>,
 }
@@ -190,7 +196,6 @@ impl Store {
         writer.pragma_update(None, "synchronous", synchronous).map_err(fail)?;
         writer.execute_batch(schema).map_err(fail)?;
         writer.execute_batch(APPLIED_SCHEMA).map_err(fail)?;
-        let inline = Arc::new(Mutex::new(open_connection(&config.path, true).map_err(fail)?));
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(open_connection(&config.path, true).map_err(fail)?);
@@ -199,6 +204,14 @@ impl Store {
         // Checkpoints are the checkpointer thread's job, not the committing writer's.
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
         let writer: WriteConn = Arc::new(tokio::sync::Mutex::new(writer));
+        let inline = match config.durability {
+            // Writes run on the caller's thread too, so reads share their connection.
+            Durability::Process => writer.clone(),
+            Durability::Machine => {
+                let conn = open_connection(&config.path, true).map_err(fail)?;
+                Arc::new(tokio::sync::Mutex::new(conn))
+            }
+        };
         let checkpointer = open_connection(&config.path, false).map_err(fail)?;
         let (checkpoints, stop_rx) = mpsc::channel::<()>();
         let paused = writer.clone();
@@ -440,16 +453,19 @@ const RESTART_AFTER_FRAMES: i64 = 1000;
 ///
 /// A checkpoint copies WAL frames into the database file and syncs it; this thread does
 /// that work while writers go on (PASSIVE). But the writer starts the WAL over from its
-/// beginning only if, when its transaction begins, every frame has been copied, which
-/// under a steady stream of writes never happens by itself: the WAL would grow without
-/// end. So once it holds more than [`RESTART_AFTER_FRAMES`] frames, the checkpointer
-/// takes the write connection's lock for a second pass, which copies only what was
-/// committed during the first, and the next write transaction starts the WAL over.
-/// Writes wait for that second pass (one or two syncs); reads never do.
+/// beginning only if, when its transaction begins, every frame has been copied and no
+/// reader still reads from the WAL, which under a steady stream of reads and writes
+/// hardly ever happens by itself: the WAL would grow without end. So once it holds more
+/// than [`RESTART_AFTER_FRAMES`] frames, the checkpointer takes the write connection's
+/// lock and runs a RESTART checkpoint: it copies what was committed during the first
+/// pass and waits for the readers still in the WAL (reads take microseconds; new ones
+/// read the database file), so the next write transaction starts the WAL over. Writes
+/// wait for that second pass (one or two syncs); reads never do.
 fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>) {
-    let checkpoint = |conn: &Connection| -> Option<i64> {
+    let checkpoint = |conn: &Connection, mode: &str| -> Option<i64> {
         // (busy, frames in the WAL, frames copied)
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+        let pragma = format!("PRAGMA wal_checkpoint({mode})");
+        match conn.query_row(&pragma, [], |r| r.get::<_, i64>(1)) {
             Ok(frames) => Some(frames),
             Err(e) => {
                 warn!(error = %e, "checkpoint failed");
@@ -462,9 +478,9 @@ fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>
             stop.recv_timeout(CHECKPOINT_EVERY),
             Err(mpsc::RecvTimeoutError::Disconnected)
         );
-        if checkpoint(&conn).is_some_and(|frames| frames > RESTART_AFTER_FRAMES) {
+        if checkpoint(&conn, "PASSIVE").is_some_and(|frames| frames > RESTART_AFTER_FRAMES) {
             let _writes_held = writer.blocking_lock();
-            checkpoint(&conn);
+            checkpoint(&conn, "RESTART");
         }
         if stopping {
             break;
