@@ -63,8 +63,17 @@ pub async fn phase(
                 let intended = match (interval, offset) {
                     (Some(iv), Some(offset)) => {
                         let at = start + offset + iv.mul_f64(made as f64);
-                        tokio::time::sleep_until(at.into()).await;
-                        Some(at)
+                        if Instant::now() < at {
+                            // Ahead of schedule. The timer wakes us up to a millisecond
+                            // late; that lateness is the load generator's, not the
+                            // server's, so the call is timed from the wake-up.
+                            tokio::time::sleep_until(at.into()).await;
+                            Some(Instant::now())
+                        } else {
+                            // Behind schedule because an earlier answer came late: timed
+                            // from the intended start, so the wait counts.
+                            Some(at)
+                        }
                     }
                     _ => None,
                 };
