@@ -418,7 +418,17 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
             drop(job);
             continue;
         }
-        let (ok, completion) = job(conn);
+        // A job that panics (a bug) fails alone: its work is undone, its caller gets an
+        // error when its answer is dropped, and the batch and the store go on.
+        let Ok((ok, completion)) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)))
+        else {
+            error!("a write job panicked; its work is undone");
+            if let Err(e) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                warn!(error = %e, "cannot undo a panicked job");
+            }
+            continue;
+        };
         let ended = if ok {
             conn.execute_batch("RELEASE job")
         } else {
@@ -575,6 +585,43 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_store_goes_on() {
+        for durability in BOTH {
+            a_panicking_job_fails_alone_and_the_store_goes_on_with(durability).await;
+        }
+    }
+
+    async fn a_panicking_job_fails_alone_and_the_store_goes_on_with(durability: Durability) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir, durability);
+        let insert = |k: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
+                        assert!(k != 2, "a bug in a job");
+                        Ok(k)
+                    })
+                    .await
+            }
+        };
+        let (a, b, c) = tokio::join!(insert(1), insert(2), insert(3));
+        assert_eq!((a, c), (Ok(1), Ok(3)));
+        assert_eq!(b.map_err(|e| e.code), Err(ErrorCode::Internal));
+        assert_eq!(insert(4).await, Ok(4));
+        let keys = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
+                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            })
+            .await
+            .expect("read");
+        assert_eq!(keys, vec![1, 3, 4]);
     }
 
     /// The WAL's salt (header bytes 16..24) changes each time the writer starts it over.
