@@ -204,8 +204,10 @@ pub struct UpstreamArgs {
     /// Product database address(es), comma-separated, tried in turn.
     #[arg(long, env = "AGORA_PRODUCT_DB", default_value = "127.0.0.1:7402", value_delimiter = ',')]
     pub product_db: Vec<String>,
-    /// Connections held to each database; requests are multiplexed over them.
-    #[arg(long, env = "AGORA_DB_CONNECTIONS", default_value_t = 2)]
+    /// Connections held to each database; requests are multiplexed over them. One is
+    /// fastest: requests that meet on it go out in one write and come back in one read.
+    /// Each connection carries at most the database's --max-in-flight requests at once.
+    #[arg(long, env = "AGORA_DB_CONNECTIONS", default_value_t = 1)]
     pub db_connections: usize,
     /// Deadline on each database call.
     #[arg(long, env = "AGORA_CALL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]

@@ -1,7 +1,7 @@
-//! The frontends' side of the databases: a few multiplexed connections to each, which
-//! reconnect by themselves, fail fast while a database is down, and put a deadline on
-//! every call (see [`agora_proto::Pool`]). Each method is one database call with its
-//! answer unpacked.
+//! The frontends' side of the databases: multiplexed connections to each (one by
+//! default), which reconnect by themselves, fail fast while a database is down, and put a
+//! deadline on every call (see [`agora_proto::Pool`]). Each method is one database call
+//! with its answer unpacked.
 
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ impl Config {
         Config {
             customer_db,
             product_db,
-            connections: 2,
+            connections: 1,
             call_timeout: Duration::from_secs(5),
             session_recheck: Duration::from_secs(1),
         }
