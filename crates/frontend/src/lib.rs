@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use upstream::{Config, Upstream};
+pub use upstream::{Config, DEFAULT_SESSION_RECHECK, Upstream};
 
 /// Serves the seller interface on `listener` until `shutdown` is cancelled.
 pub async fn run_seller(

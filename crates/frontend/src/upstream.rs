@@ -11,6 +11,9 @@ use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb};
 
 use crate::sessions::SessionCache;
 
+/// How long a frontend trusts a session it has checked, unless configured otherwise.
+pub const DEFAULT_SESSION_RECHECK: Duration = Duration::from_secs(1);
+
 /// Where the databases are and how to talk to them.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,7 +38,7 @@ impl Config {
             product_db,
             connections: 1,
             call_timeout: Duration::from_secs(5),
-            session_recheck: Duration::from_secs(1),
+            session_recheck: DEFAULT_SESSION_RECHECK,
         }
     }
 }

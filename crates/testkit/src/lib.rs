@@ -61,7 +61,7 @@ impl Default for Options {
         Options {
             session_timeout: Duration::from_secs(300),
             clock: Clock::system(),
-            session_recheck: agora_frontend::Config::new(Vec::new(), Vec::new()).session_recheck,
+            session_recheck: agora_frontend::DEFAULT_SESSION_RECHECK,
             approve_probability: 1.0,
             upstream: None,
         }
