@@ -4,16 +4,19 @@
 //! A session found here and checked less than `recheck` ago is taken as live without
 //! asking. What that changes for users (docs/semantics.md, "Sessions"):
 //!
-//! - A logout through this frontend takes effect at once (the session is dropped here
-//!   before the customer database is told). A logout through another frontend takes
-//!   effect here within `recheck`.
+//! - A logout through this frontend takes effect at once: the session is marked logged
+//!   out here before the customer database is told and again once it has answered, and a
+//!   check that was under way meanwhile cannot bring it back. A logout through another
+//!   frontend takes effect here within `recheck`.
 //! - The customer database sees a session's activity at least once per `recheck` while
 //!   it is in use, so an idle session may end up to `recheck` before its five minutes.
 //! - A session can never outlive its timeout through this table: a session idle for its
 //!   timeout has not been checked for at least that long, and `recheck` is far shorter.
 //!
-//! Only sessions the customer database accepted are kept; a made-up token always goes to
-//! the database (and costs this table nothing).
+//! Only sessions the customer database accepted are kept (and logout marks, for
+//! `recheck`); a made-up token always goes to the database and costs this table
+//! nothing. A check is trusted from the moment it began, so a slow answer does not
+//! stretch it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -21,14 +24,24 @@ use std::time::{Duration, Instant};
 
 use agora_domain::{Role, UserId};
 
-/// Most sessions held; past it, entries too old to be used are dropped, then all.
+/// Most entries held; past it, entries too old to matter are dropped, then all.
 const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    account: UserId,
-    role: Role,
-    checked: Instant,
+enum Entry {
+    /// The customer database accepted the session in a check that began at `at`.
+    Checked { account: UserId, role: Role, at: Instant },
+    /// Logged out through this frontend at `at`: a check that began before then and ends
+    /// after it must not put the session back.
+    LoggedOut { at: Instant },
+}
+
+impl Entry {
+    fn at(&self) -> Instant {
+        match *self {
+            Entry::Checked { at, .. } | Entry::LoggedOut { at } => at,
+        }
+    }
 }
 
 /// Sessions checked at the customer database less than `recheck` ago.
@@ -58,35 +71,67 @@ impl SessionCache {
         if self.recheck.is_zero() {
             return None;
         }
-        let map = self.lock();
-        let entry = map.get(token)?;
-        let fresh = now.saturating_duration_since(entry.checked) < self.recheck;
-        (entry.role == role && fresh).then_some(entry.account)
+        match self.lock().get(token) {
+            Some(&Entry::Checked { account, role: checked_as, at })
+                if checked_as == role && now.saturating_duration_since(at) < self.recheck =>
+            {
+                Some(account)
+            }
+            _ => None,
+        }
     }
 
-    /// Records that the customer database has just accepted `token` as a session of
-    /// `account` in `role`.
-    pub fn checked(&self, token: &str, role: Role, account: UserId) {
-        self.checked_at(token, role, account, Instant::now());
-    }
-
-    fn checked_at(&self, token: &str, role: Role, account: UserId, now: Instant) {
+    /// Records that the customer database accepted `token` as a session of `account` in
+    /// `role`, in a check that began at `began` (taken before the request went out, so that
+    /// a slow answer does not stretch how long it is trusted). Ignored if the session was
+    /// logged out through this frontend since `began`.
+    pub fn checked(&self, token: &str, role: Role, account: UserId, began: Instant) {
         if self.recheck.is_zero() {
             return;
         }
         let mut map = self.lock();
+        if let Some(&Entry::LoggedOut { at }) = map.get(token)
+            && at >= began
+        {
+            return;
+        }
+        self.make_room(&mut map, token, Instant::now());
+        map.insert(token.to_owned(), Entry::Checked { account, role, at: began });
+    }
+
+    /// Stops trusting `token`: the database refused it, or a call with it failed. A made-up
+    /// token leaves nothing behind.
+    pub fn forget(&self, token: &str) {
+        let mut map = self.lock();
+        if let Some(Entry::Checked { .. }) = map.get(token) {
+            map.remove(token);
+        }
+    }
+
+    /// Stops trusting `token` because it is being (or has just been) logged out through
+    /// this frontend, including for checks already under way. Called before the customer
+    /// database is told and again once it has answered: until then it may still accept
+    /// the session.
+    pub fn logged_out(&self, token: &str) {
+        if self.recheck.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.lock();
+        self.make_room(&mut map, token, now);
+        map.insert(token.to_owned(), Entry::LoggedOut { at: now });
+    }
+
+    /// Keeps the table within [`MAX_ENTRIES`]: entries older than `recheck` no longer
+    /// matter (a check that old is not trusted, and a check that began before a logout
+    /// that old is stale on arrival), so they go first; if that is not enough, all go.
+    fn make_room(&self, map: &mut HashMap<String, Entry>, token: &str, now: Instant) {
         if map.len() >= MAX_ENTRIES && !map.contains_key(token) {
-            map.retain(|_, e| now.saturating_duration_since(e.checked) < self.recheck);
+            map.retain(|_, e| now.saturating_duration_since(e.at()) < self.recheck);
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
         }
-        map.insert(token.to_owned(), Entry { account, role, checked: now });
-    }
-
-    /// Forgets `token`: it is being logged out, or the database refused it.
-    pub fn forget(&self, token: &str) {
-        self.lock().remove(token);
     }
 }
 
@@ -98,7 +143,7 @@ mod tests {
     fn a_checked_session_is_trusted_for_its_role_only() {
         let cache = SessionCache::new(Duration::from_secs(60));
         assert_eq!(cache.get("t", Role::Buyer), None);
-        cache.checked("t", Role::Buyer, 7);
+        cache.checked("t", Role::Buyer, 7, Instant::now());
         assert_eq!(cache.get("t", Role::Buyer), Some(7));
         assert_eq!(cache.get("t", Role::Seller), None);
         cache.forget("t");
@@ -108,24 +153,52 @@ mod tests {
     #[test]
     fn zero_recheck_keeps_nothing() {
         let cache = SessionCache::new(Duration::ZERO);
-        cache.checked("t", Role::Buyer, 7);
+        cache.checked("t", Role::Buyer, 7, Instant::now());
+        assert_eq!(cache.get("t", Role::Buyer), None);
+        cache.logged_out("t");
+        assert!(cache.lock().is_empty());
+    }
+
+    #[test]
+    fn a_check_is_trusted_from_when_it_began() {
+        let cache = SessionCache::new(Duration::from_secs(1));
+        let began = Instant::now();
+        cache.checked("t", Role::Seller, 3, began);
+        let at = |ms| began + Duration::from_millis(ms);
+        assert_eq!(cache.get_at("t", Role::Seller, at(999)), Some(3));
+        assert_eq!(cache.get_at("t", Role::Seller, at(1000)), None);
+    }
+
+    #[test]
+    fn a_check_under_way_at_a_logout_does_not_bring_the_session_back() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let began = Instant::now();
+        cache.checked("t", Role::Buyer, 7, began);
+        // A call checks the session again; while its check is under way, the user logs out.
+        let second_check = Instant::now();
+        cache.logged_out("t");
+        assert_eq!(cache.get("t", Role::Buyer), None);
+        cache.checked("t", Role::Buyer, 7, second_check);
+        assert_eq!(cache.get("t", Role::Buyer), None);
+        // Errors leave the logout's mark in place.
+        cache.forget("t");
+        cache.checked("t", Role::Buyer, 7, second_check);
         assert_eq!(cache.get("t", Role::Buyer), None);
     }
 
     #[test]
-    fn an_old_check_is_not_trusted() {
-        let cache = SessionCache::new(Duration::from_secs(1));
-        let then = Instant::now();
-        cache.checked_at("t", Role::Seller, 3, then);
-        assert_eq!(cache.get_at("t", Role::Seller, then + Duration::from_millis(999)), Some(3));
-        assert_eq!(cache.get_at("t", Role::Seller, then + Duration::from_secs(1)), None);
+    fn made_up_tokens_leave_nothing_behind() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        cache.forget("made-up");
+        assert!(cache.lock().is_empty());
     }
 
     #[test]
     fn the_table_stays_bounded() {
         let cache = SessionCache::new(Duration::from_secs(60));
+        let now = Instant::now();
         for i in 0..MAX_ENTRIES + 10 {
-            cache.checked(&i.to_string(), Role::Buyer, i as UserId);
+            cache.checked(&i.to_string(), Role::Buyer, i as UserId, now);
         }
         assert!(cache.lock().len() <= MAX_ENTRIES);
         // The newest check is always kept.

@@ -124,9 +124,12 @@ impl Upstream {
 
     /// Logout of any session.
     pub async fn logout(&self, session: String) -> Result<(), ApiError> {
-        // Forgotten here first, so this frontend stops trusting it even if the call fails.
-        self.sessions.forget(&session);
-        self.customer(customer::Request::Logout { session }).await?;
+        // Untrusted here first, so this frontend stops trusting it even if the call fails,
+        // and again after: until the database has answered it may still accept the session.
+        self.sessions.logged_out(&session);
+        let answer = self.customer(customer::Request::Logout { session: session.clone() }).await;
+        self.sessions.logged_out(&session);
+        answer?;
         Ok(())
     }
 
@@ -137,9 +140,10 @@ impl Upstream {
             return Ok(account);
         }
         let request = customer::Request::Authenticate { session: session.to_owned(), role };
+        let began = std::time::Instant::now();
         match self.customer(request).await {
             Ok(customer::Response::Authenticated { account }) => {
-                self.sessions.checked(session, role, account);
+                self.sessions.checked(session, role, account, began);
                 Ok(account)
             }
             Ok(other) => Err(unexpected(&other)),
