@@ -108,6 +108,9 @@ impl StoreConfig {
     }
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
 /// A handle to the store's connections and threads. Cheap to clone; the threads stop when
 /// the last handle is dropped, after finishing the jobs already queued.
 #[derive(Clone)]
@@ -154,6 +157,9 @@ impl InlineWriter {
     /// (held by the checkpointer for a moment now and then); each batch runs on this
     /// thread, as short as a commit without fsync.
     async fn flush(self: Arc<Self>) {
+        // If this task is dropped before it empties the queue (its runtime shuts down while
+        // it waits for the connection), the next write must schedule a flush of its own.
+        let unscheduled = Unschedule(&self.queue);
         let conn = self.conn.lock().await;
         let mut completions = Vec::new();
         loop {
@@ -161,6 +167,7 @@ impl InlineWriter {
                 let mut queue = lock(&self.queue);
                 if queue.jobs.is_empty() {
                     queue.flush_scheduled = false;
+                    std::mem::forget(unscheduled);
                     break;
                 }
                 let n = queue.jobs.len().min(self.max_batch);
@@ -168,6 +175,15 @@ impl InlineWriter {
             };
             run_batch(&conn, &mut jobs, &mut completions);
         }
+    }
+}
+
+/// Marks the queue as having no flush scheduled when dropped.
+struct Unschedule<'a>(&'a Mutex<Queue>);
+
+impl Drop for Unschedule<'_> {
+    fn drop(&mut self) {
+        lock(self.0).flush_scheduled = false;
     }
 }
 
@@ -213,6 +229,8 @@ impl Store {
             }
         };
         let checkpointer = open_connection(&config.path, false).map_err(fail)?;
+        // Its RESTART holds writes back while it waits for readers: never for long.
+        checkpointer.busy_timeout(RESTART_PATIENCE).map_err(fail)?;
         let (checkpoints, stop_rx) = mpsc::channel::<()>();
         let paused = writer.clone();
         spawn_named("store-checkpoint", move || checkpoint_loop(checkpointer, paused, stop_rx));
@@ -293,7 +311,11 @@ impl Store {
                 // now have queued their writes too, and it runs even if this call is
                 // dropped, so a queued job is never left behind.
                 if spawn {
-                    tokio::spawn(writer.clone().flush());
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        lock(&writer.queue).flush_scheduled = false;
+                        return Err(ApiError::internal("storage used outside an async runtime"));
+                    };
+                    runtime.spawn(writer.clone().flush());
                 }
             }
             Writer::Thread(writes) => {
@@ -377,6 +399,10 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     // statement whenever a new value is bound where it used a bound integer as a constant
     // (our `LIMIT ?` and `OFFSET ?`): a full prepare on most reads.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // Room for every statement a database prepares (two dozen each, reads and writes on
+    // one connection): past rusqlite's default of 16, a statement evicted from the cache
+    // is parsed again on its next use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
     }
@@ -405,48 +431,61 @@ fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
 }
 
 /// Runs `batch` as one transaction, each job in its own savepoint, commits, and then
-/// tells every job whether its work is committed.
+/// tells every job whether its work is committed. If the transaction stops being one the
+/// batch can vouch for (a savepoint cannot be ended, or SQLite rolled the transaction back
+/// itself after an I/O error), the rest of the batch is not run and all of it is undone.
 fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec<Completion>) {
+    if !conn.is_autocommit() {
+        // Left open by an earlier batch whose COMMIT and ROLLBACK both failed.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         warn!(error = %e, "cannot begin a write batch");
         batch.clear();
         return;
     }
+    let mut intact = true;
     for job in batch.drain(..) {
-        if conn.execute_batch("SAVEPOINT job").is_err() {
+        if !intact || conn.execute_batch("SAVEPOINT job").is_err() {
             // Without a savepoint the job could not be undone alone: fail it unrun.
             drop(job);
             continue;
         }
         // A job that panics (a bug) fails alone: its work is undone, its caller gets an
         // error when its answer is dropped, and the batch and the store go on.
-        let Ok((ok, completion)) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)))
-        else {
-            error!("a write job panicked; its work is undone");
-            if let Err(e) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
-                warn!(error = %e, "cannot undo a panicked job");
-            }
-            continue;
-        };
-        let ended = if ok {
-            conn.execute_batch("RELEASE job")
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = ended {
-            warn!(error = %e, "cannot end a job's savepoint");
+        let (ended, completion) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
+                Ok((true, completion)) => (conn.execute_batch("RELEASE job"), Some(completion)),
+                Ok((false, completion)) => {
+                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), Some(completion))
+                }
+                Err(_) => {
+                    error!("a write job panicked; its work is undone");
+                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), None)
+                }
+            };
+        if let Err(e) = &ended {
+            error!(error = %e, "cannot end a job's savepoint; undoing its whole batch");
         }
-        completions.push(completion);
+        if ended.is_err() || conn.is_autocommit() {
+            intact = false;
+        }
+        completions.extend(completion);
     }
-    let committed = match conn.execute_batch("COMMIT") {
-        Ok(()) => true,
-        Err(e) => {
-            error!(error = %e, "write batch failed to commit");
-            let _ = conn.execute_batch("ROLLBACK");
-            false
-        }
-    };
+    let committed = intact
+        && match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "write batch failed to commit");
+                false
+            }
+        };
+    if !committed
+        && !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        error!(error = %e, "cannot roll back a failed write batch");
+    }
     for completion in completions.drain(..) {
         completion(committed);
     }
@@ -454,6 +493,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
 
 /// How often the checkpointer copies new WAL frames into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a RESTART checkpoint (with writes held back) waits for readers still in the
+/// WAL before giving up until the next round.
+const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// WAL frames (pages) past which the checkpointer holds writes back for one short
 /// checkpoint so that the WAL can start over (about 4 MiB).
@@ -470,7 +513,8 @@ const RESTART_AFTER_FRAMES: i64 = 1000;
 /// lock and runs a RESTART checkpoint: it copies what was committed during the first
 /// pass and waits for the readers still in the WAL (reads take microseconds; new ones
 /// read the database file), so the next write transaction starts the WAL over. Writes
-/// wait for that second pass (one or two syncs); reads never do.
+/// wait for that second pass (one or two syncs, and at most [`RESTART_PATIENCE`] for
+/// readers); reads never do.
 fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>) {
     let checkpoint = |conn: &Connection, mode: &str| -> Option<i64> {
         // (busy, frames in the WAL, frames copied)
@@ -483,14 +527,18 @@ fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>
             }
         }
     };
+    // The WAL's length at the last RESTART: it stays until the next write starts the WAL
+    // over, and holding writes back again for it would be for nothing.
+    let mut restarted_at = None;
     loop {
         let stopping = matches!(
             stop.recv_timeout(CHECKPOINT_EVERY),
             Err(mpsc::RecvTimeoutError::Disconnected)
         );
-        if checkpoint(&conn, "PASSIVE").is_some_and(|frames| frames > RESTART_AFTER_FRAMES) {
+        let frames = checkpoint(&conn, "PASSIVE");
+        if frames.is_some_and(|n| n > RESTART_AFTER_FRAMES) && frames != restarted_at {
             let _writes_held = writer.blocking_lock();
-            checkpoint(&conn, "RESTART");
+            restarted_at = checkpoint(&conn, "RESTART");
         }
         if stopping {
             break;
@@ -639,6 +687,26 @@ mod tests {
             let store = store(&dir, durability);
             let db = dir.path().join("t.db");
             let blob = "x".repeat(16 * 1024);
+            // Readers of their own all along, as a busy server has: they keep the WAL in use,
+            // so it starts over only if the checkpointer waits them out.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = {
+                let (db, stop) = (db.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let conn = open_connection(&db, true).expect("reader");
+                    let mut reads = 0u64;
+                    // Each read holds its snapshot for a while (a long query), back to back.
+                    let long_read = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 \
+                                     FROM c WHERE x < 20000) SELECT count(*) FROM c, \
+                                     (SELECT count(*) FROM t)";
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let n: i64 = conn.query_row(long_read, [], |r| r.get(0)).expect("read");
+                        assert_eq!(n, 20000);
+                        reads += 1;
+                    }
+                    reads
+                })
+            };
             let mut first_salt = None;
             let started = std::time::Instant::now();
             for k in 0.. {
@@ -661,6 +729,8 @@ mod tests {
                     "{durability:?}: the WAL never started over after {k} writes"
                 );
             }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().expect("reader thread") > 0);
         }
     }
 
