@@ -429,13 +429,7 @@ async fn bad_input_is_400_naming_the_field() {
 #[tokio::test]
 async fn sessions_are_bearer_tokens() {
     let clock = Clock::manual(1_700_000_000_000);
-    let options = Options {
-        session_timeout: Duration::from_secs(60),
-        clock: clock.clone(),
-        // The frontends' own time does not move with the manual clock.
-        session_recheck: Duration::ZERO,
-        ..Default::default()
-    };
+    let options = Options::manual_clock(&clock, Duration::from_secs(60));
     let http = Http::start_with(options).await;
     let mut seller = http.seller();
     seller.sign_up("seller", "ann").await;

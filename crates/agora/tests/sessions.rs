@@ -32,12 +32,7 @@ fn buyer_client(cluster: &Cluster) -> BuyerClient {
 #[tokio::test]
 async fn a_session_expires_after_the_timeout_without_activity() {
     let clock = Clock::manual(1_700_000_000_000);
-    let options = Options {
-        session_timeout: Duration::from_secs(60),
-        clock: clock.clone(),
-        session_recheck: Duration::ZERO,
-        ..Options::default()
-    };
+    let options = Options::manual_clock(&clock, Duration::from_secs(60));
     let cluster = Cluster::start_with(options).await;
     let (seller, _) = listed_item(&cluster).await;
 
@@ -59,12 +54,7 @@ async fn a_session_expires_after_the_timeout_without_activity() {
 #[tokio::test]
 async fn an_expired_session_loses_its_unsaved_cart_but_not_the_saved_one() {
     let clock = Clock::manual(1_700_000_000_000);
-    let options = Options {
-        session_timeout: Duration::from_secs(60),
-        clock: clock.clone(),
-        session_recheck: Duration::ZERO,
-        ..Options::default()
-    };
+    let options = Options::manual_clock(&clock, Duration::from_secs(60));
     let cluster = Cluster::start_with(options).await;
     let (_, mug) = listed_item(&cluster).await;
     let buyer = buyer_client(&cluster);

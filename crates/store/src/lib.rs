@@ -558,6 +558,18 @@ mod tests {
         Store::open(&config, SCHEMA).expect("open")
     }
 
+    /// The keys in `t`, in order.
+    async fn keys(store: &Store) -> Vec<i64> {
+        store
+            .read(|c| {
+                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
+                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            })
+            .await
+            .expect("read")
+    }
+
     /// Each test runs with both writers: inline (process) and on a thread (machine).
     const BOTH: [Durability; 2] = [Durability::Process, Durability::Machine];
 
@@ -587,14 +599,7 @@ mod tests {
         });
         let (a, b, r) = tokio::join!(ok(1), ok(2), refused);
         assert!(a.is_ok() && b.is_ok() && r.is_err());
-        let keys = store
-            .read(|c| {
-                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
-                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
-            })
-            .await
-            .expect("read");
+        let keys = keys(&store).await;
         assert_eq!(keys, vec![1, 2]);
     }
 
@@ -661,14 +666,7 @@ mod tests {
         assert_eq!((a, c), (Ok(1), Ok(3)));
         assert_eq!(b.map_err(|e| e.code), Err(ErrorCode::Internal));
         assert_eq!(insert(4).await, Ok(4));
-        let keys = store
-            .read(|c| {
-                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
-                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
-            })
-            .await
-            .expect("read");
+        let keys = keys(&store).await;
         assert_eq!(keys, vec![1, 3, 4]);
     }
 

@@ -56,6 +56,20 @@ pub struct Options {
     pub upstream: Option<(SocketAddr, SocketAddr)>,
 }
 
+impl Options {
+    /// Options with the customer database on `clock`, a manual clock a test moves, and
+    /// sessions ending after `session_timeout`. The frontends then check every call with
+    /// the customer database: their own time does not move with the manual clock.
+    pub fn manual_clock(clock: &Clock, session_timeout: Duration) -> Options {
+        Options {
+            session_timeout,
+            clock: clock.clone(),
+            session_recheck: Duration::ZERO,
+            ..Options::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -99,10 +113,7 @@ impl Cluster {
         let payments = start_payments(data.path(), &options, "127.0.0.1:0").await;
         let options = Options { upstream: Some((product_db.addr, payments.addr)), ..options };
         let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
-        let upstream = agora_frontend::Config {
-            session_recheck: options.session_recheck,
-            ..frontend_config(customer_db.addr, product_db.addr)
-        };
+        let upstream = upstream(customer_db.addr, product_db.addr, &options);
         let seller = start_seller(&upstream, "127.0.0.1:0").await;
         let buyer = start_buyer(&upstream, "127.0.0.1:0").await;
         Cluster { customer_db, product_db, payments, seller, buyer, data, options }
@@ -120,10 +131,7 @@ impl Cluster {
 
     /// The settings this cluster's frontends run with.
     pub fn upstream(&self) -> agora_frontend::Config {
-        agora_frontend::Config {
-            session_recheck: self.options.session_recheck,
-            ..frontend_config(self.customer_db.addr, self.product_db.addr)
-        }
+        upstream(self.customer_db.addr, self.product_db.addr, &self.options)
     }
 
     /// Stops the seller server and starts a new one on the same address.
@@ -180,6 +188,18 @@ where
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(listener, shutdown.clone()));
     Running { addr, shutdown, task }
+}
+
+/// The settings of a cluster's frontends: [`frontend_config`] with the options' recheck.
+fn upstream(
+    customer_db: SocketAddr,
+    product_db: SocketAddr,
+    options: &Options,
+) -> agora_frontend::Config {
+    agora_frontend::Config {
+        session_recheck: options.session_recheck,
+        ..frontend_config(customer_db, product_db)
+    }
 }
 
 /// Frontend settings for databases at these addresses, with short deadlines for tests.
