@@ -88,7 +88,7 @@ pub struct CustomerDbArgs {
     #[arg(long, env = "AGORA_ACTIVITY_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub activity_flush: Duration,
     /// Reader threads (SQLite read connections), for reads arriving while the request
-    /// thread's own read connection is busy (with --threads other than 1).
+    /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
     /// Product database address(es), comma-separated: purchases reserve units there.
@@ -152,7 +152,7 @@ pub struct ProductDbArgs {
     #[arg(long, env = "AGORA_SEARCH_CANDIDATES", default_value_t = 1000)]
     pub search_candidates: u32,
     /// Reader threads (SQLite read connections), for reads arriving while the request
-    /// thread's own read connection is busy (with --threads other than 1).
+    /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
     /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
