@@ -8,6 +8,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod servers;
+mod spin;
 mod up;
 
 use std::process::ExitCode;

@@ -21,29 +21,35 @@ struct System {
 }
 
 fn start() -> System {
+    start_with(&[])
+}
+
+/// The four servers, each with `extra` flags.
+fn start_with(extra: &[&str]) -> System {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap().to_owned();
     let exe = std::path::Path::new(AGORA);
     let db = |name| {
-        Process::spawn(exe, &[name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "warn"])
+        let mut args = vec![name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "warn"];
+        args.extend(extra);
+        Process::spawn(exe, &args)
     };
     let customer_db = db("customer-db");
     let product_db = db("product-db");
     let frontend = |name| {
-        Process::spawn(
-            exe,
-            &[
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-                "--customer-db",
-                &customer_db.addr,
-                "--product-db",
-                &product_db.addr,
-            ],
-        )
+        let mut args = vec![
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--customer-db",
+            &customer_db.addr,
+            "--product-db",
+            &product_db.addr,
+        ];
+        args.extend(extra);
+        Process::spawn(exe, &args)
     };
     let seller = frontend("seller-server");
     let buyer = frontend("buyer-server");
@@ -82,6 +88,35 @@ fn item(n: u32) -> NewItem {
         price: Money::from_cents(100 + i64::from(n)),
         quantity: 1 + n % 5,
     }
+}
+
+/// `--spin` changes how a server waits for its sockets, not what it does: every call is
+/// answered, while the servers poll between frames and while they go back to sleep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_poll_before_sleeping_answer_every_call() {
+    let system = start_with(&["--spin", "200us"]);
+    let seller = SellerClient::new(vec![system.seller.addr.clone()]);
+    seller.create_account("spinner", "password1", "").await.unwrap();
+    seller.login("spinner", "password1").await.unwrap();
+    let buyer = BuyerClient::new(vec![system.buyer.addr.clone()]);
+    buyer.create_account("watcher", "password1", "").await.unwrap();
+    buyer.login("watcher", "password1").await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(seller.register_item(item(n)).await.unwrap());
+        // Every other call after a pause longer than the polling window, so that some
+        // frames find the servers asleep.
+        if n % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let found = buyer.search(7, vec!["crash".into()], Page { offset: 0, limit: 50 }).await.unwrap();
+    let mut found: Vec<ItemId> = found.iter().map(|i| i.id).collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
+    let listed = seller.list_items(Page { offset: 0, limit: 50 }).await.unwrap();
+    assert_eq!(listed.len(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ pub mod server;
 pub use client::{CallError, Channel};
 pub use error::{ApiError, ErrorCode};
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameError, Kind, ServiceId};
-pub use io::{FrameReader, ReadError};
+pub use io::{FrameReader, ReadError, frames_read};
 pub use messages::{BuyerServer, CustomerDb, Payments, ProductDb, SellerServer, Service};
 pub use pool::{Pool, PoolConfig};
 pub use server::{Handler, ServerConfig, serve};
