@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use agora_proto::Handler;
 use agora_proto::messages::front::{BuyerRequest, Response};
 use agora_proto::messages::{new_op_id, unexpected};
 use axum::extract::State;
@@ -16,10 +15,11 @@ use utoipa_axum::routes;
 use super::error::{Error, ErrorBody};
 use super::extract::{ItemPath, Json, Query, SellerPath, Session};
 use super::model::{
-    AccountCreated, BuyerSession, Cart, CartAddition, Credentials, Health, ItemIdParam, ItemPage,
-    ItemView, NewAccount, PageQuery, PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView,
-    QuantityQuery, Rating, SearchQuery, SellerIdParam, Thumb, Vote, Votes,
+    BuyerSession, Cart, CartAddition, ItemIdParam, ItemPage, ItemView, PageQuery, PurchaseHeaders,
+    PurchaseOrder, PurchasePage, PurchaseView, QuantityQuery, Rating, SearchQuery, SellerIdParam,
+    Thumb, Vote, Votes,
 };
+use super::shared::{call, shared_routes};
 use super::{BodyFailures, Failures, Out, SessionScheme};
 use crate::buyer::BuyerFrontend;
 
@@ -51,9 +51,9 @@ struct BuyerApi;
 /// The buyer routes and their OpenAPI document.
 pub fn routes(front: Arc<BuyerFrontend>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(BuyerApi::openapi())
-        .routes(routes!(create_account))
-        .routes(routes!(login))
-        .routes(routes!(logout))
+        .routes(routes!(shared::create_account))
+        .routes(routes!(shared::login))
+        .routes(routes!(shared::logout))
         .routes(routes!(search))
         .routes(routes!(get_item))
         .routes(routes!(feedback))
@@ -63,14 +63,21 @@ pub fn routes(front: Arc<BuyerFrontend>) -> (axum::Router, utoipa::openapi::Open
         .routes(routes!(save_cart))
         .routes(routes!(seller_rating))
         .routes(routes!(purchases, make_purchase))
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+        .routes(routes!(shared::healthz))
+        .routes(routes!(shared::readyz))
         .split_for_parts();
     (router.with_state(front), api)
 }
 
-async fn call(front: &BuyerFrontend, request: BuyerRequest) -> Result<Response, Error> {
-    Ok(front.handle(request).await?)
+// CreateAccount, Login, Logout, /healthz and /readyz, written once for both servers.
+shared_routes! {
+    front: BuyerFrontend, request: BuyerRequest,
+    /// CreateAccount: a new buyer account.
+    create_account: "/v1/buyers" => "Created; the buyer's id",
+    /// Login: starts a buyer session, whose cart starts as a copy of the saved cart.
+    login: "/v1/buyers/sessions" => BuyerSession { buyer_id },
+    /// Logout: ends this session; its unsaved cart is gone.
+    logout,
 }
 
 fn cart(response: Response) -> Out<axum::Json<Cart>> {
@@ -78,82 +85,6 @@ fn cart(response: Response) -> Out<axum::Json<Cart>> {
         Response::Cart(lines) => Ok(axum::Json(lines.into())),
         other => Err(unexpected(&other).into()),
     }
-}
-
-/// CreateAccount: a new buyer account.
-#[utoipa::path(
-    post, path = "/v1/buyers", tag = "accounts",
-    request_body = NewAccount,
-    responses(
-        (status = 201, description = "Created; the buyer's id", body = AccountCreated),
-        (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
-        (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
-        BodyFailures,
-        Failures
-    )
-)]
-async fn create_account(
-    State(front): Front,
-    Json(body): Json<NewAccount>,
-) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
-    let request = BuyerRequest::CreateAccount {
-        op: new_op_id(),
-        username: body.username,
-        password: body.password,
-        name: body.name.unwrap_or_default(),
-    };
-    match call(&front, request).await? {
-        Response::Account { id } => Ok((StatusCode::CREATED, axum::Json(AccountCreated { id }))),
-        other => Err(unexpected(&other).into()),
-    }
-}
-
-/// Login: starts a buyer session, whose cart starts as a copy of the saved cart.
-#[utoipa::path(
-    post, path = "/v1/buyers/sessions", tag = "accounts",
-    request_body = Credentials,
-    responses(
-        (
-            status = 201,
-            description = "Logged in; send `session` as a bearer token",
-            body = BuyerSession
-        ),
-        (status = 400, description = "The body is malformed", body = ErrorBody),
-        (
-            status = 401,
-            description = "Wrong username or password (`wrong_credentials`)",
-            body = ErrorBody
-        ),
-        BodyFailures,
-        Failures
-    )
-)]
-async fn login(
-    State(front): Front,
-    Json(body): Json<Credentials>,
-) -> Out<(StatusCode, axum::Json<BuyerSession>)> {
-    let request = BuyerRequest::Login { username: body.username, password: body.password };
-    match call(&front, request).await? {
-        Response::LoggedIn { session, id } => {
-            Ok((StatusCode::CREATED, axum::Json(BuyerSession { session, buyer_id: id })))
-        }
-        other => Err(unexpected(&other).into()),
-    }
-}
-
-/// Logout: ends this session; its unsaved cart is gone.
-#[utoipa::path(
-    delete, path = "/v1/sessions/current", tag = "accounts",
-    security(("session" = [])),
-    responses(
-        (status = 204, description = "Logged out"),
-        (status = 401, description = "No such session (`not_logged_in`)", body = ErrorBody),
-        Failures
-    )
-)]
-async fn logout(State(front): Front, Session(session): Session) -> Out<StatusCode> {
-    call(&front, BuyerRequest::Logout { session }).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// SearchItemsForSale: items of a category with units left, best match first.
@@ -465,26 +396,4 @@ fn fresh_key() -> String {
         bytes = nanos.to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Liveness: the process is up and serving.
-#[utoipa::path(
-    get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Up", body = Health))
-)]
-async fn healthz() -> axum::Json<Health> {
-    super::live()
-}
-
-/// Readiness: both databases answered a ping just now.
-#[utoipa::path(
-    get, path = "/readyz", tag = "health",
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        Failures
-    )
-)]
-async fn readyz(State(front): Front) -> Out<axum::Json<Health>> {
-    call(&front, BuyerRequest::Ping { deep: true }).await?;
-    Ok(super::ready())
 }

@@ -5,6 +5,7 @@
 //! semantics or errors. The OpenAPI document is generated from the routes and their types.
 //!
 //! - [`seller`], [`buyer`]: the routes of each frontend and their OpenAPI headers.
+//! - `shared`: the routes both have (accounts, sessions, health), written once.
 //! - [`model`]: the JSON bodies, with their schemas.
 //! - [`extract`]: JSON body, query, path and bearer-session extractors that refuse bad
 //!   input in the one error shape.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod model;
 pub mod seller;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +42,6 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use crate::buyer::BuyerFrontend;
 use crate::seller::SellerFrontend;
 use error::Error;
-use model::Health;
 
 /// The HTTP server's limits.
 #[derive(Debug, Clone)]
@@ -132,16 +133,6 @@ async fn error_shape(response: Response) -> Response {
         }
     }
     Response::from_parts(parts, body)
-}
-
-/// `{"status":"ok"}`.
-fn live() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into() })
-}
-
-/// `{"status":"ready"}`.
-fn ready() -> axum::Json<Health> {
-    axum::Json(Health { status: "ready".into() })
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled; then stops accepting, lets

@@ -530,9 +530,9 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// The page asked for.
+    /// The page asked for, with the defaults of [`PageQuery`].
     pub fn page(&self) -> Page {
-        Page { offset: self.offset.unwrap_or(0), limit: self.limit.unwrap_or(PAGE_DEFAULT) }
+        PageQuery { limit: self.limit, offset: self.offset }.page()
     }
 }
 

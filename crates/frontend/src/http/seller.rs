@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use agora_proto::Handler;
 use agora_proto::messages::front::{Response, SellerRequest};
 use agora_proto::messages::{new_op_id, unexpected};
 use axum::extract::State;
@@ -13,12 +12,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{Error, ErrorBody};
+use super::error::ErrorBody;
 use super::extract::{ItemPath, Json, Query, Session};
 use super::model::{
-    AccountCreated, Credentials, Health, ItemCreated, ItemIdParam, ItemPage, NewAccount,
-    NewItemBody, PageQuery, PriceChange, Rating, SellerSession, UnitsLeft, UnitsRemoval,
+    ItemCreated, ItemIdParam, ItemPage, NewItemBody, PageQuery, PriceChange, Rating, SellerSession,
+    UnitsLeft, UnitsRemoval,
 };
+use super::shared::{call, shared_routes};
 use super::{BodyFailures, Failures, Out, SessionScheme};
 use crate::seller::SellerFrontend;
 
@@ -48,98 +48,29 @@ struct SellerApi;
 /// The seller routes and their OpenAPI document.
 pub fn routes(front: Arc<SellerFrontend>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(SellerApi::openapi())
-        .routes(routes!(create_account))
-        .routes(routes!(login))
-        .routes(routes!(logout))
+        .routes(routes!(shared::create_account))
+        .routes(routes!(shared::login))
+        .routes(routes!(shared::logout))
         .routes(routes!(rating))
         .routes(routes!(register_item))
         .routes(routes!(list_items))
         .routes(routes!(change_price))
         .routes(routes!(remove_units))
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+        .routes(routes!(shared::healthz))
+        .routes(routes!(shared::readyz))
         .split_for_parts();
     (router.with_state(front), api)
 }
 
-async fn call(front: &SellerFrontend, request: SellerRequest) -> Result<Response, Error> {
-    Ok(front.handle(request).await?)
-}
-
-/// CreateAccount: a new seller account.
-#[utoipa::path(
-    post, path = "/v1/sellers", tag = "accounts",
-    request_body = NewAccount,
-    responses(
-        (status = 201, description = "Created; the seller's id", body = AccountCreated),
-        (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
-        (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
-        BodyFailures,
-        Failures
-    )
-)]
-async fn create_account(
-    State(front): Front,
-    Json(body): Json<NewAccount>,
-) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
-    let request = SellerRequest::CreateAccount {
-        op: new_op_id(),
-        username: body.username,
-        password: body.password,
-        name: body.name.unwrap_or_default(),
-    };
-    match call(&front, request).await? {
-        Response::Account { id } => Ok((StatusCode::CREATED, axum::Json(AccountCreated { id }))),
-        other => Err(unexpected(&other).into()),
-    }
-}
-
-/// Login: starts a seller session.
-#[utoipa::path(
-    post, path = "/v1/sellers/sessions", tag = "accounts",
-    request_body = Credentials,
-    responses(
-        (
-            status = 201,
-            description = "Logged in; send `session` as a bearer token",
-            body = SellerSession
-        ),
-        (status = 400, description = "The body is malformed", body = ErrorBody),
-        (
-            status = 401,
-            description = "Wrong username or password (`wrong_credentials`)",
-            body = ErrorBody
-        ),
-        BodyFailures,
-        Failures
-    )
-)]
-async fn login(
-    State(front): Front,
-    Json(body): Json<Credentials>,
-) -> Out<(StatusCode, axum::Json<SellerSession>)> {
-    let request = SellerRequest::Login { username: body.username, password: body.password };
-    match call(&front, request).await? {
-        Response::LoggedIn { session, id } => {
-            Ok((StatusCode::CREATED, axum::Json(SellerSession { session, seller_id: id })))
-        }
-        other => Err(unexpected(&other).into()),
-    }
-}
-
-/// Logout: ends this session.
-#[utoipa::path(
-    delete, path = "/v1/sessions/current", tag = "accounts",
-    security(("session" = [])),
-    responses(
-        (status = 204, description = "Logged out"),
-        (status = 401, description = "No such session (`not_logged_in`)", body = ErrorBody),
-        Failures
-    )
-)]
-async fn logout(State(front): Front, Session(session): Session) -> Out<StatusCode> {
-    call(&front, SellerRequest::Logout { session }).await?;
-    Ok(StatusCode::NO_CONTENT)
+// CreateAccount, Login, Logout, /healthz and /readyz, written once for both servers.
+shared_routes! {
+    front: SellerFrontend, request: SellerRequest,
+    /// CreateAccount: a new seller account.
+    create_account: "/v1/sellers" => "Created; the seller's id",
+    /// Login: starts a seller session.
+    login: "/v1/sellers/sessions" => SellerSession { seller_id },
+    /// Logout: ends this session.
+    logout,
 }
 
 /// GetSellerRating: this seller's feedback and units sold.
@@ -267,26 +198,4 @@ async fn remove_units(
         }
         other => Err(unexpected(&other).into()),
     }
-}
-
-/// Liveness: the process is up and serving.
-#[utoipa::path(
-    get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Up", body = Health))
-)]
-async fn healthz() -> axum::Json<Health> {
-    super::live()
-}
-
-/// Readiness: both databases answered a ping just now.
-#[utoipa::path(
-    get, path = "/readyz", tag = "health",
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        Failures
-    )
-)]
-async fn readyz(State(front): Front) -> Out<axum::Json<Health>> {
-    call(&front, SellerRequest::Ping { deep: true }).await?;
-    Ok(super::ready())
 }
