@@ -7,6 +7,26 @@ use agora_domain::{
 };
 use clap::builder::RangedU64ValueParser;
 
+/// The global options both roles take besides `--server`, whose default and environment
+/// variable name the role.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct GlobalArgs {
+    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
+    /// on stderr.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Use this session id instead of the one a `login` saved.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "AGORA_SESSION",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub session: Option<String>,
+}
+
 /// Username and password of a new account, and its display name.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct CreateAccountArgs {

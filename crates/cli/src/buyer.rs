@@ -4,20 +4,25 @@ use agora_client::{BuyerClient, ClientError};
 use agora_domain::{ItemId, UserId};
 use clap::Subcommand;
 
-use crate::args::{
-    CreateAccountArgs, ITEM_HELP, LoginArgs, PageArgs, Vote, parse_keyword, parse_quantity,
-};
+use crate::account::{AccountCommand, execute_account};
+use crate::args::{ITEM_HELP, PageArgs, Vote, parse_keyword, parse_quantity};
 use crate::output::Reply;
 
 /// The buyer's commands, one per call of the buyer's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+// The help of the account commands that names the role.
+#[command(
+    mut_subcommand("create-account", |c| {
+        c.about("Create a buyer account; prints the new buyer id")
+    }),
+    mut_subcommand("logout", |c| {
+        c.about("Log out and forget the saved session; an unsaved cart is emptied")
+    }),
+)]
 pub enum BuyerCommand {
-    /// Create a buyer account; prints the new buyer id.
-    CreateAccount(CreateAccountArgs),
-    /// Log in; the session is saved so that later commands use it.
-    Login(LoginArgs),
-    /// Log out and forget the saved session; an unsaved cart is emptied.
-    Logout,
+    /// `create-account`, `login` and `logout`, as the seller has them.
+    #[command(flatten)]
+    Account(AccountCommand),
     /// Search the items for sale in a category, best match first.
     Search {
         /// The category to search: a whole number, as the seller chose it.
@@ -108,23 +113,7 @@ pub async fn execute_buyer(
     command: BuyerCommand,
 ) -> Result<Reply, ClientError> {
     Ok(match command {
-        BuyerCommand::CreateAccount(args) => {
-            let name = args.name.as_deref().unwrap_or(&args.username);
-            Reply::AccountCreated(
-                client.create_account(&args.username, &args.password, name).await?,
-            )
-        }
-        BuyerCommand::Login(args) => {
-            Reply::LoggedIn { session: client.login(&args.username, &args.password).await? }
-        }
-        BuyerCommand::Logout => match client.logout().await {
-            Ok(()) => Reply::LoggedOut { already_ended: false },
-            // The server no longer knows the session: the user is logged out all the same.
-            Err(e @ ClientError::Refused(_)) if e.needs_login() => {
-                Reply::LoggedOut { already_ended: true }
-            }
-            Err(e) => return Err(e),
-        },
+        BuyerCommand::Account(command) => return execute_account(client, command).await,
         BuyerCommand::Search { category, keywords, page } => {
             Reply::Items(client.search(category, keywords, page.page()).await?)
         }

@@ -6,11 +6,14 @@
 //! [`BuyerArgs`] as clap subcommands and calls [`run_seller`] or [`run_buyer`].
 //!
 //! - [`seller`], [`buyer`]: the commands and how each runs against the client.
-//! - [`args`]: shared arguments, checked against the contract's limits as they are parsed.
+//! - [`account`]: the account commands both roles have, defined and run once.
+//! - [`args`]: shared arguments and global options, checked against the contract's limits
+//!   as they are parsed.
 //! - [`output`]: tables for people, JSON for programs, errors with their codes.
 //! - [`session`]: the session file that carries a login from one command to the next.
 //! - [`shell`]: the interactive shell.
 
+pub mod account;
 pub mod args;
 pub mod buyer;
 pub mod output;
@@ -21,11 +24,13 @@ pub mod shell;
 
 use std::process::ExitCode;
 
+pub use account::AccountCommand;
 pub use buyer::{BuyerCommand, execute_buyer};
 pub use output::{Format, Reply, render_error};
 pub use seller::{SellerCommand, execute_seller};
 pub use session::SessionStore;
 
+use args::GlobalArgs;
 use run::{Buyer, Options, Seller};
 
 /// Where `agora seller` looks for the seller server when not told.
@@ -50,20 +55,9 @@ pub struct SellerArgs {
         help_heading = "Global options"
     )]
     pub servers: Vec<String>,
-    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
-    /// on stderr.
-    #[arg(long, global = true, help_heading = "Global options")]
-    pub json: bool,
-    /// Use this session id instead of the one a `login` saved.
-    #[arg(
-        long,
-        value_name = "ID",
-        env = "AGORA_SESSION",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Global options"
-    )]
-    pub session: Option<String>,
+    /// `--json` and `--session`, as the buyer has them.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// What to do; with none, an interactive shell starts.
     #[command(subcommand)]
     pub command: Option<SellerCommand>,
@@ -86,20 +80,9 @@ pub struct BuyerArgs {
         help_heading = "Global options"
     )]
     pub servers: Vec<String>,
-    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
-    /// on stderr.
-    #[arg(long, global = true, help_heading = "Global options")]
-    pub json: bool,
-    /// Use this session id instead of the one a `login` saved.
-    #[arg(
-        long,
-        value_name = "ID",
-        env = "AGORA_SESSION",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Global options"
-    )]
-    pub session: Option<String>,
+    /// `--json` and `--session`, as the seller has them.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// What to do; with none, an interactive shell starts.
     #[command(subcommand)]
     pub command: Option<BuyerCommand>,
@@ -108,21 +91,18 @@ pub struct BuyerArgs {
 /// Runs `agora seller`: the command given, or the shell. Exit code 0 on success, 1 when
 /// the command failed (usage errors, code 2, are clap's before this is called).
 pub fn run_seller(args: SellerArgs) -> ExitCode {
-    let options =
-        Options { servers: args.servers, format: format(args.json), session: args.session };
-    run::run::<Seller>(options, args.command)
+    run::run::<Seller>(options(args.servers, args.global), args.command)
 }
 
 /// Runs `agora buyer`: the command given, or the shell. Exit code 0 on success, 1 when
 /// the command failed (usage errors, code 2, are clap's before this is called).
 pub fn run_buyer(args: BuyerArgs) -> ExitCode {
-    let options =
-        Options { servers: args.servers, format: format(args.json), session: args.session };
-    run::run::<Buyer>(options, args.command)
+    run::run::<Buyer>(options(args.servers, args.global), args.command)
 }
 
-fn format(json: bool) -> Format {
-    if json { Format::Json } else { Format::Human }
+fn options(servers: Vec<String>, global: GlobalArgs) -> Options {
+    let format = if global.json { Format::Json } else { Format::Human };
+    Options { servers, format, session: global.session }
 }
 
 #[cfg(test)]
@@ -246,11 +226,11 @@ mod tests {
     #[test]
     fn global_options_go_before_or_after_the_command() {
         let args = seller("--json --server a:1,b:2 --server c:3 items --session s9");
-        assert!(args.json);
+        assert!(args.global.json);
         assert_eq!(args.servers, ["a:1", "b:2", "c:3"]);
-        assert_eq!(args.session.as_deref(), Some("s9"));
+        assert_eq!(args.global.session.as_deref(), Some("s9"));
         let args = buyer("cart --json");
-        assert!(args.json);
+        assert!(args.global.json);
         assert_eq!(args.command, Some(BuyerCommand::Cart));
     }
 
@@ -264,10 +244,10 @@ mod tests {
     fn login_takes_username_and_password() {
         assert_eq!(
             buyer("login -u alice -p 'secret words'").command,
-            Some(BuyerCommand::Login(LoginArgs {
+            Some(BuyerCommand::Account(AccountCommand::Login(LoginArgs {
                 username: "alice".into(),
                 password: "secret words".into()
-            }))
+            })))
         );
     }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
-use agora_client::{BuyerClient, ClientError, SellerClient};
+use agora_client::{BuyerClient, Client, ClientError, SellerClient};
 use agora_domain::Role;
 use clap::{FromArgMatches, Subcommand};
 
@@ -19,13 +19,10 @@ use crate::shell;
 /// What the one-shot runner and the shell need to know about a role.
 pub(crate) trait Interface {
     const ROLE: Role;
-    type Client;
+    type Client: Client;
     type Command: Subcommand + FromArgMatches;
 
     fn connect(addrs: Vec<String>) -> Self::Client;
-    fn addrs(client: &Self::Client) -> &[String];
-    fn session(client: &Self::Client) -> Option<String>;
-    fn set_session(client: &Self::Client, session: Option<String>);
     fn execute(
         client: &Self::Client,
         command: Self::Command,
@@ -43,15 +40,6 @@ impl Interface for Seller {
     fn connect(addrs: Vec<String>) -> SellerClient {
         SellerClient::new(addrs)
     }
-    fn addrs(client: &SellerClient) -> &[String] {
-        client.addrs()
-    }
-    fn session(client: &SellerClient) -> Option<String> {
-        client.session()
-    }
-    fn set_session(client: &SellerClient, session: Option<String>) {
-        client.set_session(session);
-    }
     async fn execute(client: &SellerClient, command: SellerCommand) -> Result<Reply, ClientError> {
         execute_seller(client, command).await
     }
@@ -67,15 +55,6 @@ impl Interface for Buyer {
 
     fn connect(addrs: Vec<String>) -> BuyerClient {
         BuyerClient::new(addrs)
-    }
-    fn addrs(client: &BuyerClient) -> &[String] {
-        client.addrs()
-    }
-    fn session(client: &BuyerClient) -> Option<String> {
-        client.session()
-    }
-    fn set_session(client: &BuyerClient, session: Option<String>) {
-        client.set_session(session);
     }
     async fn execute(client: &BuyerClient, command: BuyerCommand) -> Result<Reply, ClientError> {
         execute_buyer(client, command).await
@@ -102,14 +81,14 @@ impl<I: Interface> Context<I> {
     /// Runs `command`, prints its result or error, and keeps the session file in step.
     /// Returns whether the command succeeded.
     pub(crate) async fn run_command(&self, command: I::Command) -> bool {
-        let before = I::session(&self.client);
+        let before = self.client.session();
         match I::execute(&self.client, command).await {
             Ok(reply) => {
                 print_out(&reply.render(self.format));
                 self.remember(&reply, before.as_deref())
             }
             Err(error) => {
-                print_err(&render_error(&error, self.format, I::addrs(&self.client)));
+                print_err(&render_error(&error, self.format, self.client.addrs()));
                 if error.needs_login() {
                     if let Some(stale) = &before {
                         self.forget(stale);
@@ -207,7 +186,7 @@ pub(crate) fn run<I: Interface>(options: Options, command: Option<I::Command>) -
         }),
     };
     let client = I::connect(servers);
-    I::set_session(&client, session);
+    client.set_session(session);
     let context = Context::<I> { client, store, format, in_shell: command.is_none() };
     match command {
         Some(command) => {

@@ -4,21 +4,22 @@ use agora_client::{ClientError, SellerClient};
 use agora_domain::{ItemId, Money, NewItem};
 use clap::Subcommand;
 
+use crate::account::{AccountCommand, execute_account};
 use crate::args::{
-    CreateAccountArgs, ITEM_HELP, LoginArgs, PageArgs, parse_display_name, parse_keyword,
-    parse_price, parse_quantity,
+    ITEM_HELP, PageArgs, parse_display_name, parse_keyword, parse_price, parse_quantity,
 };
 use crate::output::Reply;
 
 /// The seller's commands, one per call of the seller's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+// The help of the account commands that names the role.
+#[command(mut_subcommand("create-account", |c| {
+    c.about("Create a seller account; prints the new seller id")
+}))]
 pub enum SellerCommand {
-    /// Create a seller account; prints the new seller id.
-    CreateAccount(CreateAccountArgs),
-    /// Log in; the session is saved so that later commands use it.
-    Login(LoginArgs),
-    /// Log out and forget the saved session.
-    Logout,
+    /// `create-account`, `login` and `logout`, as the buyer has them.
+    #[command(flatten)]
+    Account(AccountCommand),
     /// Show your feedback (thumbs up and down over all your items) and units sold.
     Rating,
     /// Put an item up for sale; prints its item id (like 3:17).
@@ -94,23 +95,7 @@ pub async fn execute_seller(
     command: SellerCommand,
 ) -> Result<Reply, ClientError> {
     Ok(match command {
-        SellerCommand::CreateAccount(args) => {
-            let name = args.name.as_deref().unwrap_or(&args.username);
-            Reply::AccountCreated(
-                client.create_account(&args.username, &args.password, name).await?,
-            )
-        }
-        SellerCommand::Login(args) => {
-            Reply::LoggedIn { session: client.login(&args.username, &args.password).await? }
-        }
-        SellerCommand::Logout => match client.logout().await {
-            Ok(()) => Reply::LoggedOut { already_ended: false },
-            // The server no longer knows the session: the user is logged out all the same.
-            Err(e @ ClientError::Refused(_)) if e.needs_login() => {
-                Reply::LoggedOut { already_ended: true }
-            }
-            Err(e) => return Err(e),
-        },
+        SellerCommand::Account(command) => return execute_account(client, command).await,
         SellerCommand::Rating => Reply::Rating(client.get_rating().await?),
         SellerCommand::Register(args) => {
             Reply::Registered(client.register_item(args.new_item()).await?)

@@ -8,7 +8,7 @@ use agora_proto::messages::front::{BuyerRequest, Response};
 use agora_proto::messages::new_op_id;
 use agora_proto::{BuyerServer, PoolConfig};
 
-use crate::caller::{Caller, unexpected_answer};
+use crate::caller::{Caller, Wraps, unexpected_answer};
 use crate::{ClientError, pool_config};
 
 /// A client of the buyer server. Cheap to clone: a clone is the same client, sharing its
@@ -20,11 +20,14 @@ pub struct BuyerClient {
 
 impl std::fmt::Debug for BuyerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The session id is a credential: say whether there is one, not what it is.
-        f.debug_struct("BuyerClient")
-            .field("addrs", &self.addrs())
-            .field("logged_in", &self.session().is_some())
-            .finish()
+        self.inner.debug("BuyerClient", f)
+    }
+}
+
+impl Wraps for BuyerClient {
+    type Service = BuyerServer;
+    fn caller(&self) -> &Caller<BuyerServer> {
+        &self.inner
     }
 }
 
@@ -68,10 +71,7 @@ impl BuyerClient {
 
     /// Checks that a buyer server answers; with `deep`, that it reaches its databases too.
     pub async fn ping(&self, deep: bool) -> Result<(), ClientError> {
-        match self.inner.call(&BuyerRequest::Ping { deep }).await? {
-            Response::Pong => Ok(()),
-            other => Err(unexpected_answer("ping", &other)),
-        }
+        self.inner.ping(deep).await
     }
 
     /// CreateAccount: a new buyer with `username`, `password` and display `name`; returns
@@ -82,39 +82,19 @@ impl BuyerClient {
         password: &str,
         name: &str,
     ) -> Result<UserId, ClientError> {
-        let request = BuyerRequest::CreateAccount {
-            op: new_op_id(),
-            username: username.to_owned(),
-            password: password.to_owned(),
-            name: name.to_owned(),
-        };
-        match self.inner.call(&request).await? {
-            Response::Account { id } => Ok(id),
-            other => Err(unexpected_answer("create_account", &other)),
-        }
+        self.inner.create_account(username, password, name).await
     }
 
     /// Login: starts a session, which this client keeps and sends from now on; returns the
     /// session id.
     pub async fn login(&self, username: &str, password: &str) -> Result<String, ClientError> {
-        let request =
-            BuyerRequest::Login { username: username.to_owned(), password: password.to_owned() };
-        match self.inner.call(&request).await? {
-            Response::LoggedIn { session, .. } => {
-                self.inner.set_session(Some(session.clone()));
-                Ok(session)
-            }
-            other => Err(unexpected_answer("login", &other)),
-        }
+        self.inner.login(username, password).await
     }
 
     /// Logout: ends the session on the server and forgets it here. A session the server no
     /// longer knows is forgotten too, and its refusal returned. An unsaved cart is gone.
     pub async fn logout(&self) -> Result<(), ClientError> {
-        match self.inner.end_session(|session| BuyerRequest::Logout { session }).await? {
-            Response::Done => Ok(()),
-            other => Err(unexpected_answer("logout", &other)),
-        }
+        self.inner.logout().await
     }
 
     /// SearchItemsForSale: one page of the available items in `category` matching up to

@@ -1,11 +1,55 @@
-//! [`Caller`]: what both clients share, a connection pool to one frontend service and the
-//! session id that calls carry.
+//! [`Caller`]: what both clients share, a connection pool to one frontend service, the
+//! session id that calls carry, and the calls both frontends take alike (ping and the
+//! account calls). [`Client`] offers the session and the account calls as a trait, for
+//! code that serves either role.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 
-use agora_proto::{Pool, PoolConfig, Service};
+use agora_domain::UserId;
+use agora_proto::messages::front::{BuyerRequest, Response, SellerRequest};
+use agora_proto::messages::{OpId, new_op_id};
+use agora_proto::{BuyerServer, Pool, PoolConfig, SellerServer, Service};
 
 use crate::ClientError;
+
+/// A frontend service: the requests that both frontends take, built for this one.
+pub(crate) trait Frontend: Service<Response = Response> {
+    fn ping(deep: bool) -> Self::Request;
+    fn create_account(op: OpId, username: String, password: String, name: String) -> Self::Request;
+    fn login(username: String, password: String) -> Self::Request;
+    fn logout(session: String) -> Self::Request;
+}
+
+/// Implements [`Frontend`] for `$service`, whose requests are `$request`: both frontends'
+/// request enums spell the shared requests alike, variant for variant.
+macro_rules! frontend {
+    ($service:ty, $request:ident) => {
+        impl Frontend for $service {
+            fn ping(deep: bool) -> $request {
+                $request::Ping { deep }
+            }
+            fn create_account(
+                op: OpId,
+                username: String,
+                password: String,
+                name: String,
+            ) -> $request {
+                $request::CreateAccount { op, username, password, name }
+            }
+            fn login(username: String, password: String) -> $request {
+                $request::Login { username, password }
+            }
+            fn logout(session: String) -> $request {
+                $request::Logout { session }
+            }
+        }
+    };
+}
+
+frontend!(SellerServer, SellerRequest);
+frontend!(BuyerServer, BuyerRequest);
 
 /// A pool to service `S` and the current session.
 pub(crate) struct Caller<S: Service> {
@@ -35,6 +79,15 @@ impl<S: Service> Caller<S> {
         *self.lock() = session;
     }
 
+    /// Formats the client called `name` for `Debug`: its addresses and whether it is logged
+    /// in. The session id is a credential: say whether there is one, not what it is.
+    pub(crate) fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("addrs", &self.addrs())
+            .field("logged_in", &self.session().is_some())
+            .finish()
+    }
+
     /// Forgets `session` if it is still the current one; a login that happened meanwhile
     /// keeps its new session.
     pub(crate) fn forget(&self, session: &str) {
@@ -45,7 +98,7 @@ impl<S: Service> Caller<S> {
     }
 
     /// Sends a request that needs no session.
-    pub(crate) async fn call(&self, request: &S::Request) -> Result<S::Response, ClientError> {
+    async fn call(&self, request: &S::Request) -> Result<S::Response, ClientError> {
         Ok(self.pool.call(request).await?)
     }
 
@@ -61,7 +114,7 @@ impl<S: Service> Caller<S> {
 
     /// Like [`Caller::call_with_session`] for Logout: the session is forgotten once the
     /// server has answered, since it has ended either way.
-    pub(crate) async fn end_session(
+    async fn end_session(
         &self,
         make: impl FnOnce(String) -> S::Request,
     ) -> Result<S::Response, ClientError> {
@@ -83,6 +136,134 @@ impl<S: Service> Caller<S> {
             self.forget(&session);
         }
         result
+    }
+}
+
+/// The calls both frontends take alike. Each client's method of the same name calls these,
+/// under a doc comment that names its role.
+impl<S: Frontend> Caller<S> {
+    pub(crate) async fn ping(&self, deep: bool) -> Result<(), ClientError> {
+        match self.call(&S::ping(deep)).await? {
+            Response::Pong => Ok(()),
+            other => Err(unexpected_answer("ping", &other)),
+        }
+    }
+
+    pub(crate) async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        name: &str,
+    ) -> Result<UserId, ClientError> {
+        let request = S::create_account(
+            new_op_id(),
+            username.to_owned(),
+            password.to_owned(),
+            name.to_owned(),
+        );
+        match self.call(&request).await? {
+            Response::Account { id } => Ok(id),
+            other => Err(unexpected_answer("create_account", &other)),
+        }
+    }
+
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, ClientError> {
+        match self.call(&S::login(username.to_owned(), password.to_owned())).await? {
+            Response::LoggedIn { session, .. } => {
+                self.set_session(Some(session.clone()));
+                Ok(session)
+            }
+            other => Err(unexpected_answer("login", &other)),
+        }
+    }
+
+    pub(crate) async fn logout(&self) -> Result<(), ClientError> {
+        match self.end_session(S::logout).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected_answer("logout", &other)),
+        }
+    }
+}
+
+/// What [`SellerClient`](crate::SellerClient) and [`BuyerClient`](crate::BuyerClient) do
+/// alike: the session they keep and the account calls. For code that serves either role,
+/// as the command-line clients do; each method behaves as the client's own method of the
+/// same name.
+pub trait Client {
+    /// The server addresses this client tries.
+    fn addrs(&self) -> &[String];
+
+    /// The current session id, if logged in.
+    fn session(&self) -> Option<String>;
+
+    /// Replaces the session id: to resume a session saved elsewhere, or `None` to drop it
+    /// without telling the server.
+    fn set_session(&self, session: Option<String>);
+
+    /// CreateAccount: a new account with `username`, `password` and display `name`;
+    /// returns its id. Does not log in.
+    fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<UserId, ClientError>> + Send;
+
+    /// Login: starts a session, which this client keeps and sends from now on; returns the
+    /// session id.
+    fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<String, ClientError>> + Send;
+
+    /// Logout: ends the session on the server and forgets it here. A session the server no
+    /// longer knows is forgotten too, and its refusal returned.
+    fn logout(&self) -> impl Future<Output = Result<(), ClientError>> + Send;
+}
+
+/// A client built around a [`Caller`]; this is how both clients get [`Client`].
+pub(crate) trait Wraps {
+    type Service: Frontend;
+    fn caller(&self) -> &Caller<Self::Service>;
+}
+
+impl<C: Wraps> Client for C {
+    fn addrs(&self) -> &[String] {
+        self.caller().addrs()
+    }
+
+    fn session(&self) -> Option<String> {
+        self.caller().session()
+    }
+
+    fn set_session(&self, session: Option<String>) {
+        self.caller().set_session(session);
+    }
+
+    fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<UserId, ClientError>> + Send {
+        self.caller().create_account(username, password, name)
+    }
+
+    fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<String, ClientError>> + Send {
+        self.caller().login(username, password)
+    }
+
+    fn logout(&self) -> impl Future<Output = Result<(), ClientError>> + Send {
+        self.caller().logout()
     }
 }
 

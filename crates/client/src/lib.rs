@@ -4,6 +4,8 @@
 //! - [`SellerClient`] talks to the seller server, [`BuyerClient`] to the buyer server.
 //!   Each is built from a list of frontend addresses, tried in turn, and holds the
 //!   session id that [`SellerClient::login`] returns and later calls send.
+//! - [`Client`] is what both clients do alike, the session and the account calls, for
+//!   code that serves either role.
 //! - [`ClientError`] keeps "could not reach the server" ([`ClientError::Transport`]) apart
 //!   from "the server refused" ([`ClientError::Refused`]), and catches a call that needs a
 //!   session before it goes out ([`ClientError::NotLoggedIn`]).
@@ -27,6 +29,7 @@ mod seller;
 
 pub use agora_proto::{ApiError, CallError, ErrorCode, PoolConfig};
 pub use buyer::{BuyerClient, new_purchase_key};
+pub use caller::Client;
 pub use seller::SellerClient;
 
 use std::time::Duration;
