@@ -159,6 +159,11 @@ pub struct ProductDbArgs {
     /// however large the catalogue grows.
     #[arg(long, env = "AGORA_SEARCH_CANDIDATES", default_value_t = 1000)]
     pub search_candidates: u32,
+    /// SQLite page cache of the connection that serves reads, in MiB. Searches of a large
+    /// catalogue read its newest items; with them in memory a search makes fewer system
+    /// calls (docs/performance.md, "Search").
+    #[arg(long, env = "AGORA_PAGE_CACHE_MIB", default_value_t = agora_product_db::DEFAULT_PAGE_CACHE_MIB)]
+    pub page_cache_mib: u32,
     /// Reader threads (SQLite read connections), for reads arriving while the request
     /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
@@ -304,6 +309,7 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
         readers: args.readers.max(1),
         durability: args.durability,
         search_candidates: args.search_candidates,
+        page_cache_mib: args.page_cache_mib,
         ..agora_product_db::Config::new(&args.data_dir)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {

@@ -37,7 +37,13 @@ pub struct Config {
     /// Most postings one search keyword reads (newest first): bounds a search's cost
     /// however large the catalogue grows. See docs/semantics.md.
     pub search_candidates: u32,
+    /// SQLite page cache, in MiB, of the connection that serves reads.
+    pub page_cache_mib: u32,
 }
+
+/// The product database's page cache unless configured otherwise, in MiB: room for the
+/// index and the newest part of a large catalogue, which is what searches read.
+pub const DEFAULT_PAGE_CACHE_MIB: u32 = 16;
 
 impl Config {
     /// Defaults, with data under `data_dir`.
@@ -48,6 +54,7 @@ impl Config {
             readers: 2,
             durability: agora_store::Durability::default(),
             search_candidates: 1000,
+            page_cache_mib: DEFAULT_PAGE_CACHE_MIB,
         }
     }
 }
@@ -79,6 +86,7 @@ pub async fn run(
         &StoreConfig {
             readers: config.readers,
             durability: config.durability,
+            page_cache_kib: config.page_cache_mib.saturating_mul(1024),
             ..StoreConfig::new(&path)
         },
         SCHEMA,

@@ -71,16 +71,14 @@ pub(crate) fn search(
              ORDER BY number DESC LIMIT ?3",
         )
         .map_err(db_error)?;
-    let mut numbers: Vec<i64> = Vec::new();
+    let mut windows: Vec<Vec<i64>> = Vec::with_capacity(keywords.len());
     for keyword in keywords {
         let rows = window
             .query_map(params![keyword, category, cap], |r| r.get::<_, i64>(0))
             .map_err(db_error)?;
-        for number in rows {
-            numbers.push(number.map_err(db_error)?);
-        }
+        windows.push(rows.collect::<Result<_, _>>().map_err(db_error)?);
     }
-    let ranked = rank(numbers);
+    let ranked = rank(&windows);
     let mut item = c
         .prepare_cached(&format!(
             "SELECT {ITEM_COLUMNS} FROM items WHERE number = ?1 AND quantity > 0"
@@ -98,19 +96,28 @@ pub(crate) fn search(
     Ok(items)
 }
 
-/// `(hits, number)` for each distinct number in `numbers` (one entry per keyword it
-/// matched), most hits first, then newest (highest number) first.
-fn rank(mut numbers: Vec<i64>) -> Vec<(usize, i64)> {
-    numbers.sort_unstable_by(|a, b| b.cmp(a));
-    let mut ranked: Vec<(usize, i64)> = Vec::with_capacity(numbers.len());
-    for number in numbers {
-        match ranked.last_mut() {
-            Some((hits, last)) if *last == number => *hits += 1,
-            _ => ranked.push((1, number)),
+/// `(hits, number)` for each distinct number in `windows` (each newest first, no number
+/// twice), where `hits` is how many windows hold it: most hits first, then newest first.
+/// A merge of the windows, then one pass per hit count: no sorting.
+fn rank(windows: &[Vec<i64>]) -> Vec<(usize, i64)> {
+    let mut next = vec![0usize; windows.len()];
+    let mut merged: Vec<(usize, i64)> = Vec::with_capacity(windows.iter().map(Vec::len).sum());
+    loop {
+        let newest = windows.iter().zip(&next).filter_map(|(w, &i)| w.get(i)).max();
+        let Some(&number) = newest else { break };
+        let mut hits = 0;
+        for (w, i) in windows.iter().zip(next.iter_mut()) {
+            if w.get(*i) == Some(&number) {
+                *i += 1;
+                hits += 1;
+            }
         }
+        merged.push((hits, number));
     }
-    // Stable: equal hits keep their newest-first order.
-    ranked.sort_by_key(|&(hits, _)| std::cmp::Reverse(hits));
+    let mut ranked = Vec::with_capacity(merged.len());
+    for hits in (1..=windows.len()).rev() {
+        ranked.extend(merged.iter().filter(|&&(h, _)| h == hits));
+    }
     ranked
 }
 
@@ -126,9 +133,12 @@ mod tests {
     #[test]
     fn more_keywords_matched_first_then_newest() {
         assert_eq!(
-            rank(vec![5, 9, 3, 7, 9, 3, 3, 1]),
+            rank(&[vec![9, 7, 5, 3, 1], vec![9, 3], vec![3]]),
             vec![(3, 3), (2, 9), (1, 7), (1, 5), (1, 1)]
         );
-        assert_eq!(rank(Vec::new()), Vec::<(usize, i64)>::new());
+        // The same keyword twice counts twice, as two keywords would.
+        assert_eq!(rank(&[vec![8, 2], vec![8, 2], vec![4]]), vec![(2, 8), (2, 2), (1, 4)]);
+        assert_eq!(rank(&[vec![], vec![]]), Vec::<(usize, i64)>::new());
+        assert_eq!(rank(&[]), Vec::<(usize, i64)>::new());
     }
 }

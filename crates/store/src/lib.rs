@@ -94,7 +94,13 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// What an acknowledged write survives.
     pub durability: Durability,
+    /// SQLite's page cache, in KiB, of the connection most reads run on (the caller's
+    /// thread's; see [`Store::read`]). The other connections keep SQLite's default.
+    pub page_cache_kib: u32,
 }
+
+/// SQLite's own default page cache per connection, in KiB.
+pub const DEFAULT_PAGE_CACHE_KIB: u32 = 2000;
 
 impl StoreConfig {
     /// Defaults for the database file at `path`.
@@ -104,6 +110,7 @@ impl StoreConfig {
             readers: 2,
             max_batch: 512,
             durability: Durability::default(),
+            page_cache_kib: DEFAULT_PAGE_CACHE_KIB,
         }
     }
 }
@@ -219,12 +226,18 @@ impl Store {
 
         // Checkpoints are the checkpointer thread's job, not the committing writer's.
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
+        // Negative: in KiB rather than pages.
+        let page_cache = -i64::from(config.page_cache_kib.max(1));
+        if config.durability == Durability::Process {
+            writer.pragma_update(None, "cache_size", page_cache).map_err(fail)?;
+        }
         let writer: WriteConn = Arc::new(tokio::sync::Mutex::new(writer));
         let inline = match config.durability {
             // Writes run on the caller's thread too, so reads share their connection.
             Durability::Process => writer.clone(),
             Durability::Machine => {
                 let conn = open_connection(&config.path, true).map_err(fail)?;
+                conn.pragma_update(None, "cache_size", page_cache).map_err(fail)?;
                 Arc::new(tokio::sync::Mutex::new(conn))
             }
         };
@@ -572,6 +585,26 @@ mod tests {
 
     /// Each test runs with both writers: inline (process) and on a thread (machine).
     const BOTH: [Durability; 2] = [Durability::Process, Durability::Machine];
+
+    #[tokio::test]
+    async fn reads_run_with_the_configured_page_cache() {
+        for durability in BOTH {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = StoreConfig {
+                durability,
+                page_cache_kib: 8192,
+                ..StoreConfig::new(dir.path().join("t.db"))
+            };
+            let store = Store::open(&config, SCHEMA).expect("open");
+            let size = store
+                .read(|c| {
+                    c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)).map_err(db_error)
+                })
+                .await
+                .expect("read");
+            assert_eq!(size, -8192, "{durability:?}");
+        }
+    }
 
     #[tokio::test]
     async fn a_failed_job_undoes_only_itself() {
