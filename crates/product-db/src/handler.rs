@@ -10,7 +10,7 @@ use agora_proto::{ApiError, ErrorCode, Handler, fault};
 use agora_store::{Store, db_error, once};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::{reserve, search};
+use crate::{postings, reserve, search};
 
 /// The product database's state.
 #[derive(Debug)]
@@ -194,13 +194,8 @@ fn register(c: &Connection, seller: UserId, item: &NewItem) -> Result<ItemId, Ap
     })
     .map_err(db_error)?;
     let number = c.last_insert_rowid();
-    let mut post = c
-        .prepare_cached(
-            "INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)",
-        )
-        .map_err(db_error)?;
     for keyword in &item.keywords {
-        post.execute(params![keyword, item.category, number]).map_err(db_error)?;
+        postings::add(c, keyword, item.category, number).map_err(db_error)?;
     }
     Ok(ItemId { category: item.category, number: number as u64 })
 }
@@ -233,18 +228,13 @@ pub(crate) fn set_quantity(c: &Connection, item: &Item, quantity: u32) -> Result
     c.prepare_cached("UPDATE items SET quantity = ?2 WHERE number = ?1")
         .and_then(|mut st| st.execute(params![number, quantity]))
         .map_err(db_error)?;
-    let sql = match (item.quantity, quantity) {
-        (0, q) if q > 0 => {
-            "INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)"
-        }
-        (q, 0) if q > 0 => {
-            "DELETE FROM postings WHERE keyword = ?1 AND category = ?2 AND number = ?3"
-        }
+    let change = match (item.quantity, quantity) {
+        (0, q) if q > 0 => postings::add,
+        (q, 0) if q > 0 => postings::remove,
         _ => return Ok(()),
     };
-    let mut st = c.prepare_cached(sql).map_err(db_error)?;
     for keyword in &item.keywords {
-        st.execute(params![keyword, item.id.category, number]).map_err(db_error)?;
+        change(c, keyword, item.id.category, number).map_err(db_error)?;
     }
     Ok(())
 }

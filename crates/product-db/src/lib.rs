@@ -2,9 +2,10 @@
 //!
 //! A library with one entry point, [`run`]; `agora product-db` binds a listener and calls
 //! it. Requests arrive as [`agora_proto::messages::product::Request`] and are handled in
-//! [`handler`]; the search index and ranking are in [`search`].
+//! [`handler`]; the search index is in [`postings`], and ranking in [`search`].
 
 mod handler;
+mod postings;
 mod reserve;
 mod search;
 pub mod seed;
@@ -68,6 +69,9 @@ pub enum StartError {
     /// The database file could not be opened.
     #[error(transparent)]
     Open(#[from] agora_store::OpenError),
+    /// The search index of an earlier version could not be moved to blocks.
+    #[error("cannot upgrade the search index of {0}: {1}")]
+    Upgrade(PathBuf, String),
     /// Seeding a synthetic catalogue failed.
     #[error("cannot seed {0}: {1}")]
     Seed(PathBuf, rusqlite::Error),
@@ -91,6 +95,14 @@ pub async fn run(
         },
         SCHEMA,
     )?;
+    // A database from before the index was kept in blocks moves over once, at start.
+    let moved = store
+        .write(|c| postings::upgrade(c).map_err(agora_store::db_error))
+        .await
+        .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
+    if moved > 0 {
+        info!(postings = moved, "search index moved to blocks");
+    }
     let db = Arc::new(ProductDb::new(store, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
     agora_proto::serve(listener, db, config.server.clone(), shutdown).await;

@@ -16,12 +16,15 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_for_sale_by_seller ON items (seller, number) WHERE quantity > 0;
 CREATE INDEX IF NOT EXISTS items_for_sale_by_category ON items (category, number) WHERE quantity > 0;
 
--- The search index: one posting per (keyword, item), newest first within a keyword.
-CREATE TABLE IF NOT EXISTS postings (
+-- The search index: for each keyword of each item for sale, its number, per
+-- (keyword, category) in blocks of up to 128 ascending numbers packed as varint deltas,
+-- keyed by their first number (src/postings.rs).
+CREATE TABLE IF NOT EXISTS posting_blocks (
     keyword  TEXT    NOT NULL,
     category INTEGER NOT NULL,
-    number   INTEGER NOT NULL,
-    PRIMARY KEY (keyword, category, number)
+    first    INTEGER NOT NULL,
+    numbers  BLOB    NOT NULL,
+    PRIMARY KEY (keyword, category, first)
 ) WITHOUT ROWID;
 
 -- One vote per buyer per item; voting again replaces the vote.

@@ -1,22 +1,20 @@
-//! SearchItemsForSale: the index and the ranking (docs/semantics.md states them for users).
+//! SearchItemsForSale: the ranking (docs/semantics.md states it for users).
 //!
-//! Every keyword of an item is a posting `(keyword, category, number)` in a table whose
-//! primary key is that triple, so the postings of one keyword in one category are a range
-//! of the B-tree, newest item last. A search reads, for each query keyword, at most
-//! `cap` postings from the newest end of that range, counts how many query keywords each
-//! item matched, and ranks by:
+//! The index ([`postings`]) keeps, for each keyword in each category, the numbers of the
+//! items for sale listed with it, and gives the newest first. A search reads, for each
+//! query keyword, at most `cap` numbers from that newest end, counts how many query
+//! keywords each item matched, and ranks by:
 //!
 //! 1. more query keywords matched first;
 //! 2. newer listing (higher number) first.
 //!
-//! Reading a bounded range per keyword keeps the cost flat as the catalogue grows; the
-//! price is that only the `cap` newest items per keyword compete. A one-keyword search
-//! reads only the page it returns (its ranking is newest first). With several keywords,
-//! each keyword's window of item numbers is read from the index alone, the numbers are
-//! counted and ranked here (cheaper than SQLite's GROUP BY in a temporary B-tree), and only
-//! the page's items are read. Sold-out items leave the index, so every candidate is for
-//! sale. With no keywords, the category's items for
-//! sale are listed newest first from a partial index.
+//! Reading a bounded window per keyword bounds the cost as the catalogue grows; the price
+//! is that only the `cap` newest items per keyword compete. A one-keyword search reads
+//! only the numbers of the page it returns (its ranking is newest first). With several
+//! keywords, the windows (each newest first) are merged and counted here, and only the
+//! page's items are read. Sold-out items leave the index, so every candidate is for sale.
+//! With no keywords, the category's items for sale are listed newest first from a partial
+//! index.
 
 use agora_domain::{Item, Page};
 use agora_proto::ApiError;
@@ -24,6 +22,7 @@ use agora_store::db_error;
 use rusqlite::{Connection, params};
 
 use crate::handler::{ITEM_COLUMNS, item_from_row};
+use crate::postings;
 
 /// One page of the category's items for sale matching `keywords`, best match first.
 pub(crate) fn search(
@@ -47,53 +46,55 @@ pub(crate) fn search(
     }
 
     // One keyword: every candidate matches once, so the ranking is newest first and the
-    // page is the first `offset + limit` postings of the range: nothing else is read.
+    // page is the keyword's newest `offset + limit` numbers.
     if let [keyword] = keywords {
-        let mut st = c
-            .prepare_cached(&format!(
-                "SELECT {} FROM postings p JOIN items i ON i.number = p.number \
-                 WHERE p.keyword = ?1 AND p.category = ?2 AND i.quantity > 0 \
-                 ORDER BY p.number DESC LIMIT ?3 OFFSET ?4",
-                qualified("i")
-            ))
-            .map_err(db_error)?;
-        let rows = st
-            .query_map(params![keyword, category, page.limit, page.offset], item_from_row)
-            .map_err(db_error)?;
-        return rows.collect::<Result<_, _>>().map_err(db_error);
+        let want = (page.offset as usize).saturating_add(page.limit as usize);
+        let numbers = postings::newest(c, keyword, category, want).map_err(db_error)?;
+        return items(c, numbers.into_iter().skip(page.offset as usize));
     }
 
-    // Several: each keyword's newest `cap` postings (numbers only, straight from the index),
-    // counted and ranked here, then only the page's items read.
-    let mut window = c
-        .prepare_cached(
-            "SELECT number FROM postings WHERE keyword = ?1 AND category = ?2 \
-             ORDER BY number DESC LIMIT ?3",
-        )
-        .map_err(db_error)?;
+    // Several: each keyword's newest `cap` numbers, counted and ranked here, then only the
+    // page's items read.
     let mut windows: Vec<Vec<i64>> = Vec::with_capacity(keywords.len());
     for keyword in keywords {
-        let rows = window
-            .query_map(params![keyword, category, cap], |r| r.get::<_, i64>(0))
-            .map_err(db_error)?;
-        windows.push(rows.collect::<Result<_, _>>().map_err(db_error)?);
+        windows.push(postings::newest(c, keyword, category, cap as usize).map_err(db_error)?);
     }
     let ranked = rank(&windows);
-    let mut item = c
+    let page_numbers =
+        ranked.into_iter().skip(page.offset as usize).take(page.limit as usize).map(|(_, n)| n);
+    items(c, page_numbers)
+}
+
+/// The items numbered `numbers`, in that order, read with one statement (the numbers go
+/// in as a JSON array: one prepared statement serves every page length).
+fn items(c: &Connection, numbers: impl Iterator<Item = i64>) -> Result<Vec<Item>, ApiError> {
+    let order: Vec<i64> = numbers.collect();
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut list = String::with_capacity(order.len() * 8 + 2);
+    list.push('[');
+    for (i, number) in order.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&number.to_string());
+    }
+    list.push(']');
+    let mut st = c
         .prepare_cached(&format!(
-            "SELECT {ITEM_COLUMNS} FROM items WHERE number = ?1 AND quantity > 0"
+            "SELECT {ITEM_COLUMNS} FROM items \
+             WHERE number IN (SELECT value FROM json_each(?1)) AND quantity > 0"
         ))
         .map_err(db_error)?;
-    let mut items = Vec::with_capacity(page.limit as usize);
-    for (_, number) in ranked.into_iter().skip(page.offset as usize).take(page.limit as usize) {
-        // Sold-out items are not in the index, so this finds every item in the same
-        // snapshot; `optional` only guards the impossible.
-        use rusqlite::OptionalExtension;
-        if let Some(found) = item.query_row([number], item_from_row).optional().map_err(db_error)? {
-            items.push(found);
-        }
-    }
-    Ok(items)
+    let mut found: Vec<Item> = st
+        .query_map([list], item_from_row)
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)?;
+    // Sold-out items are not in the index, so every number is found in the same snapshot.
+    found.sort_by_key(|item| order.iter().position(|&n| n == item.id.number as i64));
+    Ok(found)
 }
 
 /// `(hits, number)` for each distinct number in `windows` (each newest first, no number
@@ -119,11 +120,6 @@ fn rank(windows: &[Vec<i64>]) -> Vec<(usize, i64)> {
         ranked.extend(merged.iter().filter(|&&(h, _)| h == hits));
     }
     ranked
-}
-
-/// [`ITEM_COLUMNS`] prefixed with a table alias.
-fn qualified(alias: &str) -> String {
-    ITEM_COLUMNS.split(", ").map(|col| format!("{alias}.{col}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

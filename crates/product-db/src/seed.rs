@@ -45,16 +45,14 @@ pub fn synthetic(
     let tx = conn.transaction().map_err(fail)?;
     let mut rng = SplitMix(seed);
     let mut range = (0, 0);
+    // The search index, built in memory and written once at the end.
+    let mut index: std::collections::HashMap<(&str, u32), Vec<i64>> =
+        std::collections::HashMap::new();
     {
         let mut item = tx
             .prepare(
                 "INSERT INTO items (category, seller, name, keywords, condition, price, quantity, listed_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-            )
-            .map_err(fail)?;
-        let mut post = tx
-            .prepare(
-                "INSERT OR IGNORE INTO postings (keyword, category, number) VALUES (?1, ?2, ?3)",
             )
             .map_err(fail)?;
         for i in 0..items {
@@ -82,13 +80,17 @@ pub fn synthetic(
             .map_err(fail)?;
             let number = tx.last_insert_rowid();
             for word in &keywords {
-                post.execute(params![word, category, number]).map_err(fail)?;
+                index.entry((*word, category)).or_default().push(number);
             }
             if i == 0 {
                 range.0 = number as u64;
             }
             range.1 = number as u64;
         }
+    }
+    // Numbers were given in ascending order, so each list is ready to be cut into blocks.
+    for ((word, category), numbers) in &index {
+        crate::postings::write_all(&tx, word, *category, numbers).map_err(fail)?;
     }
     tx.commit().map_err(fail)?;
     Ok(range)
@@ -120,10 +122,22 @@ mod tests {
         let conn = Connection::open(dir.path().join("product.db")).expect("open");
         let items: i64 =
             conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).expect("count");
-        let postings: i64 =
-            conn.query_row("SELECT count(*) FROM postings", [], |r| r.get(0)).expect("count");
         assert_eq!(items, 500);
-        assert!(postings >= 500);
+        // Every item is found under each of its keywords.
+        let mut st = conn.prepare("SELECT number, category, keywords FROM items").expect("prepare");
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?))
+            })
+            .expect("items");
+        for row in rows {
+            let (number, category, keywords) = row.expect("row");
+            for word in keywords.split(' ') {
+                let numbers =
+                    crate::postings::newest(&conn, word, category, usize::MAX).expect("index");
+                assert!(numbers.contains(&number), "{number} under {word:?} in {category}");
+            }
+        }
         assert!(VOCABULARY.iter().all(|w| w.chars().count() <= agora_domain::KEYWORD_MAX_CHARS));
     }
 }
