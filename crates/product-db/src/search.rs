@@ -87,14 +87,19 @@ fn items(c: &Connection, numbers: impl Iterator<Item = i64>) -> Result<Vec<Item>
              WHERE number IN (SELECT value FROM json_each(?1)) AND quantity > 0"
         ))
         .map_err(db_error)?;
-    let mut found: Vec<Item> = st
-        .query_map([list], item_from_row)
-        .map_err(db_error)?
-        .collect::<Result<_, _>>()
-        .map_err(db_error)?;
+    // Where each number goes in the answer, looked up by number.
+    let mut slot: Vec<(i64, usize)> = order.iter().copied().zip(0..).collect();
+    slot.sort_unstable();
+    let mut placed: Vec<Option<Item>> = vec![None; order.len()];
+    for item in st.query_map([list], item_from_row).map_err(db_error)? {
+        let item = item.map_err(db_error)?;
+        let number = item.id.number as i64;
+        if let Ok(i) = slot.binary_search_by_key(&number, |&(n, _)| n) {
+            placed[slot[i].1] = Some(item);
+        }
+    }
     // Sold-out items are not in the index, so every number is found in the same snapshot.
-    found.sort_by_key(|item| order.iter().position(|&n| n == item.id.number as i64));
-    Ok(found)
+    Ok(placed.into_iter().flatten().collect())
 }
 
 /// `(hits, number)` for each distinct number in `windows` (each newest first, no number
