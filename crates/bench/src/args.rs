@@ -83,6 +83,8 @@ pub struct BenchArgs {
     pub buyer_server: Vec<String>,
     /// Start the servers as processes of this binary, on a fresh data directory, for
     /// each scenario, and stop them afterwards; their peak memory goes into the report.
+    /// They inherit this environment, so `AGORA_*` variables set their options (for
+    /// example AGORA_SPIN=200us); the report lists the ones that were set.
     #[arg(long)]
     pub spawn: bool,
     /// With --spawn: make the fresh data directory inside this one (default: the system's

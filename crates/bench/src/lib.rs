@@ -152,7 +152,18 @@ fn settings(args: &BenchArgs, shapes: &[Shape], bulk: bool) -> Settings {
         client_threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        server_env: if args.spawn { server_env(std::env::vars_os()) } else { BTreeMap::new() },
     }
+}
+
+/// The `AGORA_*` variables in `vars`: spawned servers inherit them, and they change how the
+/// servers run, so a report says which were set.
+fn server_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> BTreeMap<String, String> {
+    vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("AGORA_"))
+        .collect()
 }
 
 fn floor_calls(args: &BenchArgs) -> u64 {
@@ -346,4 +357,21 @@ async fn measure(
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_env;
+
+    #[test]
+    fn the_report_names_only_the_servers_settings() {
+        let vars = [("AGORA_SPIN", "200us"), ("PATH", "/bin"), ("AGORA_THREADS", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()));
+        let env = server_env(vars);
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            vec![("AGORA_SPIN".into(), "200us".into()), ("AGORA_THREADS".into(), "2".into())]
+        );
+    }
 }

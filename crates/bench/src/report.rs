@@ -62,6 +62,9 @@ pub struct Settings {
     pub timeout_ms: u64,
     /// Threads the bench's clients ran on.
     pub client_threads: usize,
+    /// With `--spawn`: the `AGORA_*` environment variables the servers inherited, which
+    /// change their settings (`AGORA_SPIN`, `AGORA_PAGE_CACHE_MIB`, ...). Empty otherwise.
+    pub server_env: BTreeMap<String, String>,
 }
 
 /// The floor: pings that do no work, through the same client, connection and servers.
@@ -243,6 +246,11 @@ pub fn print_settings(settings: &Settings, machine: &Machine, data_note: &str) {
         println!(
             "  servers     spawned by the bench, fresh data directory per scenario{data_note}"
         );
+        if !settings.server_env.is_empty() {
+            let env: Vec<String> =
+                settings.server_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  server env  {} (inherited by the servers)", env.join(" "));
+        }
     } else {
         println!(
             "  servers     seller-server {}, buyer-server {}",
