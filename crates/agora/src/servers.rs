@@ -60,9 +60,22 @@ pub struct Common {
     /// Stops early when another thread needs the core. Lowers latency at light load on
     /// virtual machines whose idle cores halt at once (~25 % in bench scenario 1), at up to
     /// this much CPU after each frame; on a small machine under load it costs throughput
-    /// (~10 % in scenario 2). docs/performance.md has the figures. Example: 200us
-    #[arg(long, env = "AGORA_SPIN", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// (~10 % in scenario 2). docs/performance.md has the figures. Example: 200us; at
+    /// most 10ms.
+    #[arg(long, env = "AGORA_SPIN", default_value = "0s", value_parser = parse_spin)]
     pub spin: Duration,
+}
+
+/// The longest `--spin`: past a few milliseconds a server would only burn CPU, since a
+/// frame that far off is not a reply on its way.
+const MAX_SPIN: Duration = Duration::from_millis(10);
+
+fn parse_spin(text: &str) -> Result<Duration, String> {
+    let spin = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if spin > MAX_SPIN {
+        return Err(format!("at most {}", humantime::format_duration(MAX_SPIN)));
+    }
+    Ok(spin)
 }
 
 impl Common {
@@ -161,8 +174,13 @@ pub struct ProductDbArgs {
     pub search_candidates: u32,
     /// SQLite page cache of the connection that serves reads, in MiB. Searches of a large
     /// catalogue read its newest items; with them in memory a search makes fewer system
-    /// calls (docs/performance.md, "Search").
-    #[arg(long, env = "AGORA_PAGE_CACHE_MIB", default_value_t = agora_product_db::DEFAULT_PAGE_CACHE_MIB)]
+    /// calls (docs/performance.md, "Search"). 1 to 4096.
+    #[arg(
+        long,
+        env = "AGORA_PAGE_CACHE_MIB",
+        default_value_t = agora_product_db::DEFAULT_PAGE_CACHE_MIB,
+        value_parser = clap::value_parser!(u32).range(1..=4096)
+    )]
     pub page_cache_mib: u32,
     /// Reader threads (SQLite read connections), for reads arriving while the request
     /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
