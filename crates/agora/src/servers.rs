@@ -479,3 +479,17 @@ async fn cancel_on_signal(token: CancellationToken, supervised: bool) {
     tracing::info!("stopping");
     token.cancel();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spin_is_a_short_duration() {
+        assert_eq!(parse_spin("200us"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_spin("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_spin("10ms"), Ok(MAX_SPIN));
+        assert_eq!(parse_spin("11ms"), Err("at most 10ms".to_owned()));
+        assert!(parse_spin("fast").is_err());
+    }
+}
