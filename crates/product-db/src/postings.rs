@@ -27,28 +27,24 @@ fn block_for(
     category: u32,
     number: i64,
 ) -> rusqlite::Result<Option<(i64, Vec<i64>)>> {
+    let block =
+        |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, decode(r.get_ref(1)?.as_blob()?)?));
     let below = c
         .prepare_cached(
             "SELECT first, numbers FROM posting_blocks WHERE keyword = ?1 AND category = ?2 \
              AND first <= ?3 ORDER BY first DESC LIMIT 1",
         )?
-        .query_row(params![keyword, category, number], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
+        .query_row(params![keyword, category, number], block)
         .optional()?;
-    let found = match below {
-        Some(found) => Some(found),
-        None => c
-            .prepare_cached(
-                "SELECT first, numbers FROM posting_blocks WHERE keyword = ?1 AND category = ?2 \
-                 ORDER BY first LIMIT 1",
-            )?
-            .query_row(params![keyword, category], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .optional()?,
-    };
-    found.map(|(first, blob)| Ok((first, decode(&blob)?))).transpose()
+    if below.is_some() {
+        return Ok(below);
+    }
+    c.prepare_cached(
+        "SELECT first, numbers FROM posting_blocks WHERE keyword = ?1 AND category = ?2 \
+         ORDER BY first LIMIT 1",
+    )?
+    .query_row(params![keyword, category], block)
+    .optional()
 }
 
 fn insert_block(
