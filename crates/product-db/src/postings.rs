@@ -57,7 +57,7 @@ fn insert_block(
     c.prepare_cached(
         "INSERT INTO posting_blocks (keyword, category, first, numbers) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![keyword, category, first, encode(numbers)])?;
+    .execute(params![keyword, category, first, encode(numbers)?])?;
     Ok(())
 }
 
@@ -82,7 +82,7 @@ fn rewrite_block(
             "UPDATE posting_blocks SET numbers = ?4 \
              WHERE keyword = ?1 AND category = ?2 AND first = ?3",
         )?
-        .execute(params![keyword, category, first, encode(numbers)])?;
+        .execute(params![keyword, category, first, encode(numbers)?])?;
         return Ok(());
     }
     delete_block(c, keyword, category, first)?;
@@ -207,51 +207,36 @@ pub(crate) fn upgrade(c: &Connection) -> rusqlite::Result<u64> {
     Ok(moved)
 }
 
-fn encode(numbers: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(numbers.len() * 3 + 8);
+/// Packs ascending `numbers` as the first, then each one's distance from the one before,
+/// each a varint (postcard's encoding of a `u64`).
+fn encode(numbers: &[i64]) -> rusqlite::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(numbers.len() * 3);
     let mut previous = 0i64;
     for &n in numbers {
-        let mut delta = n.wrapping_sub(previous) as u64;
+        let delta = n.wrapping_sub(previous) as u64;
         previous = n;
-        loop {
-            let byte = (delta & 0x7f) as u8;
-            delta >>= 7;
-            if delta == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
+        out = postcard::to_extend(&delta, out)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     }
-    out
+    Ok(out)
 }
 
+/// The numbers [`encode`] packed; an error if the bytes are not such a packing.
 fn decode(blob: &[u8]) -> rusqlite::Result<Vec<i64>> {
-    let corrupt = || {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Blob,
-            "a search index block is damaged".into(),
-        )
-    };
     let mut out = Vec::with_capacity(blob.len() / 2);
     let mut previous = 0i64;
-    let mut bytes = blob.iter();
-    while let Some(&byte) = bytes.next() {
-        let (mut delta, mut shift, mut byte) = (0u64, 0u32, byte);
-        loop {
-            if shift > 63 {
-                return Err(corrupt());
-            }
-            delta |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            byte = *bytes.next().ok_or_else(corrupt)?;
-        }
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let (delta, after) = postcard::take_from_bytes::<u64>(rest).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Blob,
+                "a search index block is damaged".into(),
+            )
+        })?;
         previous = previous.wrapping_add(delta as i64);
         out.push(previous);
+        rest = after;
     }
     Ok(out)
 }
@@ -280,8 +265,10 @@ mod tests {
     #[test]
     fn packing_round_trips() {
         for numbers in [vec![], vec![1], vec![1, 2, 3], vec![5, 300, 70_000, 1 << 40, i64::MAX]] {
-            assert_eq!(decode(&encode(&numbers)).unwrap(), numbers);
+            assert_eq!(decode(&encode(&numbers).unwrap()).unwrap(), numbers);
         }
+        // 1, then 299 (LEB128: 0xab 0x02): the layout blocks have on disk.
+        assert_eq!(encode(&[1, 300]).unwrap(), vec![0x01, 0xab, 0x02]);
         assert!(decode(&[0x80]).is_err(), "a varint cut short");
         assert!(decode(&[0xff; 11]).is_err(), "a varint longer than 64 bits");
     }
