@@ -16,6 +16,8 @@
 //! With no keywords, the category's items for sale are listed newest first from a partial
 //! index.
 
+use std::fmt::Write as _;
+
 use agora_domain::{Item, Page};
 use agora_proto::ApiError;
 use agora_store::db_error;
@@ -78,7 +80,8 @@ fn items(c: &Connection, numbers: impl Iterator<Item = i64>) -> Result<Vec<Item>
         if i > 0 {
             list.push(',');
         }
-        list.push_str(&number.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(list, "{number}");
     }
     list.push(']');
     let mut st = c
