@@ -78,6 +78,16 @@ fn parse_spin(text: &str) -> Result<Duration, String> {
     Ok(spin)
 }
 
+/// Flags of every server that keeps a database.
+#[derive(Debug, Args)]
+pub struct Storage {
+    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
+    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
+    /// each commit batch is fsynced, concurrent writes sharing one fsync).
+    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
+    pub durability: agora_store::Durability,
+}
+
 impl Common {
     fn server_config(&self) -> ServerConfig {
         ServerConfig {
@@ -122,11 +132,8 @@ pub struct CustomerDbArgs {
     /// their end (completed or cancelled).
     #[arg(long, env = "AGORA_RECOVERY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub recovery_interval: Duration,
-    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
-    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
-    /// each commit batch is fsynced, concurrent writes sharing one fsync).
-    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
-    pub durability: agora_store::Durability,
+    #[command(flatten)]
+    pub storage: Storage,
     #[command(flatten)]
     pub common: Common,
 }
@@ -147,11 +154,8 @@ pub struct PaymentsArgs {
     /// Seed of the approval decision: the same seed and purchase give the same answer.
     #[arg(long, env = "AGORA_PAYMENTS_SEED", default_value_t = 0)]
     pub seed: u64,
-    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
-    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
-    /// each commit batch is fsynced, concurrent writes sharing one fsync).
-    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
-    pub durability: agora_store::Durability,
+    #[command(flatten)]
+    pub storage: Storage,
     #[command(flatten)]
     pub common: Common,
 }
@@ -186,11 +190,8 @@ pub struct ProductDbArgs {
     /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
     pub readers: usize,
-    /// What an acknowledged write survives: `process` (a crash of this process, kill -9;
-    /// no fsync per commit) or `machine` (also a crash of the machine or a power loss;
-    /// each commit batch is fsynced, concurrent writes sharing one fsync).
-    #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
-    pub durability: agora_store::Durability,
+    #[command(flatten)]
+    pub storage: Storage,
     #[command(flatten)]
     pub common: Common,
 }
@@ -299,7 +300,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
         server: args.common.server_config(),
         readers: args.readers.max(1),
-        durability: args.durability,
+        durability: args.storage.durability,
         product_db: args.product_db.clone(),
         payments: args.payments.clone(),
         recovery_interval: args.recovery_interval.max(Duration::from_millis(10)),
@@ -325,7 +326,7 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
     let config = agora_product_db::Config {
         server: args.common.server_config(),
         readers: args.readers.max(1),
-        durability: args.durability,
+        durability: args.storage.durability,
         search_candidates: args.search_candidates,
         page_cache_mib: args.page_cache_mib,
         ..agora_product_db::Config::new(&args.data_dir)
@@ -339,7 +340,7 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
     let config = agora_payments::Config {
         approve_probability: args.approve_probability,
         seed: args.seed,
-        durability: args.durability,
+        durability: args.storage.durability,
         server: args.common.server_config(),
         ..agora_payments::Config::new(&args.data_dir)
     };
