@@ -47,6 +47,9 @@ enum Command {
     Buyer(agora_cli::BuyerArgs),
     /// Measure response time and throughput of a running or spawned marketplace.
     Bench(agora_bench::BenchArgs),
+    /// Make the cluster's credentials (mutual TLS between the components), for running
+    /// them on separate hosts; `agora up` makes its own.
+    Credentials(servers::CredentialsArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::SellerServer(args) => report(servers::seller_server(args)),
         Command::BuyerServer(args) => report(servers::buyer_server(args)),
         Command::Bench(args) => report(agora_bench::run(args)),
+        Command::Credentials(args) => report(servers::credentials(args)),
     }
 }
 

@@ -4,10 +4,10 @@
 //! The frontends then print `http listening on ADDR` for their HTTP API, unless it is off.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_proto::ServerConfig;
+use agora_proto::{Component, ServerConfig, Trust};
 use anyhow::Context;
 use clap::Args;
 use tokio::io::AsyncReadExt;
@@ -64,6 +64,23 @@ pub struct Common {
     /// most 10ms.
     #[arg(long, env = "AGORA_SPIN", default_value = "0s", value_parser = parse_spin)]
     pub spin: Duration,
+    /// Directory of the cluster's credentials: ca.crt, and this component's certificate
+    /// and key (`<component>.crt`, `<component>.key`). Every connection between the
+    /// components is mutual TLS under that CA; the databases and payments refuse anyone
+    /// else. `agora up` makes them; for separate hosts, `agora credentials create --dir
+    /// DIR` once, then copy ca.crt and each component's pair to its host. [default:
+    /// DATA_DIR/credentials for the databases and payments, agora-data/credentials for
+    /// the frontends]
+    #[arg(long, env = "AGORA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+}
+
+impl Common {
+    /// This component's credentials, from --credentials or else `default_dir`.
+    fn trust(&self, component: Component, default_dir: &Path) -> anyhow::Result<Trust> {
+        let dir = self.credentials.clone().unwrap_or_else(|| default_dir.to_owned());
+        Ok(Trust::load(&dir, component)?)
+    }
 }
 
 /// The longest `--spin`: past a few milliseconds a server would only burn CPU, since a
@@ -98,6 +115,7 @@ impl Common {
             idle_timeout: self.idle_timeout.max(Duration::from_millis(1)),
             frame_timeout: self.frame_timeout.max(Duration::from_millis(1)),
             write_timeout: self.write_timeout.max(Duration::from_millis(1)),
+            acceptor: agora_proto::Acceptor::Open,
         }
     }
 }
@@ -252,15 +270,18 @@ pub struct UpstreamArgs {
 }
 
 impl UpstreamArgs {
-    fn config(&self) -> agora_frontend::Config {
+    fn config(&self, trust: Trust) -> agora_frontend::Config {
         agora_frontend::Config {
             connections: self.db_connections.max(1),
             call_timeout: self.call_timeout,
             session_recheck: self.session_recheck,
-            ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone())
+            ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone(), trust)
         }
     }
 }
+
+/// Where the frontends look for credentials when not told: `agora up`'s data directory.
+const FRONTEND_CREDENTIALS: &str = "agora-data/credentials";
 
 /// `agora seller-server`.
 #[derive(Debug, Args)]
@@ -295,6 +316,7 @@ pub struct BuyerServerArgs {
 }
 
 pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
+    let trust = args.common.trust(Component::CustomerDb, &args.data_dir.join("credentials"))?;
     let config = agora_customer_db::Config {
         session_timeout: args.session_timeout,
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
@@ -304,7 +326,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
         product_db: args.product_db.clone(),
         payments: args.payments.clone(),
         recovery_interval: args.recovery_interval.max(Duration::from_millis(10)),
-        ..agora_customer_db::Config::new(&args.data_dir)
+        ..agora_customer_db::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
         Ok(agora_customer_db::run(listener, config, shutdown).await?)
@@ -323,13 +345,14 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let trust = args.common.trust(Component::ProductDb, &args.data_dir.join("credentials"))?;
     let config = agora_product_db::Config {
         server: args.common.server_config(),
         readers: args.readers.max(1),
         durability: args.storage.durability,
         search_candidates: args.search_candidates,
         page_cache_mib: args.page_cache_mib,
-        ..agora_product_db::Config::new(&args.data_dir)
+        ..agora_product_db::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
         Ok(agora_product_db::run(listener, config, shutdown).await?)
@@ -337,12 +360,13 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
 }
 
 pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
+    let trust = args.common.trust(Component::Payments, &args.data_dir.join("credentials"))?;
     let config = agora_payments::Config {
         approve_probability: args.approve_probability,
         seed: args.seed,
         durability: args.storage.durability,
         server: args.common.server_config(),
-        ..agora_payments::Config::new(&args.data_dir)
+        ..agora_payments::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
         Ok(agora_payments::run(listener, config, shutdown).await?)
@@ -350,7 +374,8 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
 }
 
 pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
-    let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    let trust = args.common.trust(Component::SellerServer, Path::new(FRONTEND_CREDENTIALS))?;
+    let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8403");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
         let http = bind_http(http).await?;
@@ -360,7 +385,8 @@ pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
 }
 
 pub fn buyer_server(args: BuyerServerArgs) -> anyhow::Result<()> {
-    let (upstream, server) = (args.upstream.config(), args.common.server_config());
+    let trust = args.common.trust(Component::BuyerServer, Path::new(FRONTEND_CREDENTIALS))?;
+    let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8404");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
         let http = bind_http(http).await?;
@@ -492,5 +518,47 @@ mod tests {
         assert_eq!(parse_spin("10ms"), Ok(MAX_SPIN));
         assert_eq!(parse_spin("11ms"), Err("at most 10ms".to_owned()));
         assert!(parse_spin("fast").is_err());
+    }
+}
+
+/// `agora credentials`.
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    #[command(subcommand)]
+    pub action: CredentialsAction,
+}
+
+/// What `agora credentials` can do.
+#[derive(Debug, clap::Subcommand)]
+pub enum CredentialsAction {
+    /// Make a new cluster's credentials in DIR: a CA (ca.crt, ca.key) and a certificate
+    /// and key for each component (customer-db, product-db, payments, seller-server,
+    /// buyer-server, admin). Keys are written readable by their owner only. A DIR that
+    /// already holds a complete set is left as it is. Copy ca.crt and each component's
+    /// .crt and .key to the host that runs it (never ca.key), and start it with
+    /// `--credentials DIR`.
+    Create {
+        /// Where to write them (created if missing).
+        #[arg(long, env = "AGORA_CREDENTIALS", default_value = FRONTEND_CREDENTIALS)]
+        dir: PathBuf,
+    },
+}
+
+pub fn credentials(args: CredentialsArgs) -> anyhow::Result<()> {
+    match args.action {
+        CredentialsAction::Create { dir } => {
+            match agora_proto::trust::create(&dir)? {
+                agora_proto::trust::Created::New => {
+                    println!("made a new cluster's credentials in {}", dir.display())
+                }
+                agora_proto::trust::Created::Existing => {
+                    println!(
+                        "{} already holds a cluster's credentials; left as they are",
+                        dir.display()
+                    )
+                }
+            }
+            Ok(())
+        }
     }
 }

@@ -79,9 +79,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
-    std::fs::create_dir_all(&args.data_dir)
+    agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
+    // Zero configuration: the cluster's credentials live with its data, made on first use.
+    let credentials = args.data_dir.join("credentials");
+    agora_proto::trust::create(&credentials)?;
+    let credentials = credentials.display().to_string();
     let (exited_tx, mut exited) = mpsc::channel::<(&'static str, String)>(8);
 
     let mut started: Vec<Component> = Vec::new();
@@ -166,6 +170,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                     &customer_addr,
                     "--product-db",
                     &product_addr,
+                    "--credentials",
+                    &credentials,
                     "--log",
                     &args.log,
                 ],

@@ -28,6 +28,7 @@ fn start() -> System {
 fn start_with(extra: &[&str]) -> System {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap().to_owned();
+    let credentials = agora_testkit::credentials(data.path()).to_str().unwrap().to_owned();
     let exe = std::path::Path::new(AGORA);
     let db = |name| {
         let mut args = vec![name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "warn"];
@@ -43,6 +44,8 @@ fn start_with(extra: &[&str]) -> System {
             "127.0.0.1:0",
             "--log",
             "warn",
+            "--credentials",
+            &credentials,
             "--customer-db",
             &customer_db.addr,
             "--product-db",

@@ -527,10 +527,21 @@ async fn a_database_down_is_503() {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         socket.local_addr().unwrap()
     };
-    let upstream = agora_testkit::frontend_config(closed(0), closed(1));
-    let (seller, seller_http) =
-        agora_testkit::start_seller_with_http(&upstream, "127.0.0.1:0").await;
-    let (buyer, buyer_http) = agora_testkit::start_buyer_with_http(&upstream, "127.0.0.1:0").await;
+    let data = tempfile::tempdir().unwrap();
+    let upstream = |component| {
+        let trust = agora_testkit::trust(data.path(), component);
+        agora_testkit::frontend_config(closed(0), closed(1), trust)
+    };
+    let (seller, seller_http) = agora_testkit::start_seller_with_http(
+        &upstream(agora_proto::Component::SellerServer),
+        "127.0.0.1:0",
+    )
+    .await;
+    let (buyer, buyer_http) = agora_testkit::start_buyer_with_http(
+        &upstream(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+    )
+    .await;
     for addr in [seller_http, buyer_http] {
         let api = Api::new(addr);
         assert_eq!(api.get("/healthz").await.expect(200), json!({"status": "ok"}));

@@ -218,6 +218,7 @@ struct System {
 fn start(crash: (&str, &str)) -> System {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap().to_owned();
+    let credentials = agora_testkit::credentials(data.path()).to_str().unwrap().to_owned();
     let exe = std::path::Path::new(AGORA);
     let env_for = |component: &str| {
         if component == crash.0 { vec![("AGORA_CRASH_AT", crash.1)] } else { vec![] }
@@ -259,6 +260,8 @@ fn start(crash: (&str, &str)) -> System {
                 "127.0.0.1:0",
                 "--log",
                 "error",
+                "--credentials",
+                &credentials,
                 "--customer-db",
                 &customer_db.addr,
                 "--product-db",

@@ -103,7 +103,11 @@ async fn a_logout_takes_effect_at_once_here_and_within_the_recheck_elsewhere() {
     let cluster =
         Cluster::start_with(Options { session_recheck: recheck, ..Options::default() }).await;
     let (_, mug) = listed_item(&cluster).await;
-    let other = agora_testkit::start_buyer(&cluster.upstream(), "127.0.0.1:0").await;
+    let other = agora_testkit::start_buyer(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+    )
+    .await;
     let here = buyer_client(&cluster);
     here.create_account("bea", "password1", "").await.unwrap();
     here.login("bea", "password1").await.unwrap();

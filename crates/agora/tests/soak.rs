@@ -48,6 +48,7 @@ impl System {
     fn start() -> System {
         let data = tempfile::tempdir().unwrap();
         let dir = data.path().to_str().unwrap().to_owned();
+        let credentials = agora_testkit::credentials(data.path()).to_str().unwrap().to_owned();
         let exe = std::path::Path::new(AGORA);
         let spawn = |name: &str, extra: &[&str]| {
             let base = [name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "error"];
@@ -77,6 +78,8 @@ impl System {
                     "error",
                     "--http-listen",
                     "off",
+                    "--credentials",
+                    &credentials,
                     "--customer-db",
                     &customer.addr,
                     "--product-db",

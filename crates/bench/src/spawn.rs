@@ -101,6 +101,14 @@ impl Spawned {
             bulk_load(&options.exe, &dir, items, seller).await?;
         }
         let log = options.log.as_str();
+        // An agora whose components authenticate each other needs the cluster's
+        // credentials first (the databases find them under their data directory).
+        let credentials = dir.join("credentials").display().to_string();
+        let mut frontend_args = vec!["--log", log];
+        if accepts(&options.exe, &["credentials", "create"]).await {
+            make_credentials(&options.exe, &credentials).await?;
+            frontend_args.extend(["--credentials", &credentials]);
+        }
         let product =
             spawned.launch(options, "product-db", &["--data-dir", &data, "--log", log]).await?;
         let mut customer_args = vec!["--data-dir", &data, "--log", log];
@@ -124,7 +132,8 @@ impl Spawned {
                 .launch(
                     options,
                     name,
-                    &["--customer-db", &customer, "--product-db", &product, "--log", log],
+                    &[&["--customer-db", &customer, "--product-db", &product][..], &frontend_args]
+                        .concat(),
                 )
                 .await?;
         }
@@ -265,6 +274,23 @@ async fn accepts(exe: &Path, words: &[&str]) -> bool {
         .status()
         .await
         .is_ok_and(|s| s.success())
+}
+
+/// `agora credentials create --dir DIR`.
+async fn make_credentials(exe: &Path, dir: &str) -> anyhow::Result<()> {
+    let output = Command::new(exe)
+        .args(["credentials", "create", "--dir", dir])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run agora credentials create")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "agora credentials create failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// `agora product-db seed --data-dir DIR --items N --seller ID`: writes the items straight

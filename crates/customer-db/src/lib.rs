@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::{Pool, PoolConfig, ServerConfig};
+use agora_proto::{Pool, PoolConfig, ServerConfig, Trust};
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,12 +53,16 @@ pub struct Config {
     pub payments: Vec<String>,
     /// How often unfinished purchases are driven to their end.
     pub recovery_interval: Duration,
+    /// This database's credentials: only components of the cluster may connect, and it
+    /// proves itself with them to the product database and payments.
+    pub trust: Trust,
 }
 
 impl Config {
-    /// Defaults, with data under `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+    /// Defaults, with data under `data_dir` and the cluster credentials `trust`.
+    pub fn new(data_dir: impl Into<PathBuf>, trust: Trust) -> Self {
         Config {
+            trust,
             data_dir: data_dir.into(),
             session_timeout: Duration::from_secs(300),
             activity_flush: Duration::from_secs(10),
@@ -93,7 +97,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir)
+    agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("customer.db");
     let store = Store::open(
@@ -106,6 +110,7 @@ pub async fn run(
     )?;
     let upstream = |addrs: &[String]| PoolConfig {
         call_timeout: Duration::from_secs(2),
+        connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
     let coordinator = Arc::new(purchase::Coordinator::new(
@@ -125,7 +130,8 @@ pub async fn run(
         config.recovery_interval,
         shutdown.clone(),
     ));
-    agora_proto::serve(listener, db.clone(), config.server.clone(), shutdown).await;
+    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
+    agora_proto::serve(listener, db.clone(), server, shutdown).await;
     let _ = flusher.await;
     let _ = recovery.await;
     // Last activity goes to disk on a clean stop.

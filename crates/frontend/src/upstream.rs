@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
 use agora_proto::messages::{OpId, customer, product, unexpected};
-use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb};
+use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb, Trust};
 
 use crate::sessions::SessionCache;
 
@@ -28,12 +28,15 @@ pub struct Config {
     /// How long a session the customer database accepted is trusted without asking again
     /// (see [`SessionCache`]); zero asks on every call.
     pub session_recheck: Duration,
+    /// This frontend's credentials, which it proves itself with to the databases.
+    pub trust: Trust,
 }
 
 impl Config {
-    /// Defaults for databases at these addresses.
-    pub fn new(customer_db: Vec<String>, product_db: Vec<String>) -> Self {
+    /// Defaults for databases at these addresses, reached with the credentials `trust`.
+    pub fn new(customer_db: Vec<String>, product_db: Vec<String>, trust: Trust) -> Self {
         Config {
+            trust,
             customer_db,
             product_db,
             connections: 1,
@@ -60,6 +63,7 @@ impl Upstream {
         let pool = |addrs: &[String]| PoolConfig {
             connections: config.connections,
             call_timeout: config.call_timeout,
+            connector: config.trust.connector(),
             ..PoolConfig::new(addrs.to_vec())
         };
         Upstream {

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agora_domain::{Card, Money};
 use agora_proto::messages::payments::{Outcome, Request, Response};
-use agora_proto::{ApiError, ErrorCode, Handler, ServerConfig};
+use agora_proto::{ApiError, ErrorCode, Handler, ServerConfig, Trust};
 use agora_store::{Store, StoreConfig, db_error};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -48,12 +48,15 @@ pub struct Config {
     pub durability: agora_store::Durability,
     /// Connection and frame limits.
     pub server: ServerConfig,
+    /// The service's credentials: only the cluster's components may connect.
+    pub trust: Trust,
 }
 
 impl Config {
-    /// Defaults: 90% approval.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+    /// Defaults: 90% approval; data under `data_dir`, the cluster credentials `trust`.
+    pub fn new(data_dir: impl Into<PathBuf>, trust: Trust) -> Self {
         Config {
+            trust,
             data_dir: data_dir.into(),
             approve_probability: 0.9,
             seed: 0,
@@ -80,7 +83,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir)
+    agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("payments.db");
     let store = Store::open(
@@ -93,7 +96,8 @@ pub async fn run(
         seed: config.seed,
     });
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "payments serving");
-    agora_proto::serve(listener, handler, config.server.clone(), shutdown).await;
+    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
+    agora_proto::serve(listener, handler, server, shutdown).await;
     Ok(())
 }
 

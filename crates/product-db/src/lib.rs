@@ -13,7 +13,7 @@ pub mod seed;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agora_proto::ServerConfig;
+use agora_proto::{ServerConfig, Trust};
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,8 @@ pub struct Config {
     pub search_candidates: u32,
     /// SQLite page cache, in MiB, of the connection that serves reads.
     pub page_cache_mib: u32,
+    /// This database's credentials: only components of the cluster may connect.
+    pub trust: Trust,
 }
 
 /// The product database's page cache unless configured otherwise, in MiB: room for the
@@ -47,9 +49,10 @@ pub struct Config {
 pub const DEFAULT_PAGE_CACHE_MIB: u32 = 16;
 
 impl Config {
-    /// Defaults, with data under `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+    /// Defaults, with data under `data_dir` and the cluster credentials `trust`.
+    pub fn new(data_dir: impl Into<PathBuf>, trust: Trust) -> Self {
         Config {
+            trust,
             data_dir: data_dir.into(),
             server: ServerConfig::default(),
             readers: 2,
@@ -83,7 +86,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir)
+    agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("product.db");
     let store = Store::open(
@@ -105,6 +108,7 @@ pub async fn run(
     }
     let db = Arc::new(ProductDb::new(store, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
-    agora_proto::serve(listener, db, config.server.clone(), shutdown).await;
+    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
+    agora_proto::serve(listener, db, server, shutdown).await;
     Ok(())
 }

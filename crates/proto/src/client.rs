@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::ReadHalf;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 use crate::frame::Kind;
-use crate::io::{FrameReader, write_loop};
+use crate::io::{FrameReader, ReadError, write_loop};
+use crate::trust::{BoxStream, Connector};
 use crate::{ApiError, ErrorCode, Service, encode_frame};
 
 /// Why a call did not produce a response. "Could not reach the server" and "the server
@@ -63,13 +65,18 @@ pub enum CallError {
 
 impl CallError {
     /// The error as an [`ApiError`] to pass on to our own caller: a refusal keeps its code,
-    /// a transport failure becomes `Unavailable` or `Timeout`.
+    /// a transport failure becomes `Unavailable` or `Timeout`. The message names the
+    /// service but never its address: an answer that reaches the public must not map the
+    /// cluster (the pool logs the address where it failed).
     pub fn into_api(self) -> ApiError {
         match self {
             CallError::Remote(e) => e,
-            e @ (CallError::Unreachable { .. } | CallError::Lost { .. }) => {
-                ApiError::unavailable(e.to_string())
+            CallError::Unreachable { service, .. } => {
+                ApiError::unavailable(format!("{service} is unreachable; try again shortly"))
             }
+            CallError::Lost { service, .. } => ApiError::unavailable(format!(
+                "the connection to {service} was lost before its answer came"
+            )),
             e @ CallError::Timeout { .. } => ApiError::new(ErrorCode::Timeout, e.to_string()),
             e @ CallError::Decode { .. } => ApiError::internal(e.to_string()),
         }
@@ -144,20 +151,42 @@ impl<S: Service> std::fmt::Debug for Channel<S> {
 }
 
 impl<S: Service> Channel<S> {
-    /// Connects to `addr` (host:port), giving up after `timeout`.
+    /// Connects to `addr` (host:port) in the clear, giving up after `timeout`: how
+    /// clients reach the public frontends.
     pub async fn connect(addr: &str, timeout: Duration, max_frame: u32) -> Result<Self, CallError> {
+        Channel::connect_with(addr, timeout, max_frame, &Connector::Open).await
+    }
+
+    /// Connects to `addr` (host:port) and sets the connection up with `connector` (mutual
+    /// TLS for the internal services), all within `timeout`.
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        max_frame: u32,
+        connector: &Connector,
+    ) -> Result<Self, CallError> {
         let unreachable = |reason: String| CallError::Unreachable {
             service: S::ID.name(),
             addr: addr.to_owned(),
             reason,
         };
-        let socket = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(socket)) => socket,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        let connect = async {
+            let socket = TcpStream::connect(addr).await?;
+            let _ = socket.set_nodelay(true);
+            connector.connect(socket, S::ID).await
+        };
+        let stream = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let reason = crate::trust::explain(&e);
+                if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                    warn!(service = S::ID.name(), %addr, "cannot connect: {reason}");
+                }
+                return Err(unreachable(reason));
+            }
             Err(_) => return Err(unreachable(format!("no connection within {timeout:?}"))),
         };
-        let _ = socket.set_nodelay(true);
-        let (read_half, write_half) = socket.into_split();
+        let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             state: Mutex::new(State { closed: None, pending: HashMap::new() }),
             next_id: AtomicU64::new(1),
@@ -236,7 +265,7 @@ impl<S: Service> Channel<S> {
 }
 
 /// Hands each response to the call waiting for its id, until the connection ends.
-async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, shared: Arc<Shared>) {
+async fn read_loop(mut reader: FrameReader<ReadHalf<BoxStream>>, shared: Arc<Shared>) {
     let reason = loop {
         match reader.read_frame().await {
             Ok(Some(frame)) => match frame.kind {
@@ -280,6 +309,13 @@ async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, shared: Arc<Shared>) 
                 Kind::Request => break "server sent a request frame".into(),
             },
             Ok(None) => break "server closed the connection".into(),
+            // With TLS 1.3 the server checks our certificate after our side of the
+            // handshake is done: its refusal arrives as the first thing we read.
+            Err(ReadError::Io(e)) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+                let reason = crate::trust::explain(&e);
+                warn!(service = shared.service, addr = %shared.addr, "connection refused: {reason}");
+                break reason;
+            }
             Err(e) => break e.to_string(),
         }
     };

@@ -46,11 +46,14 @@ pub enum ErrorCode {
     PurchasePending,
     /// The request belongs to a purchase that was already cancelled.
     Aborted,
+    /// The caller may not make this request: an internal service refuses anyone without
+    /// the cluster's credentials, and each component may send only what its role needs.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotLoggedIn,
         ErrorCode::SessionExpired,
@@ -69,6 +72,7 @@ impl ErrorCode {
         ErrorCode::PaymentDeclined,
         ErrorCode::PurchasePending,
         ErrorCode::Aborted,
+        ErrorCode::Forbidden,
     ];
 
     /// The code named `name` (as [`ErrorCode::as_str`] writes it), if any.
@@ -97,6 +101,7 @@ impl ErrorCode {
             ErrorCode::PaymentDeclined => "payment_declined",
             ErrorCode::PurchasePending => "purchase_pending",
             ErrorCode::Aborted => "aborted",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

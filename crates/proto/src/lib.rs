@@ -5,6 +5,7 @@
 //! - [`server`]: the accept loop and per-connection handling every server runs.
 //! - [`client`]: [`Channel`], one multiplexed connection with many requests in flight.
 //! - [`pool`]: [`Pool`], a few channels to one service that reconnect by themselves.
+//! - [`trust`]: who is calling: mutual TLS between components, open public doors.
 //!
 //! docs/protocol.md is the specification; this crate follows it.
 
@@ -16,6 +17,7 @@ mod io;
 pub mod messages;
 pub mod pool;
 pub mod server;
+pub mod trust;
 
 pub use client::{CallError, Channel};
 pub use error::{ApiError, ErrorCode};
@@ -24,6 +26,7 @@ pub use io::{FrameReader, ReadError, frames_read};
 pub use messages::{BuyerServer, CustomerDb, Payments, ProductDb, SellerServer, Service};
 pub use pool::{Pool, PoolConfig};
 pub use server::{Handler, ServerConfig, serve};
+pub use trust::{Acceptor, Caller, Component, Connector, Trust, TrustError};
 
 /// Encodes `value` as a frame of `kind` for `service` with request id `id`, header and
 /// payload in one buffer, ready to write.

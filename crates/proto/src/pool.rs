@@ -9,7 +9,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tracing::warn;
+
 use crate::frame::DEFAULT_MAX_FRAME;
+use crate::trust::Connector;
 use crate::{CallError, Channel, Service};
 
 /// How a pool connects and how long it waits.
@@ -33,6 +36,9 @@ pub struct PoolConfig {
     /// through restarts; frontends leave it off so that they answer `unavailable` at once
     /// and the client decides.
     pub ride_through: bool,
+    /// How connections are set up: in the clear to a public frontend, mutual TLS with
+    /// this component's credentials to an internal service.
+    pub connector: Connector,
 }
 
 impl PoolConfig {
@@ -46,6 +52,7 @@ impl PoolConfig {
             retry_after: Duration::from_millis(200),
             max_frame: DEFAULT_MAX_FRAME,
             ride_through: false,
+            connector: Connector::Open,
         }
     }
 }
@@ -168,6 +175,11 @@ impl<S: Service> Pool<S> {
                 Ok(channel)
             }
             Err(e) => {
+                // Said once per outage, with the address: the error itself travels on
+                // without it (CallError::into_api), so the public never sees where we are.
+                if self.lock_failed().is_none() {
+                    warn!(service = S::ID.name(), "cannot connect: {e}");
+                }
                 *self.lock_failed() = Some((Instant::now(), e.clone()));
                 self.any_open_channel().ok_or(e)
             }
@@ -209,9 +221,13 @@ impl<S: Service> Pool<S> {
         let mut last_error = None;
         for offset in 0..addrs.len() {
             let index = (first + offset) % addrs.len();
-            let connected =
-                Channel::connect(&addrs[index], self.config.connect_timeout, self.config.max_frame)
-                    .await;
+            let connected = Channel::connect_with(
+                &addrs[index],
+                self.config.connect_timeout,
+                self.config.max_frame,
+                &self.config.connector,
+            )
+            .await;
             match connected {
                 Ok(channel) => {
                     self.preferred.store(index, Ordering::Relaxed);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::{AsyncWrite, ReadHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::frame::{DEFAULT_MAX_FRAME, Kind};
 use crate::io::{FrameReader, ReadError, write_loop};
+use crate::trust::{Acceptor, BoxStream, Caller, TLS_HANDSHAKE};
 use crate::{ApiError, ErrorCode, Service, encode_frame};
 
 /// Serves one [`Service`]: turns a request into a response or an error.
@@ -54,6 +56,10 @@ pub struct ServerConfig {
     /// If writing answers makes no progress for this long (the client is not reading),
     /// the connection is closed.
     pub write_timeout: Duration,
+    /// How connections are taken: in the clear for a public door, or mutual TLS for the
+    /// internal services (crates/proto/src/trust.rs). The handshake must finish within
+    /// `frame_timeout`.
+    pub acceptor: Acceptor,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +71,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            acceptor: Acceptor::Open,
         }
     }
 }
@@ -114,7 +121,11 @@ pub async fn serve<S: Service, H: Handler<S>>(
             tracker: tracker.clone(),
         };
         tracker.spawn(async move {
-            if let Err(e) = conn.run(socket).await {
+            // The handshake runs on the connection's own task, under the frame deadline,
+            // so a caller that connects and stalls holds one permit, not the accept loop.
+            if let Some((stream, caller)) = conn.handshake(socket, peer).await
+                && let Err(e) = conn.run(stream, caller).await
+            {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -127,10 +138,19 @@ pub async fn serve<S: Service, H: Handler<S>>(
 
 /// Tells a connection over the cap why it is closed, then closes it.
 async fn refuse<S: Service>(socket: TcpStream, max: usize, write_timeout: Duration) {
-    let error = ApiError::new(
-        ErrorCode::Overloaded,
-        format!("{} is at its limit of {max} connections; try again later", S::ID.name()),
-    );
+    let message = format!("{} is at its limit of {max} connections; try again later", S::ID.name());
+    say_goodbye::<S, _>(socket, ErrorCode::Overloaded, message, write_timeout).await;
+}
+
+/// Writes one Goodbye frame saying why the connection is refused; gives up after a
+/// second if the peer does not read.
+async fn say_goodbye<S: Service, W: AsyncWrite + Unpin>(
+    socket: W,
+    code: ErrorCode,
+    message: String,
+    write_timeout: Duration,
+) {
+    let error = ApiError::new(code, message);
     if let Ok(frame) = encode_frame(Kind::Goodbye, S::ID as u8, 0, &error) {
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(frame).await;
@@ -160,9 +180,55 @@ enum End {
 }
 
 impl<S: Service, H: Handler<S>> Conn<S, H> {
-    async fn run(self, socket: TcpStream) -> Result<(), ReadError> {
+    /// Sets the connection up with the server's acceptor and learns who the caller is.
+    /// `None` when the caller is refused (told why if it speaks our protocol in the
+    /// clear; logged either way).
+    async fn handshake(
+        &self,
+        socket: TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Option<(BoxStream, Caller)> {
+        let acceptor = &self.config.acceptor;
+        let deadline = self.config.frame_timeout;
+        if acceptor.is_mutual_tls() {
+            // A caller of ours without credentials writes a frame, not a TLS hello: say
+            // what it lacks in a frame it can read, instead of a TLS alert it cannot.
+            let mut first = [0u8; 1];
+            let peeked = tokio::time::timeout(deadline, socket.peek(&mut first)).await;
+            if matches!(peeked, Ok(Ok(1))) && first[0] != TLS_HANDSHAKE {
+                warn!(%peer, "refused a connection without TLS: the caller has no cluster credentials");
+                let message = format!(
+                    "{} serves only Agora's own components: connect with the cluster's \
+                     credentials (mutual TLS)",
+                    S::ID.name()
+                );
+                let (_, write_half) = socket.into_split();
+                say_goodbye::<S, _>(
+                    write_half,
+                    ErrorCode::Forbidden,
+                    message,
+                    self.config.write_timeout,
+                )
+                .await;
+                return None;
+            }
+        }
+        match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
+            Ok(Ok(accepted)) => Some(accepted),
+            Ok(Err(e)) => {
+                warn!(%peer, service = S::ID.name(), "refused a connection: {}", crate::trust::explain(&e));
+                None
+            }
+            Err(_) => {
+                debug!(%peer, "no TLS handshake within {deadline:?}; closed");
+                None
+            }
+        }
+    }
+
+    async fn run(self, stream: BoxStream, caller: Caller) -> Result<(), ReadError> {
         let config = &self.config;
-        let (read_half, write_half) = socket.into_split();
+        let (read_half, write_half): (ReadHalf<BoxStream>, _) = tokio::io::split(stream);
         let mut reader = FrameReader::new(read_half, config.max_frame)
             .with_timeouts(Some(config.idle_timeout), Some(config.frame_timeout));
         // Bounded by max_in_flight, like the tasks that fill it: a client that never
@@ -228,7 +294,11 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
             let out = out.clone();
             self.tracker.spawn(answering.track_future(async move {
                 let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
-                    Ok(request) => handler.handle(request).await,
+                    // Who may send what is each service's one rule (Service::authorize).
+                    Ok(request) => match S::authorize(caller, &request) {
+                        Ok(()) => handler.handle(request).await,
+                        Err(refusal) => Err(refusal),
+                    },
                     Err(e) => Err(ApiError::new(
                         ErrorCode::BadRequest,
                         format!("could not decode the request for {}: {e}", S::ID.name()),

@@ -55,7 +55,7 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct OpenError {
     path: PathBuf,
     #[source]
-    source: rusqlite::Error,
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// What an acknowledged write survives.
@@ -210,7 +210,12 @@ impl Store {
     /// Opens (creating if needed) the database, runs `schema` (idempotent SQL: `CREATE ...
     /// IF NOT EXISTS`) and starts the threads.
     pub fn open(config: &StoreConfig, schema: &str) -> Result<Store, OpenError> {
-        let fail = |source| OpenError { path: config.path.clone(), source };
+        let fail = |source: rusqlite::Error| OpenError {
+            path: config.path.clone(),
+            source: source.into(),
+        };
+        owner_only(&config.path)
+            .map_err(|e| OpenError { path: config.path.clone(), source: e.into() })?;
         let writer = open_connection(&config.path, false).map_err(fail)?;
         let synchronous = match config.durability {
             Durability::Process => "NORMAL",
@@ -397,6 +402,30 @@ where
 }
 
 /// Maps a SQLite failure inside a job to an internal error, logging the details.
+/// Creates `dir` (and its parents) so that only its owner may enter it, or tightens an
+/// existing one to that: the databases hold password hashes and cardholders' names.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Makes the database file readable and writable by its owner only (0600), creating it
+/// empty if it does not exist, so that SQLite gives its -wal and -shm files the same mode.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub fn db_error(e: rusqlite::Error) -> ApiError {
     error!(error = %e, "storage error");
     ApiError::internal("storage error")

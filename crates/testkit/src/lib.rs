@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use agora_customer_db::Clock;
+use agora_proto::{Component, Trust};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,20 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
+}
+
+/// Makes the cluster credentials under `dir` (in `dir/credentials`, where a database with
+/// its data in `dir` looks by default), unless they are there already; returns where.
+pub fn credentials(dir: &Path) -> PathBuf {
+    let at = dir.join("credentials");
+    agora_proto::trust::create(&at)
+        .unwrap_or_else(|e| panic!("credentials in {}: {e}", at.display()));
+    at
+}
+
+/// `component`'s credentials of the cluster whose data is in `dir` (made if needed).
+pub fn trust(dir: &Path, component: Component) -> Trust {
+    Trust::load(&credentials(dir), component).unwrap()
 }
 
 async fn bind(addr: &str) -> TcpListener {
@@ -113,10 +128,20 @@ impl Cluster {
         let payments = start_payments(data.path(), &options, "127.0.0.1:0").await;
         let options = Options { upstream: Some((product_db.addr, payments.addr)), ..options };
         let customer_db = start_customer_db(data.path(), &options, "127.0.0.1:0").await;
-        let upstream = upstream(customer_db.addr, product_db.addr, &options);
-        let seller = start_seller(&upstream, "127.0.0.1:0").await;
-        let buyer = start_buyer(&upstream, "127.0.0.1:0").await;
-        Cluster { customer_db, product_db, payments, seller, buyer, data, options }
+        let mut cluster = Cluster {
+            customer_db,
+            product_db,
+            payments,
+            seller: spare_placeholder(),
+            buyer: spare_placeholder(),
+            data,
+            options,
+        };
+        cluster.seller =
+            start_seller(&cluster.upstream_for(Component::SellerServer), "127.0.0.1:0").await;
+        cluster.buyer =
+            start_buyer(&cluster.upstream_for(Component::BuyerServer), "127.0.0.1:0").await;
+        cluster
     }
 
     /// The seller server's address.
@@ -129,9 +154,16 @@ impl Cluster {
         self.buyer.addr.to_string()
     }
 
-    /// The settings this cluster's frontends run with.
-    pub fn upstream(&self) -> agora_frontend::Config {
-        upstream(self.customer_db.addr, self.product_db.addr, &self.options)
+    /// The settings this cluster's frontend of kind `component` (the seller or the buyer
+    /// server) runs with.
+    pub fn upstream_for(&self, component: Component) -> agora_frontend::Config {
+        let trust = trust(self.data.path(), component);
+        upstream(self.customer_db.addr, self.product_db.addr, trust, &self.options)
+    }
+
+    /// `component`'s credentials in this cluster, to call its servers as that component.
+    pub fn trust(&self, component: Component) -> Trust {
+        trust(self.data.path(), component)
     }
 
     /// Stops the seller server and starts a new one on the same address.
@@ -139,7 +171,7 @@ impl Cluster {
         let addr = self.seller.addr.to_string();
         let old = std::mem::replace(&mut self.seller, spare_placeholder());
         old.stop().await;
-        self.seller = start_seller(&self.upstream(), &addr).await;
+        self.seller = start_seller(&self.upstream_for(Component::SellerServer), &addr).await;
     }
 
     /// Stops the buyer server and starts a new one on the same address.
@@ -147,7 +179,7 @@ impl Cluster {
         let addr = self.buyer.addr.to_string();
         let old = std::mem::replace(&mut self.buyer, spare_placeholder());
         old.stop().await;
-        self.buyer = start_buyer(&self.upstream(), &addr).await;
+        self.buyer = start_buyer(&self.upstream_for(Component::BuyerServer), &addr).await;
     }
 
     /// Stops the customer database and starts it again on the same address and data.
@@ -194,19 +226,29 @@ where
 fn upstream(
     customer_db: SocketAddr,
     product_db: SocketAddr,
+    trust: Trust,
     options: &Options,
 ) -> agora_frontend::Config {
     agora_frontend::Config {
         session_recheck: options.session_recheck,
-        ..frontend_config(customer_db, product_db)
+        ..frontend_config(customer_db, product_db, trust)
     }
 }
 
-/// Frontend settings for databases at these addresses, with short deadlines for tests.
-pub fn frontend_config(customer_db: SocketAddr, product_db: SocketAddr) -> agora_frontend::Config {
+/// Frontend settings for databases at these addresses, reached with `trust`, with short
+/// deadlines for tests.
+pub fn frontend_config(
+    customer_db: SocketAddr,
+    product_db: SocketAddr,
+    trust: Trust,
+) -> agora_frontend::Config {
     agora_frontend::Config {
         call_timeout: Duration::from_secs(5),
-        ..agora_frontend::Config::new(vec![customer_db.to_string()], vec![product_db.to_string()])
+        ..agora_frontend::Config::new(
+            vec![customer_db.to_string()],
+            vec![product_db.to_string()],
+            trust,
+        )
     }
 }
 
@@ -216,7 +258,7 @@ pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Run
         session_timeout: options.session_timeout,
         clock: options.clock.clone(),
         recovery_interval: Duration::from_millis(100),
-        ..agora_customer_db::Config::new(dir)
+        ..agora_customer_db::Config::new(dir, trust(dir, Component::CustomerDb))
     };
     if let Some((product_db, payments)) = options.upstream {
         config.product_db = vec![product_db.to_string()];
@@ -229,7 +271,7 @@ pub async fn start_customer_db(dir: &Path, options: &Options, addr: &str) -> Run
 
 /// Starts a product database on `addr` with data in `dir`.
 pub async fn start_product_db(dir: &Path, addr: &str) -> Running {
-    let config = agora_product_db::Config::new(dir);
+    let config = agora_product_db::Config::new(dir, trust(dir, Component::ProductDb));
     spawn(bind(addr).await, |listener, token| async move {
         agora_product_db::run(listener, config, token).await.unwrap();
     })
@@ -239,7 +281,7 @@ pub async fn start_product_db(dir: &Path, addr: &str) -> Running {
 pub async fn start_payments(dir: &Path, options: &Options, addr: &str) -> Running {
     let config = agora_payments::Config {
         approve_probability: options.approve_probability,
-        ..agora_payments::Config::new(dir)
+        ..agora_payments::Config::new(dir, trust(dir, Component::Payments))
     };
     spawn(bind(addr).await, |listener, token| async move {
         agora_payments::run(listener, config, token).await.unwrap();
@@ -379,12 +421,12 @@ pub async fn start_buyer_with_http(
 impl Cluster {
     /// One more seller server, with its HTTP API, on this cluster's databases.
     pub async fn start_seller_with_http(&self) -> (Running, SocketAddr) {
-        start_seller_with_http(&self.upstream(), "127.0.0.1:0").await
+        start_seller_with_http(&self.upstream_for(Component::SellerServer), "127.0.0.1:0").await
     }
 
     /// One more buyer server, with its HTTP API, on this cluster's databases.
     pub async fn start_buyer_with_http(&self) -> (Running, SocketAddr) {
-        start_buyer_with_http(&self.upstream(), "127.0.0.1:0").await
+        start_buyer_with_http(&self.upstream_for(Component::BuyerServer), "127.0.0.1:0").await
     }
 }
 
@@ -404,6 +446,6 @@ pub async fn start_buyer_with(
 impl Cluster {
     /// One more buyer server on this cluster's databases, with the given limits.
     pub async fn start_buyer_with(&self, server: agora_proto::ServerConfig) -> Running {
-        start_buyer_with(&self.upstream(), "127.0.0.1:0", server).await
+        start_buyer_with(&self.upstream_for(Component::BuyerServer), "127.0.0.1:0", server).await
     }
 }

@@ -61,7 +61,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorCode::Internal | ErrorCode::Protocol => StatusCode::INTERNAL_SERVER_ERROR,
+        // A database refusing a frontend is our own misconfiguration, not the user's.
+        ErrorCode::Internal | ErrorCode::Protocol | ErrorCode::Forbidden => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use agora_domain::{Card, CartLine, ItemId, Page, Purchase, Role, UserId};
 
 use super::OpId;
+use crate::trust::Component;
 use serde::{Deserialize, Serialize};
 
 /// A request to the customer database. Session-bound requests name the session; the
@@ -62,4 +63,27 @@ pub enum Response {
     Purchased(Purchase),
     /// The request took effect.
     Done,
+}
+
+/// Who may send `request` to the customer database: each frontend what its interface
+/// needs; operators only `Ping`.
+pub fn may_send(request: &Request) -> &'static [Component] {
+    const ANY: &[Component] = &Component::ALL;
+    const FRONTENDS: &[Component] = &[Component::SellerServer, Component::BuyerServer];
+    const BUYERS: &[Component] = &[Component::BuyerServer];
+    match request {
+        Request::Ping => ANY,
+        Request::CreateAccount { .. }
+        | Request::Login { .. }
+        | Request::Logout { .. }
+        | Request::Authenticate { .. }
+        | Request::GetSeller { .. } => FRONTENDS,
+        Request::GetCart { .. }
+        | Request::AddToCart { .. }
+        | Request::RemoveFromCart { .. }
+        | Request::SaveCart { .. }
+        | Request::ClearCart { .. }
+        | Request::Purchases { .. }
+        | Request::Purchase { .. } => BUYERS,
+    }
 }

@@ -14,7 +14,8 @@ use std::fmt::Debug;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ServiceId;
+use crate::trust::{Caller, Component};
+use crate::{ApiError, ErrorCode, ServiceId};
 
 /// The id a client gives one mutating request (CreateAccount, RegisterItemForSale,
 /// UpdateUnitsForSale, AddItemToCart, RemoveItemFromCart): 128 random bits. The database
@@ -52,6 +53,35 @@ pub trait Service: Send + Sync + 'static {
     fn idempotent(_request: &Self::Request) -> bool {
         true
     }
+
+    /// Whether `caller` may send `request`: the service's whole rule of who may do what,
+    /// checked by the server loop before the handler sees the request. The public
+    /// frontends let anyone in (users are checked by session); the internal services let
+    /// in only the roles whose job needs each request.
+    fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError>;
+}
+
+/// `Ok` if `caller` is one of `components`; otherwise a `forbidden` refusal that names
+/// the request's kind and the service.
+pub(crate) fn only(
+    caller: Caller,
+    components: &[Component],
+    service: ServiceId,
+    request: &impl Debug,
+) -> Result<(), ApiError> {
+    if caller.is(components) {
+        return Ok(());
+    }
+    let text = format!("{request:?}");
+    let kind = text.split(['(', ' ', '{']).next().unwrap_or("?");
+    let message = match caller {
+        Caller::Public => format!(
+            "{} serves only Agora's own components: connect with the cluster's credentials",
+            service.name()
+        ),
+        Caller::Node(_) => format!("{caller} may not send {kind} to {}", service.name()),
+    };
+    Err(ApiError::new(ErrorCode::Forbidden, message))
 }
 
 /// The customer database.
@@ -62,6 +92,10 @@ impl Service for CustomerDb {
     const ID: ServiceId = ServiceId::CustomerDb;
     type Request = customer::Request;
     type Response = customer::Response;
+
+    fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
+        only(caller, customer::may_send(request), Self::ID, request)
+    }
 }
 
 /// The payments service.
@@ -72,6 +106,10 @@ impl Service for Payments {
     const ID: ServiceId = ServiceId::Payments;
     type Request = payments::Request;
     type Response = payments::Response;
+
+    fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
+        only(caller, payments::may_send(request), Self::ID, request)
+    }
 }
 
 /// The product database.
@@ -82,6 +120,10 @@ impl Service for ProductDb {
     const ID: ServiceId = ServiceId::ProductDb;
     type Request = product::Request;
     type Response = product::Response;
+
+    fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
+        only(caller, product::may_send(request), Self::ID, request)
+    }
 }
 
 /// The seller server.
@@ -92,6 +134,11 @@ impl Service for SellerServer {
     const ID: ServiceId = ServiceId::Seller;
     type Request = front::SellerRequest;
     type Response = front::Response;
+
+    /// A public door: anyone may call; the session inside each request is the check.
+    fn authorize(_caller: Caller, _request: &Self::Request) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// The buyer server.
@@ -102,6 +149,11 @@ impl Service for BuyerServer {
     const ID: ServiceId = ServiceId::Buyer;
     type Request = front::BuyerRequest;
     type Response = front::Response;
+
+    /// A public door: anyone may call; the session inside each request is the check.
+    fn authorize(_caller: Caller, _request: &Self::Request) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// Names the response variant a caller did not expect, for an `Internal` error.

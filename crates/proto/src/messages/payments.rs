@@ -4,6 +4,8 @@
 use agora_domain::{Card, Money};
 use serde::{Deserialize, Serialize};
 
+use crate::trust::Component;
+
 /// A request to the payments service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -35,4 +37,13 @@ pub enum Response {
     Pong,
     /// The charge's outcome.
     Charge(Outcome),
+}
+
+/// Who may send `request` to payments: only the purchase coordinator (the customer
+/// database) charges or resolves; anyone of ours may ping.
+pub fn may_send(request: &Request) -> &'static [Component] {
+    match request {
+        Request::Ping => &Component::ALL,
+        Request::Charge { .. } | Request::Resolve { .. } => &[Component::CustomerDb],
+    }
 }

@@ -5,6 +5,7 @@ use agora_domain::{CartLine, Feedback, Item, ItemId, Money, NewItem, Page, Purch
 use serde::{Deserialize, Serialize};
 
 use super::OpId;
+use crate::trust::Component;
 
 /// A request to the product database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,4 +61,26 @@ pub enum Response {
     Reserved(Vec<PurchaseLine>),
     /// The request took effect.
     Done,
+}
+
+/// Who may send `request` to the product database: the seller server manages listings,
+/// both frontends read, the buyer server votes, and only the purchase coordinator (the
+/// customer database) reserves, releases and confirms units.
+pub fn may_send(request: &Request) -> &'static [Component] {
+    const SELLERS: &[Component] = &[Component::SellerServer];
+    const FRONTENDS: &[Component] = &[Component::SellerServer, Component::BuyerServer];
+    match request {
+        Request::Ping => &Component::ALL,
+        Request::RegisterItem { .. }
+        | Request::ChangePrice { .. }
+        | Request::RemoveUnits { .. }
+        | Request::SellerItems { .. } => SELLERS,
+        Request::Search { .. } | Request::GetItem { .. } | Request::SellerFeedback { .. } => {
+            FRONTENDS
+        }
+        Request::Vote { .. } => &[Component::BuyerServer],
+        Request::Reserve { .. } | Request::Release { .. } | Request::Confirm { .. } => {
+            &[Component::CustomerDb]
+        }
+    }
 }

@@ -1,0 +1,180 @@
+//! Only the marketplace's own components may call a database or payments, and each only
+//! what its job needs: callers without the cluster's credentials, with another cluster's,
+//! or with a component's that has no business sending a request, change nothing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use agora_client::{BuyerClient, SellerClient};
+use agora_domain::{Card, CartLine, Condition, ItemId, Money, NewItem};
+use agora_proto::messages::{customer, payments, product};
+use agora_proto::{
+    CallError, Channel, Component, Connector, CustomerDb, DEFAULT_MAX_FRAME, ErrorCode, Payments,
+    ProductDb, Service, Trust,
+};
+use agora_testkit::Cluster;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A seller with one item of 10 units at $1.50; returns the item.
+async fn listed(cluster: &Cluster) -> ItemId {
+    let seller = SellerClient::new(vec![cluster.seller_addr()]);
+    seller.create_account("ann", "password1", "").await.unwrap();
+    seller.login("ann", "password1").await.unwrap();
+    seller
+        .register_item(NewItem {
+            name: "Pen".into(),
+            category: 3,
+            keywords: vec!["pen".into()],
+            condition: Condition::New,
+            price: Money::from_cents(150),
+            quantity: 10,
+        })
+        .await
+        .unwrap()
+}
+
+/// The item as a buyer sees it: price and units left.
+async fn seen(cluster: &Cluster, item: ItemId) -> (Money, u32) {
+    let buyer = BuyerClient::new(vec![cluster.buyer_addr()]);
+    let _ = buyer.create_account("spy", "password1", "").await;
+    buyer.login("spy", "password1").await.unwrap();
+    let item = buyer.get_item(item).await.unwrap();
+    (item.price, item.quantity)
+}
+
+async fn channel<S: Service>(addr: std::net::SocketAddr, connector: &Connector) -> Channel<S> {
+    Channel::connect_with(&addr.to_string(), WAIT, DEFAULT_MAX_FRAME, connector).await.unwrap()
+}
+
+fn card() -> Card {
+    Card { holder: "Mallory".into(), number: "4111111111111111".into(), expiry: "12/99".into() }
+}
+
+fn forbidden(answer: Result<impl std::fmt::Debug, CallError>) -> String {
+    match answer {
+        Err(CallError::Remote(e)) if e.code == ErrorCode::Forbidden => e.message,
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_caller_without_credentials_changes_nothing() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    let before = seen(&cluster, item).await;
+
+    // In the clear, as anyone who can reach the port could.
+    let products = channel::<ProductDb>(cluster.product_db.addr, &Connector::Open).await;
+    let change = product::Request::ChangePrice { seller_id: 1, item, price: Money::from_cents(1) };
+    let message = forbidden(products.call(&change, WAIT).await);
+    assert!(message.contains("credentials"), "{message}");
+    let products = channel::<ProductDb>(cluster.product_db.addr, &Connector::Open).await;
+    let grab = product::Request::Reserve {
+        purchase: 999_999,
+        lines: vec![CartLine { item, quantity: 10 }],
+    };
+    forbidden(products.call(&grab, WAIT).await);
+
+    let ledger = channel::<Payments>(cluster.payments.addr, &Connector::Open).await;
+    let charge = payments::Request::Charge {
+        key: "agora-purchase-1".into(),
+        card: card(),
+        amount: Money::from_cents(1),
+    };
+    forbidden(ledger.call(&charge, WAIT).await);
+
+    let customers = channel::<CustomerDb>(cluster.customer_db.addr, &Connector::Open).await;
+    let check = customer::Request::Authenticate {
+        session: "0".repeat(64),
+        role: agora_domain::Role::Buyer,
+    };
+    forbidden(customers.call(&check, WAIT).await);
+
+    assert_eq!(seen(&cluster, item).await, before);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn another_clusters_credentials_are_refused_at_the_handshake() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    let before = seen(&cluster, item).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stranger = agora_testkit::trust(elsewhere.path(), Component::SellerServer);
+
+    let change = product::Request::ChangePrice { seller_id: 1, item, price: Money::from_cents(1) };
+    let connected = Channel::<ProductDb>::connect_with(
+        &cluster.product_db.addr.to_string(),
+        WAIT,
+        DEFAULT_MAX_FRAME,
+        &stranger.connector(),
+    )
+    .await;
+    // Either side may end it: our client does not trust their certificate, or (TLS 1.3)
+    // the server refuses ours after our half of the handshake.
+    match connected {
+        Err(CallError::Unreachable { reason, .. }) => {
+            assert!(reason.contains("not trusted"), "{reason}")
+        }
+        Ok(channel) => match channel.call(&change, WAIT).await {
+            Err(CallError::Lost { reason, .. }) => assert!(reason.contains("refused"), "{reason}"),
+            other => panic!("a stranger's call went through: {other:?}"),
+        },
+        Err(other) => panic!("{other:?}"),
+    }
+    assert_eq!(seen(&cluster, item).await, before);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn each_component_may_send_only_what_its_job_needs() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    let before = seen(&cluster, item).await;
+    let as_ = |component| -> Trust { cluster.trust(component) };
+
+    // A frontend may not reserve units or charge cards: that is the coordinator's job.
+    let buyer_side = as_(Component::BuyerServer).connector();
+    let products = channel::<ProductDb>(cluster.product_db.addr, &buyer_side).await;
+    let grab = product::Request::Reserve {
+        purchase: 999_999,
+        lines: vec![CartLine { item, quantity: 10 }],
+    };
+    let message = forbidden(products.call(&grab, WAIT).await);
+    assert_eq!(message, "buyer-server may not send Reserve to product-db");
+    // The buyer server does not manage listings.
+    let change = product::Request::ChangePrice { seller_id: 1, item, price: Money::from_cents(1) };
+    forbidden(products.call(&change, WAIT).await);
+    let ledger = channel::<Payments>(cluster.payments.addr, &buyer_side).await;
+    let charge = payments::Request::Charge {
+        key: "agora-purchase-1".into(),
+        card: card(),
+        amount: Money::from_cents(1),
+    };
+    forbidden(ledger.call(&charge, WAIT).await);
+    // The seller server has no carts; an operator's tool may only ping.
+    let customers =
+        channel::<CustomerDb>(cluster.customer_db.addr, &as_(Component::SellerServer).connector())
+            .await;
+    forbidden(
+        customers.call(&customer::Request::ClearCart { session: "0".repeat(64) }, WAIT).await,
+    );
+    let admin = as_(Component::Admin).connector();
+    let products = channel::<ProductDb>(cluster.product_db.addr, &admin).await;
+    assert_eq!(
+        products.call(&product::Request::Ping, WAIT).await.unwrap(),
+        product::Response::Pong
+    );
+    forbidden(products.call(&change, WAIT).await);
+    assert_eq!(seen(&cluster, item).await, before);
+
+    // The rule lets the right component through: the coordinator may reserve.
+    let coordinator = as_(Component::CustomerDb).connector();
+    let products = channel::<ProductDb>(cluster.product_db.addr, &coordinator).await;
+    let lines = vec![CartLine { item, quantity: 2 }];
+    let answer = products.call(&product::Request::Reserve { purchase: 999_999, lines }, WAIT).await;
+    assert!(matches!(answer, Ok(product::Response::Reserved(_))), "{answer:?}");
+    assert_eq!(seen(&cluster, item).await.1, before.1 - 2);
+    cluster.stop().await;
+}

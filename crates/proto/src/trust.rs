@@ -1,0 +1,517 @@
+//! Trust between Agora's components: who is calling, proven by the transport, and the
+//! transport seam every connection goes through.
+//!
+//! Internal connections (frontend → databases, customer-db → product-db and payments)
+//! are mutual TLS 1.3 under one cluster CA. Each component holds a certificate for its
+//! [`Component`], named `<component>.agora` (for example `product-db.agora`); a server learns its
+//! caller's component from the certificate the caller presented, and a caller checks that the
+//! server's certificate names the service it meant to reach, whatever its address. The
+//! public doors (the frontends' TCP and HTTP ports) are [`Acceptor::Open`]: anyone may
+//! connect, and users are authenticated by session instead.
+//!
+//! [`create`] makes a cluster's credentials (what `agora up` and `agora credentials
+//! create` run); [`Trust::load`] reads one component's share of them. docs/protocol.md
+//! ("Trust") is the contract; each service's rule of who may send what is
+//! [`crate::Service::authorize`].
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::ServiceId;
+
+/// A byte stream a connection can run over: a TCP socket, TLS over one, or a test's own.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// A connection's stream once the transport has set it up.
+pub type BoxStream = Box<dyn Stream>;
+
+/// What a component is to the others. Each has its own certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// The customer database.
+    CustomerDb,
+    /// The product database.
+    ProductDb,
+    /// The payments service.
+    Payments,
+    /// The seller server.
+    SellerServer,
+    /// The buyer server.
+    BuyerServer,
+    /// An operator's tool (health checks, cluster status): may only ping.
+    Admin,
+}
+
+impl Component {
+    /// Every component, in the order `create` mints their certificates.
+    pub const ALL: [Component; 6] = [
+        Component::CustomerDb,
+        Component::ProductDb,
+        Component::Payments,
+        Component::SellerServer,
+        Component::BuyerServer,
+        Component::Admin,
+    ];
+
+    /// The component's name, as in `agora <name>` and its certificate's file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::CustomerDb => "customer-db",
+            Component::ProductDb => "product-db",
+            Component::Payments => "payments",
+            Component::SellerServer => "seller-server",
+            Component::BuyerServer => "buyer-server",
+            Component::Admin => "admin",
+        }
+    }
+
+    /// The component that serves `service`.
+    pub fn serving(service: ServiceId) -> Component {
+        match service {
+            ServiceId::CustomerDb => Component::CustomerDb,
+            ServiceId::ProductDb => Component::ProductDb,
+            ServiceId::Payments => Component::Payments,
+            ServiceId::Seller => Component::SellerServer,
+            ServiceId::Buyer => Component::BuyerServer,
+        }
+    }
+
+    /// The name its certificate carries (as a DNS subject alternative name).
+    fn subject(self) -> String {
+        format!("{}.agora", self.name())
+    }
+
+    fn is_frontend(self) -> bool {
+        matches!(self, Component::SellerServer | Component::BuyerServer)
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who is on the other end of a connection, as its transport proved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Anyone: a connection to a public door, with no certificate.
+    Public,
+    /// One of the cluster's components, by the certificate it presented.
+    Node(Component),
+}
+
+impl Caller {
+    /// Whether the caller is one of `components`.
+    pub fn is(self, components: &[Component]) -> bool {
+        matches!(self, Caller::Node(component) if components.contains(&component))
+    }
+
+    /// Whether the caller is the seller or the buyer server.
+    pub fn is_frontend(self) -> bool {
+        matches!(self, Caller::Node(component) if component.is_frontend())
+    }
+
+    /// Whether the caller is any of the cluster's components.
+    pub fn is_node(self) -> bool {
+        matches!(self, Caller::Node(_))
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::Public => f.write_str("a caller without the cluster's credentials"),
+            Caller::Node(component) => write!(f, "{component}"),
+        }
+    }
+}
+
+/// Setting up or checking credentials failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// This component's share of the credentials is not there.
+    #[error(
+        "no {component} credentials in {dir} (missing {file}): `agora up` creates them under its \
+         data directory; for components on separate hosts run `agora credentials create \
+         --dir DIR` once and copy ca.crt, {component}.crt and {component}.key to this host, then pass \
+         --credentials DIR (or AGORA_CREDENTIALS)"
+    )]
+    Missing {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The file not found.
+        file: String,
+        /// Whose credentials.
+        component: Component,
+    },
+    /// Some files of a cluster's credentials exist and others do not.
+    #[error(
+        "{dir} holds part of a cluster's credentials ({found} but not {missing}): restore \
+         the missing files, or move the directory away to make a new cluster's"
+    )]
+    Incomplete {
+        /// The directory.
+        dir: PathBuf,
+        /// A file that is there.
+        found: String,
+        /// A file that is not.
+        missing: String,
+    },
+    /// A file is not the PEM it should be.
+    #[error("{path} is not a valid PEM {what}: {reason}")]
+    Pem {
+        /// Which file.
+        path: PathBuf,
+        /// Certificate or key.
+        what: &'static str,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// rustls refused the certificates or key.
+    #[error("cannot use the credentials in {dir}: {source}")]
+    Tls {
+        /// The directory.
+        dir: PathBuf,
+        /// rustls's complaint.
+        source: rustls::Error,
+    },
+    /// Making certificates failed.
+    #[error("cannot make certificates: {0}")]
+    Mint(#[from] rcgen::Error),
+}
+
+/// One component's credentials, ready to accept and make connections.
+#[derive(Clone)]
+pub struct Trust {
+    component: Component,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust").field("component", &self.component).finish_non_exhaustive()
+    }
+}
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+
+fn cert_file(component: Component) -> String {
+    format!("{}.crt", component.name())
+}
+
+fn key_file(component: Component) -> String {
+    format!("{}.key", component.name())
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Trust {
+    /// Reads `component`'s certificate and key and the cluster CA from `dir`.
+    pub fn load(dir: &Path, component: Component) -> Result<Trust, TrustError> {
+        let path = |file: &str| dir.join(file);
+        for file in [CA_CERT.to_owned(), cert_file(component), key_file(component)] {
+            if !path(&file).exists() {
+                return Err(TrustError::Missing { dir: dir.to_owned(), file, component });
+            }
+        }
+        let ca = read_certs(&path(CA_CERT))?;
+        let chain = read_certs(&path(&cert_file(component)))?;
+        let key_path = path(&key_file(component));
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TrustError::Pem {
+            path: key_path.clone(),
+            what: "private key",
+            reason: e.to_string(),
+        })?;
+        Trust::from_parts(dir, component, ca, chain, key)
+    }
+
+    fn from_parts(
+        dir: &Path,
+        component: Component,
+        ca: Vec<CertificateDer<'static>>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Trust, TrustError> {
+        let tls = |source| TrustError::Tls { dir: dir.to_owned(), source };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in ca {
+            roots.add(cert).map_err(tls)?;
+        }
+        let roots = Arc::new(roots);
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .map_err(|e| tls(rustls::Error::General(e.to_string())))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(tls)?;
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(tls)?;
+        Ok(Trust { component, server: Arc::new(server), client: Arc::new(client) })
+    }
+
+    /// The component these credentials prove.
+    pub fn component(&self) -> Component {
+        self.component
+    }
+
+    /// How a server with these credentials takes connections: mutual TLS only.
+    pub fn acceptor(&self) -> Acceptor {
+        Acceptor::MutualTls(self.server.clone())
+    }
+
+    /// How this component connects to the cluster's other servers.
+    pub fn connector(&self) -> Connector {
+        Connector::MutualTls(self.client.clone())
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let pem =
+        |reason: String| TrustError::Pem { path: path.to_owned(), what: "certificate", reason };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem("no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+/// What [`create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new cluster CA and every component's certificate were written.
+    New,
+    /// The directory already held a cluster's credentials; nothing was changed.
+    Existing,
+}
+
+/// Makes a new cluster's credentials in `dir` (created 0700; keys written 0600): a CA
+/// and a certificate and key for every [`Component`], valid for 100 years. If `dir` already
+/// holds a complete set, leaves it as it is; a partial set is an error, never
+/// overwritten.
+pub fn create(dir: &Path) -> Result<Created, TrustError> {
+    let files: Vec<String> = [CA_CERT.to_owned(), CA_KEY.to_owned()]
+        .into_iter()
+        .chain(Component::ALL.iter().flat_map(|r| [cert_file(*r), key_file(*r)]))
+        .collect();
+    let (present, absent): (Vec<&String>, Vec<&String>) =
+        files.iter().partition(|f| dir.join(f).exists());
+    match (present.first(), absent.first()) {
+        (Some(_), None) => return Ok(Created::Existing),
+        (Some(found), Some(missing)) => {
+            return Err(TrustError::Incomplete {
+                dir: dir.to_owned(),
+                found: (*found).clone(),
+                missing: (*missing).clone(),
+            });
+        }
+        (None, _) => {}
+    }
+    private_dir(dir)?;
+
+    let cluster =
+        crate::messages::new_op_id().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.distinguished_name = rcgen::DistinguishedName::new();
+    ca_params.distinguished_name.push(rcgen::DnType::OrganizationName, "Agora");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("Agora cluster {cluster}"));
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params.key_usages =
+        vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    ca_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    write_file(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
+    write_file(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes(), 0o600)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    for component in Component::ALL {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![component.subject()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Agora");
+        params.distinguished_name.push(rcgen::DnType::CommonName, component.subject());
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer)?;
+        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o644)?;
+        write_file(&dir.join(key_file(component)), key.serialize_pem().as_bytes(), 0o600)?;
+    }
+    Ok(Created::New)
+}
+
+/// Creates `dir` (and its parents) readable by its owner only, or tightens it to that.
+pub fn private_dir(dir: &Path) -> Result<(), TrustError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| TrustError::Io { path: dir.to_owned(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TrustError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| TrustError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)
+}
+
+/// How a server takes a new connection.
+#[derive(Clone, Default)]
+pub enum Acceptor {
+    /// In the clear, from anyone: the frontends' public doors.
+    #[default]
+    Open,
+    /// Mutual TLS: only a caller with a certificate of this cluster gets past the
+    /// handshake, and its component is read from that certificate.
+    MutualTls(Arc<rustls::ServerConfig>),
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Acceptor::Open => "Open",
+            Acceptor::MutualTls(_) => "MutualTls",
+        })
+    }
+}
+
+/// The first byte of every TLS handshake (a handshake record).
+pub(crate) const TLS_HANDSHAKE: u8 = 0x16;
+
+impl Acceptor {
+    /// Whether callers must present the cluster's credentials.
+    pub fn is_mutual_tls(&self) -> bool {
+        matches!(self, Acceptor::MutualTls(_))
+    }
+
+    /// Sets up `stream` as a connection: for mutual TLS, the handshake, which fails for a
+    /// caller without a certificate of this cluster. Returns the stream and who is on it.
+    pub async fn accept<S: Stream>(&self, stream: S) -> io::Result<(BoxStream, Caller)> {
+        match self {
+            Acceptor::Open => Ok((Box::new(stream), Caller::Public)),
+            Acceptor::MutualTls(config) => {
+                let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream).await?;
+                let component = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(role_of)
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            "the client certificate names no Agora component",
+                        )
+                    })?;
+                Ok((Box::new(tls), Caller::Node(component)))
+            }
+        }
+    }
+}
+
+/// The component a certificate of this cluster was made for (its chain was already verified).
+fn role_of(cert: &CertificateDer<'_>) -> Option<Component> {
+    let cert = webpki::EndEntityCert::try_from(cert).ok()?;
+    Component::ALL.into_iter().find(|component| {
+        ServerName::try_from(component.subject())
+            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    })
+}
+
+/// How a client sets up a connection it has opened.
+#[derive(Clone, Default)]
+pub enum Connector {
+    /// In the clear: clients of the public doors.
+    #[default]
+    Open,
+    /// Mutual TLS with this component's certificate; the server must prove it is the
+    /// service asked for.
+    MutualTls(Arc<rustls::ClientConfig>),
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Connector::Open => "Open",
+            Connector::MutualTls(_) => "MutualTls",
+        })
+    }
+}
+
+impl Connector {
+    /// Sets up `stream`, just connected to a server of `service`.
+    pub async fn connect<S: Stream>(&self, stream: S, service: ServiceId) -> io::Result<BoxStream> {
+        match self {
+            Connector::Open => Ok(Box::new(stream)),
+            Connector::MutualTls(config) => {
+                let name = ServerName::try_from(Component::serving(service).subject())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let tls =
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+}
+
+/// Says, for a person, why a TLS connection failed, when the I/O error is rustls's.
+pub fn explain(error: &io::Error) -> String {
+    let tls = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "the server refused this component's credentials ({alert:?}): are they from the \
+             same cluster (the same ca.crt)?"
+        ),
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "the server's certificate is not trusted ({why:?}): is it this cluster's, and the \
+             service this address should be?"
+        ),
+        Some(other) => format!("TLS failed: {other}"),
+        None => error.to_string(),
+    }
+}
