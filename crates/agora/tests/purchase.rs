@@ -177,6 +177,30 @@ async fn many_buyers_racing_for_the_last_units() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_purchases_of_one_cart_buy_it_once() {
+    let cluster = Cluster::start().await;
+    let seller = seller(cluster.seller_addr()).await;
+    let a = seller.register_item(mug(10)).await.unwrap();
+    let buyer = buyer(cluster.buyer_addr(), "bea").await;
+    buyer.add_to_cart(a, 2).await.unwrap();
+    // Five purchases of the same session's cart at once, each with its own key, as five
+    // browser tabs or a double-clicking script would send them.
+    let results = futures_join_all((0..5).map(|_| buyer.make_purchase(card()))).await;
+    let bought: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(bought.len(), 1, "{results:?}");
+    assert_eq!(bought[0].total, Money::from_cents(900));
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(refused.code(), Some(ErrorCode::InvalidArgument), "{refused:?}");
+        assert!(refused.to_string().contains("cart is empty"), "{refused}");
+    }
+    assert_eq!(buyer.get_item(a).await.unwrap().quantity, 8);
+    assert_eq!(buyer.get_purchases(Page::default()).await.unwrap().len(), 1);
+    assert!(buyer.display_cart().await.unwrap().is_empty());
+    assert_eq!(seller.get_rating().await.unwrap().items_sold, 2);
+    cluster.stop().await;
+}
+
 /// Runs futures concurrently on this task and collects their results in order.
 async fn futures_join_all<F: std::future::Future>(
     futures: impl IntoIterator<Item = F>,

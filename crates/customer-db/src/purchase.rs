@@ -59,6 +59,20 @@ impl State {
     }
 }
 
+/// What beginning a purchase found.
+enum Begun {
+    /// A new purchase of these cart lines, recorded as `Started`.
+    New(u64, Vec<agora_domain::CartLine>),
+    /// The buyer already used this purchase key: that purchase.
+    Earlier(Tx),
+    /// Another purchase (this id) holds the session's cart until it ends.
+    Busy(u64),
+}
+
+/// How long a purchase waits for another purchase of the same cart to end before it
+/// answers `purchase_pending`: under the frontends' deadline on a customer-db call.
+const CART_HELD_WAIT: Duration = Duration::from_secs(3);
+
 /// One purchase's row in the log.
 #[derive(Debug)]
 struct Tx {
@@ -81,6 +95,9 @@ pub struct Coordinator {
     /// purchase enters the set inside the transaction that creates its row, so recovery
     /// (which reads committed rows only) can never see it first.
     in_flight: Arc<Mutex<HashSet<u64>>>,
+    /// Woken whenever a purchase stops being driven, for purchases waiting for another
+    /// purchase of the same cart to end.
+    finished: tokio::sync::Notify,
 }
 
 /// Removes a purchase from the in-flight set when its request is done, however it ends.
@@ -89,6 +106,7 @@ struct Driving<'a>(&'a Coordinator, u64);
 impl Drop for Driving<'_> {
     fn drop(&mut self) {
         self.0.in_flight_set().remove(&self.1);
+        self.0.finished.notify_waiters();
     }
 }
 
@@ -123,7 +141,14 @@ impl Coordinator {
         payments: Pool<Payments>,
         clock: Clock,
     ) -> Self {
-        Coordinator { store, products, payments, clock, in_flight: Arc::default() }
+        Coordinator {
+            store,
+            products,
+            payments,
+            clock,
+            in_flight: Arc::default(),
+            finished: tokio::sync::Notify::new(),
+        }
     }
 
     // Held for a set insert or remove; nothing awaits under it.
@@ -147,14 +172,47 @@ impl Coordinator {
             ));
         }
         let card = card.validate()?;
+        // A session's cart is bought by one purchase at a time: while another holds it,
+        // wait for that one to end (then its bought lines are gone from the cart), so
+        // that concurrent requests cannot buy the same lines twice.
+        let deadline = tokio::time::Instant::now() + CART_HELD_WAIT;
+        let (id, cart) = loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            match self.begin(session, buyer, key.clone()).await? {
+                Begun::New(id, cart) => break (id, cart),
+                Begun::Earlier(earlier) => return self.outcome(earlier).await,
+                Begun::Busy(other) => {
+                    if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                        return Err(ApiError::new(
+                            ErrorCode::PurchasePending,
+                            format!(
+                                "purchase {other} of this cart is still being completed; \
+                                 ask again shortly"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        self.drive(id, cart, card).await
+    }
+
+    /// Step 1: records a new purchase of the session's cart, unless the key was used
+    /// before or another purchase holds the cart. One transaction: two requests racing
+    /// for one cart are serialised by the store's single writer.
+    async fn begin(&self, session: Key, buyer: UserId, key: String) -> Result<Begun, ApiError> {
         let now = self.clock.now_ms();
         let in_flight = self.in_flight.clone();
-        let begun = self
-            .store
+        self.store
             .write(move |c| {
                 crate::handler::live(c, &session)?;
                 if let Some(tx) = find(c, buyer, &key)? {
-                    return Ok(Err(tx));
+                    return Ok(Begun::Earlier(tx));
+                }
+                if let Some(other) = holding(c, &session)? {
+                    return Ok(Begun::Busy(other));
                 }
                 let cart = crate::handler::cart_of(c, &session)?;
                 if cart.is_empty() {
@@ -180,13 +238,18 @@ impl Coordinator {
                 .map_err(db_error)?;
                 let id = c.last_insert_rowid() as u64;
                 in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-                Ok(Ok((id, cart)))
+                Ok(Begun::New(id, cart))
             })
-            .await?;
-        let (id, cart) = match begun {
-            Ok(new) => new,
-            Err(earlier) => return self.outcome(earlier).await,
-        };
+            .await
+    }
+
+    /// Steps 2 to 5 of a purchase just begun: reserve, charge, commit, confirm.
+    async fn drive(
+        &self,
+        id: u64,
+        cart: Vec<agora_domain::CartLine>,
+        card: Card,
+    ) -> Result<Purchase, ApiError> {
         let _driving = Driving(self, id);
         fault::crash_point("after-begin");
 
@@ -510,6 +573,22 @@ pub async fn recover_forever(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// The purchase that holds the session's cart, if any: one not yet committed or aborted.
+fn holding(c: &Connection, session: &Key) -> Result<Option<u64>, ApiError> {
+    // The states as literals, as in the partial index `purchase_tx_holding`, so that
+    // SQLite can use it (it cannot prove a bound parameter matches the index).
+    let sql = format!(
+        "SELECT id FROM purchase_tx WHERE session = ?1 AND state IN ({}, {}, {}) LIMIT 1",
+        State::Started as i64,
+        State::Reserved as i64,
+        State::Resolving as i64
+    );
+    c.prepare_cached(&sql)
+        .and_then(|mut st| st.query_row(params![&session[..]], |r| r.get::<_, i64>(0)).optional())
+        .map(|id| id.map(|id| id as u64))
+        .map_err(db_error)
 }
 
 fn find(c: &Connection, buyer: UserId, key: &str) -> Result<Option<Tx>, ApiError> {

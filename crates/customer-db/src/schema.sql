@@ -77,3 +77,5 @@ CREATE TABLE IF NOT EXISTS purchase_tx (
     UNIQUE (buyer, key)
 );
 CREATE INDEX IF NOT EXISTS purchase_tx_open ON purchase_tx (state) WHERE state NOT IN (5, 7);
+-- The purchase (at most one) that holds a session's cart: Started, Reserved or Resolving.
+CREATE INDEX IF NOT EXISTS purchase_tx_holding ON purchase_tx (session) WHERE state IN (1, 2, 3);
