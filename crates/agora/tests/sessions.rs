@@ -195,3 +195,65 @@ async fn sessions_survive_a_customer_database_restart() {
     seller.list_items(Page::default()).await.unwrap();
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_buyer_session_cannot_be_ended_through_the_seller_server() {
+    let cluster = Cluster::start().await;
+    let (_, item) = listed_item(&cluster).await;
+    let buyer = buyer_client(&cluster);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    let token = buyer.login("bea", "password1").await.unwrap();
+
+    let impostor = SellerClient::new(vec![cluster.seller_addr()]);
+    impostor.set_session(Some(token));
+    let refused = impostor.logout().await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NotLoggedIn), "{refused:?}");
+    assert!(refused.to_string().contains("buyer session"), "{refused}");
+    // The buyer's session goes on, and it is the customer database that says so.
+    assert_eq!(buyer.get_item(item).await.unwrap().id, item);
+    buyer.add_to_cart(item, 1).await.unwrap();
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_in_capitals_is_the_same_session() {
+    let cluster = Cluster::start().await;
+    let (_, item) = listed_item(&cluster).await;
+    let buyer = buyer_client(&cluster);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    let token = buyer.login("bea", "password1").await.unwrap();
+    // Trusted by the frontend for a second from here on.
+    buyer.get_item(item).await.unwrap();
+
+    let shouting = buyer_client(&cluster);
+    shouting.set_session(Some(token.to_ascii_uppercase()));
+    assert_eq!(shouting.get_item(item).await.unwrap().id, item);
+    shouting.logout().await.unwrap();
+    // Logged out through the upper-case copy: the lower-case one ends at once, not after
+    // the frontend's second of trust.
+    let after = buyer.get_item(item).await.unwrap_err();
+    assert_eq!(after.code(), Some(ErrorCode::NotLoggedIn), "{after:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_token_is_refused_before_it_reaches_anything() {
+    // Databases that are not there: a malformed token must not even need them.
+    let closed = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::BuyerServer);
+    let upstream = agora_testkit::frontend_config(closed(0), closed(1), trust);
+    let frontend = agora_testkit::start_buyer(&upstream, "127.0.0.1:0").await;
+    let client = BuyerClient::new(vec![frontend.addr.to_string()]);
+    for token in ["x".repeat(1_000_000), "g".repeat(64), "ab".into()] {
+        client.set_session(Some(token.clone()));
+        let read = client.get_item(ItemId { category: 1, number: 1 }).await.unwrap_err();
+        // (The client forgets its session after a logout, refused or not.)
+        client.set_session(Some(token));
+        for refused in [read, client.logout().await.unwrap_err()] {
+            assert_eq!(refused.code(), Some(ErrorCode::NotLoggedIn), "{refused:?}");
+            assert!(refused.to_string().contains("not a session token"), "{refused}");
+        }
+    }
+    frontend.stop().await;
+}

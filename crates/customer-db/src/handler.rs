@@ -46,7 +46,7 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
             Request::Login { role, username, password } => {
                 self.login(role, username, password).await
             }
-            Request::Logout { session } => self.logout(&session).await,
+            Request::Logout { session, role } => self.logout(&session, role).await,
             Request::Authenticate { session, role } => {
                 let key = parse_token(&session)?;
                 let account = self.sessions.check(&key, role)?.account;
@@ -269,8 +269,18 @@ impl CustomerDb {
         Ok(Response::LoggedIn { session: token, account: account as UserId })
     }
 
-    async fn logout(&self, session: &str) -> Result<Response, ApiError> {
+    async fn logout(&self, session: &str, role: Role) -> Result<Response, ApiError> {
         let key = parse_token(session)?;
+        // A seller server cannot end a buyer's session, nor the reverse.
+        match self.sessions.role_of(&key) {
+            Some(actual) if actual != role => {
+                return Err(ApiError::new(
+                    ErrorCode::NotLoggedIn,
+                    format!("this is a {actual} session; log in as a {role}"),
+                ));
+            }
+            _ => {}
+        }
         self.store.write(move |c| end_session(c, &key)).await?;
         // Logging out of an expired session is fine; of an unknown one, not.
         match self.sessions.remove(&key) {

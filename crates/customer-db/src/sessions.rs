@@ -46,10 +46,10 @@ pub fn new_token() -> Result<(String, Key), ApiError> {
 
 /// The key of a token the client sent, or `NotLoggedIn` if it cannot be one of ours.
 pub fn parse_token(token: &str) -> Result<Key, ApiError> {
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::not_logged_in());
+    match agora_domain::canonical_token(token) {
+        Some(canonical) => Ok(key_of(&canonical)),
+        None => Err(ApiError::not_logged_in()),
     }
-    Ok(key_of(&token.to_ascii_lowercase()))
 }
 
 fn key_of(token: &str) -> Key {
@@ -88,6 +88,11 @@ impl Sessions {
     /// Forgets a session (after it is off disk).
     pub fn remove(&self, key: &Key) -> Option<Session> {
         self.lock().remove(key)
+    }
+
+    /// The role of the session under `key`, alive or expired, if there is one.
+    pub fn role_of(&self, key: &Key) -> Option<Role> {
+        self.lock().get(key).map(|s| s.role)
     }
 
     /// The session under `key` if it is alive and of `role`, recording this as activity.

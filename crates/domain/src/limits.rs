@@ -142,3 +142,16 @@ mod tests {
         assert!(check_password(&"x".repeat(129)).is_err());
     }
 }
+
+/// Characters in a session token: 256 bits as hex digits.
+pub const SESSION_TOKEN_LEN: usize = 64;
+
+/// A session token in its one canonical form (lower-case hex), or `None` if `token`
+/// cannot be one: not exactly 64 hex digits. Everything that keys a table by a token
+/// (the customer database's sessions, the frontends' session cache) goes through this
+/// first, so a malformed token touches no table and an upper-case copy of a token is the
+/// same session, not another.
+pub fn canonical_token(token: &str) -> Option<String> {
+    (token.len() == SESSION_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| token.to_ascii_lowercase())
+}

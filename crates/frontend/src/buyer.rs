@@ -48,7 +48,7 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 Ok(Response::LoggedIn { session, id })
             }
             BuyerRequest::Logout { session } => {
-                up.logout(session).await?;
+                up.logout(session, Role::Buyer).await?;
                 Ok(Response::Done)
             }
             BuyerRequest::Search { session, category, keywords, page } => {

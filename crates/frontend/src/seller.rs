@@ -40,7 +40,7 @@ impl Handler<SellerServer> for SellerFrontend {
                 Ok(Response::LoggedIn { session, id })
             }
             SellerRequest::Logout { session } => {
-                up.logout(session).await?;
+                up.logout(session, Role::Seller).await?;
                 Ok(Response::Done)
             }
             SellerRequest::GetRating { session } => {

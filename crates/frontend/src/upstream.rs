@@ -126,12 +126,14 @@ impl Upstream {
         }
     }
 
-    /// Logout of any session.
-    pub async fn logout(&self, session: String) -> Result<(), ApiError> {
+    /// Logout of a session of `role`.
+    pub async fn logout(&self, session: String, role: Role) -> Result<(), ApiError> {
+        let session = canonical(&session)?;
         // Untrusted here first, so this frontend stops trusting it even if the call fails,
         // and again after: until the database has answered it may still accept the session.
         self.sessions.logged_out(&session);
-        let answer = self.customer(customer::Request::Logout { session: session.clone() }).await;
+        let answer =
+            self.customer(customer::Request::Logout { session: session.clone(), role }).await;
         self.sessions.logged_out(&session);
         answer?;
         Ok(())
@@ -140,19 +142,20 @@ impl Upstream {
     /// The account behind a live session of `role`: from the sessions checked lately, or
     /// else from the customer database.
     pub async fn authenticate(&self, session: &str, role: Role) -> Result<UserId, ApiError> {
-        if let Some(account) = self.sessions.get(session, role) {
+        let session = canonical(session)?;
+        if let Some(account) = self.sessions.get(&session, role) {
             return Ok(account);
         }
-        let request = customer::Request::Authenticate { session: session.to_owned(), role };
+        let request = customer::Request::Authenticate { session: session.clone(), role };
         let began = std::time::Instant::now();
         match self.customer(request).await {
             Ok(customer::Response::Authenticated { account }) => {
-                self.sessions.checked(session, role, account, began);
+                self.sessions.checked(&session, role, account, began);
                 Ok(account)
             }
             Ok(other) => Err(unexpected(&other)),
             Err(e) => {
-                self.sessions.forget(session);
+                self.sessions.forget(&session);
                 Err(e)
             }
         }
@@ -182,4 +185,15 @@ impl Upstream {
         };
         Ok(SellerRating { seller_id, name, feedback, items_sold })
     }
+}
+
+/// The token in its canonical form, or `NotLoggedIn` before it touches any table if it
+/// cannot be a token at all (a made-up, oversized or garbage string).
+fn canonical(session: &str) -> Result<String, ApiError> {
+    agora_domain::canonical_token(session).ok_or_else(|| {
+        ApiError::new(
+            agora_proto::ErrorCode::NotLoggedIn,
+            "not logged in: that is not a session token (64 hex digits); log in first",
+        )
+    })
 }

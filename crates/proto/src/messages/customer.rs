@@ -16,8 +16,9 @@ pub enum Request {
     CreateAccount { op: OpId, role: Role, username: String, password: String, name: String },
     /// Checks credentials and opens a session; answers `LoggedIn`.
     Login { role: Role, username: String, password: String },
-    /// Ends a session and drops its unsaved cart; answers `Done`.
-    Logout { session: String },
+    /// Ends a session of `role` and drops its unsaved cart; answers `Done`. A session of
+    /// the other role is refused (`NotLoggedIn`) and left alone.
+    Logout { session: String, role: Role },
     /// Checks a session of `role` and records activity; answers `Authenticated`.
     Authenticate { session: String, role: Role },
     /// A seller's public record; answers `Seller`.
