@@ -11,8 +11,9 @@ use clap::builder::RangedU64ValueParser;
 /// variable name the role.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct GlobalArgs {
-    /// Print results as JSON on stdout, and errors as {"error":{"code":..,"message":..}}
-    /// on stderr.
+    /// Print results as JSON on stdout, in the HTTP API's shapes (ids "3:17", prices
+    /// "1.50", lists {items, next_offset}; docs/http.md), and errors as
+    /// {"error":{"code":..,"message":..}} on stderr.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Use this session id instead of the one a `login` saved.

@@ -23,7 +23,8 @@ pub enum BuyerCommand {
     /// `create-account`, `login` and `logout`, as the seller has them.
     #[command(flatten)]
     Account(AccountCommand),
-    /// Search the items for sale in a category, best match first.
+    /// Search the items for sale in a category, best match first, a page at a time (the
+    /// output says how to get the next).
     Search {
         /// The category to search: a whole number, as the seller chose it.
         #[arg(long, value_name = "N")]
@@ -45,7 +46,7 @@ pub enum BuyerCommand {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to add: 1 to 1000000.
-        #[arg(value_parser = parse_quantity())]
+        #[arg(value_parser = parse_quantity(), default_value_t = 1)]
         quantity: u32,
     },
     /// Take units of an item out of the cart; prints the cart.
@@ -115,7 +116,8 @@ pub async fn execute_buyer(
     Ok(match command {
         BuyerCommand::Account(command) => return execute_account(client, command).await,
         BuyerCommand::Search { category, keywords, page } => {
-            Reply::Items(client.search(category, keywords, page.page()).await?)
+            let items = client.search(category, keywords, page.page()).await?;
+            Reply::Items { items, page: page.page() }
         }
         BuyerCommand::Item { item } => Reply::Item(client.get_item(item).await?),
         BuyerCommand::Add { item, quantity } => {
@@ -160,7 +162,10 @@ pub async fn execute_buyer(
                 Err(e) => return Err(e),
             }
         }
-        BuyerCommand::Purchases(page) => Reply::Purchases(client.get_purchases(page.page()).await?),
+        BuyerCommand::Purchases(page) => {
+            let purchases = client.get_purchases(page.page()).await?;
+            Reply::Purchases { purchases, page: page.page() }
+        }
         BuyerCommand::Ping { deep } => {
             client.ping(deep).await?;
             Reply::Done(if deep {

@@ -209,6 +209,11 @@ mod tests {
     }
 
     #[test]
+    fn add_without_a_quantity_adds_one() {
+        assert_eq!(buyer("add 3:17").command, Some(BuyerCommand::Add { item: PEN, quantity: 1 }));
+    }
+
+    #[test]
     fn pages_default_and_parse() {
         let Some(SellerCommand::Items(page)) = seller("items").command else { panic!("items") };
         assert_eq!(page.page(), Page::default());
@@ -256,10 +261,15 @@ mod tests {
         let line = parse_shell_line::<SellerCommand>(Role::Seller, "change-price 3:17 '2.00'");
         assert_eq!(
             line.expect("parses"),
-            ShellLine::Command(SellerCommand::ChangePrice {
-                item: PEN,
-                price: Money::from_cents(200)
-            })
+            ShellLine::Command {
+                command: SellerCommand::ChangePrice { item: PEN, price: Money::from_cents(200) },
+                json: false,
+            }
+        );
+        assert_eq!(
+            parse_shell_line::<BuyerCommand>(Role::Buyer, "cart --json").expect("--json"),
+            ShellLine::Command { command: BuyerCommand::Cart, json: true },
+            "the shell takes --json as the one-shot CLI does"
         );
         for exit in ["exit", "quit"] {
             assert_eq!(
@@ -273,7 +283,8 @@ mod tests {
         for command in ["search", "save-cart", "seller-rating", "exit"] {
             assert!(text.contains(command), "{command} missing from\n{text}");
         }
-        let err = parse_shell_line::<BuyerCommand>(Role::Buyer, "add 3:17").expect_err("missing");
+        let err =
+            parse_shell_line::<BuyerCommand>(Role::Buyer, "remove 3:17").expect_err("no units");
         assert!(err.use_stderr());
         assert!(
             parse_shell_line::<BuyerCommand>(Role::Buyer, "item '3:17").is_err(),

@@ -24,7 +24,7 @@ pub enum SellerCommand {
     Rating,
     /// Put an item up for sale; prints its item id (like 3:17).
     Register(RegisterArgs),
-    /// Set a new sale price for one of your items.
+    /// Set a new sale price for one of your items; prints the new price.
     ChangePrice {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
@@ -40,7 +40,7 @@ pub enum SellerCommand {
         #[arg(value_parser = parse_quantity())]
         units: u32,
     },
-    /// List your items for sale, a page at a time.
+    /// List your items for sale, a page at a time (the output says how to get the next).
     Items(PageArgs),
     /// Check that the seller server answers.
     Ping {
@@ -102,12 +102,14 @@ pub async fn execute_seller(
         }
         SellerCommand::ChangePrice { item, price } => {
             client.change_price(item, price).await?;
-            Reply::Done("price changed")
+            Reply::PriceChanged { item, price }
         }
         SellerCommand::RemoveUnits { item, units } => {
             Reply::UnitsLeft { item, left: client.remove_units(item, units).await? }
         }
-        SellerCommand::Items(page) => Reply::Items(client.list_items(page.page()).await?),
+        SellerCommand::Items(page) => {
+            Reply::Items { items: client.list_items(page.page()).await?, page: page.page() }
+        }
         SellerCommand::Ping { deep } => {
             client.ping(deep).await?;
             Reply::Done(if deep {
