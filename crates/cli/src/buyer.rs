@@ -5,7 +5,9 @@ use agora_domain::{ItemId, UserId};
 use clap::Subcommand;
 
 use crate::account::{AccountCommand, execute_account};
-use crate::args::{ITEM_HELP, PageArgs, Vote, parse_keyword, parse_quantity};
+use crate::args::{
+    ITEM_HELP, PageArgs, Vote, parse_category, parse_keyword, parse_quantity, parse_user_id,
+};
 use crate::output::Reply;
 
 /// The buyer's commands, one per call of the buyer's interface.
@@ -25,9 +27,10 @@ pub enum BuyerCommand {
     Account(AccountCommand),
     /// Search the items for sale in a category, best match first, a page at a time (the
     /// output says how to get the next).
+    #[command(allow_negative_numbers = true)]
     Search {
         /// The category to search: a whole number, as the seller chose it.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_category)]
         category: u32,
         /// A word to look for: up to 8 characters, no spaces. Repeat the option, or
         /// separate with commas, for up to 5 keywords; none lists the whole category.
@@ -42,19 +45,21 @@ pub enum BuyerCommand {
         item: ItemId,
     },
     /// Add units of an item to the cart, if that many are available; prints the cart.
+    #[command(allow_negative_numbers = true)]
     Add {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to add: 1 to 1000000.
-        #[arg(value_parser = parse_quantity(), default_value_t = 1)]
+        #[arg(value_parser = parse_quantity, default_value_t = 1)]
         quantity: u32,
     },
     /// Take units of an item out of the cart; prints the cart.
+    #[command(allow_negative_numbers = true)]
     Remove {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to take out: 1 to 1000000.
-        #[arg(value_parser = parse_quantity())]
+        #[arg(value_parser = parse_quantity)]
         quantity: u32,
     },
     /// Keep the cart across your sessions (otherwise it is emptied at logout).
@@ -72,8 +77,10 @@ pub enum BuyerCommand {
         vote: Vote,
     },
     /// Show a seller's feedback and units sold.
+    #[command(allow_negative_numbers = true)]
     SellerRating {
         /// The seller's id: a whole number, as item listings show it.
+        #[arg(value_parser = parse_user_id)]
         seller_id: UserId,
     },
     /// Buy everything in the cart, paying by card: all or nothing.
@@ -98,6 +105,7 @@ pub enum BuyerCommand {
         key: Option<String>,
     },
     /// Show your purchase history, a page at a time.
+    #[command(allow_negative_numbers = true)]
     Purchases(PageArgs),
     /// Check that the buyer server answers.
     Ping {

@@ -188,6 +188,33 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_states_our_rule() {
+        let register = "seller register --name pen --condition new";
+        for (line, rule) in [
+            (format!("{register} --category 3 --price -5 --quantity 1"), "amount like 12.34"),
+            (format!("{register} --category -1 --price 1 --quantity 1"), "category is a whole"),
+            (format!("{register} --category 3 --price 1 --quantity -2"), "from 1 to 1000000"),
+            ("seller change-price 3:1 -5".into(), "amount like 12.34"),
+            ("seller remove-units 3:1 -1".into(), "from 1 to 1000000"),
+            ("seller items --offset -20".into(), "entries to skip"),
+            ("buyer add 3:1 -1".into(), "from 1 to 1000000"),
+            ("buyer search --category -1".into(), "category is a whole number"),
+            ("buyer purchases --limit -1".into(), "from 1 to 100 entries"),
+            ("buyer seller-rating abc".into(), "seller id is a whole number"),
+            ("buyer seller-rating -1".into(), "seller id is a whole number"),
+            ("buyer create-account --username zoë --password 'long enough'".into(), "ASCII"),
+        ] {
+            let err = parse(&line).expect_err(&line);
+            assert_eq!(err.exit_code(), 2, "{line}");
+            let text = err.to_string();
+            assert!(text.contains(rule), "{line}: {text}");
+            for theirs in ["unexpected argument", "invalid digit"] {
+                assert!(!text.contains(theirs), "{line}: {text}");
+            }
+        }
+    }
+
+    #[test]
     fn positional_item_ids_and_prices() {
         let args = seller("change-price 3:17 12.34");
         assert_eq!(

@@ -40,7 +40,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
     Ok(name.to_owned())
 }
 
-/// Checks a username: 1 to 32 characters from letters, digits, `_`, `-` and `.`.
+/// Checks a username: 1 to 32 characters from the ASCII letters, digits, `_`, `-` and `.`.
 pub fn check_username(username: &str) -> Result<(), Invalid> {
     if username.is_empty() || username.chars().count() > USERNAME_MAX_CHARS {
         return Err(Invalid::new(
@@ -49,7 +49,10 @@ pub fn check_username(username: &str) -> Result<(), Invalid> {
         ));
     }
     if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        return Err(Invalid::new("username", "may contain only letters, digits, '_', '-' and '.'"));
+        return Err(Invalid::new(
+            "username",
+            "may contain only ASCII letters (a-z, A-Z), digits, '_', '-' and '.'",
+        ));
     }
     Ok(())
 }
