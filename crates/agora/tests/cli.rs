@@ -200,5 +200,25 @@ async fn json_output_is_the_http_vocabulary() {
     let page: agora_frontend::http::model::ItemPage =
         serde_json::from_value(seller.json("items").await).unwrap();
     assert_eq!(page.items.len(), 2);
+    seller_server.stop().await;
+    buyer_server.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_port_is_recognised() {
+    let cluster = Cluster::start().await;
+    let (seller_server, seller_http) = cluster.start_seller_with_http().await;
+    let (buyer_server, buyer_http) = cluster.start_buyer_with_http().await;
+    let state = tempfile::tempdir().unwrap();
+    for (role, http, port) in [("buyer", buyer_http, 7404), ("seller", seller_http, 7403)] {
+        let cli = Cli { role, server: http.to_string(), state: state.path() };
+        let (code, _, err) = cli.run("ping").await;
+        assert_eq!(code, 1, "{err}");
+        let said = format!("this is an HTTP port; the {role} TCP port is {port}");
+        assert!(err.contains(&said), "{err}");
+    }
+    buyer_server.stop().await;
+    seller_server.stop().await;
     cluster.stop().await;
 }
