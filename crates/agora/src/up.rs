@@ -432,7 +432,7 @@ fn print_banner(started: &[Component], data_dir: &str) {
     println!("Sellers:  {seller}   (interactive shell; `help` lists commands)");
     println!("Buyers:   {buyer}");
     println!("Scripts:  {seller} create-account --username ann --password 'long enough'");
-    println!("          {seller} login --username ann --password 'long enough'");
+    println!("          {seller} login --username ann    (asks for the password)");
     let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
     if let Some(buyer) = http("buyer-server") {
         println!(

@@ -23,6 +23,8 @@ impl Cli<'_> {
             .args(args)
             .env("AGORA_STATE_DIR", self.state)
             .env_remove("AGORA_SESSION")
+            .env_remove("AGORA_PASSWORD")
+            .env_remove("AGORA_CARD_NUMBER")
             .output()
             .await
             .unwrap();
@@ -220,5 +222,66 @@ async fn an_http_port_is_recognised() {
     }
     buyer_server.stop().await;
     seller_server.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_asked_for_at_a_terminal_only() {
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let buyer = Cli { role: "buyer", server: cluster.buyer_addr(), state: state.path() };
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+
+    // A script, whose standard input is no terminal, is told what to pass.
+    let (code, _, err) = buyer.run("login --username bea").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no password: pass --password or set AGORA_PASSWORD"), "{err}");
+    let (code, _, err) = buyer.run("purchase --holder 'Bea B' --expiry 12/99").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pass --number or set AGORA_CARD_NUMBER"), "{err}");
+
+    // At a terminal (a pseudo-terminal that `script` provides) the password is asked for
+    // and not echoed.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no `script` (util-linux) here");
+        return cluster.stop().await;
+    }
+    let line = format!("{AGORA} buyer --server {} login --username bea", cluster.buyer_addr());
+    let mut script = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("AGORA_STATE_DIR", state.path())
+        .env_remove("AGORA_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let mut stdout = script.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    // Type only once the prompt is up: echo is off from then on.
+    let prompt = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("Password: ") {
+            let n = tokio::io::AsyncReadExt::read(&mut stdout, &mut buf).await.unwrap();
+            assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(prompt.is_ok(), "no prompt within 60 s: {}", String::from_utf8_lossy(&seen));
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"long enough\n").await.unwrap();
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut rest),
+    )
+    .await;
+    assert!(end.is_ok(), "login did not finish: {}", String::from_utf8_lossy(&rest));
+    seen.extend_from_slice(&rest);
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(shown.contains("logged in"), "{shown}");
+    assert!(!shown.contains("long enough"), "the password was echoed: {shown}");
+    assert!(buyer.ok("cart").await.contains("empty"), "the session was saved");
     cluster.stop().await;
 }

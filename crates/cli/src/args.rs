@@ -34,10 +34,11 @@ pub struct CreateAccountArgs {
     /// accounts of this kind.
     #[arg(long, short, value_name = "NAME", value_parser = parse_username)]
     pub username: String,
-    /// At least 8 characters, at most 128 bytes. Or set AGORA_PASSWORD, so that it stays
-    /// out of the command line and the shell history.
+    /// At least 8 characters, at most 128 bytes. Without it, asked for at the terminal
+    /// (not echoed); scripts set AGORA_PASSWORD, which stays out of the process list and
+    /// the shell history.
     #[arg(long, short, env = "AGORA_PASSWORD", hide_env_values = true, value_parser = parse_new_password)]
-    pub password: String,
+    pub password: Option<String>,
     /// Display name: 1 to 32 characters, need not be unique. Defaults to the username.
     #[arg(long, short, value_parser = parse_display_name)]
     pub name: Option<String>,
@@ -49,10 +50,10 @@ pub struct LoginArgs {
     /// Your login name.
     #[arg(long, short, value_name = "NAME")]
     pub username: String,
-    /// Your password. Or set AGORA_PASSWORD, so that it stays out of the command line and
-    /// the shell history.
+    /// Your password. Without it, asked for at the terminal (not echoed); scripts set
+    /// AGORA_PASSWORD, which stays out of the process list and the shell history.
     #[arg(long, short, env = "AGORA_PASSWORD", hide_env_values = true)]
-    pub password: String,
+    pub password: Option<String>,
 }
 
 /// Which page of a list to show.

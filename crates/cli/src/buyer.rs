@@ -9,6 +9,7 @@ use crate::args::{
     ITEM_HELP, PageArgs, Vote, parse_category, parse_keyword, parse_quantity, parse_user_id,
 };
 use crate::output::Reply;
+use crate::secret::CARD_NUMBER;
 
 /// The buyer's commands, one per call of the buyer's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -92,10 +93,11 @@ pub enum BuyerCommand {
         /// The cardholder's name.
         #[arg(long, env = "AGORA_CARD_HOLDER")]
         holder: String,
-        /// Card number, 12 to 19 digits (spaces allowed). Prefer AGORA_CARD_NUMBER, so the
-        /// number does not show in the process list.
+        /// Card number, 12 to 19 digits (spaces allowed). Without it, asked for at the
+        /// terminal (not echoed); scripts set AGORA_CARD_NUMBER, so that the number does
+        /// not show in the process list.
         #[arg(long, env = "AGORA_CARD_NUMBER", hide_env_values = true)]
-        number: String,
+        number: Option<String>,
         /// Expiry month, MM/YY.
         #[arg(long, env = "AGORA_CARD_EXPIRY")]
         expiry: String,
@@ -151,6 +153,7 @@ pub async fn execute_buyer(
             Reply::Rating(client.get_seller_rating(seller_id).await?)
         }
         BuyerCommand::Purchase { holder, number, expiry, key } => {
+            let number = CARD_NUMBER.or_ask(number)?;
             let card = agora_domain::Card { holder, number, expiry };
             let key = key.unwrap_or_else(agora_client::new_purchase_key);
             match client.make_purchase_with_key(&key, card).await {

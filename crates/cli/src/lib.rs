@@ -11,6 +11,7 @@
 //!   as they are parsed.
 //! - [`output`]: tables for people, JSON for programs, errors with their codes.
 //! - [`session`]: the session file that carries a login from one command to the next.
+//! - `secret`: passwords and card numbers asked for at the terminal, without echo.
 //! - [`shell`]: the interactive shell.
 
 pub mod account;
@@ -18,6 +19,7 @@ pub mod args;
 pub mod buyer;
 pub mod output;
 mod run;
+mod secret;
 pub mod seller;
 pub mod session;
 pub mod shell;
@@ -278,7 +280,7 @@ mod tests {
             buyer("login -u alice -p 'secret words'").command,
             Some(BuyerCommand::Account(AccountCommand::Login(LoginArgs {
                 username: "alice".into(),
-                password: "secret words".into()
+                password: Some("secret words".into())
             })))
         );
     }

@@ -142,11 +142,11 @@ impl<I: Interface> Context<I> {
 
     fn login_hint(&self) -> String {
         if self.in_shell {
-            "log in with `login --username NAME --password PASSWORD`".to_owned()
+            "log in with `login --username NAME` (the password is asked for)".to_owned()
         } else {
             format!(
-                "log in with `agora {} login --username NAME` (password from --password or \
-                 AGORA_PASSWORD)",
+                "log in with `agora {} login --username NAME` (the password is asked for at a \
+                 terminal; scripts set AGORA_PASSWORD)",
                 I::ROLE
             )
         }
