@@ -301,7 +301,7 @@ async fn start(
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
     let addr = match first {
-        Ok(Ok(Some(line))) => match line.strip_prefix("listening on ") {
+        Ok(Ok(Some(line))) => match listening(name, &line, "listening on ") {
             Some(addr) => addr.trim().to_owned(),
             None => bail!("{name} said {line:?} instead of where it listens"),
         },
@@ -311,7 +311,7 @@ async fn start(
     let http = match http {
         false => None,
         true => match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-            Ok(Ok(Some(line))) => match line.strip_prefix("http listening on ") {
+            Ok(Ok(Some(line))) => match listening(name, &line, "http listening on ") {
                 Some(addr) => Some(addr.trim().to_owned()),
                 None => bail!("{name} said {line:?} instead of where its HTTP API listens"),
             },
@@ -329,6 +329,14 @@ async fn start(
         let _ = exited.send((name, status)).await;
     });
     Ok(Component { name, stdin, addr, http })
+}
+
+/// The address in a child's `<prefix>ADDR` line, which also goes to the log as the
+/// server's other output does, so that the log says where each server listens.
+fn listening<'a>(name: &str, line: &'a str, prefix: &str) -> Option<&'a str> {
+    let addr = line.strip_prefix(prefix)?;
+    eprintln!("{name:>13} | {line}");
+    Some(addr)
 }
 
 /// The error for a child that exited before saying where it listens. Waits for its log to

@@ -107,6 +107,9 @@ async fn ctrl_c_at_the_terminal_stops_the_frontends_first() {
     let log = log.await.unwrap();
     let status = status.unwrap_or_else(|_| panic!("agora up did not stop:\n{log}")).unwrap();
     assert!(status.success(), "{status}\n{log}");
+    // The log says where each server listens, in the words a server alone prints.
+    assert!(log.contains("   product-db | listening on 127.0.0.1:"), "{log}");
+    assert!(log.contains(" buyer-server | http listening on 127.0.0.1:"), "{log}");
     let stopped = |name: &str| {
         log.lines()
             .position(|l| l.trim_start().starts_with(name) && l.ends_with("stopping"))
