@@ -444,7 +444,7 @@ fn print_banner(started: &[Component], data_dir: &str) {
     let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
     if let Some(buyer) = http("buyer-server") {
         println!(
-            "HTTP:     curl --json '{{\"username\":\"bea\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"
+            "HTTP:     curl --json '{{\"username\":\"cy\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"
         );
         println!("          API docs at http://{buyer}/docs and /openapi.json (docs/http.md)");
     }
