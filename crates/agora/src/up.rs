@@ -387,7 +387,7 @@ fn startup_fix(cause: &str, addresses: &[&str]) -> Option<String> {
             .map_or("that port", |(_, port)| port);
         return Some(format!(
             "another agora (or another program) is running on {port}; stop it or use \
-             --port-base (e.g. --port-base 17400 moves every port by 10000)"
+             --port-base (--port-base 17400: ports 17401-17405, 18403 and 18404)"
         ));
     }
     if lower.contains("permission denied") || lower.contains("read-only") {
