@@ -5,7 +5,9 @@
 //! after, `http listening on`), prints where everything is, and forwards each
 //! child's log lines prefixed with its name. Ctrl-C or SIGTERM stops the frontends, then
 //! the databases, by closing their standard input (so they also stop if `agora up` itself
-//! is killed). If any component dies, the rest are stopped and `agora up` fails.
+//! is killed). The children run in their own process group, so a Ctrl-C at the terminal
+//! reaches `agora up` alone and that order holds. If any component dies, the rest are
+//! stopped and `agora up` fails; if one fails to start, its own words say why.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,30 +26,43 @@ pub struct UpArgs {
     /// Directory for the databases' files (created if missing).
     #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
     pub data_dir: PathBuf,
-    /// Customer database listen address.
-    #[arg(long, env = "AGORA_CUSTOMER_DB_LISTEN", default_value = "127.0.0.1:7401")]
-    pub customer_db_listen: String,
-    /// Product database listen address.
-    #[arg(long, env = "AGORA_PRODUCT_DB_LISTEN", default_value = "127.0.0.1:7402")]
-    pub product_db_listen: String,
-    /// Payments service listen address.
-    #[arg(long, env = "AGORA_PAYMENTS_LISTEN", default_value = "127.0.0.1:7405")]
-    pub payments_listen: String,
+    /// Move every port at once: customer-db N+1, product-db N+2, seller-server N+3,
+    /// buyer-server N+4, payments N+5, and the HTTP APIs of the seller and buyer servers
+    /// N+1003 and N+1004. 0 puts every server on a free port. A --*-listen flag still
+    /// moves its one server.
+    #[arg(
+        long,
+        env = "AGORA_PORT_BASE",
+        value_name = "N",
+        default_value_t = DEFAULT_PORT_BASE,
+        value_parser = parse_port_base,
+        allow_hyphen_values = true
+    )]
+    pub port_base: u16,
+    /// Customer database listen address. [default: 127.0.0.1:N+1]
+    #[arg(long, env = "AGORA_CUSTOMER_DB_LISTEN")]
+    pub customer_db_listen: Option<String>,
+    /// Product database listen address. [default: 127.0.0.1:N+2]
+    #[arg(long, env = "AGORA_PRODUCT_DB_LISTEN")]
+    pub product_db_listen: Option<String>,
+    /// Payments service listen address. [default: 127.0.0.1:N+5]
+    #[arg(long, env = "AGORA_PAYMENTS_LISTEN")]
+    pub payments_listen: Option<String>,
     /// Chance (0 to 1) that payments approves a valid card.
     #[arg(long, env = "AGORA_APPROVE_PROBABILITY", default_value = "0.9")]
     pub approve_probability: String,
-    /// Seller server listen address.
-    #[arg(long, env = "AGORA_SELLER_LISTEN", default_value = "127.0.0.1:7403")]
-    pub seller_listen: String,
-    /// Buyer server listen address.
-    #[arg(long, env = "AGORA_BUYER_LISTEN", default_value = "127.0.0.1:7404")]
-    pub buyer_listen: String,
-    /// Seller server HTTP/JSON API address, or `off`.
-    #[arg(long, env = "AGORA_SELLER_HTTP_LISTEN", default_value = "127.0.0.1:8403")]
-    pub seller_http_listen: String,
-    /// Buyer server HTTP/JSON API address, or `off`.
-    #[arg(long, env = "AGORA_BUYER_HTTP_LISTEN", default_value = "127.0.0.1:8404")]
-    pub buyer_http_listen: String,
+    /// Seller server listen address. [default: 127.0.0.1:N+3]
+    #[arg(long, env = "AGORA_SELLER_LISTEN")]
+    pub seller_listen: Option<String>,
+    /// Buyer server listen address. [default: 127.0.0.1:N+4]
+    #[arg(long, env = "AGORA_BUYER_LISTEN")]
+    pub buyer_listen: Option<String>,
+    /// Seller server HTTP/JSON API address, or `off`. [default: 127.0.0.1:N+1003]
+    #[arg(long, env = "AGORA_SELLER_HTTP_LISTEN")]
+    pub seller_http_listen: Option<String>,
+    /// Buyer server HTTP/JSON API address, or `off`. [default: 127.0.0.1:N+1004]
+    #[arg(long, env = "AGORA_BUYER_HTTP_LISTEN")]
+    pub buyer_http_listen: Option<String>,
     /// A session ends after this long without activity (e.g. 300s, 5m).
     #[arg(long, env = "AGORA_SESSION_TIMEOUT", default_value = "5m")]
     pub session_timeout: String,
@@ -58,6 +73,59 @@ pub struct UpArgs {
     /// default) or `machine` (also a power loss: every commit batch is fsynced).
     #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
     pub durability: String,
+}
+
+/// The port base of the contract's addresses: 7401 to 7405, and 8403 and 8404.
+pub const DEFAULT_PORT_BASE: u16 = 7400;
+
+/// The highest port base: its last port, N+1004, must still be a port.
+const MAX_PORT_BASE: u16 = u16::MAX - 1004;
+
+fn parse_port_base(text: &str) -> Result<u16, String> {
+    let rule = || {
+        format!(
+            "the port base is a whole number from 0 to {MAX_PORT_BASE} (ports N+1 to N+1004 \
+             are used; 0 picks free ports)"
+        )
+    };
+    let base: u16 = text.trim().parse().map_err(|_| rule())?;
+    if base > MAX_PORT_BASE {
+        return Err(rule());
+    }
+    Ok(base)
+}
+
+/// Where each component listens: the flag if given, else its port above the port base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Addresses {
+    customer_db: String,
+    product_db: String,
+    seller: String,
+    buyer: String,
+    payments: String,
+    seller_http: String,
+    buyer_http: String,
+}
+
+impl UpArgs {
+    fn addresses(&self) -> Addresses {
+        let base = self.port_base;
+        let pick = |given: &Option<String>, offset: u16| match given {
+            Some(addr) => addr.clone(),
+            // Port base 0 asks for free ports, not for ports 1 to 1004.
+            None if base == 0 => "127.0.0.1:0".to_owned(),
+            None => format!("127.0.0.1:{}", base + offset),
+        };
+        Addresses {
+            customer_db: pick(&self.customer_db_listen, 1),
+            product_db: pick(&self.product_db_listen, 2),
+            seller: pick(&self.seller_listen, 3),
+            buyer: pick(&self.buyer_listen, 4),
+            payments: pick(&self.payments_listen, 5),
+            seller_http: pick(&self.seller_http_listen, 1003),
+            buyer_http: pick(&self.buyer_http_listen, 1004),
+        }
+    }
 }
 
 /// A running child: its name, the pipe whose closing stops it, and where it listens.
@@ -79,6 +147,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
+    let stop = stop_signal()?;
     agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
@@ -86,6 +155,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let credentials = args.data_dir.join("credentials");
     agora_proto::trust::create(&credentials)?;
     let credentials = credentials.display().to_string();
+    let listen = args.addresses();
     let (exited_tx, mut exited) = mpsc::channel::<(&'static str, String)>(8);
 
     let mut started: Vec<Component> = Vec::new();
@@ -95,7 +165,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "product-db",
             &[
                 "--listen",
-                &args.product_db_listen,
+                &listen.product_db,
                 "--data-dir",
                 &data_dir,
                 "--durability",
@@ -113,7 +183,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "payments",
             &[
                 "--listen",
-                &args.payments_listen,
+                &listen.payments,
                 "--data-dir",
                 &data_dir,
                 "--durability",
@@ -134,7 +204,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "customer-db",
             &[
                 "--listen",
-                &args.customer_db_listen,
+                &listen.customer_db,
                 "--data-dir",
                 &data_dir,
                 "--durability",
@@ -154,8 +224,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let customer_addr = customer.addr.clone();
         started.push(customer);
         for (name, listen, http) in [
-            ("seller-server", &args.seller_listen, &args.seller_http_listen),
-            ("buyer-server", &args.buyer_listen, &args.buyer_http_listen),
+            ("seller-server", &listen.seller, &listen.seller_http),
+            ("buyer-server", &listen.buyer, &listen.buyer_http),
         ] {
             let http = if crate::servers::http_off(http) { "off" } else { http.as_str() };
             let frontend = start(
@@ -189,7 +259,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Ok(()) => {
             print_banner(&started, &data_dir);
             tokio::select! {
-                _ = stop_signal() => {
+                _ = stop => {
                     eprintln!("agora: stopping");
                     Ok(())
                 }
@@ -224,38 +294,34 @@ async fn start(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A process group of its own: the terminal's Ctrl-C goes to the foreground group,
+        // which is then `agora up` alone, and it stops the children in order.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().context("no stdout pipe")?;
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward(name, BufReader::new(stderr).lines()));
-    }
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let stderr = tokio::spawn(forward(name, BufReader::new(stderr).lines()));
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
     let addr = match first {
-        Ok(Ok(Some(line))) => match line.strip_prefix("listening on ") {
+        Ok(Ok(Some(line))) => match listening(name, &line, "listening on ") {
             Some(addr) => addr.trim().to_owned(),
             None => bail!("{name} said {line:?} instead of where it listens"),
         },
-        Ok(_) => {
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-            bail!("{name} failed to start ({status}); its log is above")
-        }
+        Ok(_) => return Err(failed_to_start(name, args, child, stderr).await),
         Err(_) => bail!("{name} did not start within 30 s"),
     };
     let http = match http {
         false => None,
         true => match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-            Ok(Ok(Some(line))) => match line.strip_prefix("http listening on ") {
+            Ok(Ok(Some(line))) => match listening(name, &line, "http listening on ") {
                 Some(addr) => Some(addr.trim().to_owned()),
                 None => bail!("{name} said {line:?} instead of where its HTTP API listens"),
             },
-            Ok(_) => {
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-                bail!("{name} failed to start its HTTP API ({status}); its log is above")
-            }
+            Ok(_) => return Err(failed_to_start(name, args, child, stderr).await),
             Err(_) => bail!("{name} did not start its HTTP API within 30 s"),
         },
     };
@@ -271,14 +337,91 @@ async fn start(
     Ok(Component { name, stdin, addr, http })
 }
 
-/// Copies a child's output lines to our stderr, prefixed with its name.
+/// The address in a child's `<prefix>ADDR` line, which also goes to the log as the
+/// server's other output does, so that the log says where each server listens.
+fn listening<'a>(name: &str, line: &'a str, prefix: &str) -> Option<&'a str> {
+    let addr = line.strip_prefix(prefix)?;
+    eprintln!("{name:>13} | {line}");
+    Some(addr)
+}
+
+/// The error for a child that exited before saying where it listens. Waits for its log to
+/// be copied first, so that the log is shown, and names the cause from it with the fix.
+async fn failed_to_start(
+    name: &'static str,
+    args: &[&str],
+    mut child: Child,
+    stderr: tokio::task::JoinHandle<Vec<String>>,
+) -> anyhow::Error {
+    let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+    // The child has exited, so its stderr ends at once; the deadline only guards against
+    // a descendant that kept the pipe open.
+    let log = match tokio::time::timeout(Duration::from_secs(5), stderr).await {
+        Ok(Ok(log)) => log,
+        _ => Vec::new(),
+    };
+    let cause = startup_cause(&log);
+    let addresses: Vec<&str> =
+        args.windows(2).filter(|w| w[0].ends_with("listen")).map(|w| w[1]).collect();
+    match startup_fix(&cause, &addresses) {
+        Some(fix) => anyhow::anyhow!("{name} failed to start ({status}): {cause}\n{fix}"),
+        None => anyhow::anyhow!("{name} failed to start ({status}): {cause}"),
+    }
+}
+
+/// What a child's log says made it fail: its error line (`agora: ...` from a failed
+/// start, `error: ...` from a refused flag), else its last line.
+fn startup_cause(log: &[String]) -> String {
+    let error = log
+        .iter()
+        .find_map(|line| line.strip_prefix("agora: ").or_else(|| line.strip_prefix("error: ")));
+    match error.or_else(|| log.last().map(String::as_str)) {
+        Some(cause) => cause.trim().to_owned(),
+        None => "it printed nothing".to_owned(),
+    }
+}
+
+/// The fix for a cause `agora up` recognises; `addresses` are the ones the child was asked
+/// to listen on.
+fn startup_fix(cause: &str, addresses: &[&str]) -> Option<String> {
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("address already in use") || lower.contains("address in use") {
+        let port = addresses
+            .iter()
+            .find(|addr| cause.contains(*addr))
+            .and_then(|addr| addr.rsplit_once(':'))
+            .map_or("that port", |(_, port)| port);
+        return Some(format!(
+            "another agora (or another program) is running on {port}; stop it or use \
+             --port-base (--port-base 17400: ports 17401-17405, 18403 and 18404)"
+        ));
+    }
+    if lower.contains("permission denied") || lower.contains("read-only") {
+        return Some(
+            "the data directory must be readable and writable by you: fix its permissions, \
+             or choose another with --data-dir"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// Copies a child's output lines to our stderr, prefixed with its name; returns the last
+/// few, from which a failed start is explained.
 async fn forward<R: tokio::io::AsyncBufRead + Unpin>(
     name: &'static str,
     mut lines: tokio::io::Lines<R>,
-) {
+) -> Vec<String> {
+    const KEPT: usize = 20;
+    let mut last = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
         eprintln!("{name:>13} | {line}");
+        if last.len() == KEPT {
+            last.remove(0);
+        }
+        last.push(line);
     }
+    last
 }
 
 fn print_banner(started: &[Component], data_dir: &str) {
@@ -293,17 +436,21 @@ fn print_banner(started: &[Component], data_dir: &str) {
         }
     }
     println!();
-    println!(
-        "Sellers:  agora seller --server {}   (interactive shell; `help` lists commands)",
-        addr("seller-server")
-    );
-    println!("Buyers:   agora buyer --server {}", addr("buyer-server"));
-    println!("Scripts:  agora seller create-account --username ann --password 'long enough'");
-    println!("          agora seller login --username ann --password 'long enough'");
+    // The copy-paste lines name the servers only when the clients would not find them.
+    let client = |role: &str, name: &str, default: &str| match addr(name) {
+        addr if addr == default => format!("agora {role}"),
+        addr => format!("agora {role} --server {addr}"),
+    };
+    let seller = client("seller", "seller-server", agora_cli::DEFAULT_SELLER_SERVER);
+    let buyer = client("buyer", "buyer-server", agora_cli::DEFAULT_BUYER_SERVER);
+    println!("Sellers:  {seller}   (interactive shell; `help` lists commands)");
+    println!("Buyers:   {buyer}");
+    println!("Scripts:  {seller} create-account --username ann --password 'long enough'");
+    println!("          {seller} login --username ann    (asks for the password)");
     let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
     if let Some(buyer) = http("buyer-server") {
         println!(
-            "HTTP:     curl --json '{{\"username\":\"bea\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"
+            "HTTP:     curl --json '{{\"username\":\"cy\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"
         );
         println!("          API docs at http://{buyer}/docs and /openapi.json (docs/http.md)");
     }
@@ -314,17 +461,89 @@ fn print_banner(started: &[Component], data_dir: &str) {
     println!("Ctrl-C stops everything.");
 }
 
-async fn stop_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C and SIGTERM, listened for from the moment this is called: one that arrives
+/// while the components start is not lost, and is acted on once they have.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn addresses(line: &[&str]) -> Result<Addresses, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("up").chain(line.iter().copied()))?;
+        Ok(cli.up.addresses())
+    }
+
+    #[test]
+    fn the_port_base_moves_every_port() {
+        let ports = |a: Addresses| {
+            [
+                a.customer_db,
+                a.product_db,
+                a.seller,
+                a.buyer,
+                a.payments,
+                a.seller_http,
+                a.buyer_http,
+            ]
+        };
+        let contract = [
+            "127.0.0.1:7401",
+            "127.0.0.1:7402",
+            "127.0.0.1:7403",
+            "127.0.0.1:7404",
+            "127.0.0.1:7405",
+            "127.0.0.1:8403",
+            "127.0.0.1:8404",
+        ];
+        assert_eq!(ports(addresses(&[]).expect("defaults")), contract);
+        let moved = ports(addresses(&["--port-base", "17400"]).expect("moved"));
+        assert_eq!(moved[1], "127.0.0.1:17402");
+        assert_eq!(moved[6], "127.0.0.1:18404");
+        let free = addresses(&["--port-base", "0", "--buyer-listen", "0.0.0.0:9"]).expect("0");
+        assert_eq!(free.customer_db, "127.0.0.1:0");
+        assert_eq!(free.buyer_http, "127.0.0.1:0");
+        assert_eq!(free.buyer, "0.0.0.0:9", "a flag still moves its one server");
+        for bad in ["64532", "-1", "ten"] {
+            let err = addresses(&["--port-base", bad]).expect_err(bad).to_string();
+            assert!(err.contains("from 0 to 64531"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_failed_start_names_its_cause_and_fix() {
+        let log = [
+            "2026-01-01T00:00:00Z  INFO opening product.db".to_owned(),
+            "agora: cannot listen on 127.0.0.1:7402: Address already in use (os error 98)"
+                .to_owned(),
+        ];
+        let cause = startup_cause(&log);
+        assert!(cause.starts_with("cannot listen on 127.0.0.1:7402"), "{cause}");
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"]).expect("a fix");
+        assert!(fix.contains("running on 7402; stop it or use --port-base"), "{fix}");
+
+        let clap = ["error: invalid value 'x' for '--durability <DURABILITY>'".to_owned()];
+        assert!(startup_cause(&clap).starts_with("invalid value 'x'"));
+        assert_eq!(startup_cause(&[]), "it printed nothing");
+        let denied = "cannot open agora-data/product.db: Permission denied (os error 13)";
+        assert!(startup_fix(denied, &[]).expect("a fix").contains("--data-dir"));
     }
 }

@@ -23,6 +23,8 @@ impl Cli<'_> {
             .args(args)
             .env("AGORA_STATE_DIR", self.state)
             .env_remove("AGORA_SESSION")
+            .env_remove("AGORA_PASSWORD")
+            .env_remove("AGORA_CARD_NUMBER")
             .output()
             .await
             .unwrap();
@@ -63,35 +65,36 @@ async fn a_scripted_session_exercises_every_call() {
             "--condition used --price 0.99 --quantity 3"
         ))
         .await;
-    seller.ok("change-price 3:1 1.75").await;
+    assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at 1.75"));
     assert!(seller.ok("remove-units 3:2 1").await.contains('2'));
     let items = seller.json("items").await;
-    assert_eq!(items.as_array().unwrap().len(), 2);
-    assert_eq!(items[0]["price"], 175);
-    assert_eq!(items[1]["quantity"], 2);
+    assert_eq!(items["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items["items"][0]["price"], "1.75");
+    assert_eq!(items["items"][1]["quantity"], 2);
+    assert_eq!(items["next_offset"], Value::Null);
     let table = seller.ok("items").await;
     assert!(table.contains("Blue pen") && table.contains("1.75"), "{table}");
 
     buyer.ok("create-account --username bea --password 'long enough'").await;
     buyer.ok("login --username bea --password 'long enough'").await;
     let found = buyer.json("search --category 3 --keyword pen --keyword blue").await;
-    assert_eq!(found[0]["name"], "Blue pen");
-    assert_eq!(found.as_array().unwrap().len(), 2);
+    assert_eq!(found["items"][0]["name"], "Blue pen");
+    assert_eq!(found["items"].as_array().unwrap().len(), 2);
     assert!(buyer.ok("item 3:2").await.contains("Red pen"));
     buyer.ok("add 3:1 2").await;
     buyer.ok("add 3:2 1").await;
     buyer.ok("remove 3:2 1").await;
     let cart = buyer.json("cart").await;
-    assert_eq!(cart.as_array().unwrap().len(), 1);
-    assert_eq!(cart[0]["quantity"], 2);
+    assert_eq!(cart["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(cart["lines"][0]["quantity"], 2);
     buyer.ok("save-cart").await;
     buyer.ok("clear-cart").await;
-    assert_eq!(buyer.json("cart").await.as_array().unwrap().len(), 0);
+    assert_eq!(buyer.json("cart").await["lines"].as_array().unwrap().len(), 0);
     buyer.ok("feedback 3:1 up").await;
     let rating = buyer.json("seller-rating 1").await;
     assert_eq!(rating["feedback"]["up"], 1);
     assert_eq!(seller.json("rating").await["feedback"]["up"], 1);
-    assert_eq!(buyer.json("purchases").await.as_array().unwrap().len(), 0);
+    assert_eq!(buyer.json("purchases").await["purchases"].as_array().unwrap().len(), 0);
     buyer.ok("ping --deep").await;
     seller.ok("logout").await;
     buyer.ok("logout").await;
@@ -121,4 +124,164 @@ async fn an_unreachable_server_is_named() {
     let (code, _, err) = buyer.run("ping").await;
     assert_eq!(code, 1);
     assert!(err.contains(&dead), "{err}");
+}
+
+/// GETs `path` from the HTTP API at `base` with `session`; the JSON answer.
+async fn http_get(base: std::net::SocketAddr, session: &str, path: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(format!("http://{base}{path}"))
+        .bearer_auth(session)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_the_http_vocabulary() {
+    let cluster = Cluster::start().await;
+    let (seller_server, seller_http) = cluster.start_seller_with_http().await;
+    let (buyer_server, buyer_http) = cluster.start_buyer_with_http().await;
+    let state = tempfile::tempdir().unwrap();
+    let seller =
+        Cli { role: "seller", server: seller_server.addr.to_string(), state: state.path() };
+    let buyer = Cli { role: "buyer", server: buyer_server.addr.to_string(), state: state.path() };
+
+    seller.ok("create-account --username ann --password 'long enough'").await;
+    let ann = seller.json("login --username ann --password 'long enough'").await;
+    let ann = ann["session"].as_str().unwrap().to_owned();
+    let register = "register --name 'Blue pen' --category 3 --keyword pen --condition new \
+                    --price 1.50 --quantity 10";
+    let pen = seller.json(register).await;
+    seller
+        .json(
+            "register --name 'Red pen' --category 3 --keyword pen --condition used \
+                 --price 0.99 --quantity 3",
+        )
+        .await;
+    let pen = pen["id"].as_str().unwrap().to_owned();
+    assert_eq!(pen, "3:1");
+
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+    let bea = buyer.json("login --username bea --password 'long enough'").await;
+    let bea = bea["session"].as_str().unwrap().to_owned();
+    // What `register --json` prints is what `add` takes.
+    let cart = buyer.json(&format!("add {pen}")).await;
+    assert_eq!(cart["lines"][0]["quantity"], 1, "no quantity means one");
+    buyer.json("feedback 3:2 up").await;
+
+    // The same call through the CLI and over HTTP gives the same JSON, page and all.
+    for (cli, http) in [
+        (seller.json("items").await, http_get(seller_http, &ann, "/v1/sellers/me/items").await),
+        (seller.json("rating").await, http_get(seller_http, &ann, "/v1/sellers/me/rating").await),
+        (
+            buyer.json("search --category 3 --keyword pen --limit 1").await,
+            http_get(buyer_http, &bea, "/v1/items?category=3&keyword=pen&limit=1").await,
+        ),
+        (buyer.json("item 3:1").await, http_get(buyer_http, &bea, "/v1/items/3:1").await),
+        (buyer.json("cart").await, http_get(buyer_http, &bea, "/v1/cart").await),
+        (
+            buyer.json("seller-rating 1").await,
+            http_get(buyer_http, &bea, "/v1/sellers/1/rating").await,
+        ),
+    ] {
+        assert_eq!(cli, http);
+    }
+    let first = buyer.json("search --category 3 --keyword pen --limit 1").await;
+    assert_eq!(first["next_offset"], 1, "a full page points to the next");
+    let table = buyer.ok("search --category 3 --keyword pen --limit 1").await;
+    assert!(table.contains("--offset 1"), "{table}");
+
+    let bought =
+        buyer.json("purchase --holder 'Bea B' --number '4111 1111 1111 1111' --expiry 12/99").await;
+    let history = http_get(buyer_http, &bea, "/v1/purchases").await;
+    assert_eq!(history["purchases"][0], bought);
+    assert_eq!(buyer.json("purchases").await, history);
+    // And the HTTP API's own types read what the CLI prints.
+    let page: agora_frontend::http::model::ItemPage =
+        serde_json::from_value(seller.json("items").await).unwrap();
+    assert_eq!(page.items.len(), 2);
+    seller_server.stop().await;
+    buyer_server.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_port_is_recognised() {
+    let cluster = Cluster::start().await;
+    let (seller_server, seller_http) = cluster.start_seller_with_http().await;
+    let (buyer_server, buyer_http) = cluster.start_buyer_with_http().await;
+    let state = tempfile::tempdir().unwrap();
+    for (role, http, port) in [("buyer", buyer_http, 7404), ("seller", seller_http, 7403)] {
+        let cli = Cli { role, server: http.to_string(), state: state.path() };
+        let (code, _, err) = cli.run("ping").await;
+        assert_eq!(code, 1, "{err}");
+        let said = format!("this is an HTTP port; the {role} TCP port is {port}");
+        assert!(err.contains(&said), "{err}");
+    }
+    buyer_server.stop().await;
+    seller_server.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_asked_for_at_a_terminal_only() {
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let buyer = Cli { role: "buyer", server: cluster.buyer_addr(), state: state.path() };
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+
+    // A script, whose standard input is no terminal, is told what to pass.
+    let (code, _, err) = buyer.run("login --username bea").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no password: pass --password or set AGORA_PASSWORD"), "{err}");
+    let (code, _, err) = buyer.run("purchase --holder 'Bea B' --expiry 12/99").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pass --number or set AGORA_CARD_NUMBER"), "{err}");
+
+    // At a terminal (a pseudo-terminal that `script` provides) the password is asked for
+    // and not echoed.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no `script` (util-linux) here");
+        return cluster.stop().await;
+    }
+    let line = format!("{AGORA} buyer --server {} login --username bea", cluster.buyer_addr());
+    let mut script = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("AGORA_STATE_DIR", state.path())
+        .env_remove("AGORA_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let mut stdout = script.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    // Type only once the prompt is up: echo is off from then on.
+    let prompt = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("Password: ") {
+            let n = tokio::io::AsyncReadExt::read(&mut stdout, &mut buf).await.unwrap();
+            assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(prompt.is_ok(), "no prompt within 60 s: {}", String::from_utf8_lossy(&seen));
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"long enough\n").await.unwrap();
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut rest),
+    )
+    .await;
+    assert!(end.is_ok(), "login did not finish: {}", String::from_utf8_lossy(&rest));
+    seen.extend_from_slice(&rest);
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(shown.contains("logged in"), "{shown}");
+    assert!(!shown.contains("long enough"), "the password was echoed: {shown}");
+    assert!(buyer.ok("cart").await.contains("empty"), "the session was saved");
+    cluster.stop().await;
 }

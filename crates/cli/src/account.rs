@@ -3,11 +3,12 @@
 //! [`BuyerCommand`](crate::BuyerCommand) take them in with `#[command(flatten)]`, and each
 //! words the help that names its role.
 
-use agora_client::{Client, ClientError};
+use agora_client::{ApiError, Client, ClientError, ErrorCode};
 use clap::Subcommand;
 
-use crate::args::{CreateAccountArgs, LoginArgs};
+use crate::args::{CreateAccountArgs, LoginArgs, parse_new_password};
 use crate::output::Reply;
+use crate::secret::PASSWORD;
 
 /// The account commands, the same for both roles.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -28,13 +29,17 @@ pub(crate) async fn execute_account(
 ) -> Result<Reply, ClientError> {
     Ok(match command {
         AccountCommand::CreateAccount(args) => {
+            let password = PASSWORD.or_ask(args.password)?;
+            // A typed password has not met the flag's parser yet.
+            parse_new_password(&password).map_err(|rule| {
+                ClientError::Refused(ApiError::new(ErrorCode::InvalidArgument, rule))
+            })?;
             let name = args.name.as_deref().unwrap_or(&args.username);
-            Reply::AccountCreated(
-                client.create_account(&args.username, &args.password, name).await?,
-            )
+            Reply::AccountCreated(client.create_account(&args.username, &password, name).await?)
         }
         AccountCommand::Login(args) => {
-            Reply::LoggedIn { session: client.login(&args.username, &args.password).await? }
+            let password = PASSWORD.or_ask(args.password)?;
+            Reply::LoggedIn { session: client.login(&args.username, &password).await? }
         }
         AccountCommand::Logout => match client.logout().await {
             Ok(()) => Reply::LoggedOut { already_ended: false },

@@ -5,8 +5,11 @@ use agora_domain::{ItemId, UserId};
 use clap::Subcommand;
 
 use crate::account::{AccountCommand, execute_account};
-use crate::args::{ITEM_HELP, PageArgs, Vote, parse_keyword, parse_quantity};
+use crate::args::{
+    ITEM_HELP, PageArgs, Vote, parse_category, parse_keyword, parse_quantity, parse_user_id,
+};
 use crate::output::Reply;
+use crate::secret::CARD_NUMBER;
 
 /// The buyer's commands, one per call of the buyer's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -23,10 +26,12 @@ pub enum BuyerCommand {
     /// `create-account`, `login` and `logout`, as the seller has them.
     #[command(flatten)]
     Account(AccountCommand),
-    /// Search the items for sale in a category, best match first.
+    /// Search the items for sale in a category, best match first, a page at a time (the
+    /// output says how to get the next).
+    #[command(allow_negative_numbers = true)]
     Search {
         /// The category to search: a whole number, as the seller chose it.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_category)]
         category: u32,
         /// A word to look for: up to 8 characters, no spaces. Repeat the option, or
         /// separate with commas, for up to 5 keywords; none lists the whole category.
@@ -41,19 +46,21 @@ pub enum BuyerCommand {
         item: ItemId,
     },
     /// Add units of an item to the cart, if that many are available; prints the cart.
+    #[command(allow_negative_numbers = true)]
     Add {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to add: 1 to 1000000.
-        #[arg(value_parser = parse_quantity())]
+        #[arg(value_parser = parse_quantity, default_value_t = 1)]
         quantity: u32,
     },
     /// Take units of an item out of the cart; prints the cart.
+    #[command(allow_negative_numbers = true)]
     Remove {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to take out: 1 to 1000000.
-        #[arg(value_parser = parse_quantity())]
+        #[arg(value_parser = parse_quantity)]
         quantity: u32,
     },
     /// Keep the cart across your sessions (otherwise it is emptied at logout).
@@ -71,8 +78,10 @@ pub enum BuyerCommand {
         vote: Vote,
     },
     /// Show a seller's feedback and units sold.
+    #[command(allow_negative_numbers = true)]
     SellerRating {
         /// The seller's id: a whole number, as item listings show it.
+        #[arg(value_parser = parse_user_id)]
         seller_id: UserId,
     },
     /// Buy everything in the cart, paying by card: all or nothing.
@@ -84,10 +93,11 @@ pub enum BuyerCommand {
         /// The cardholder's name.
         #[arg(long, env = "AGORA_CARD_HOLDER")]
         holder: String,
-        /// Card number, 12 to 19 digits (spaces allowed). Prefer AGORA_CARD_NUMBER, so the
-        /// number does not show in the process list.
+        /// Card number, 12 to 19 digits (spaces allowed). Without it, asked for at the
+        /// terminal (not echoed); scripts set AGORA_CARD_NUMBER, so that the number does
+        /// not show in the process list.
         #[arg(long, env = "AGORA_CARD_NUMBER", hide_env_values = true)]
-        number: String,
+        number: Option<String>,
         /// Expiry month, MM/YY.
         #[arg(long, env = "AGORA_CARD_EXPIRY")]
         expiry: String,
@@ -97,6 +107,7 @@ pub enum BuyerCommand {
         key: Option<String>,
     },
     /// Show your purchase history, a page at a time.
+    #[command(allow_negative_numbers = true)]
     Purchases(PageArgs),
     /// Check that the buyer server answers.
     Ping {
@@ -115,7 +126,8 @@ pub async fn execute_buyer(
     Ok(match command {
         BuyerCommand::Account(command) => return execute_account(client, command).await,
         BuyerCommand::Search { category, keywords, page } => {
-            Reply::Items(client.search(category, keywords, page.page()).await?)
+            let items = client.search(category, keywords, page.page()).await?;
+            Reply::Items { items, page: page.page() }
         }
         BuyerCommand::Item { item } => Reply::Item(client.get_item(item).await?),
         BuyerCommand::Add { item, quantity } => {
@@ -141,6 +153,7 @@ pub async fn execute_buyer(
             Reply::Rating(client.get_seller_rating(seller_id).await?)
         }
         BuyerCommand::Purchase { holder, number, expiry, key } => {
+            let number = CARD_NUMBER.or_ask(number)?;
             let card = agora_domain::Card { holder, number, expiry };
             let key = key.unwrap_or_else(agora_client::new_purchase_key);
             match client.make_purchase_with_key(&key, card).await {
@@ -160,7 +173,10 @@ pub async fn execute_buyer(
                 Err(e) => return Err(e),
             }
         }
-        BuyerCommand::Purchases(page) => Reply::Purchases(client.get_purchases(page.page()).await?),
+        BuyerCommand::Purchases(page) => {
+            let purchases = client.get_purchases(page.page()).await?;
+            Reply::Purchases { purchases, page: page.page() }
+        }
         BuyerCommand::Ping { deep } => {
             client.ping(deep).await?;
             Reply::Done(if deep {

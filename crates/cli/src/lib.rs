@@ -11,6 +11,7 @@
 //!   as they are parsed.
 //! - [`output`]: tables for people, JSON for programs, errors with their codes.
 //! - [`session`]: the session file that carries a login from one command to the next.
+//! - `secret`: passwords and card numbers asked for at the terminal, without echo.
 //! - [`shell`]: the interactive shell.
 
 pub mod account;
@@ -18,6 +19,7 @@ pub mod args;
 pub mod buyer;
 pub mod output;
 mod run;
+mod secret;
 pub mod seller;
 pub mod session;
 pub mod shell;
@@ -188,6 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_states_our_rule() {
+        let register = "seller register --name pen --condition new";
+        for (line, rule) in [
+            (format!("{register} --category 3 --price -5 --quantity 1"), "amount like 12.34"),
+            (format!("{register} --category -1 --price 1 --quantity 1"), "category is a whole"),
+            (format!("{register} --category 3 --price 1 --quantity -2"), "from 1 to 1000000"),
+            ("seller change-price 3:1 -5".into(), "amount like 12.34"),
+            ("seller remove-units 3:1 -1".into(), "from 1 to 1000000"),
+            ("seller items --offset -20".into(), "entries to skip"),
+            ("buyer add 3:1 -1".into(), "from 1 to 1000000"),
+            ("buyer search --category -1".into(), "category is a whole number"),
+            ("buyer purchases --limit -1".into(), "from 1 to 100 entries"),
+            ("buyer seller-rating abc".into(), "seller id is a whole number"),
+            ("buyer seller-rating -1".into(), "seller id is a whole number"),
+            ("buyer create-account --username zoë --password 'long enough'".into(), "ASCII"),
+        ] {
+            let err = parse(&line).expect_err(&line);
+            assert_eq!(err.exit_code(), 2, "{line}");
+            let text = err.to_string();
+            assert!(text.contains(rule), "{line}: {text}");
+            for theirs in ["unexpected argument", "invalid digit"] {
+                assert!(!text.contains(theirs), "{line}: {text}");
+            }
+        }
+    }
+
+    #[test]
     fn positional_item_ids_and_prices() {
         let args = seller("change-price 3:17 12.34");
         assert_eq!(
@@ -206,6 +235,11 @@ mod tests {
             buyer("seller-rating 7").command,
             Some(BuyerCommand::SellerRating { seller_id: 7 })
         );
+    }
+
+    #[test]
+    fn add_without_a_quantity_adds_one() {
+        assert_eq!(buyer("add 3:17").command, Some(BuyerCommand::Add { item: PEN, quantity: 1 }));
     }
 
     #[test]
@@ -246,7 +280,7 @@ mod tests {
             buyer("login -u alice -p 'secret words'").command,
             Some(BuyerCommand::Account(AccountCommand::Login(LoginArgs {
                 username: "alice".into(),
-                password: "secret words".into()
+                password: Some("secret words".into())
             })))
         );
     }
@@ -256,10 +290,15 @@ mod tests {
         let line = parse_shell_line::<SellerCommand>(Role::Seller, "change-price 3:17 '2.00'");
         assert_eq!(
             line.expect("parses"),
-            ShellLine::Command(SellerCommand::ChangePrice {
-                item: PEN,
-                price: Money::from_cents(200)
-            })
+            ShellLine::Command {
+                command: SellerCommand::ChangePrice { item: PEN, price: Money::from_cents(200) },
+                json: false,
+            }
+        );
+        assert_eq!(
+            parse_shell_line::<BuyerCommand>(Role::Buyer, "cart --json").expect("--json"),
+            ShellLine::Command { command: BuyerCommand::Cart, json: true },
+            "the shell takes --json as the one-shot CLI does"
         );
         for exit in ["exit", "quit"] {
             assert_eq!(
@@ -273,7 +312,8 @@ mod tests {
         for command in ["search", "save-cart", "seller-rating", "exit"] {
             assert!(text.contains(command), "{command} missing from\n{text}");
         }
-        let err = parse_shell_line::<BuyerCommand>(Role::Buyer, "add 3:17").expect_err("missing");
+        let err =
+            parse_shell_line::<BuyerCommand>(Role::Buyer, "remove 3:17").expect_err("no units");
         assert!(err.use_stderr());
         assert!(
             parse_shell_line::<BuyerCommand>(Role::Buyer, "item '3:17").is_err(),

@@ -1,7 +1,12 @@
 //! What a command prints: tables and sentences for people, JSON for programs.
+//!
+//! The JSON is the HTTP API's vocabulary (docs/http.md, "Conventions"): item ids as
+//! `"3:17"`, money as `"12.34"`, conditions as `"new"`, lists as pages `{items,
+//! next_offset}`; each command prints what the HTTP route of the same operation answers,
+//! so a script can move between the two without translating.
 
 use agora_client::{CallError, ClientError};
-use agora_domain::{CartLine, Feedback, Item, ItemId, Purchase, SellerRating, UserId};
+use agora_domain::{CartLine, Feedback, Item, ItemId, Money, Page, Purchase, SellerRating, UserId};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::{Value, json};
 
@@ -36,6 +41,13 @@ pub enum Reply {
     Rating(SellerRating),
     /// A newly listed item's id.
     Registered(ItemId),
+    /// An item's new price.
+    PriceChanged {
+        /// The item.
+        item: ItemId,
+        /// Its price now.
+        price: Money,
+    },
     /// Units left of an item.
     UnitsLeft {
         /// The item.
@@ -43,8 +55,13 @@ pub enum Reply {
         /// Units still for sale.
         left: u32,
     },
-    /// A list of items.
-    Items(Vec<Item>),
+    /// A page of items.
+    Items {
+        /// The items on it.
+        items: Vec<Item>,
+        /// The page asked for, to tell whether there is another.
+        page: Page,
+    },
     /// One item.
     Item(Item),
     /// A cart.
@@ -56,8 +73,13 @@ pub enum Reply {
         /// Its totals.
         feedback: Feedback,
     },
-    /// Purchase history.
-    Purchases(Vec<Purchase>),
+    /// A page of the purchase history.
+    Purchases {
+        /// The purchases on it.
+        purchases: Vec<Purchase>,
+        /// The page asked for, to tell whether there is another.
+        page: Page,
+    },
     /// A completed purchase.
     Purchased(Purchase),
 }
@@ -71,23 +93,36 @@ impl Reply {
         }
     }
 
-    /// The reply as a JSON value: the result itself, or `{"ok":true}` for an action.
+    /// The reply as a JSON value: what the HTTP route of the same operation answers, or
+    /// `{"ok":true}` for an action whose route answers with no body.
     pub fn json(&self) -> Value {
         match self {
             Reply::AccountCreated(id) => json!({ "id": id }),
             Reply::LoggedIn { session } => json!({ "session": session }),
             Reply::LoggedOut { .. } | Reply::Done(_) => json!({ "ok": true }),
-            Reply::Rating(rating) => to_json(rating),
-            Reply::Registered(id) => json!({ "id": id }),
-            Reply::UnitsLeft { item, left } => json!({ "item": item, "quantity": left }),
-            Reply::Items(items) => to_json(items),
-            Reply::Item(item) => to_json(item),
-            Reply::Cart(lines) => to_json(lines),
-            Reply::Feedback { item, feedback } => {
-                json!({ "item": item, "up": feedback.up, "down": feedback.down })
+            Reply::Rating(rating) => rating_json(rating),
+            Reply::Registered(id) => json!({ "id": id.to_string() }),
+            Reply::PriceChanged { item, price } => {
+                json!({ "id": item.to_string(), "price": price.to_string() })
             }
-            Reply::Purchases(purchases) => to_json(purchases),
-            Reply::Purchased(purchase) => to_json(purchase),
+            Reply::UnitsLeft { item, left } => json!({ "id": item.to_string(), "quantity": left }),
+            Reply::Items { items, page } => json!({
+                "items": items.iter().map(item_json).collect::<Vec<_>>(),
+                "next_offset": next_offset(items.len(), *page),
+            }),
+            Reply::Item(item) => item_json(item),
+            Reply::Cart(lines) => json!({
+                "lines": lines
+                    .iter()
+                    .map(|l| json!({ "item": l.item.to_string(), "quantity": l.quantity }))
+                    .collect::<Vec<_>>(),
+            }),
+            Reply::Feedback { feedback, .. } => votes_json(feedback),
+            Reply::Purchases { purchases, page } => json!({
+                "purchases": purchases.iter().map(purchase_json).collect::<Vec<_>>(),
+                "next_offset": next_offset(purchases.len(), *page),
+            }),
+            Reply::Purchased(purchase) => purchase_json(purchase),
         }
     }
 
@@ -102,17 +137,28 @@ impl Reply {
             Reply::Done(text) => (*text).to_owned(),
             Reply::Rating(rating) => rating_table(rating),
             Reply::Registered(id) => format!("registered item {id}"),
+            Reply::PriceChanged { item, price } => format!("item {item} now sells at {price}"),
             Reply::UnitsLeft { item, left } => format!("item {item}: {left} units left for sale"),
-            Reply::Items(items) if items.is_empty() => "no items".to_owned(),
-            Reply::Items(items) => items_table(items),
+            Reply::Items { items, page } if items.is_empty() => match page.offset {
+                0 => "no items".to_owned(),
+                _ => "no more items".to_owned(),
+            },
+            Reply::Items { items, page } => {
+                with_next_page(items_table(items), next_offset(items.len(), *page))
+            }
             Reply::Item(item) => item_table(item),
             Reply::Cart(lines) if lines.is_empty() => "the cart is empty".to_owned(),
             Reply::Cart(lines) => cart_table(lines),
             Reply::Feedback { item, feedback } => {
                 format!("item {item} feedback is now {}", votes(feedback))
             }
-            Reply::Purchases(purchases) if purchases.is_empty() => "no purchases yet".to_owned(),
-            Reply::Purchases(purchases) => purchases_table(purchases),
+            Reply::Purchases { purchases, page } if purchases.is_empty() => match page.offset {
+                0 => "no purchases yet".to_owned(),
+                _ => "no more purchases".to_owned(),
+            },
+            Reply::Purchases { purchases, page } => {
+                with_next_page(purchases_table(purchases), next_offset(purchases.len(), *page))
+            }
             Reply::Purchased(purchase) => format!(
                 "purchase {} complete: charged {}\n{}",
                 purchase.id,
@@ -159,10 +205,72 @@ pub fn render_failure(code: &str, message: &str, format: Format) -> String {
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Value {
-    // Serialising plain data structs cannot fail; say so rather than panic if it ever does.
-    serde_json::to_value(value)
-        .unwrap_or_else(|e| json!({ "error": { "code": "internal", "message": e.to_string() } }))
+/// The `offset` of the page after `page`, which held `len` entries; `None` after a short
+/// page, the last. The HTTP API's `next_offset`, by the same rule.
+pub fn next_offset(len: usize, page: Page) -> Option<u32> {
+    if len < page.limit as usize {
+        return None;
+    }
+    page.offset.checked_add(page.limit)
+}
+
+/// A table followed, when the page was full, by how to ask for the next one.
+fn with_next_page(table: String, next: Option<u32>) -> String {
+    match next {
+        Some(offset) => {
+            format!("{table}\nmore may follow: add --offset {offset} for the next page")
+        }
+        None => table,
+    }
+}
+
+fn votes_json(feedback: &Feedback) -> Value {
+    json!({ "up": feedback.up, "down": feedback.down })
+}
+
+fn item_json(item: &Item) -> Value {
+    json!({
+        "id": item.id.to_string(),
+        "name": item.name,
+        "category": item.id.category,
+        "keywords": item.keywords,
+        "condition": item.condition.to_string(),
+        "price": item.price.to_string(),
+        "quantity": item.quantity,
+        "seller_id": item.seller_id,
+        "feedback": votes_json(&item.feedback),
+    })
+}
+
+fn rating_json(rating: &SellerRating) -> Value {
+    json!({
+        "seller_id": rating.seller_id,
+        "name": rating.name,
+        "feedback": votes_json(&rating.feedback),
+        "items_sold": rating.items_sold,
+    })
+}
+
+fn purchase_json(purchase: &Purchase) -> Value {
+    let lines: Vec<Value> = purchase
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "item": l.item.to_string(),
+                "seller_id": l.seller_id,
+                "name": l.name,
+                "quantity": l.quantity,
+                "unit_price": l.unit_price.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "id": purchase.id,
+        "at_unix_ms": purchase.at_unix_ms,
+        "lines": lines,
+        "total": purchase.total.to_string(),
+    })
 }
 
 fn json_line(value: &Value) -> String {
@@ -314,7 +422,8 @@ mod tests {
 
     #[test]
     fn items_table_shows_every_column() {
-        let text = Reply::Items(vec![pen()]).render(Format::Human);
+        let page = Page::default();
+        let text = Reply::Items { items: vec![pen()], page }.render(Format::Human);
         for expected in [
             "id",
             "seller",
@@ -329,20 +438,44 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} missing from\n{text}");
         }
-        assert_eq!(Reply::Items(vec![]).render(Format::Human), "no items");
+        assert!(!text.contains("--offset"), "one short page is the last:\n{text}");
+        assert_eq!(Reply::Items { items: vec![], page }.render(Format::Human), "no items");
     }
 
     #[test]
-    fn json_is_the_result_or_ok() {
-        let items = Reply::Items(vec![pen()]).render(Format::Json);
-        let parsed: Value = serde_json::from_str(&items).expect("json");
-        assert_eq!(parsed[0]["name"], "Blue pen");
-        assert_eq!(parsed[0]["id"]["number"], 17);
+    fn a_full_page_says_how_to_get_the_next() {
+        let page = Page { offset: 20, limit: 2 };
+        let items = Reply::Items { items: vec![pen(), pen()], page };
+        assert!(items.render(Format::Human).ends_with("add --offset 22 for the next page"));
+        assert_eq!(items.json()["next_offset"], 22);
+        let short = Reply::Items { items: vec![pen()], page };
+        assert_eq!(short.json()["next_offset"], Value::Null);
+        let purchases = Reply::Purchases { purchases: vec![], page };
+        assert_eq!(purchases.render(Format::Human), "no more purchases");
+        assert_eq!(purchases.json(), json!({ "purchases": [], "next_offset": null }));
+    }
+
+    #[test]
+    fn json_speaks_the_http_vocabulary() {
+        let items = Reply::Items { items: vec![pen()], page: Page::default() };
+        let parsed: Value = serde_json::from_str(&items.render(Format::Json)).expect("json");
+        assert_eq!(
+            parsed,
+            json!({
+                "items": [{
+                    "id": "3:17", "name": "Blue pen", "category": 3, "keywords": ["pen", "blue"],
+                    "condition": "new", "price": "1.50", "quantity": 10, "seller_id": 7,
+                    "feedback": { "up": 2, "down": 1 },
+                }],
+                "next_offset": null,
+            })
+        );
         assert_eq!(Reply::Done("cart saved").render(Format::Json), r#"{"ok":true}"#);
         assert_eq!(Reply::LoggedOut { already_ended: true }.render(Format::Json), r#"{"ok":true}"#);
         assert_eq!(Reply::AccountCreated(5).render(Format::Json), r#"{"id":5}"#);
         let left = Reply::UnitsLeft { item: pen().id, left: 4 }.render(Format::Json);
-        assert_eq!(left, r#"{"item":{"category":3,"number":17},"quantity":4}"#);
+        assert_eq!(left, r#"{"id":"3:17","quantity":4}"#);
+        assert_eq!(Reply::Registered(pen().id).render(Format::Json), r#"{"id":"3:17"}"#);
     }
 
     #[test]
@@ -386,7 +519,8 @@ mod tests {
             }],
             total: Money::from_cents(300),
         };
-        let text = Reply::Purchases(vec![purchase]).render(Format::Human);
+        let page = Page::default();
+        let text = Reply::Purchases { purchases: vec![purchase], page }.render(Format::Human);
         assert!(text.contains("2023-11-14 22:13 UTC"), "{text}");
         assert!(text.contains("2 × 3:17 Blue pen at 1.50"), "{text}");
         assert!(text.contains("3.00"), "{text}");

@@ -78,22 +78,22 @@ pub(crate) struct Context<I: Interface> {
 }
 
 impl<I: Interface> Context<I> {
-    /// Runs `command`, prints its result or error, and keeps the session file in step.
-    /// Returns whether the command succeeded.
-    pub(crate) async fn run_command(&self, command: I::Command) -> bool {
+    /// Runs `command`, prints its result or error in `format`, and keeps the session file
+    /// in step. Returns whether the command succeeded.
+    pub(crate) async fn run_command(&self, command: I::Command, format: Format) -> bool {
         let before = self.client.session();
         match I::execute(&self.client, command).await {
             Ok(reply) => {
-                print_out(&reply.render(self.format));
-                self.remember(&reply, before.as_deref())
+                print_out(&reply.render(format));
+                self.remember(&reply, before.as_deref(), format)
             }
             Err(error) => {
-                print_err(&render_error(&error, self.format, self.client.addrs()));
+                print_err(&render_error(&error, format, self.client.addrs()));
                 if error.needs_login() {
                     if let Some(stale) = &before {
                         self.forget(stale);
                     }
-                    if self.format == Format::Human {
+                    if format == Format::Human {
                         print_err(&format!("hint: {}", self.login_hint()));
                     }
                 }
@@ -104,7 +104,7 @@ impl<I: Interface> Context<I> {
 
     /// Saves a new session or removes an ended one; false if a new one could not be saved
     /// where the next command would find it.
-    fn remember(&self, reply: &Reply, before: Option<&str>) -> bool {
+    fn remember(&self, reply: &Reply, before: Option<&str>, format: Format) -> bool {
         match reply {
             Reply::LoggedIn { session } => match self.store.save(session) {
                 Ok(_) => true,
@@ -119,7 +119,7 @@ impl<I: Interface> Context<I> {
                         "logged in, but cannot save the session ({e}); pass --session {session} \
                          or set AGORA_SESSION to use it"
                     );
-                    print_err(&render_failure("session_file", &message, self.format));
+                    print_err(&render_failure("session_file", &message, format));
                     false
                 }
             },
@@ -142,11 +142,11 @@ impl<I: Interface> Context<I> {
 
     fn login_hint(&self) -> String {
         if self.in_shell {
-            "log in with `login --username NAME --password PASSWORD`".to_owned()
+            "log in with `login --username NAME` (the password is asked for)".to_owned()
         } else {
             format!(
-                "log in with `agora {} login --username NAME` (password from --password or \
-                 AGORA_PASSWORD)",
+                "log in with `agora {} login --username NAME` (the password is asked for at a \
+                 terminal; scripts set AGORA_PASSWORD)",
                 I::ROLE
             )
         }
@@ -190,7 +190,7 @@ pub(crate) fn run<I: Interface>(options: Options, command: Option<I::Command>) -
     let context = Context::<I> { client, store, format, in_shell: command.is_none() };
     match command {
         Some(command) => {
-            if runtime.block_on(context.run_command(command)) {
+            if runtime.block_on(context.run_command(command, format)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

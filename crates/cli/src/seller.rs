@@ -6,7 +6,8 @@ use clap::Subcommand;
 
 use crate::account::{AccountCommand, execute_account};
 use crate::args::{
-    ITEM_HELP, PageArgs, parse_display_name, parse_keyword, parse_price, parse_quantity,
+    ITEM_HELP, PageArgs, parse_category, parse_display_name, parse_keyword, parse_price,
+    parse_quantity,
 };
 use crate::output::Reply;
 
@@ -23,8 +24,10 @@ pub enum SellerCommand {
     /// Show your feedback (thumbs up and down over all your items) and units sold.
     Rating,
     /// Put an item up for sale; prints its item id (like 3:17).
+    #[command(allow_negative_numbers = true)]
     Register(RegisterArgs),
-    /// Set a new sale price for one of your items.
+    /// Set a new sale price for one of your items; prints the new price.
+    #[command(allow_negative_numbers = true)]
     ChangePrice {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
@@ -33,14 +36,16 @@ pub enum SellerCommand {
         price: Money,
     },
     /// Take units of one of your items off sale; prints the units left.
+    #[command(allow_negative_numbers = true)]
     RemoveUnits {
         #[arg(help = ITEM_HELP)]
         item: ItemId,
         /// Units to remove: 1 to 1000000, at most the units for sale.
-        #[arg(value_parser = parse_quantity())]
+        #[arg(value_parser = parse_quantity)]
         units: u32,
     },
-    /// List your items for sale, a page at a time.
+    /// List your items for sale, a page at a time (the output says how to get the next).
+    #[command(allow_negative_numbers = true)]
     Items(PageArgs),
     /// Check that the seller server answers.
     Ping {
@@ -57,7 +62,7 @@ pub struct RegisterArgs {
     #[arg(long, value_parser = parse_display_name)]
     pub name: String,
     /// Category: a whole number of your choosing (0 to 4294967295); it starts the item id.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_category)]
     pub category: u32,
     /// A word buyers can search for: up to 8 characters, no spaces. Repeat the option, or
     /// separate with commas, for up to 5 keywords.
@@ -70,7 +75,7 @@ pub struct RegisterArgs {
     #[arg(long, value_parser = parse_price)]
     pub price: Money,
     /// Units for sale: 1 to 1000000.
-    #[arg(long, value_name = "N", value_parser = parse_quantity())]
+    #[arg(long, value_name = "N", value_parser = parse_quantity)]
     pub quantity: u32,
 }
 
@@ -102,12 +107,14 @@ pub async fn execute_seller(
         }
         SellerCommand::ChangePrice { item, price } => {
             client.change_price(item, price).await?;
-            Reply::Done("price changed")
+            Reply::PriceChanged { item, price }
         }
         SellerCommand::RemoveUnits { item, units } => {
             Reply::UnitsLeft { item, left: client.remove_units(item, units).await? }
         }
-        SellerCommand::Items(page) => Reply::Items(client.list_items(page.page()).await?),
+        SellerCommand::Items(page) => {
+            Reply::Items { items: client.list_items(page.page()).await?, page: page.page() }
+        }
         SellerCommand::Ping { deep } => {
             client.ping(deep).await?;
             Reply::Done(if deep {

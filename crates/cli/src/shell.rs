@@ -12,13 +12,19 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 
+use crate::output::Format;
 use crate::run::{Context, Interface, print_err, print_out};
 
 /// One parsed shell line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShellLine<C> {
     /// A command to run.
-    Command(C),
+    Command {
+        /// The command.
+        command: C,
+        /// Whether `--json` asked for its result as JSON.
+        json: bool,
+    },
     /// `exit` or `quit`.
     Exit,
 }
@@ -32,9 +38,20 @@ pub fn shell_parser<C: Subcommand>(role: Role) -> clap::Command {
         .subcommand_value_name("COMMAND")
         .subcommand_help_heading("Commands")
         .help_template("{all-args}\n\nType `help COMMAND` or `COMMAND --help` for its options.");
-    C::augment_subcommands(parser).subcommand(
-        clap::Command::new("exit").alias("quit").about("Leave the shell (or press Ctrl-D)"),
-    )
+    // `--json` as the one-shot CLI has it; a multicall command takes no options of its
+    // own, so every command gets it.
+    C::augment_subcommands(parser)
+        .mut_subcommands(|command| {
+            command.arg(
+                clap::Arg::new("json")
+                    .long("json")
+                    .action(clap::ArgAction::SetTrue)
+                    .help("Print the result as JSON (docs/http.md has the shapes)"),
+            )
+        })
+        .subcommand(
+            clap::Command::new("exit").alias("quit").about("Leave the shell (or press Ctrl-D)"),
+        )
 }
 
 /// Parses one line typed at the `role` shell. `Err` holds what to show instead: clap's
@@ -49,7 +66,9 @@ pub fn parse_shell_line<C: Subcommand + FromArgMatches>(
     if matches.subcommand_name() == Some("exit") {
         return Ok(ShellLine::Exit);
     }
-    C::from_arg_matches(&matches).map(ShellLine::Command)
+    let json = matches.subcommand().is_some_and(|(_, sub)| sub.get_flag("json"));
+    let command = C::from_arg_matches(&matches)?;
+    Ok(ShellLine::Command { command, json })
 }
 
 /// Whether a line may carry a password, and so must stay out of the history file.
@@ -103,8 +122,9 @@ pub(crate) fn run<I: Interface>(runtime: &Runtime, context: &Context<I>) -> Exit
         }
         match parse_shell_line::<I::Command>(role, line) {
             Ok(ShellLine::Exit) => break,
-            Ok(ShellLine::Command(command)) => {
-                failed |= !runtime.block_on(context.run_command(command));
+            Ok(ShellLine::Command { command, json }) => {
+                let format = if json { Format::Json } else { context.format };
+                failed |= !runtime.block_on(context.run_command(command, format));
             }
             // Help goes to stdout, mistakes to stderr; either way the shell goes on.
             Err(shown) => {

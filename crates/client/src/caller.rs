@@ -10,12 +10,19 @@ use std::sync::{Mutex, MutexGuard};
 use agora_domain::UserId;
 use agora_proto::messages::front::{BuyerRequest, Response, SellerRequest};
 use agora_proto::messages::{OpId, new_op_id};
-use agora_proto::{BuyerServer, Pool, PoolConfig, SellerServer, Service};
+use agora_proto::{
+    ApiError, BuyerServer, CallError, ErrorCode, FrameError, Pool, PoolConfig, SellerServer,
+    Service,
+};
 
 use crate::ClientError;
 
 /// A frontend service: the requests that both frontends take, built for this one.
 pub(crate) trait Frontend: Service<Response = Response> {
+    /// Who uses it, in a sentence: "seller" or "buyer".
+    const ROLE: &'static str;
+    /// Its TCP port under `agora up`'s defaults.
+    const DEFAULT_PORT: u16;
     fn ping(deep: bool) -> Self::Request;
     fn create_account(op: OpId, username: String, password: String, name: String) -> Self::Request;
     fn login(username: String, password: String) -> Self::Request;
@@ -25,8 +32,10 @@ pub(crate) trait Frontend: Service<Response = Response> {
 /// Implements [`Frontend`] for `$service`, whose requests are `$request`: both frontends'
 /// request enums spell the shared requests alike, variant for variant.
 macro_rules! frontend {
-    ($service:ty, $request:ident) => {
+    ($service:ty, $request:ident, $role:literal, $port:literal) => {
         impl Frontend for $service {
+            const ROLE: &'static str = $role;
+            const DEFAULT_PORT: u16 = $port;
             fn ping(deep: bool) -> $request {
                 $request::Ping { deep }
             }
@@ -48,8 +57,8 @@ macro_rules! frontend {
     };
 }
 
-frontend!(SellerServer, SellerRequest);
-frontend!(BuyerServer, BuyerRequest);
+frontend!(SellerServer, SellerRequest, "seller", 7403);
+frontend!(BuyerServer, BuyerRequest, "buyer", 7404);
 
 /// A pool to service `S` and the current session.
 pub(crate) struct Caller<S: Service> {
@@ -58,7 +67,7 @@ pub(crate) struct Caller<S: Service> {
     session: Mutex<Option<String>>,
 }
 
-impl<S: Service> Caller<S> {
+impl<S: Frontend> Caller<S> {
     pub(crate) fn new(config: PoolConfig) -> Self {
         Caller { pool: Pool::new(config), session: Mutex::new(None) }
     }
@@ -99,7 +108,31 @@ impl<S: Service> Caller<S> {
 
     /// Sends a request that needs no session.
     async fn call(&self, request: &S::Request) -> Result<S::Response, ClientError> {
-        Ok(self.pool.call(request).await?)
+        self.pool.call(request).await.map_err(|e| self.http_port(e))
+    }
+
+    /// Turns the failure of a call that reached an HTTP server into a refusal that says
+    /// so. The server's `HTTP/1.1 400 …` reads as a frame of protocol version 72 (`H`),
+    /// which would otherwise be all the user is told.
+    fn http_port(&self, error: CallError) -> ClientError {
+        let (CallError::Lost { reason, .. } | CallError::Unreachable { reason, .. }) = &error
+        else {
+            return error.into();
+        };
+        if !reason.contains(&FrameError::Version(b'H').to_string()) {
+            return error.into();
+        }
+        ClientError::Refused(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} answered in HTTP: this is an HTTP port; the {role} TCP port is {port} \
+                 (N+{offset} under `agora up --port-base N`)",
+                self.addrs().join(", "),
+                role = S::ROLE,
+                port = S::DEFAULT_PORT,
+                offset = S::DEFAULT_PORT - 7400,
+            ),
+        ))
     }
 
     /// Sends the request `make` builds around the current session, or fails with

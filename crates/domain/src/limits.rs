@@ -40,7 +40,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
     Ok(name.to_owned())
 }
 
-/// Checks a username: 1 to 32 characters from letters, digits, `_`, `-` and `.`.
+/// Checks a username: 1 to 32 characters from the ASCII letters, digits, `_`, `-` and `.`.
 pub fn check_username(username: &str) -> Result<(), Invalid> {
     if username.is_empty() || username.chars().count() > USERNAME_MAX_CHARS {
         return Err(Invalid::new(
@@ -49,7 +49,10 @@ pub fn check_username(username: &str) -> Result<(), Invalid> {
         ));
     }
     if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        return Err(Invalid::new("username", "may contain only letters, digits, '_', '-' and '.'"));
+        return Err(Invalid::new(
+            "username",
+            "may contain only ASCII letters (a-z, A-Z), digits, '_', '-' and '.'",
+        ));
     }
     Ok(())
 }
@@ -109,6 +112,19 @@ pub fn check_quantity(quantity: u32) -> Result<u32, Invalid> {
     Ok(quantity)
 }
 
+/// Characters in a session token: 256 bits as hex digits.
+pub const SESSION_TOKEN_LEN: usize = 64;
+
+/// A session token in its one canonical form (lower-case hex), or `None` if `token`
+/// cannot be one: not exactly 64 hex digits. Everything that keys a table by a token
+/// (the customer database's sessions, the frontends' session cache) goes through this
+/// first, so a malformed token touches no table and an upper-case copy of a token is the
+/// same session, not another.
+pub fn canonical_token(token: &str) -> Option<String> {
+    (token.len() == SESSION_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| token.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,17 +157,4 @@ mod tests {
         assert!(check_password("long enough").is_ok());
         assert!(check_password(&"x".repeat(129)).is_err());
     }
-}
-
-/// Characters in a session token: 256 bits as hex digits.
-pub const SESSION_TOKEN_LEN: usize = 64;
-
-/// A session token in its one canonical form (lower-case hex), or `None` if `token`
-/// cannot be one: not exactly 64 hex digits. Everything that keys a table by a token
-/// (the customer database's sessions, the frontends' session cache) goes through this
-/// first, so a malformed token touches no table and an upper-case copy of a token is the
-/// same session, not another.
-pub fn canonical_token(token: &str) -> Option<String> {
-    (token.len() == SESSION_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| token.to_ascii_lowercase())
 }
