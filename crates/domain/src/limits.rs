@@ -1,7 +1,24 @@
 //! The contract's limits, and the checks that enforce them. Every check names the field and
 //! the rule in its error, so a refusal tells the user exactly what to change.
 
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::Invalid;
+
+/// Whether `c` may not appear in a name or keyword: control characters, and format
+/// characters that change how text looks without showing (zero-width spaces and joiners,
+/// byte-order marks, bidirectional overrides such as U+202E), and line or paragraph
+/// separators. With them, `a\u{200b}b` would look like `ab` and not be found as `ab`.
+fn invisible(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
 
 /// Longest item, seller or buyer name, in characters.
 pub const NAME_MAX_CHARS: usize = 32;
@@ -26,18 +43,24 @@ pub const PAGE_DEFAULT: u32 = 20;
 
 /// Checks a display name (item, seller or buyer): 1 to 32 characters, no control
 /// characters, not only spaces. Returns it trimmed.
+/// Normalised to NFC (so that a name typed with a combining accent and one typed with a
+/// precomposed letter are the same name).
 pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
-    let name = name.trim();
+    if name.chars().any(invisible) {
+        return Err(Invalid::new(
+            field,
+            "must not contain control or invisible formatting characters (such as zero-width \
+             spaces or direction overrides)",
+        ));
+    }
+    let name: String = name.trim().nfc().collect();
     if name.is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
     }
     if name.chars().count() > NAME_MAX_CHARS {
         return Err(Invalid::new(field, format!("must be at most {NAME_MAX_CHARS} characters")));
     }
-    if name.chars().any(char::is_control) {
-        return Err(Invalid::new(field, "must not contain control characters"));
-    }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 /// Checks a username: 1 to 32 characters from the ASCII letters, digits, `_`, `-` and `.`.
@@ -74,15 +97,22 @@ pub fn check_password(password: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks and normalises keywords: at most five, each 1 to 8 characters without spaces
-/// or control characters. Returns them lower-cased, without duplicates, in their order.
+/// Checks and normalises keywords: at most five, each 1 to 8 characters without spaces,
+/// control or invisible formatting characters. Returns them in NFC, lower-cased, without
+/// duplicates, in their order.
 pub fn check_keywords(keywords: &[String]) -> Result<Vec<String>, Invalid> {
     if keywords.len() > KEYWORDS_MAX {
         return Err(Invalid::new("keywords", format!("at most {KEYWORDS_MAX} keywords")));
     }
     let mut out: Vec<String> = Vec::with_capacity(keywords.len());
     for keyword in keywords {
-        let keyword = keyword.trim().to_lowercase();
+        if keyword.chars().any(invisible) {
+            return Err(Invalid::new(
+                "keywords",
+                "a keyword must not contain control or invisible formatting characters",
+            ));
+        }
+        let keyword: String = keyword.trim().nfc().collect::<String>().to_lowercase();
         if keyword.is_empty() {
             return Err(Invalid::new("keywords", "a keyword must not be empty"));
         }
@@ -123,6 +153,25 @@ pub const SESSION_TOKEN_LEN: usize = 64;
 pub fn canonical_token(token: &str) -> Option<String> {
     (token.len() == SESSION_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| token.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod unicode_tests {
+    use super::*;
+
+    #[test]
+    fn invisible_characters_are_refused_and_text_is_nfc() {
+        for sneaky in ["\u{200b}", "a\u{200b}b", "\u{feff}pen", "evil\u{202e}gnp", "a\u{2028}b"] {
+            assert!(check_name("name", sneaky).is_err(), "{sneaky:?}");
+            assert!(check_keywords(&[sneaky.to_owned()]).is_err(), "{sneaky:?}");
+        }
+        // e + combining acute, and the precomposed letter: one name, one keyword.
+        let combining = "Caf\u{65}\u{301}";
+        assert_eq!(check_name("name", combining).unwrap(), "Caf\u{e9}");
+        assert_eq!(check_keywords(&[combining.to_owned()]).unwrap(), vec!["caf\u{e9}".to_owned()]);
+        assert_eq!(check_name("name", "Zoë's pens").unwrap(), "Zoë's pens");
+    }
 }
 
 #[cfg(test)]
