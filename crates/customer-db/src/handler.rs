@@ -23,6 +23,8 @@ pub struct CustomerDb {
     store: Store,
     sessions: Sessions,
     coordinator: Arc<Coordinator>,
+    /// Recent wrong passwords per account.
+    throttle: crate::throttle::LoginThrottle,
 }
 
 fn role_code(role: Role) -> i64 {
@@ -127,7 +129,8 @@ impl CustomerDb {
             };
             sessions.insert(key, session);
         }
-        Ok(CustomerDb { store, sessions, coordinator })
+        let throttle = crate::throttle::LoginThrottle::new(config.clock.clone());
+        Ok(CustomerDb { store, sessions, coordinator, throttle })
     }
 
     /// Writes recent session activity to disk, and deletes sessions long expired.
@@ -182,6 +185,26 @@ impl CustomerDb {
             .store
             .write(move |c| {
                 once(c, 0, &op, |c| {
+                    let taken = |username: &str| {
+                        ApiError::new(
+                            ErrorCode::UsernameTaken,
+                            format!("username {username:?} is taken by another {role}"),
+                        )
+                    };
+                    // Checked and inserted in one write job: no other can slip between.
+                    let existing: Option<String> = c
+                        .prepare_cached(
+                            "SELECT username FROM accounts \
+                             WHERE role = ?1 AND username = ?2 COLLATE NOCASE LIMIT 1",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![role_code(role), username], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(db_error)?;
+                    if let Some(existing) = existing {
+                        return Err(taken(&existing));
+                    }
                     let inserted = c.execute(
                         "INSERT INTO accounts (role, username, name, password_hash, created_ms) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -192,10 +215,7 @@ impl CustomerDb {
                         Err(rusqlite::Error::SqliteFailure(e, _))
                             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                         {
-                            Err(ApiError::new(
-                                ErrorCode::UsernameTaken,
-                                format!("username {username:?} is taken by another {role}"),
-                            ))
+                            Err(taken(&username))
                         }
                         Err(e) => Err(db_error(e)),
                     }
@@ -217,14 +237,19 @@ impl CustomerDb {
         {
             return Err(wrong());
         }
+        // A throttled account is refused before any hashing: guessing costs us nothing.
+        self.throttle.check(role, &username)?;
+        let name = username.clone();
         let account = self
             .store
             .read(move |c| {
                 c.prepare_cached(
-                    "SELECT id, password_hash FROM accounts WHERE role = ?1 AND username = ?2",
+                    "SELECT id, password_hash FROM accounts \
+                     WHERE role = ?1 AND username = ?2 COLLATE NOCASE \
+                     ORDER BY username = ?2 DESC LIMIT 1",
                 )
                 .and_then(|mut st| {
-                    st.query_row(params![role_code(role), username], |r| {
+                    st.query_row(params![role_code(role), name], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                     })
                     .optional()
@@ -238,7 +263,11 @@ impl CustomerDb {
         };
         // Verified even for an unknown username, so timing does not tell which usernames exist.
         let matches = password::verify(password, stored).await?;
-        let (Some(account), true) = (id, matches) else { return Err(wrong()) };
+        let (Some(account), true) = (id, matches) else {
+            self.throttle.failed(role, &username);
+            return Err(wrong());
+        };
+        self.throttle.succeeded(role, &username);
 
         let (token, key) = new_token()?;
         let now = self.sessions.clock().now_ms();

@@ -9,6 +9,7 @@ mod handler;
 mod password;
 mod purchase;
 mod sessions;
+mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use agora_proto::ApiError;
+use agora_proto::{ApiError, ErrorCode};
 use std::cell::RefCell;
 
 use argon2::password_hash::phc::{Output, PasswordHash, Salt};
@@ -18,11 +18,18 @@ use tokio::sync::oneshot;
 /// Hashes computed at once; more wait their turn.
 pub const MAX_CONCURRENT: usize = 2;
 
+/// Hashes that may wait their turn: about a third of a second of hashing on two threads,
+/// well within the frontends' deadline on a customer-db call. One more is answered
+/// `overloaded` at once, so a flood of logins costs a bounded amount of memory and time
+/// and never grows a queue that others wait behind. (The queue is the process's: every
+/// customer database in one process, as in tests, shares it.)
+pub const MAX_QUEUED: usize = 32;
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The hashing threads' queue, started on first use.
 static QUEUE: LazyLock<Option<crossbeam_channel::Sender<Job>>> = LazyLock::new(|| {
-    let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(MAX_QUEUED);
     for i in 0..MAX_CONCURRENT {
         let rx = rx.clone();
         let started = std::thread::Builder::new().name(format!("password-{i}")).spawn(move || {
@@ -44,10 +51,18 @@ async fn on_hasher<T: Send + 'static>(
     let (tx, rx) = oneshot::channel();
     let queue = QUEUE.as_ref().ok_or_else(|| ApiError::internal("no password hashing threads"))?;
     queue
-        .send(Box::new(move || {
+        .try_send(Box::new(move || {
             let _ = tx.send(f());
         }))
-        .map_err(|_| ApiError::internal("password hashing stopped"))?;
+        .map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => ApiError::new(
+                ErrorCode::Overloaded,
+                "too many logins and sign-ups at once; try again in a moment",
+            ),
+            crossbeam_channel::TrySendError::Disconnected(_) => {
+                ApiError::internal("password hashing stopped")
+            }
+        })?;
     rx.await.map_err(|_| ApiError::internal("password hashing failed"))
 }
 

@@ -9,6 +9,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     created_ms    INTEGER NOT NULL,
     UNIQUE (role, username)
 );
+-- Usernames are unique whatever their letter case (`Ann` is `ann`): new accounts and
+-- logins look them up through this index (accounts from before it may differ only in
+-- case; login then prefers the exact spelling).
+CREATE INDEX IF NOT EXISTS accounts_username_nocase ON accounts (role, username COLLATE NOCASE);
 
 -- Keyed by the SHA-256 of the token; the token itself is never stored.
 CREATE TABLE IF NOT EXISTS sessions (

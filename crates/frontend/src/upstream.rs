@@ -51,6 +51,10 @@ impl Config {
 pub struct Upstream {
     /// The customer database.
     pub customers: Pool<CustomerDb>,
+    /// The customer database again, on connections of their own for logins and sign-ups:
+    /// their password hashing is slow, and a flood of them must not hold up the session
+    /// checks and reads queued behind them on a shared connection.
+    accounts: Pool<CustomerDb>,
     /// The product database.
     pub products: Pool<ProductDb>,
     /// Sessions checked lately.
@@ -68,6 +72,7 @@ impl Upstream {
         };
         Upstream {
             customers: Pool::new(pool(&config.customer_db)),
+            accounts: Pool::new(pool(&config.customer_db)),
             products: Pool::new(pool(&config.product_db)),
             sessions: SessionCache::new(config.session_recheck),
         }
@@ -107,7 +112,7 @@ impl Upstream {
         name: String,
     ) -> Result<UserId, ApiError> {
         let request = customer::Request::CreateAccount { op, role, username, password, name };
-        match self.customer(request).await? {
+        match self.accounts.call(&request).await? {
             customer::Response::Account { id } => Ok(id),
             other => Err(unexpected(&other)),
         }
@@ -120,7 +125,8 @@ impl Upstream {
         username: String,
         password: String,
     ) -> Result<(String, UserId), ApiError> {
-        match self.customer(customer::Request::Login { role, username, password }).await? {
+        let request = customer::Request::Login { role, username, password };
+        match self.accounts.call(&request).await? {
             customer::Response::LoggedIn { session, account } => Ok((session, account)),
             other => Err(unexpected(&other)),
         }
