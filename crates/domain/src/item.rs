@@ -251,6 +251,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expiry_is_two_digits_slash_two_digits() {
+        assert_eq!(Card::expiry_month("09/29"), Some((2029, 9)));
+        assert_eq!(Card::expiry_month(" 12/99 "), Some((2099, 12)));
+        for bad in ["+1/99", "1/99", "01/+9", "13/29", "00/29", "0a/29", "09-29", "09/2029", "٠٩/٢٩"] {
+            assert_eq!(Card::expiry_month(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn item_ids_round_trip() {
         let id: ItemId = "3:17".parse().expect("parses");
         assert_eq!(id, ItemId { category: 3, number: 17 });
@@ -329,7 +338,9 @@ impl Card {
     /// `MM/YY` as (year, month), e.g. `(2029, 9)`.
     pub fn expiry_month(expiry: &str) -> Option<(i32, u32)> {
         let (mm, yy) = expiry.trim().split_once('/')?;
-        if mm.len() != 2 || yy.len() != 2 {
+        // Digits only: `parse` alone would take `+1` as a month.
+        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(mm) || !two_digits(yy) {
             return None;
         }
         let month: u32 = mm.parse().ok()?;
