@@ -81,6 +81,7 @@ async fn a_caller_without_credentials_changes_nothing() {
         key: "agora-purchase-1".into(),
         card: card(),
         amount: Money::from_cents(1),
+        payer: 2,
     };
     forbidden(ledger.call(&charge, WAIT).await);
 
@@ -151,6 +152,7 @@ async fn each_component_may_send_only_what_its_job_needs() {
         key: "agora-purchase-1".into(),
         card: card(),
         amount: Money::from_cents(1),
+        payer: 2,
     };
     forbidden(ledger.call(&charge, WAIT).await);
     // The seller server has no carts; an operator's tool may only ping.
@@ -176,5 +178,36 @@ async fn each_component_may_send_only_what_its_job_needs() {
     let answer = products.call(&product::Request::Reserve { purchase: 999_999, lines }, WAIT).await;
     assert!(matches!(answer, Ok(product::Response::Reserved(_))), "{answer:?}");
     assert_eq!(seen(&cluster, item).await.1, before.1 - 2);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_charge_that_is_not_the_purchases_buys_nothing() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    // Pre-recorded under the key the next purchase will use, for one cent and another
+    // buyer: even a caller with the coordinator's own credentials cannot pay for a
+    // purchase this way.
+    let coordinator = cluster.trust(Component::CustomerDb).connector();
+    let ledger = channel::<Payments>(cluster.payments.addr, &coordinator).await;
+    let charge = payments::Request::Charge {
+        key: "agora-purchase-1".into(),
+        card: card(),
+        amount: Money::from_cents(1),
+        payer: 999,
+    };
+    let answer = ledger.call(&charge, WAIT).await.unwrap();
+    assert!(matches!(answer, payments::Response::Charge(payments::Outcome::Approved { .. })));
+
+    let buyer = BuyerClient::new(vec![cluster.buyer_addr()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    buyer.add_to_cart(item, 6).await.unwrap();
+    let refused = buyer.make_purchase(card()).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Aborted), "{refused:?}");
+    assert!(buyer.get_purchases(agora_domain::Page::default()).await.unwrap().is_empty());
+    assert_eq!(buyer.display_cart().await.unwrap(), vec![CartLine { item, quantity: 6 }]);
+    // The units came back on sale.
+    assert_eq!(seen(&cluster, item).await.1, 10);
     cluster.stop().await;
 }

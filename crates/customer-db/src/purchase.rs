@@ -21,7 +21,7 @@ use agora_proto::messages::product;
 use agora_proto::{ApiError, CallError, ErrorCode, Payments, Pool, ProductDb, fault};
 use agora_store::{Store, db_error};
 use rusqlite::{Connection, OptionalExtension, params};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::Clock;
 use crate::sessions::Key;
@@ -196,7 +196,7 @@ impl Coordinator {
                 }
             }
         };
-        self.drive(id, cart, card).await
+        self.drive(id, buyer, cart, card).await
     }
 
     /// Step 1: records a new purchase of the session's cart, unless the key was used
@@ -247,6 +247,7 @@ impl Coordinator {
     async fn drive(
         &self,
         id: u64,
+        buyer: UserId,
         cart: Vec<agora_domain::CartLine>,
         card: Card,
     ) -> Result<Purchase, ApiError> {
@@ -294,9 +295,12 @@ impl Coordinator {
         fault::crash_point("after-reserve");
 
         // The charge.
-        let charge = payments::Request::Charge { key: payment_key(id), card, amount: total };
+        let charge =
+            payments::Request::Charge { key: payment_key(id), card, amount: total, payer: buyer };
         let charged = match self.payments.call(&charge).await {
-            Ok(payments::Response::Charge(Outcome::Approved { .. })) => Some(true),
+            Ok(payments::Response::Charge(approved @ Outcome::Approved { .. })) => {
+                Some(is_this_purchase(id, &approved, total, buyer))
+            }
             Ok(payments::Response::Charge(Outcome::Declined { reason })) => {
                 let error = ApiError::new(
                     ErrorCode::PaymentDeclined,
@@ -307,13 +311,13 @@ impl Coordinator {
             Ok(payments::Response::Charge(Outcome::Cancelled)) => Some(false),
             Ok(other) => {
                 warn!(id, ?other, "unexpected answer from payments; resolving");
-                self.resolve(id).await
+                self.resolve(id, total, buyer).await
             }
             Err(CallError::Remote(refusal)) => return Err(self.abort(id, refusal, true).await),
             Err(e) => {
                 // The charge may or may not have arrived: only payments knows.
                 warn!(id, error = %e, "charge outcome unknown; resolving");
-                self.resolve(id).await
+                self.resolve(id, total, buyer).await
             }
         };
         fault::crash_point("after-charge");
@@ -335,13 +339,15 @@ impl Coordinator {
         Ok(purchase)
     }
 
-    /// Whether the charge of purchase `id` went through: `Some(true)` charged,
-    /// `Some(false)` never will be, `None` payments cannot be asked right now.
-    /// `Resolve` is idempotent and cancels a charge that has not arrived, so its answer
-    /// is final.
-    async fn resolve(&self, id: u64) -> Option<bool> {
+    /// Whether the charge of purchase `id` (of `total`, paid by `buyer`) went through:
+    /// `Some(true)` charged, `Some(false)` never will be, `None` payments cannot be asked
+    /// right now. `Resolve` is idempotent and cancels a charge that has not arrived, so
+    /// its answer is final.
+    async fn resolve(&self, id: u64, total: Money, buyer: UserId) -> Option<bool> {
         match self.payments.call(&payments::Request::Resolve { key: payment_key(id) }).await {
-            Ok(payments::Response::Charge(Outcome::Approved { .. })) => Some(true),
+            Ok(payments::Response::Charge(approved @ Outcome::Approved { .. })) => {
+                Some(is_this_purchase(id, &approved, total, buyer))
+            }
             Ok(payments::Response::Charge(_)) => Some(false),
             Ok(_) | Err(_) => None,
         }
@@ -517,22 +523,24 @@ impl Coordinator {
                     }
                 }
                 // The charge may have been sent: payments decides.
-                State::Reserved | State::Resolving => match self.resolve(id).await {
-                    Some(true) => {
-                        let committed = self.commit(id).await;
-                        if committed.is_ok() {
-                            self.confirm(id).await;
+                State::Reserved | State::Resolving => {
+                    match self.resolve(id, total_of(&tx), tx.buyer).await {
+                        Some(true) => {
+                            let committed = self.commit(id).await;
+                            if committed.is_ok() {
+                                self.confirm(id).await;
+                            }
                         }
+                        Some(false) => {
+                            let error = ApiError::new(
+                                ErrorCode::Aborted,
+                                "purchase interrupted; nothing was charged",
+                            );
+                            let _ = self.abort(id, error, true).await;
+                        }
+                        None => {}
                     }
-                    Some(false) => {
-                        let error = ApiError::new(
-                            ErrorCode::Aborted,
-                            "purchase interrupted; nothing was charged",
-                        );
-                        let _ = self.abort(id, error, true).await;
-                    }
-                    None => {}
-                },
+                }
                 State::Committed => self.confirm(id).await,
                 State::Aborted | State::Done => {}
             }
@@ -573,6 +581,30 @@ pub async fn recover_forever(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// Whether an approved charge under purchase `id`'s key is that purchase's: for its total
+/// and its buyer. Anything else was not made by this coordinator for this purchase (a
+/// charge recorded under the key by someone else, or a bug), so it must not buy it.
+fn is_this_purchase(id: u64, approved: &Outcome, total: Money, buyer: UserId) -> bool {
+    let Outcome::Approved { amount, payer, .. } = approved else { return false };
+    let ours = *amount == total && *payer == buyer;
+    if !ours {
+        error!(
+            id,
+            charged = %amount, expected = %total, payer, buyer,
+            "the approved charge under this purchase's key is not for this purchase; not buying"
+        );
+    }
+    ours
+}
+
+/// A logged purchase's total, from its reserved lines (zero before it has any).
+fn total_of(tx: &Tx) -> Money {
+    let cents = tx.lines.iter().flatten().fold(0i64, |sum, l| {
+        sum.saturating_add(l.unit_price.cents().saturating_mul(i64::from(l.quantity)))
+    });
+    Money::from_cents(cents)
 }
 
 /// The purchase that holds the session's cart, if any: one not yet committed or aborted.

@@ -254,7 +254,9 @@ mod tests {
     fn expiry_is_two_digits_slash_two_digits() {
         assert_eq!(Card::expiry_month("09/29"), Some((2029, 9)));
         assert_eq!(Card::expiry_month(" 12/99 "), Some((2099, 12)));
-        for bad in ["+1/99", "1/99", "01/+9", "13/29", "00/29", "0a/29", "09-29", "09/2029", "٠٩/٢٩"] {
+        for bad in
+            ["+1/99", "1/99", "01/+9", "13/29", "00/29", "0a/29", "09-29", "09/2029", "٠٩/٢٩"]
+        {
             assert_eq!(Card::expiry_month(bad), None, "{bad}");
         }
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agora_domain::{Card, Money};
+use agora_domain::{Card, Money, UserId};
 use agora_proto::messages::payments::{Outcome, Request, Response};
 use agora_proto::{ApiError, ErrorCode, Handler, ServerConfig, Trust};
 use agora_store::{Store, StoreConfig, db_error};
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS charges (
     holder        TEXT    NOT NULL,
     last4         TEXT    NOT NULL,
     authorization TEXT    NOT NULL,   -- approval reference, or decline reason
-    at_ms         INTEGER NOT NULL
+    at_ms         INTEGER NOT NULL,
+    payer         INTEGER NOT NULL DEFAULT 0  -- the buyer charged (0: recorded before payers were)
 ) WITHOUT ROWID;";
 
 /// Everything the payments service can be told at start.
@@ -75,6 +76,9 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Open(#[from] agora_store::OpenError),
+    /// The ledger of an earlier version could not be brought up to date.
+    #[error("cannot upgrade the ledger {0}: {1}")]
+    Upgrade(PathBuf, String),
 }
 
 /// Serves the payments service on `listener` until `shutdown` is cancelled.
@@ -90,6 +94,21 @@ pub async fn run(
         &StoreConfig { durability: config.durability, ..StoreConfig::new(&path) },
         SCHEMA,
     )?;
+    // A ledger from before charges named their payer gains the column (0 for old rows).
+    store
+        .write(|c| {
+            let has_payer = c
+                .prepare("SELECT 1 FROM pragma_table_info('charges') WHERE name = 'payer'")
+                .and_then(|mut st| st.exists([]))
+                .map_err(db_error)?;
+            if !has_payer {
+                c.execute_batch("ALTER TABLE charges ADD COLUMN payer INTEGER NOT NULL DEFAULT 0")
+                    .map_err(db_error)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
     let handler = Arc::new(PaymentsService {
         store,
         approve_probability: config.approve_probability.clamp(0.0, 1.0),
@@ -113,7 +132,7 @@ impl Handler<agora_proto::Payments> for PaymentsService {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            Request::Charge { key, card, amount } => {
+            Request::Charge { key, card, amount, payer } => {
                 check_key(&key)?;
                 let card = card.validate()?;
                 if amount.cents() <= 0 {
@@ -122,14 +141,14 @@ impl Handler<agora_proto::Payments> for PaymentsService {
                         "invalid amount: must be positive",
                     ));
                 }
-                let decision = self.decide(&key, &card, amount, now_ms());
+                let decision = self.decide(&key, &card, amount, payer, now_ms());
                 let outcome = self
                     .store
                     .write(move |c| {
                         if let Some(earlier) = recorded(c, &key)? {
                             return Ok(earlier);
                         }
-                        record(c, &key, &decision, amount, &card)?;
+                        record(c, &key, &decision, amount, payer, &card)?;
                         Ok(decision)
                     })
                     .await?;
@@ -149,7 +168,8 @@ impl Handler<agora_proto::Payments> for PaymentsService {
                             number: String::new(),
                             expiry: String::new(),
                         };
-                        record(c, &key, &Outcome::Cancelled, Money::from_cents(0), &nobody)?;
+                        let cancelled = Outcome::Cancelled;
+                        record(c, &key, &cancelled, Money::from_cents(0), 0, &nobody)?;
                         Ok(Outcome::Cancelled)
                     })
                     .await?;
@@ -161,7 +181,7 @@ impl Handler<agora_proto::Payments> for PaymentsService {
 
 impl PaymentsService {
     /// What a processor would say to this card today.
-    fn decide(&self, key: &str, card: &Card, amount: Money, now_ms: i64) -> Outcome {
+    fn decide(&self, key: &str, card: &Card, amount: Money, payer: UserId, now_ms: i64) -> Outcome {
         if !luhn(&card.number) {
             return Outcome::Declined { reason: "invalid card number".into() };
         }
@@ -177,7 +197,7 @@ impl PaymentsService {
             return Outcome::Declined { reason: "declined by the issuer".into() };
         }
         let authorization: String = digest[8..14].iter().map(|b| format!("{b:02X}")).collect();
-        Outcome::Approved { authorization, amount }
+        Outcome::Approved { authorization, amount, payer }
     }
 }
 
@@ -192,7 +212,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 fn recorded(c: &Connection, key: &str) -> Result<Option<Outcome>, ApiError> {
-    c.prepare_cached("SELECT state, amount, authorization FROM charges WHERE key = ?1")
+    c.prepare_cached("SELECT state, amount, authorization, payer FROM charges WHERE key = ?1")
         .and_then(|mut st| {
             st.query_row([key], |r| {
                 let text: String = r.get(2)?;
@@ -200,6 +220,7 @@ fn recorded(c: &Connection, key: &str) -> Result<Option<Outcome>, ApiError> {
                     1 => Outcome::Approved {
                         authorization: text,
                         amount: Money::from_cents(r.get(1)?),
+                        payer: r.get::<_, i64>(3)? as UserId,
                     },
                     2 => Outcome::Declined { reason: text },
                     _ => Outcome::Cancelled,
@@ -215,6 +236,7 @@ fn record(
     key: &str,
     outcome: &Outcome,
     amount: Money,
+    payer: UserId,
     card: &Card,
 ) -> Result<(), ApiError> {
     let (state, text) = match outcome {
@@ -223,11 +245,20 @@ fn record(
         Outcome::Cancelled => (3, ""),
     };
     c.prepare_cached(
-        "INSERT INTO charges (key, state, amount, holder, last4, authorization, at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO charges (key, state, amount, holder, last4, authorization, at_ms, payer) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut st| {
-        st.execute(params![key, state, amount.cents(), card.holder, card.last4(), text, now_ms()])
+        st.execute(params![
+            key,
+            state,
+            amount.cents(),
+            card.holder,
+            card.last4(),
+            text,
+            now_ms(),
+            payer as i64
+        ])
     })
     .map_err(db_error)?;
     Ok(())
@@ -301,7 +332,8 @@ mod tests {
     }
 
     async fn charge(s: &PaymentsService, key: &str, card: Card) -> Outcome {
-        let request = Request::Charge { key: key.into(), card, amount: Money::from_cents(500) };
+        let request =
+            Request::Charge { key: key.into(), card, amount: Money::from_cents(500), payer: 7 };
         match s.handle(request).await.expect("answer") {
             Response::Charge(o) => o,
             other => panic!("{other:?}"),

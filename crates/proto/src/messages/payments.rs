@@ -1,7 +1,7 @@
 //! The payments service's messages. Every charge carries an idempotency key: the first
 //! request with a key decides; every later request with that key gets the same answer.
 
-use agora_domain::{Card, Money};
+use agora_domain::{Card, Money, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::trust::Component;
@@ -11,8 +11,9 @@ use crate::trust::Component;
 pub enum Request {
     /// Answers `Pong`.
     Ping,
-    /// Charges `amount` to `card`, once per `key`; answers `Charge`.
-    Charge { key: String, card: Card, amount: Money },
+    /// Charges `amount` to `card` on behalf of the buyer `payer`, once per `key`; answers
+    /// `Charge`.
+    Charge { key: String, card: Card, amount: Money, payer: UserId },
     /// The final state of the charge with `key`. A key never seen is recorded as
     /// cancelled, so a charge that was sent but not yet received can no longer succeed;
     /// answers `Charge`.
@@ -22,8 +23,10 @@ pub enum Request {
 /// What became of a charge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    /// The money was taken; `authorization` is the processor's reference.
-    Approved { authorization: String, amount: Money },
+    /// The money was taken from `payer`; `authorization` is the processor's reference.
+    /// The purchase coordinator checks `amount` and `payer` against its purchase before
+    /// it counts the charge as that purchase's.
+    Approved { authorization: String, amount: Money, payer: UserId },
     /// The card was declined, for `reason`; nothing was taken.
     Declined { reason: String },
     /// Resolved before any charge arrived; nothing was or will be taken.
