@@ -703,3 +703,138 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Reads from `socket` until the server closes it (EOF or reset), or `within` passes;
+/// returns what it read, or `None` if the connection was still open at the deadline.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| String::from_utf8_lossy(&read).into_owned())
+}
+
+/// Sends `request` on a new connection and reads the answer until the server closes it.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    read_until_closed(&mut socket, Duration::from_secs(10)).await.expect("closed after answering")
+}
+
+/// The JSON body of a raw answer.
+fn raw_body(answer: &str) -> Value {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+#[tokio::test]
+async fn connections_are_capped_and_closed_when_idle_or_slow() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits {
+        max_connections: 3,
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let (buyer, addr) =
+        agora_testkit::start_buyer_with_http_limits(&cluster.upstream(), "127.0.0.1:0", limits)
+            .await;
+    let api = Api::new(addr);
+
+    // Connections at the cap, sending nothing: one more is told so, in the one shape.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let answer = api.get("/healthz").await;
+    assert_eq!(answer.headers["retry-after"], "1");
+    let message = answer.error(503, "overloaded");
+    assert!(message.contains("connections"), "{message}");
+
+    // One closes: a new client is served again.
+    drop(idle.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = api.get("/healthz").await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still refused: {}", answer.body);
+        tokio::task::yield_now().await;
+    }
+
+    // A request head trickled a byte at a time is cut off at the header deadline, long
+    // before the idle one.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(20));
+        for byte in b"X-Slow: a-very-long-header-value-sent-one-byte-at-a-time".iter().cycle() {
+            interval.tick().await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "a trickled header was not cut off");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    trickle.abort();
+
+    // An idle connection outlives the header deadline and is served ...
+    let mut waiting = idle.pop().unwrap();
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut waiting, Duration::from_millis(500)).await;
+    assert!(answer.is_none(), "closed instead of kept alive: {answer:?}");
+    // ... and closed once idle for the idle deadline.
+    let quiet = tokio::time::Instant::now();
+    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "an idle connection was not closed");
+    assert!(read_until_closed(&mut waiting, Duration::from_secs(10)).await.is_some());
+    assert!(quiet.elapsed() < Duration::from_secs(10));
+    buyer.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_heads_get_the_error_shape() {
+    let http = Http::start().await;
+    let addr = http.buyer_http;
+    let long_uri = format!(
+        "GET /v1/items?category=1&{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let answer = raw(addr, long_uri.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer:?}");
+    assert_eq!(raw_body(&answer)["error"]["code"], "bad_request");
+
+    let big_headers =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70 * 1024));
+    let answer = raw(addr, big_headers.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{answer:?}");
+    let message = raw_body(&answer)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("64 KiB"), "{message}");
+
+    let answer = raw(addr, b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    assert_eq!(raw_body(&answer)["error"]["code"], "bad_request");
+    http.stop().await;
+}
