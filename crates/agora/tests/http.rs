@@ -838,3 +838,50 @@ async fn oversized_and_malformed_heads_get_the_error_shape() {
     assert_eq!(raw_body(&answer)["error"]["code"], "bad_request");
     http.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_and_queries_are_read_strictly() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    seller.post("/v1/items", pen(5)).await.expect(201);
+
+    // An array is not an object with its fields in order.
+    let by_position = json!(["Blue pen", 3, ["pen"], "new", "1.50", 10]);
+    let message = seller.post("/v1/items", by_position).await.error(400, "invalid_argument");
+    assert!(message.contains("must be a JSON object"), "{message}");
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let card = json!({"card": ["Bea", "4111 1111 1111 1111", "09/99"]});
+    let message = buyer.post("/v1/purchases", card).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid card:") && message.contains("object"), "{message}");
+    let card = json!({"card": {"holder": 5, "number": "4111 1111 1111 1111", "expiry": "09/99"}});
+    let message = buyer.post("/v1/purchases", card).await.error(400, "invalid_argument");
+    assert!(message.contains("holder"), "{message}");
+    assert_eq!(
+        seller.get("/v1/sellers/me/items").await.expect(200)["items"].as_array().unwrap().len(),
+        1
+    );
+
+    // A misspelt parameter is refused, not ignored.
+    let message =
+        buyer.get("/v1/items?category=3&keywords=pen").await.error(400, "invalid_argument");
+    assert!(message.contains("unknown query parameter `keywords`"), "{message}");
+    let message = seller.get("/v1/sellers/me/items?limt=2").await.error(400, "invalid_argument");
+    assert!(message.contains("`limt`"), "{message}");
+    let message = buyer.send(Method::DELETE, "/v1/cart/items/3:1?quantity=1&qty=2", None).await;
+    assert!(message.error(400, "invalid_argument").contains("`qty`"));
+    // Bytes that are not UTF-8 are refused, not replaced.
+    let message =
+        buyer.get("/v1/items?category=3&keyword=%FF").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid keyword:") && message.contains("UTF-8"), "{message}");
+    // Only a list may be repeated.
+    let message =
+        buyer.get("/v1/items?category=3&limit=2&limit=3").await.error(400, "invalid_argument");
+    assert_eq!(message, "invalid limit: may appear only once");
+    let message = buyer.get("/v1/items?category=3&category=4").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid category"), "{message}");
+    let found = buyer.get("/v1/items?category=3&keyword=pen&keyword=blue&limit=1").await;
+    assert_eq!(found.expect(200)["items"].as_array().unwrap().len(), 1);
+    http.stop().await;
+}

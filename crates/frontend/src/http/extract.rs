@@ -46,8 +46,12 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Decodes a JSON body, naming the field that broke the schema.
+/// Decodes a JSON body, naming the field that broke the schema. A body is an object:
+/// an array is refused rather than read into the fields by position.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Error::invalid("invalid body: must be a JSON object, not an array"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -74,27 +78,84 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
+/// What a query string may hold, for [`Query`].
+pub trait QueryParams {
+    /// The parameters that may be repeated, to make a list; any other may appear once.
+    const LISTS: &'static [&'static str] = &[];
+}
+
 /// A query string. Repeated keys fill a `Vec` (`keyword=pen&keyword=blue`); a bad value
-/// is refused naming its parameter.
+/// is refused naming its parameter, and so are an unknown parameter (a typo would
+/// otherwise be ignored), a parameter repeated that may appear once, and a parameter that
+/// is not UTF-8 once percent-decoded.
 #[derive(Debug)]
 pub struct Query<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+impl<S: Send + Sync, T: DeserializeOwned + QueryParams> FromRequestParts<S> for Query<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or("");
+        check_query::<T>(query)?;
         let de = serde_html_form::Deserializer::from_bytes(query.as_bytes());
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
+            let inner = e.into_inner().to_string();
+            if let Some(rest) = inner.strip_prefix("unknown field ") {
+                Error::invalid(format!("unknown query parameter {rest}"))
+            } else if path == "." {
                 Error::invalid(format!("invalid query: {inner}"))
             } else {
                 Error::invalid(format!("invalid {path}: {inner}"))
             }
         })
     }
+}
+
+/// Refuses what the query deserializer would read silently: bytes that are not UTF-8
+/// (it would put U+FFFD in their place) and a repeated parameter that is not a list.
+fn check_query<T: QueryParams>(query: &str) -> Result<(), Error> {
+    let mut seen: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key).ok_or_else(|| {
+            Error::invalid("invalid query: a parameter name is not UTF-8 once percent-decoded")
+        })?;
+        if percent_decode(value).is_none() {
+            return Err(Error::invalid(format!("invalid {key}: not UTF-8 once percent-decoded")));
+        }
+        if seen.contains(&key) && !T::LISTS.contains(&key.as_str()) {
+            return Err(Error::invalid(format!("invalid {key}: may appear only once")));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a space), or
+/// `None` if the result is not UTF-8. A `%` not followed by two hex digits stays as it is.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (byte, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The `{id}` of an item in the path, `3:17` (or `3%3A17`).
@@ -167,6 +228,15 @@ mod tests {
     }
 
     #[test]
+    fn query_components_are_percent_decoded_strictly() {
+        assert_eq!(percent_decode("a+b%20c%3A").as_deref(), Some("a b c:"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%+f").as_deref(), Some("% f"), "a sign is not a hex digit");
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
     fn a_bad_body_names_the_field() {
         let e = decode::<Body>(br#"{"price": 12, "quantity": 1}"#).expect_err("refused");
         assert!(e.status() == StatusCode::BAD_REQUEST);
@@ -176,5 +246,7 @@ mod tests {
         assert!(format!("{e:?}").contains("missing field `quantity`"));
         let e = decode::<Body>(br#"{"price": "12", "quantity": 1} x"#).expect_err("refused");
         assert!(format!("{e:?}").contains("BadRequest"));
+        let e = decode::<Body>(br#" ["12", 1]"#).expect_err("refused");
+        assert!(format!("{e:?}").contains("must be a JSON object"));
     }
 }

@@ -16,6 +16,7 @@ use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::Error;
+use super::extract::QueryParams;
 
 // White space as Rust's `str::trim` sees it, and control characters (Unicode Cc), as
 // regular-expression character ranges.
@@ -198,6 +199,21 @@ fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
         }
     }
     deserializer.deserialize_any(Whole)
+}
+
+/// Reads a nested object, refusing an array: serde would read one into the fields by
+/// position. Names the field inside that broke the schema.
+fn object<'de, D: Deserializer<'de>, T: de::DeserializeOwned>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(de::Error::custom("must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        de::Error::custom(format!("{path}: {}", e.into_inner()))
+    })
 }
 
 /// A new account of either role.
@@ -492,6 +508,7 @@ pub struct UnitsLeft {
 
 /// Which page of a list: `limit` entries after skipping `offset`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Most entries to return, 1 to 100 (default 20).
@@ -502,6 +519,8 @@ pub struct PageQuery {
     pub offset: Option<u32>,
 }
 
+impl QueryParams for PageQuery {}
+
 impl PageQuery {
     /// The page, with defaults for what is absent; its limit is checked by the handler.
     pub fn page(&self) -> Page {
@@ -511,6 +530,7 @@ impl PageQuery {
 
 /// A search: a category and up to five keywords.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The item category to search.
@@ -527,6 +547,10 @@ pub struct SearchQuery {
     /// Items to skip (default 0); the previous page's `next_offset`.
     #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
     pub offset: Option<u32>,
+}
+
+impl QueryParams for SearchQuery {
+    const LISTS: &'static [&'static str] = &["keyword"];
 }
 
 impl SearchQuery {
@@ -556,12 +580,15 @@ pub struct SellerIdParam {
 
 /// Units of an item to take out of the cart.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct QuantityQuery {
     /// 1 to 1,000,000, at most what the cart holds.
     #[param(minimum = 1, maximum = 1000000, example = 1)]
     pub quantity: u32,
 }
+
+impl QueryParams for QuantityQuery {}
 
 /// Units of an item to put in the cart.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -695,6 +722,7 @@ pub struct CardBody {
 #[serde(deny_unknown_fields)]
 pub struct PurchaseOrder {
     /// The card to pay with; its number is never stored.
+    #[serde(deserialize_with = "object")]
     pub card: CardBody,
 }
 
