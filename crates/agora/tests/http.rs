@@ -885,3 +885,57 @@ async fn bodies_and_queries_are_read_strictly() {
     assert_eq!(found.expect(200)["items"].as_array().unwrap().len(), 1);
     http.stop().await;
 }
+
+#[tokio::test]
+async fn numeric_refusals_state_our_rules() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    let id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+
+    // Too large for the type that holds them, or merely for the rule: the same message.
+    for quantity in [json!(99999999999u64), json!(1000001), json!(0), json!(-1), json!(2.5)] {
+        let mut item = pen(1);
+        item["quantity"] = quantity.clone();
+        let message = seller.post("/v1/items", item).await.error(400, "invalid_argument");
+        assert!(message.contains("quantity") && message.contains("1 to 1000000"), "{message}");
+        let removal = json!({"quantity": quantity});
+        let message = seller.post(&format!("/v1/items/{id}/removals"), removal).await;
+        assert!(message.error(400, "invalid_argument").contains("1 to 1000000"));
+        let addition = json!({"item": id, "quantity": quantity});
+        let message = buyer.post("/v1/cart/items", addition).await.error(400, "invalid_argument");
+        assert!(message.contains("1 to 1000000"), "{message}");
+    }
+    let mut item = pen(1);
+    item["category"] = json!(99999999999u64);
+    let message = seller.post("/v1/items", item).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid category") && message.contains("4294967295"), "{message}");
+
+    // And in queries.
+    for (path, rule) in [
+        (
+            "/v1/items?category=3&limit=99999999999",
+            "invalid limit: must be a whole number from 1 to 100",
+        ),
+        ("/v1/items?category=3&limit=101", "from 1 to 100"),
+        (
+            "/v1/items?category=3&offset=99999999999",
+            "invalid offset: must be a whole number from 0",
+        ),
+        ("/v1/items?category=99999999999", "invalid category: must be a whole number from 0"),
+        ("/v1/purchases?limit=x", "invalid limit: must be a whole number from 1 to 100"),
+        (
+            &format!("/v1/cart/items/{id}?quantity=99999999999"),
+            "invalid quantity: must be a whole number from 1 to 1000000",
+        ),
+    ] {
+        let method = if path.starts_with("/v1/cart") { Method::DELETE } else { Method::GET };
+        let message = buyer.send(method, path, None).await.error(400, "invalid_argument");
+        assert!(message.contains(rule), "{path}: {message}");
+    }
+    let message = seller.get("/v1/sellers/me/items?limit=0").await.error(400, "invalid_argument");
+    assert!(message.contains("from 1 to 100"), "{message}");
+    http.stop().await;
+}

@@ -10,7 +10,7 @@ use agora_domain::{
     Card, CartLine, Condition, Feedback, Item, ItemId, Money, NewItem, PAGE_DEFAULT, Page,
     Purchase, SellerRating,
 };
-use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
@@ -171,34 +171,90 @@ fn user_id_schema() -> Object {
     text(USER_ID, "1", "A seller's id, a whole number.")
 }
 
+/// A whole number in `min..=max`, stating that rule (ours, not the width of the type
+/// that holds it) when the value breaks it.
+struct Whole {
+    min: u32,
+    max: u32,
+}
+
+impl Whole {
+    const ANY: Whole = Whole { min: 0, max: u32::MAX };
+    const QUANTITY: Whole = Whole { min: 1, max: agora_domain::QUANTITY_MAX };
+    const LIMIT: Whole = Whole { min: 1, max: agora_domain::PAGE_MAX };
+
+    fn check<E: de::Error>(&self, v: Option<u64>) -> Result<u32, E> {
+        v.filter(|v| (u64::from(self.min)..=u64::from(self.max)).contains(v))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| E::custom(format!("must be {}", self.rule())))
+    }
+
+    /// Reads a query parameter's text.
+    fn parse<E: de::Error>(&self, text: &str) -> Result<u32, E> {
+        self.check(text.trim().parse::<u64>().ok())
+    }
+
+    fn rule(&self) -> String {
+        format!("a whole number from {} to {}", self.min, self.max)
+    }
+}
+
+impl Visitor<'_> for Whole {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.rule())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+        self.check(Some(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        self.check(u64::try_from(v).ok())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+        let whole =
+            (v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v)).then_some(v as u64);
+        self.check(whole)
+    }
+}
+
 /// Reads a whole number from 0 to `u32::MAX`, also when it is written `12.0`: JSON has
 /// one number type, and JSON Schema counts `12.0` as an integer.
 fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    struct Whole;
-    impl Visitor<'_> for Whole {
-        type Value = u32;
+    deserializer.deserialize_any(Whole::ANY)
+}
 
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a whole number from 0 to 4294967295")
-        }
+/// Reads a quantity, 1 to 1,000,000, as [`whole`] reads numbers.
+fn quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    deserializer.deserialize_any(Whole::QUANTITY)
+}
 
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
-        }
+/// A query parameter's text, which the query deserializer hands over as a string.
+fn query_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    String::deserialize(deserializer)
+}
 
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-        }
+/// A whole number in a query, from 0 to `u32::MAX` (a category).
+fn query_whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    Whole::ANY.parse(&query_text(deserializer)?)
+}
 
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
-            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
-                Ok(v as u32)
-            } else {
-                Err(E::invalid_value(Unexpected::Float(v), &self))
-            }
-        }
-    }
-    deserializer.deserialize_any(Whole)
+/// An optional whole number in a query, from 0 to `u32::MAX` (an offset).
+fn query_offset<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Whole::ANY.parse(&query_text(deserializer)?).map(Some)
+}
+
+/// A page size in a query, 1 to 100.
+fn query_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Whole::LIMIT.parse(&query_text(deserializer)?).map(Some)
+}
+
+/// A quantity in a query, 1 to 1,000,000.
+fn query_quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    Whole::QUANTITY.parse(&query_text(deserializer)?)
 }
 
 /// Reads a nested object, refusing an array: serde would read one into the fields by
@@ -436,7 +492,7 @@ pub struct NewItemBody {
     #[schema(schema_with = price_schema)]
     pub price: String,
     /// Units for sale, 1 to 1,000,000.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 10)]
     pub quantity: u32,
 }
@@ -490,7 +546,7 @@ impl PriceChange {
 #[serde(deny_unknown_fields)]
 pub struct UnitsRemoval {
     /// 1 to 1,000,000, at most the units left.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 4)]
     pub quantity: u32,
 }
@@ -512,9 +568,11 @@ pub struct UnitsLeft {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Most entries to return, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "query_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Entries to skip (default 0); the previous page's `next_offset`.
+    #[serde(default, deserialize_with = "query_offset")]
     #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
     pub offset: Option<u32>,
 }
@@ -534,6 +592,7 @@ impl PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The item category to search.
+    #[serde(deserialize_with = "query_whole")]
     #[param(minimum = 0, maximum = 4294967295.0, format = Int64, example = 3)]
     pub category: u32,
     /// Up to five keywords, repeated: `keyword=pen&keyword=blue`. Items matching more of
@@ -542,9 +601,11 @@ pub struct SearchQuery {
     #[param(schema_with = keywords_schema, style = Form, explode)]
     pub keyword: Vec<String>,
     /// Most items to return, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "query_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Items to skip (default 0); the previous page's `next_offset`.
+    #[serde(default, deserialize_with = "query_offset")]
     #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
     pub offset: Option<u32>,
 }
@@ -584,6 +645,7 @@ pub struct SellerIdParam {
 #[into_params(parameter_in = Query)]
 pub struct QuantityQuery {
     /// 1 to 1,000,000, at most what the cart holds.
+    #[serde(deserialize_with = "query_quantity")]
     #[param(minimum = 1, maximum = 1000000, example = 1)]
     pub quantity: u32,
 }
@@ -598,7 +660,7 @@ pub struct CartAddition {
     #[schema(schema_with = item_id_schema)]
     pub item: String,
     /// 1 to 1,000,000; the cart's total of the item may not exceed the units available.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 2)]
     pub quantity: u32,
 }
@@ -782,9 +844,12 @@ mod tests {
         };
         assert_eq!(body("12").ok(), Some(12));
         assert_eq!(body("12.0").ok(), Some(12));
-        for bad in ["12.5", "-1", "4294967296", "1e20", "\"12\""] {
+        for bad in ["12.5", "-1", "0", "1000001", "4294967296", "1e20", "\"12\""] {
             assert!(body(bad).is_err(), "{bad}");
         }
+        // The refusal states our rule, not the range of a u32.
+        let message = body("99999999999").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("from 1 to 1000000"), "{message}");
     }
 
     #[test]
