@@ -939,3 +939,85 @@ async fn numeric_refusals_state_our_rules() {
     assert!(message.contains("from 1 to 100"), "{message}");
     http.stop().await;
 }
+
+impl Api {
+    /// Sends a request with an `Idempotency-Key`.
+    async fn keyed(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = request.header("idempotency-key", key);
+        if let Some(session) = &self.session {
+            request = request.bearer_auth(session);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        let body =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Answer { status, headers, body }
+    }
+}
+
+#[tokio::test]
+async fn a_retried_mutation_with_its_key_happens_once() {
+    let http = Http::start().await;
+    // A new account: the retry answers the first id instead of `username_taken`.
+    let anonymous = http.seller();
+    let ann = json!({"username": "ann", "password": "password1"});
+    let first = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
+    let id = first.expect(201)["id"].clone();
+    let again = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
+    assert_eq!(again.expect(201)["id"], id);
+    anonymous.post("/v1/sellers", ann.clone()).await.error(409, "username_taken");
+
+    let mut seller = http.seller();
+    let session = seller.post("/v1/sellers/sessions", ann).await.expect(201);
+    seller.session = Some(session["session"].as_str().unwrap().to_owned());
+    // Listing: once per key.
+    let item = seller.keyed(Method::POST, "/v1/items", "list-1", Some(pen(10))).await.expect(201);
+    let again = seller.keyed(Method::POST, "/v1/items", "list-1", Some(pen(10))).await.expect(201);
+    assert_eq!(again, item);
+    let other = seller.keyed(Method::POST, "/v1/items", "list-2", Some(pen(5))).await.expect(201);
+    assert_ne!(other, item);
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"].as_array().unwrap().len(), 2);
+    // Removing units: once per key.
+    let id = item["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/items/{id}/removals");
+    let removal = Some(json!({"quantity": 2}));
+    let left = seller.keyed(Method::POST, &path, "rm-1", removal.clone()).await.expect(200);
+    assert_eq!(left["quantity"], 8);
+    let left = seller.keyed(Method::POST, &path, "rm-1", removal.clone()).await.expect(200);
+    assert_eq!(left["quantity"], 8);
+    assert_eq!(seller.post(&path, json!({"quantity": 2})).await.expect(200)["quantity"], 6);
+
+    // The cart: adding and removing, once per key.
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let addition = Some(json!({"item": id, "quantity": 1}));
+    for _ in 0..2 {
+        let cart = buyer.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
+        assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
+    }
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 1})).await.expect(200);
+    let path = format!("/v1/cart/items/{id}?quantity=1");
+    for _ in 0..2 {
+        let cart = buyer.keyed(Method::DELETE, &path, "del-1", None).await.expect(200);
+        assert_eq!(cart["lines"][0]["quantity"], 1);
+    }
+    // A key is the session's: another buyer's same key is another attempt.
+    let mut other = http.buyer();
+    other.sign_up("buyer", "bob").await;
+    let cart = other.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
+    assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
+
+    // A key that breaks the rule is refused, and changes nothing.
+    for bad in ["", "   ", &"k".repeat(65)] {
+        let answer = buyer.keyed(Method::POST, "/v1/cart/items", bad, addition.clone()).await;
+        assert!(answer.error(400, "invalid_argument").contains("Idempotency-Key"), "{bad:?}");
+    }
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
+    http.stop().await;
+}

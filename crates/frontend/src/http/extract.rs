@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::Error;
 use agora_proto::ErrorCode;
+use agora_proto::messages::{OpId, new_op_id};
+use sha2::{Digest, Sha256};
 
 /// A JSON request body. Unlike `axum::Json`, a refusal names the field in our error shape:
 /// `invalid price: invalid type: integer, expected a string`.
@@ -187,6 +189,60 @@ impl<S: Send + Sync> FromRequestParts<S> for SellerPath {
     }
 }
 
+/// The `Idempotency-Key` of a mutation, if the client sent one: 1 to 64 visible ASCII
+/// characters (spaces allowed inside), once.
+#[derive(Debug)]
+pub struct IdempotencyKey(pub Option<String>);
+
+/// Longest idempotency key, in characters (the purchase key's limit).
+const IDEMPOTENCY_KEY_MAX: usize = 64;
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let mut values = parts.headers.get_all("idempotency-key").iter();
+        let Some(value) = values.next() else { return Ok(IdempotencyKey(None)) };
+        if values.next().is_some() {
+            return Err(Error::invalid("invalid Idempotency-Key: may appear only once"));
+        }
+        let key = value.to_str().map(str::trim).unwrap_or("");
+        if key.is_empty()
+            || key.len() > IDEMPOTENCY_KEY_MAX
+            || !key.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        {
+            return Err(Error::invalid(format!(
+                "invalid Idempotency-Key: must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"
+            )));
+        }
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}
+
+impl IdempotencyKey {
+    /// The op id of this attempt (docs/protocol.md): with a key, derived from it and the
+    /// scope it belongs to (the role, the operation, and the session or, for a new
+    /// account, the username), so a retry carries the same id and the database answers
+    /// it with the first attempt's outcome; without one, a fresh id.
+    pub fn op(&self, role: &str, operation: &str, scope: &str) -> OpId {
+        let Some(key) = &self.0 else { return new_op_id() };
+        let mut hash = Sha256::new();
+        // Each part length-prefixed, so that no two different tuples hash the same bytes.
+        for part in ["agora-http-op", role, operation, scope, key] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        let mut op = [0u8; 16];
+        op.copy_from_slice(&digest[..16]);
+        if op == [0; 16] {
+            // All zeros means "no id" to the databases.
+            op[0] = 1;
+        }
+        op
+    }
+}
+
 /// The session of the caller, from `Authorization: Bearer <session>`. Missing, of another
 /// scheme or garbled: 401 `not_logged_in`, before any database is asked.
 #[derive(Debug)]
@@ -225,6 +281,18 @@ mod tests {
     struct Body {
         price: String,
         quantity: u32,
+    }
+
+    #[test]
+    fn a_key_gives_one_op_id_per_scope() {
+        let key = |k: &str| IdempotencyKey(Some(k.to_owned()));
+        let op = key("k1").op("seller", "register-item", "session-a");
+        assert_eq!(op, key("k1").op("seller", "register-item", "session-a"));
+        assert_ne!(op, key("k2").op("seller", "register-item", "session-a"));
+        assert_ne!(op, key("k1").op("seller", "register-item", "session-b"));
+        assert_ne!(op, key("k1").op("seller", "remove-units", "session-a"));
+        assert_ne!(op, key("k1").op("buyer", "register-item", "session-a"));
+        assert_ne!(IdempotencyKey(None).op("a", "b", "c"), IdempotencyKey(None).op("a", "b", "c"));
     }
 
     #[test]

@@ -805,6 +805,26 @@ pub struct PurchaseHeaders {
     pub idempotency_key: Option<String>,
 }
 
+fn idempotency_key_schema() -> Object {
+    text(
+        PURCHASE_KEY,
+        "3f2a9c1e-7d4b-4e0a-9b1c-2d5e8f7a6b3c",
+        "Makes a retry safe: a key already used in this session (for a new account, with \
+         this username) for this operation answers with the first attempt's outcome instead \
+         of doing it again. Without one, every request is a new attempt.",
+    )
+}
+
+/// The `Idempotency-Key` header of a mutation.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct MutationHeaders {
+    /// Makes a retry safe (1 to 64 characters of the client's choosing).
+    #[serde(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema)]
+    pub idempotency_key: Option<String>,
+}
+
 /// One page of a buyer's purchases, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PurchasePage {
