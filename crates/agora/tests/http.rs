@@ -1021,3 +1021,29 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
     http.stop().await;
 }
+
+#[tokio::test]
+async fn the_docs_page_shows_defaults_and_renders_descriptions() {
+    let http = Http::start().await;
+    for (api, path) in [(http.seller(), "/v1/sellers/me/items"), (http.buyer(), "/v1/items")] {
+        // The page fills a parameter in with its default, so the default must be declared.
+        let document = api.get("/openapi.json").await.expect(200);
+        let params = document["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = |name: &str| {
+            params.iter().find(|p| p["name"] == name).map(|p| p["schema"].clone()).unwrap()
+        };
+        assert_eq!(schema("limit")["default"], agora_domain::PAGE_DEFAULT, "{path}");
+        assert_eq!(schema("offset")["default"], 0, "{path}");
+
+        // Descriptions are Markdown: every one is shown through the renderer, none raw.
+        let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
+        let page = page.text().await.unwrap();
+        assert!(page.contains("const markdown = "), "no Markdown renderer");
+        for raw in ["description || \"\"", "textContent = s.info.description", "}, op.description)"]
+        {
+            assert!(!page.contains(raw), "a description is shown raw: {raw}");
+        }
+        assert!(page.contains("if (s.default !== undefined) return s.default;"));
+    }
+    http.stop().await;
+}

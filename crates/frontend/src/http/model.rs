@@ -569,11 +569,11 @@ pub struct UnitsLeft {
 pub struct PageQuery {
     /// Most entries to return, 1 to 100 (default 20).
     #[serde(default, deserialize_with = "query_limit")]
-    #[param(minimum = 1, maximum = 100)]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
     /// Entries to skip (default 0); the previous page's `next_offset`.
     #[serde(default, deserialize_with = "query_offset")]
-    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, default = 0)]
     pub offset: Option<u32>,
 }
 
@@ -602,11 +602,11 @@ pub struct SearchQuery {
     pub keyword: Vec<String>,
     /// Most items to return, 1 to 100 (default 20).
     #[serde(default, deserialize_with = "query_limit")]
-    #[param(minimum = 1, maximum = 100)]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
     /// Items to skip (default 0); the previous page's `next_offset`.
     #[serde(default, deserialize_with = "query_offset")]
-    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, default = 0)]
     pub offset: Option<u32>,
 }
 
