@@ -266,8 +266,9 @@ impl UpstreamArgs {
 #[derive(Debug, Args)]
 pub struct HttpArgs {
     /// Most HTTP connections open at once. One more is answered 503 `overloaded` and
-    /// closed; the connections already open go on being served. Keep it, with
-    /// --max-connections, below the open-file limit (`ulimit -n`).
+    /// closed; the connections already open go on being served. At most half the
+    /// open-file limit (`ulimit -n`) is used, whatever this says: the rest is left to the
+    /// TCP side and the database connections.
     #[arg(
         long,
         env = "AGORA_HTTP_MAX_CONNECTIONS",

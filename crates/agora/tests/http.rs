@@ -1047,3 +1047,88 @@ async fn the_docs_page_shows_defaults_and_renders_descriptions() {
     }
     http.stop().await;
 }
+
+/// A frontend run as `agora buyer-server` with at most `files` open files; killed on drop.
+struct Limited {
+    child: std::process::Child,
+    tcp: String,
+    http: SocketAddr,
+}
+
+impl Limited {
+    fn spawn(cluster: &Cluster, files: u32, flags: &[&str]) -> Limited {
+        use std::io::BufRead;
+        let upstream = cluster.upstream();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_agora"))
+            .args(["buyer-server", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--customer-db", &upstream.customer_db.join(",")])
+            .args(["--product-db", &upstream.product_db.join(",")])
+            .args(flags)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = |prefix: &str| {
+            let line = lines.next().unwrap().unwrap();
+            line.strip_prefix(prefix).unwrap_or_else(|| panic!("{line:?}")).trim().to_owned()
+        };
+        let tcp = next("listening on ");
+        let http = next("http listening on ").parse().unwrap();
+        Limited { child, tcp, http }
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn idle_http_sockets_cannot_use_up_a_frontends_open_files() {
+    let cluster = Cluster::start().await;
+    // Few open files, and the default HTTP limits: the cap must fit in them.
+    let server = Limited::spawn(&cluster, 128, &[]);
+    let api = Api::new(server.http);
+    api.get("/healthz").await.expect(200);
+
+    // More idle sockets than the process may open files.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let connect = tokio::net::TcpStream::connect(server.http);
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(socket)) => idle.push(socket),
+            // The listener's backlog is full: the server has stopped accepting.
+            _ => break,
+        }
+    }
+    // The connection already open is still served, and the databases still reached ...
+    api.get("/readyz").await.expect(200);
+    // ... and the TCP side still takes new clients.
+    let tcp = agora_client::BuyerClient::new(vec![server.tcp.clone()]);
+    let created =
+        tokio::time::timeout(Duration::from_secs(5), tcp.create_account("bea", "password1", ""))
+            .await;
+    assert!(matches!(created, Ok(Ok(_))), "the TCP side stopped answering: {created:?}");
+
+    // Once the idle sockets are gone, new HTTP clients are served again.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = reqwest::Client::new();
+        let answer = fresh.get(format!("http://{}/healthz", server.http)).send().await;
+        if answer.as_ref().is_ok_and(|a| a.status() == 200) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not served again: {answer:?}");
+        tokio::task::yield_now().await;
+    }
+    drop(server);
+    cluster.stop().await;
+}

@@ -34,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use super::Limits;
 use super::error::{Error, ErrorBody, ErrorDetail};
 
-/// Connections past the cap being told `overloaded` at once; past this many too, a new
+/// Most connections past the cap being told `overloaded` at once; past those too, a new
 /// connection is closed without an answer.
 const REFUSALS_MAX: usize = 64;
 
@@ -56,8 +56,10 @@ pub async fn serve(
     // keep-alive connections at the header deadline.
     builder.http1().header_read_timeout(None).max_buf_size(HEAD_MAX);
     let builder = Arc::new(builder);
-    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let refusing = Arc::new(Semaphore::new(REFUSALS_MAX));
+    let cap = connection_cap(limits.max_connections.max(1), open_file_limit());
+    let open = Arc::new(Semaphore::new(cap));
+    // Refusals hold descriptors too, a few of the cap's worth at most.
+    let refusing = Arc::new(Semaphore::new((cap / 16).clamp(1, REFUSALS_MAX)));
     let tasks = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -106,6 +108,30 @@ pub async fn serve(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// The most connections to hold: `configured`, but at most half the process's open-file
+/// limit, so that the TCP side, the database connections and the refusals keep
+/// descriptors to work with however many sockets HTTP clients leave open.
+fn connection_cap(configured: usize, open_files: Option<u64>) -> usize {
+    let Some(files) = open_files else { return configured };
+    let half = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+    if configured > half {
+        info!(
+            "HTTP connections capped at {half}, half the open-file limit of {files} \
+             (--http-max-connections is {configured})"
+        );
+        return half;
+    }
+    configured
+}
+
+/// The soft limit on this process's open files, where the system says (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    // "Max open files  1024  524288  files": the soft limit, or "unlimited".
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Serves one connection until it closes, its deadline passes, or shutdown has let its
@@ -408,6 +434,15 @@ fn error_shape(head: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cap_leaves_open_files_for_the_rest() {
+        assert_eq!(connection_cap(1024, Some(128)), 64);
+        assert_eq!(connection_cap(1024, Some(1)), 1);
+        assert_eq!(connection_cap(100, Some(20000)), 100);
+        assert_eq!(connection_cap(1024, None), 1024);
+        assert!(open_file_limit().is_none_or(|n| n > 0));
+    }
 
     #[test]
     fn only_hyper_s_empty_refusals_are_reshaped() {
