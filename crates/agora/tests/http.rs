@@ -871,6 +871,17 @@ async fn bodies_and_queries_are_read_strictly() {
     assert!(message.contains("`limt`"), "{message}");
     let message = buyer.send(Method::DELETE, "/v1/cart/items/3:1?quantity=1&qty=2", None).await;
     assert!(message.error(400, "invalid_argument").contains("`qty`"));
+    // Also on a route that takes none, and before anything changes.
+    let message = buyer.get("/v1/cart?limit=5").await.error(400, "invalid_argument");
+    assert_eq!(message, "unknown query parameter `limit`: GET /v1/cart takes none");
+    let message = seller.post("/v1/items?dry_run=1", pen(1)).await.error(400, "invalid_argument");
+    assert!(message.contains("`dry_run`"), "{message}");
+    let path = "/v1/items/3:1?force";
+    let message = seller.send(Method::PATCH, path, Some(json!({"price": "9.99"}))).await;
+    assert!(message.error(400, "invalid_argument").contains("`force`"));
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items["items"][0]["price"], "1.50");
     // Bytes that are not UTF-8 are refused, not replaced.
     let message =
         buyer.get("/v1/items?category=3&keyword=%FF").await.error(400, "invalid_argument");

@@ -21,14 +21,14 @@ pub mod seller;
 pub mod serve;
 mod shared;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::ErrorCode;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -126,9 +126,64 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             Error::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "a handler panicked")
                 .into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(without_query(api)), refuse_queries))
         .layer(axum::middleware::map_response(error_shape))
         .layer(axum::middleware::from_fn(refuse_long_uris))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The operations that take no query parameters, as method and path template: read from
+/// the OpenAPI document, so that they cannot drift from what it declares.
+fn without_query(api: &utoipa::openapi::OpenApi) -> HashSet<(Method, String)> {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    let mut none = HashSet::new();
+    for (path, item) in &api.paths.paths {
+        let operations: [(Method, &Option<Operation>); 5] = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let takes_query = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            if !takes_query {
+                none.insert((method, path.clone()));
+            }
+        }
+    }
+    none
+}
+
+/// Refuses a query on a route that takes none, naming the first parameter, as the
+/// routes that take some refuse one they do not know: a stray parameter is a mistake
+/// the caller should hear about.
+async fn refuse_queries(
+    State(none): State<Arc<HashSet<(Method, String)>>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query = request.uri().query().unwrap_or("");
+    let first = query.split('&').find(|p| !p.is_empty());
+    let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if let (Some(first), Some(path)) = (first, matched)
+        && none.contains(&(request.method().clone(), path.to_owned()))
+    {
+        let name = first.split_once('=').map_or(first, |(name, _)| name);
+        // Only a short, printable name goes back into the message.
+        let name: String = name.chars().take(40).filter(|c| c.is_ascii_graphic()).collect();
+        return Error::invalid(format!(
+            "unknown query parameter `{name}`: {} {path} takes none",
+            request.method()
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Refuses a URI over [`URI_MAX`] bytes with 414, before any route reads it.
