@@ -20,8 +20,8 @@ use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -51,10 +51,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     info!(addr = ?listener.local_addr().ok(), "http serving");
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new();
     // Our watchdog keeps the deadlines; hyper's header timer would also cut idle
     // keep-alive connections at the header deadline.
-    builder.http1().header_read_timeout(None).max_buf_size(HEAD_MAX);
+    builder.header_read_timeout(None).max_header_size(HEAD_MAX);
     let builder = Arc::new(builder);
     let cap = connection_cap(limits.max_connections.max(1), open_file_limit());
     let open = Arc::new(Semaphore::new(cap));
@@ -139,7 +139,7 @@ fn open_file_limit() -> Option<u64> {
 async fn connection(
     stream: TcpStream,
     app: Router,
-    builder: &Builder<TokioExecutor>,
+    builder: &Builder,
     limits: &Limits,
     shutdown: &CancellationToken,
 ) {
@@ -215,8 +215,8 @@ async fn refuse(stream: TcpStream, deadline: Duration) {
         );
         Ok::<_, Infallible>(error.into_response())
     });
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(false).header_read_timeout(None).max_buf_size(HEAD_MAX);
+    let mut builder = Builder::new();
+    builder.keep_alive(false).header_read_timeout(None).max_header_size(HEAD_MAX);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     match tokio::time::timeout(deadline, conn).await {
         Ok(Ok(())) => debug!("http connection refused: over the cap"),
