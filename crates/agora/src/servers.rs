@@ -283,6 +283,43 @@ impl UpstreamArgs {
 /// Where the frontends look for credentials when not told: `agora up`'s data directory.
 const FRONTEND_CREDENTIALS: &str = "agora-data/credentials";
 
+/// The limits of a frontend's HTTP API (docs/http.md, "Limits").
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Most HTTP connections open at once. One more is answered 503 `overloaded` and
+    /// closed; the connections already open go on being served. At most half the
+    /// open-file limit (`ulimit -n`) is used, whatever this says: the rest is left to the
+    /// TCP side and the database connections.
+    #[arg(
+        long,
+        env = "AGORA_HTTP_MAX_CONNECTIONS",
+        default_value_t = agora_frontend::http::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub http_max_connections: u32,
+    /// Once the first byte of an HTTP request has arrived, its request line and headers
+    /// must arrive within this (e.g. 10s), or the connection is closed: a client
+    /// trickling a header cannot hold it open.
+    #[arg(long, env = "AGORA_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Close an HTTP connection that has had no request in hand for this long (e.g. 60s,
+    /// 5m). Clients open a new one by themselves.
+    #[arg(long, env = "AGORA_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub http_idle_timeout: Duration,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> agora_frontend::http::Limits {
+        agora_frontend::http::Limits {
+            max_connections: self.http_max_connections.max(1) as usize,
+            // A zero deadline would close every connection at once.
+            header_timeout: self.http_header_timeout.max(Duration::from_millis(1)),
+            idle_timeout: self.http_idle_timeout.max(Duration::from_millis(1)),
+            ..Default::default()
+        }
+    }
+}
+
 /// `agora seller-server`.
 #[derive(Debug, Args)]
 pub struct SellerServerArgs {
@@ -293,6 +330,8 @@ pub struct SellerServerArgs {
     /// free port on the --listen host when --listen asks for port 0]
     #[arg(long, env = "AGORA_SELLER_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -309,6 +348,8 @@ pub struct BuyerServerArgs {
     /// free port on the --listen host when --listen asks for port 0]
     #[arg(long, env = "AGORA_BUYER_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     #[command(flatten)]
@@ -376,9 +417,10 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
 pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
     let trust = args.common.trust(Component::SellerServer, Path::new(FRONTEND_CREDENTIALS))?;
     let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
+    let limits = args.http.limits();
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8403");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
-        let http = bind_http(http).await?;
+        let http = bind_http(http).await?.map(|listener| (listener, limits));
         agora_frontend::run_seller_with_http(listener, http, upstream, server, shutdown).await;
         Ok(())
     })
@@ -387,9 +429,10 @@ pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
 pub fn buyer_server(args: BuyerServerArgs) -> anyhow::Result<()> {
     let trust = args.common.trust(Component::BuyerServer, Path::new(FRONTEND_CREDENTIALS))?;
     let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
+    let limits = args.http.limits();
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8404");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
-        let http = bind_http(http).await?;
+        let http = bind_http(http).await?.map(|listener| (listener, limits));
         agora_frontend::run_buyer_with_http(listener, http, upstream, server, shutdown).await;
         Ok(())
     })

@@ -714,3 +714,449 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Reads from `socket` until the server closes it (EOF or reset), or `within` passes;
+/// returns what it read, or `None` if the connection was still open at the deadline.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| String::from_utf8_lossy(&read).into_owned())
+}
+
+/// Sends `request` on a new connection and reads the answer until the server closes it.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    read_until_closed(&mut socket, Duration::from_secs(10)).await.expect("closed after answering")
+}
+
+/// The JSON body of a raw answer.
+fn raw_body(answer: &str) -> Value {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+#[tokio::test]
+async fn connections_are_capped_and_closed_when_idle_or_slow() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits {
+        max_connections: 3,
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let (buyer, addr) = agora_testkit::start_buyer_with_http_limits(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+        limits,
+    )
+    .await;
+    let api = Api::new(addr);
+
+    // Connections at the cap, sending nothing: one more is told so, in the one shape.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let answer = api.get("/healthz").await;
+    assert_eq!(answer.headers["retry-after"], "1");
+    let message = answer.error(503, "overloaded");
+    assert!(message.contains("connections"), "{message}");
+
+    // One closes: a new client is served again.
+    drop(idle.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = api.get("/healthz").await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still refused: {}", answer.body);
+        tokio::task::yield_now().await;
+    }
+
+    // A request head trickled a byte at a time is cut off at the header deadline, long
+    // before the idle one.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(20));
+        for byte in b"X-Slow: a-very-long-header-value-sent-one-byte-at-a-time".iter().cycle() {
+            interval.tick().await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "a trickled header was not cut off");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    trickle.abort();
+
+    // An idle connection outlives the header deadline and is served ...
+    let mut waiting = idle.pop().unwrap();
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut waiting, Duration::from_millis(500)).await;
+    assert!(answer.is_none(), "closed instead of kept alive: {answer:?}");
+    // ... and closed once idle for the idle deadline.
+    let quiet = tokio::time::Instant::now();
+    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "an idle connection was not closed");
+    assert!(read_until_closed(&mut waiting, Duration::from_secs(10)).await.is_some());
+    assert!(quiet.elapsed() < Duration::from_secs(10));
+    buyer.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_heads_get_the_error_shape() {
+    let http = Http::start().await;
+    let addr = http.buyer_http;
+    let long_uri = format!(
+        "GET /v1/items?category=1&{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let answer = raw(addr, long_uri.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer:?}");
+    assert_eq!(raw_body(&answer)["error"]["code"], "bad_request");
+
+    let big_headers =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70 * 1024));
+    let answer = raw(addr, big_headers.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{answer:?}");
+    let message = raw_body(&answer)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("64 KiB"), "{message}");
+
+    let answer = raw(addr, b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    assert_eq!(raw_body(&answer)["error"]["code"], "bad_request");
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_and_queries_are_read_strictly() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    seller.post("/v1/items", pen(5)).await.expect(201);
+
+    // An array is not an object with its fields in order.
+    let by_position = json!(["Blue pen", 3, ["pen"], "new", "1.50", 10]);
+    let message = seller.post("/v1/items", by_position).await.error(400, "invalid_argument");
+    assert!(message.contains("must be a JSON object"), "{message}");
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let card = json!({"card": ["Bea", "4111 1111 1111 1111", "09/99"]});
+    let message = buyer.post("/v1/purchases", card).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid card:") && message.contains("object"), "{message}");
+    let card = json!({"card": {"holder": 5, "number": "4111 1111 1111 1111", "expiry": "09/99"}});
+    let message = buyer.post("/v1/purchases", card).await.error(400, "invalid_argument");
+    assert!(message.contains("holder"), "{message}");
+    assert_eq!(
+        seller.get("/v1/sellers/me/items").await.expect(200)["items"].as_array().unwrap().len(),
+        1
+    );
+
+    // A misspelt parameter is refused, not ignored.
+    let message =
+        buyer.get("/v1/items?category=3&keywords=pen").await.error(400, "invalid_argument");
+    assert!(message.contains("unknown query parameter `keywords`"), "{message}");
+    let message = seller.get("/v1/sellers/me/items?limt=2").await.error(400, "invalid_argument");
+    assert!(message.contains("`limt`"), "{message}");
+    let message = buyer.send(Method::DELETE, "/v1/cart/items/3:1?quantity=1&qty=2", None).await;
+    assert!(message.error(400, "invalid_argument").contains("`qty`"));
+    // Also on a route that takes none, and before anything changes.
+    let message = buyer.get("/v1/cart?limit=5").await.error(400, "invalid_argument");
+    assert_eq!(message, "unknown query parameter `limit`: GET /v1/cart takes none");
+    let message = seller.post("/v1/items?dry_run=1", pen(1)).await.error(400, "invalid_argument");
+    assert!(message.contains("`dry_run`"), "{message}");
+    let path = "/v1/items/3:1?force";
+    let message = seller.send(Method::PATCH, path, Some(json!({"price": "9.99"}))).await;
+    assert!(message.error(400, "invalid_argument").contains("`force`"));
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items["items"][0]["price"], "1.50");
+    // Bytes that are not UTF-8 are refused, not replaced.
+    let message =
+        buyer.get("/v1/items?category=3&keyword=%FF").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid keyword:") && message.contains("UTF-8"), "{message}");
+    // Only a list may be repeated.
+    let message =
+        buyer.get("/v1/items?category=3&limit=2&limit=3").await.error(400, "invalid_argument");
+    assert_eq!(message, "invalid limit: may appear only once");
+    let message = buyer.get("/v1/items?category=3&category=4").await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid category"), "{message}");
+    let found = buyer.get("/v1/items?category=3&keyword=pen&keyword=blue&limit=1").await;
+    assert_eq!(found.expect(200)["items"].as_array().unwrap().len(), 1);
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn numeric_refusals_state_our_rules() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    let id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+
+    // Too large for the type that holds them, or merely for the rule: the same message.
+    for quantity in [json!(99999999999u64), json!(1000001), json!(0), json!(-1), json!(2.5)] {
+        let mut item = pen(1);
+        item["quantity"] = quantity.clone();
+        let message = seller.post("/v1/items", item).await.error(400, "invalid_argument");
+        assert!(message.contains("quantity") && message.contains("1 to 1000000"), "{message}");
+        let removal = json!({"quantity": quantity});
+        let message = seller.post(&format!("/v1/items/{id}/removals"), removal).await;
+        assert!(message.error(400, "invalid_argument").contains("1 to 1000000"));
+        let addition = json!({"item": id, "quantity": quantity});
+        let message = buyer.post("/v1/cart/items", addition).await.error(400, "invalid_argument");
+        assert!(message.contains("1 to 1000000"), "{message}");
+    }
+    let mut item = pen(1);
+    item["category"] = json!(99999999999u64);
+    let message = seller.post("/v1/items", item).await.error(400, "invalid_argument");
+    assert!(message.starts_with("invalid category") && message.contains("4294967295"), "{message}");
+
+    // And in queries.
+    for (path, rule) in [
+        (
+            "/v1/items?category=3&limit=99999999999",
+            "invalid limit: must be a whole number from 1 to 100",
+        ),
+        ("/v1/items?category=3&limit=101", "from 1 to 100"),
+        (
+            "/v1/items?category=3&offset=99999999999",
+            "invalid offset: must be a whole number from 0",
+        ),
+        ("/v1/items?category=99999999999", "invalid category: must be a whole number from 0"),
+        ("/v1/purchases?limit=x", "invalid limit: must be a whole number from 1 to 100"),
+        (
+            &format!("/v1/cart/items/{id}?quantity=99999999999"),
+            "invalid quantity: must be a whole number from 1 to 1000000",
+        ),
+    ] {
+        let method = if path.starts_with("/v1/cart") { Method::DELETE } else { Method::GET };
+        let message = buyer.send(method, path, None).await.error(400, "invalid_argument");
+        assert!(message.contains(rule), "{path}: {message}");
+    }
+    let message = seller.get("/v1/sellers/me/items?limit=0").await.error(400, "invalid_argument");
+    assert!(message.contains("from 1 to 100"), "{message}");
+    http.stop().await;
+}
+
+impl Api {
+    /// Sends a request with an `Idempotency-Key`.
+    async fn keyed(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = request.header("idempotency-key", key);
+        if let Some(session) = &self.session {
+            request = request.bearer_auth(session);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        let body =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Answer { status, headers, body }
+    }
+}
+
+#[tokio::test]
+async fn a_retried_mutation_with_its_key_happens_once() {
+    let http = Http::start().await;
+    // A new account: the retry answers the first id instead of `username_taken`.
+    let anonymous = http.seller();
+    let ann = json!({"username": "ann", "password": "password1"});
+    let first = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
+    let id = first.expect(201)["id"].clone();
+    let again = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
+    assert_eq!(again.expect(201)["id"], id);
+    anonymous.post("/v1/sellers", ann.clone()).await.error(409, "username_taken");
+
+    let mut seller = http.seller();
+    let session = seller.post("/v1/sellers/sessions", ann).await.expect(201);
+    seller.session = Some(session["session"].as_str().unwrap().to_owned());
+    // Listing: once per key.
+    let item = seller.keyed(Method::POST, "/v1/items", "list-1", Some(pen(10))).await.expect(201);
+    let again = seller.keyed(Method::POST, "/v1/items", "list-1", Some(pen(10))).await.expect(201);
+    assert_eq!(again, item);
+    let other = seller.keyed(Method::POST, "/v1/items", "list-2", Some(pen(5))).await.expect(201);
+    assert_ne!(other, item);
+    let items = seller.get("/v1/sellers/me/items").await.expect(200);
+    assert_eq!(items["items"].as_array().unwrap().len(), 2);
+    // Removing units: once per key.
+    let id = item["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/items/{id}/removals");
+    let removal = Some(json!({"quantity": 2}));
+    let left = seller.keyed(Method::POST, &path, "rm-1", removal.clone()).await.expect(200);
+    assert_eq!(left["quantity"], 8);
+    let left = seller.keyed(Method::POST, &path, "rm-1", removal.clone()).await.expect(200);
+    assert_eq!(left["quantity"], 8);
+    assert_eq!(seller.post(&path, json!({"quantity": 2})).await.expect(200)["quantity"], 6);
+
+    // The cart: adding and removing, once per key.
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    let addition = Some(json!({"item": id, "quantity": 1}));
+    for _ in 0..2 {
+        let cart = buyer.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
+        assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
+    }
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 1})).await.expect(200);
+    let path = format!("/v1/cart/items/{id}?quantity=1");
+    for _ in 0..2 {
+        let cart = buyer.keyed(Method::DELETE, &path, "del-1", None).await.expect(200);
+        assert_eq!(cart["lines"][0]["quantity"], 1);
+    }
+    // A key is the session's: another buyer's same key is another attempt.
+    let mut other = http.buyer();
+    other.sign_up("buyer", "bob").await;
+    let cart = other.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
+    assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
+
+    // A key that breaks the rule is refused, and changes nothing.
+    for bad in ["", "   ", &"k".repeat(65)] {
+        let answer = buyer.keyed(Method::POST, "/v1/cart/items", bad, addition.clone()).await;
+        assert!(answer.error(400, "invalid_argument").contains("Idempotency-Key"), "{bad:?}");
+    }
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
+    http.stop().await;
+}
+
+#[tokio::test]
+async fn the_docs_page_shows_defaults_and_renders_descriptions() {
+    let http = Http::start().await;
+    for (api, path) in [(http.seller(), "/v1/sellers/me/items"), (http.buyer(), "/v1/items")] {
+        // The page fills a parameter in with its default, so the default must be declared.
+        let document = api.get("/openapi.json").await.expect(200);
+        let params = document["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = |name: &str| {
+            params.iter().find(|p| p["name"] == name).map(|p| p["schema"].clone()).unwrap()
+        };
+        assert_eq!(schema("limit")["default"], agora_domain::PAGE_DEFAULT, "{path}");
+        assert_eq!(schema("offset")["default"], 0, "{path}");
+
+        // Descriptions are Markdown: every one is shown through the renderer, none raw.
+        let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
+        let page = page.text().await.unwrap();
+        assert!(page.contains("const markdown = "), "no Markdown renderer");
+        for raw in ["description || \"\"", "textContent = s.info.description", "}, op.description)"]
+        {
+            assert!(!page.contains(raw), "a description is shown raw: {raw}");
+        }
+        assert!(page.contains("if (s.default !== undefined) return s.default;"));
+    }
+    http.stop().await;
+}
+
+/// A frontend run as `agora buyer-server` with at most `files` open files; killed on drop.
+struct Limited {
+    child: std::process::Child,
+    tcp: String,
+    http: SocketAddr,
+}
+
+impl Limited {
+    fn spawn(cluster: &Cluster, files: u32, flags: &[&str]) -> Limited {
+        use std::io::BufRead;
+        let upstream = cluster.upstream_for(agora_proto::Component::BuyerServer);
+        let credentials = agora_testkit::credentials(cluster.data.path());
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_agora"))
+            .args(["buyer-server", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--customer-db", &upstream.customer_db.join(",")])
+            .args(["--product-db", &upstream.product_db.join(",")])
+            .arg("--credentials")
+            .arg(&credentials)
+            .args(flags)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = |prefix: &str| {
+            let line = lines.next().unwrap().unwrap();
+            line.strip_prefix(prefix).unwrap_or_else(|| panic!("{line:?}")).trim().to_owned()
+        };
+        let tcp = next("listening on ");
+        let http = next("http listening on ").parse().unwrap();
+        Limited { child, tcp, http }
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn idle_http_sockets_cannot_use_up_a_frontends_open_files() {
+    let cluster = Cluster::start().await;
+    // Few open files, and the default HTTP limits: the cap must fit in them.
+    let server = Limited::spawn(&cluster, 128, &[]);
+    let api = Api::new(server.http);
+    api.get("/healthz").await.expect(200);
+
+    // More idle sockets than the process may open files.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let connect = tokio::net::TcpStream::connect(server.http);
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(socket)) => idle.push(socket),
+            // The listener's backlog is full: the server has stopped accepting.
+            _ => break,
+        }
+    }
+    // The connection already open is still served, and the databases still reached ...
+    api.get("/readyz").await.expect(200);
+    // ... and the TCP side still takes new clients.
+    let tcp = agora_client::BuyerClient::new(vec![server.tcp.clone()]);
+    let created =
+        tokio::time::timeout(Duration::from_secs(5), tcp.create_account("bea", "password1", ""))
+            .await;
+    assert!(matches!(created, Ok(Ok(_))), "the TCP side stopped answering: {created:?}");
+
+    // Once the idle sockets are gone, new HTTP clients are served again.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = reqwest::Client::new();
+        let answer = fresh.get(format!("http://{}/healthz", server.http)).send().await;
+        if answer.as_ref().is_ok_and(|a| a.status() == 200) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not served again: {answer:?}");
+        tokio::task::yield_now().await;
+    }
+    drop(server);
+    cluster.stop().await;
+}

@@ -50,11 +50,11 @@ pub async fn run_buyer(
 }
 
 /// Serves the seller interface over TCP on `listener` and, if given, over HTTP on `http`
-/// (docs/http.md), both with one handler and its database connections, until
+/// (docs/http.md) with `limits`, both with one handler and its database connections, until
 /// `shutdown` is cancelled; returns when both have finished the requests in hand.
 pub async fn run_seller_with_http(
     listener: TcpListener,
-    http: Option<TcpListener>,
+    http: Option<(TcpListener, http::Limits)>,
     config: Config,
     server: ServerConfig,
     shutdown: CancellationToken,
@@ -63,20 +63,20 @@ pub async fn run_seller_with_http(
     info!(addr = ?listener.local_addr().ok(), "seller-server serving");
     let tcp = agora_proto::serve(listener, handler.clone(), server, shutdown.clone());
     match http {
-        Some(http) => {
-            let app = http::seller_app(handler, &http::Limits::default());
-            tokio::join!(tcp, http::serve(http, app, shutdown));
+        Some((http, limits)) => {
+            let app = http::seller_app(handler, &limits);
+            tokio::join!(tcp, http::serve(http, app, limits, shutdown));
         }
         None => tcp.await,
     }
 }
 
 /// Serves the buyer interface over TCP on `listener` and, if given, over HTTP on `http`
-/// (docs/http.md), both with one handler and its database connections, until
+/// (docs/http.md) with `limits`, both with one handler and its database connections, until
 /// `shutdown` is cancelled; returns when both have finished the requests in hand.
 pub async fn run_buyer_with_http(
     listener: TcpListener,
-    http: Option<TcpListener>,
+    http: Option<(TcpListener, http::Limits)>,
     config: Config,
     server: ServerConfig,
     shutdown: CancellationToken,
@@ -85,9 +85,9 @@ pub async fn run_buyer_with_http(
     info!(addr = ?listener.local_addr().ok(), "buyer-server serving");
     let tcp = agora_proto::serve(listener, handler.clone(), server, shutdown.clone());
     match http {
-        Some(http) => {
-            let app = http::buyer_app(handler, &http::Limits::default());
-            tokio::join!(tcp, http::serve(http, app, shutdown));
+        Some((http, limits)) => {
+            let app = http::buyer_app(handler, &limits);
+            tokio::join!(tcp, http::serve(http, app, limits, shutdown));
         }
         None => tcp.await,
     }

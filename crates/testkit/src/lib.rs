@@ -384,12 +384,22 @@ pub async fn start_seller_with_http(
     upstream: &agora_frontend::Config,
     addr: &str,
 ) -> (Running, SocketAddr) {
+    start_seller_with_http_limits(upstream, addr, Default::default()).await
+}
+
+/// [`start_seller_with_http`] with the given HTTP limits (connections, deadlines), for
+/// tests of what happens at them.
+pub async fn start_seller_with_http_limits(
+    upstream: &agora_frontend::Config,
+    addr: &str,
+    limits: agora_frontend::http::Limits,
+) -> (Running, SocketAddr) {
     let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
     let (http_addr, upstream) = (http.local_addr().unwrap(), upstream.clone());
     let running = spawn(listener, |listener, token| {
         agora_frontend::run_seller_with_http(
             listener,
-            Some(http),
+            Some((http, limits)),
             upstream,
             Default::default(),
             token,
@@ -404,12 +414,22 @@ pub async fn start_buyer_with_http(
     upstream: &agora_frontend::Config,
     addr: &str,
 ) -> (Running, SocketAddr) {
+    start_buyer_with_http_limits(upstream, addr, Default::default()).await
+}
+
+/// [`start_buyer_with_http`] with the given HTTP limits (connections, deadlines), for
+/// tests of what happens at them.
+pub async fn start_buyer_with_http_limits(
+    upstream: &agora_frontend::Config,
+    addr: &str,
+    limits: agora_frontend::http::Limits,
+) -> (Running, SocketAddr) {
     let (listener, http) = (bind(addr).await, bind("127.0.0.1:0").await);
     let (http_addr, upstream) = (http.local_addr().unwrap(), upstream.clone());
     let running = spawn(listener, |listener, token| {
         agora_frontend::run_buyer_with_http(
             listener,
-            Some(http),
+            Some((http, limits)),
             upstream,
             Default::default(),
             token,

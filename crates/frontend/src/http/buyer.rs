@@ -5,19 +5,19 @@
 use std::sync::Arc;
 
 use agora_proto::messages::front::{BuyerRequest, Response};
-use agora_proto::messages::{new_op_id, unexpected};
+use agora_proto::messages::unexpected;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{Error, ErrorBody};
-use super::extract::{ItemPath, Json, Query, SellerPath, Session};
+use super::error::ErrorBody;
+use super::extract::{IdempotencyKey, ItemPath, Json, Query, SellerPath, Session};
 use super::model::{
-    BuyerSession, Cart, CartAddition, ItemIdParam, ItemPage, ItemView, PageQuery, PurchaseHeaders,
-    PurchaseOrder, PurchasePage, PurchaseView, QuantityQuery, Rating, SearchQuery, SellerIdParam,
-    Thumb, Vote, Votes,
+    BuyerSession, Cart, CartAddition, ItemIdParam, ItemPage, ItemView, MutationHeaders, PageQuery,
+    PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView, QuantityQuery, Rating, SearchQuery,
+    SellerIdParam, Thumb, Vote, Votes,
 };
 use super::shared::{call, shared_routes};
 use super::{BodyFailures, Failures, Out, SessionScheme};
@@ -202,6 +202,7 @@ async fn clear_cart(State(front): Front, Session(session): Session) -> Out<Statu
 #[utoipa::path(
     post, path = "/v1/cart/items", tag = "cart",
     security(("session" = [])),
+    params(MutationHeaders),
     request_body = CartAddition,
     responses(
         (status = 200, description = "Added; the whole cart", body = Cart),
@@ -224,15 +225,14 @@ async fn clear_cart(State(front): Front, Session(session): Session) -> Out<Statu
 async fn add_to_cart(
     State(front): Front,
     Session(session): Session,
+    key: IdempotencyKey,
     Json(body): Json<CartAddition>,
 ) -> Out<axum::Json<Cart>> {
     let item = body.item.parse()?;
+    let op = key.op("buyer", &format!("add-to-cart {item}"), &session);
     cart(
-        call(
-            &front,
-            BuyerRequest::AddToCart { op: new_op_id(), session, item, quantity: body.quantity },
-        )
-        .await?,
+        call(&front, BuyerRequest::AddToCart { op, session, item, quantity: body.quantity })
+            .await?,
     )
 }
 
@@ -242,7 +242,8 @@ async fn add_to_cart(
     security(("session" = [])),
     params(
         ItemIdParam,
-        QuantityQuery
+        QuantityQuery,
+        MutationHeaders
     ),
     responses(
         (status = 200, description = "Removed; the whole cart", body = Cart),
@@ -260,10 +261,11 @@ async fn remove_from_cart(
     State(front): Front,
     Session(session): Session,
     ItemPath(item): ItemPath,
+    key: IdempotencyKey,
     Query(query): Query<QuantityQuery>,
 ) -> Out<axum::Json<Cart>> {
-    let request =
-        BuyerRequest::RemoveFromCart { op: new_op_id(), session, item, quantity: query.quantity };
+    let op = key.op("buyer", &format!("remove-from-cart {item}"), &session);
+    let request = BuyerRequest::RemoveFromCart { op, session, item, quantity: query.quantity };
     cart(call(&front, request).await?)
 }
 
@@ -367,17 +369,11 @@ async fn purchases(
 async fn make_purchase(
     State(front): Front,
     Session(session): Session,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<PurchaseOrder>,
 ) -> Out<(StatusCode, axum::Json<PurchaseView>)> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| Error::invalid("invalid Idempotency-Key: must be visible ASCII"))?
-            .trim()
-            .to_owned(),
-        None => fresh_key(),
-    };
+    // The key goes to the customer database as it is: a purchase's key is the buyer's.
+    let key = key.unwrap_or_else(fresh_key);
     let request = BuyerRequest::MakePurchase { session, key, card: body.card() };
     match call(&front, request).await? {
         Response::Purchase(p) => Ok((StatusCode::CREATED, axum::Json(p.into()))),

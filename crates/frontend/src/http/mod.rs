@@ -10,6 +10,7 @@
 //! - [`extract`]: JSON body, query, path and bearer-session extractors that refuse bad
 //!   input in the one error shape.
 //! - [`error`]: that shape and the status of each error code.
+//! - [`serve`]: the connections, with their cap and deadlines.
 //! - `docs.html`: the self-contained API browser served at /docs.
 
 pub mod buyer;
@@ -17,24 +18,23 @@ pub mod error;
 pub mod extract;
 pub mod model;
 pub mod seller;
+pub mod serve;
 mod shared;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::ErrorCode;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tracing::{error, info};
+use tracing::error;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
@@ -51,11 +51,33 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest request body, in bytes; past it, `413`.
     pub body_limit: usize,
+    /// Most connections open at once; one more is answered `503 overloaded` and closed.
+    pub max_connections: usize,
+    /// Once the first byte of a request has arrived, its head (request line and headers)
+    /// must arrive within this, or the connection is closed.
+    pub header_timeout: Duration,
+    /// A connection with no request in hand for this long is closed.
+    pub idle_timeout: Duration,
 }
+
+/// Default [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default [`Limits::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Limits::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest request URI (path and query), in bytes; past it, `414`.
+pub const URI_MAX: usize = 8 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { request_timeout: Duration::from_secs(10), body_limit: 64 * 1024 }
+        Limits {
+            request_timeout: Duration::from_secs(10),
+            body_limit: 64 * 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
     }
 }
 
@@ -104,8 +126,78 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             Error::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "a handler panicked")
                 .into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(without_query(api)), refuse_queries))
         .layer(axum::middleware::map_response(error_shape))
+        .layer(axum::middleware::from_fn(refuse_long_uris))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The operations that take no query parameters, as method and path template: read from
+/// the OpenAPI document, so that they cannot drift from what it declares.
+fn without_query(api: &utoipa::openapi::OpenApi) -> HashSet<(Method, String)> {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    let mut none = HashSet::new();
+    for (path, item) in &api.paths.paths {
+        let operations: [(Method, &Option<Operation>); 5] = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let takes_query = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            if !takes_query {
+                none.insert((method, path.clone()));
+            }
+        }
+    }
+    none
+}
+
+/// Refuses a query on a route that takes none, naming the first parameter, as the
+/// routes that take some refuse one they do not know: a stray parameter is a mistake
+/// the caller should hear about.
+async fn refuse_queries(
+    State(none): State<Arc<HashSet<(Method, String)>>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query = request.uri().query().unwrap_or("");
+    let first = query.split('&').find(|p| !p.is_empty());
+    let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if let (Some(first), Some(path)) = (first, matched)
+        && none.contains(&(request.method().clone(), path.to_owned()))
+    {
+        let name = first.split_once('=').map_or(first, |(name, _)| name);
+        // Only a short, printable name goes back into the message.
+        let name: String = name.chars().take(40).filter(|c| c.is_ascii_graphic()).collect();
+        return Error::invalid(format!(
+            "unknown query parameter `{name}`: {} {path} takes none",
+            request.method()
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Refuses a URI over [`URI_MAX`] bytes with 414, before any route reads it.
+async fn refuse_long_uris(request: Request, next: axum::middleware::Next) -> Response {
+    let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if length > URI_MAX {
+        return Error::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::BadRequest,
+            format!("the URI is {length} bytes long, over the limit of {URI_MAX}"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Gives the one error shape to error responses that axum or a layer made without a
@@ -135,21 +227,7 @@ async fn error_shape(response: Response) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled; then stops accepting, lets
-/// the requests in hand finish, and returns.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    use axum::serve::ListenerExt;
-    info!(addr = ?listener.local_addr().ok(), "http serving");
-    let listener = listener.tap_io(|socket| {
-        // Answers are written whole; don't let Nagle hold them back.
-        let _ = socket.set_nodelay(true);
-    });
-    if let Err(e) =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
-    {
-        error!(error = %e, "http server failed");
-    }
-}
+pub use serve::serve;
 
 /// An error response with `description` and the one error shape.
 fn error_response(description: &str) -> RefOr<utoipa::openapi::response::Response> {

@@ -10,12 +10,13 @@ use agora_domain::{
     Card, CartLine, Condition, Feedback, Item, ItemId, Money, NewItem, PAGE_DEFAULT, Page,
     Purchase, SellerRating,
 };
-use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::Error;
+use super::extract::QueryParams;
 
 // White space as Rust's `str::trim` sees it, and control characters (Unicode Cc), as
 // regular-expression character ranges.
@@ -170,34 +171,105 @@ fn user_id_schema() -> Object {
     text(USER_ID, "1", "A seller's id, a whole number.")
 }
 
+/// A whole number in `min..=max`, stating that rule (ours, not the width of the type
+/// that holds it) when the value breaks it.
+struct Whole {
+    min: u32,
+    max: u32,
+}
+
+impl Whole {
+    const ANY: Whole = Whole { min: 0, max: u32::MAX };
+    const QUANTITY: Whole = Whole { min: 1, max: agora_domain::QUANTITY_MAX };
+    const LIMIT: Whole = Whole { min: 1, max: agora_domain::PAGE_MAX };
+
+    fn check<E: de::Error>(&self, v: Option<u64>) -> Result<u32, E> {
+        v.filter(|v| (u64::from(self.min)..=u64::from(self.max)).contains(v))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| E::custom(format!("must be {}", self.rule())))
+    }
+
+    /// Reads a query parameter's text.
+    fn parse<E: de::Error>(&self, text: &str) -> Result<u32, E> {
+        self.check(text.trim().parse::<u64>().ok())
+    }
+
+    fn rule(&self) -> String {
+        format!("a whole number from {} to {}", self.min, self.max)
+    }
+}
+
+impl Visitor<'_> for Whole {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.rule())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+        self.check(Some(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        self.check(u64::try_from(v).ok())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+        let whole =
+            (v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v)).then_some(v as u64);
+        self.check(whole)
+    }
+}
+
 /// Reads a whole number from 0 to `u32::MAX`, also when it is written `12.0`: JSON has
 /// one number type, and JSON Schema counts `12.0` as an integer.
 fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    struct Whole;
-    impl Visitor<'_> for Whole {
-        type Value = u32;
+    deserializer.deserialize_any(Whole::ANY)
+}
 
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a whole number from 0 to 4294967295")
-        }
+/// Reads a quantity, 1 to 1,000,000, as [`whole`] reads numbers.
+fn quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    deserializer.deserialize_any(Whole::QUANTITY)
+}
 
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
-        }
+/// A query parameter's text, which the query deserializer hands over as a string.
+fn query_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    String::deserialize(deserializer)
+}
 
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-        }
+/// A whole number in a query, from 0 to `u32::MAX` (a category).
+fn query_whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    Whole::ANY.parse(&query_text(deserializer)?)
+}
 
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
-            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
-                Ok(v as u32)
-            } else {
-                Err(E::invalid_value(Unexpected::Float(v), &self))
-            }
-        }
+/// An optional whole number in a query, from 0 to `u32::MAX` (an offset).
+fn query_offset<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Whole::ANY.parse(&query_text(deserializer)?).map(Some)
+}
+
+/// A page size in a query, 1 to 100.
+fn query_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Whole::LIMIT.parse(&query_text(deserializer)?).map(Some)
+}
+
+/// A quantity in a query, 1 to 1,000,000.
+fn query_quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    Whole::QUANTITY.parse(&query_text(deserializer)?)
+}
+
+/// Reads a nested object, refusing an array: serde would read one into the fields by
+/// position. Names the field inside that broke the schema.
+fn object<'de, D: Deserializer<'de>, T: de::DeserializeOwned>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(de::Error::custom("must be a JSON object"));
     }
-    deserializer.deserialize_any(Whole)
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        de::Error::custom(format!("{path}: {}", e.into_inner()))
+    })
 }
 
 /// A new account of either role.
@@ -420,7 +492,7 @@ pub struct NewItemBody {
     #[schema(schema_with = price_schema)]
     pub price: String,
     /// Units for sale, 1 to 1,000,000.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 10)]
     pub quantity: u32,
 }
@@ -474,7 +546,7 @@ impl PriceChange {
 #[serde(deny_unknown_fields)]
 pub struct UnitsRemoval {
     /// 1 to 1,000,000, at most the units left.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 4)]
     pub quantity: u32,
 }
@@ -492,15 +564,20 @@ pub struct UnitsLeft {
 
 /// Which page of a list: `limit` entries after skipping `offset`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Most entries to return, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "query_limit")]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
     /// Entries to skip (default 0); the previous page's `next_offset`.
-    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    #[serde(default, deserialize_with = "query_offset")]
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, default = 0)]
     pub offset: Option<u32>,
 }
+
+impl QueryParams for PageQuery {}
 
 impl PageQuery {
     /// The page, with defaults for what is absent; its limit is checked by the handler.
@@ -511,9 +588,11 @@ impl PageQuery {
 
 /// A search: a category and up to five keywords.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The item category to search.
+    #[serde(deserialize_with = "query_whole")]
     #[param(minimum = 0, maximum = 4294967295.0, format = Int64, example = 3)]
     pub category: u32,
     /// Up to five keywords, repeated: `keyword=pen&keyword=blue`. Items matching more of
@@ -522,11 +601,17 @@ pub struct SearchQuery {
     #[param(schema_with = keywords_schema, style = Form, explode)]
     pub keyword: Vec<String>,
     /// Most items to return, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "query_limit")]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
     /// Items to skip (default 0); the previous page's `next_offset`.
-    #[param(minimum = 0, maximum = 4294967295.0, format = Int64)]
+    #[serde(default, deserialize_with = "query_offset")]
+    #[param(minimum = 0, maximum = 4294967295.0, format = Int64, default = 0)]
     pub offset: Option<u32>,
+}
+
+impl QueryParams for SearchQuery {
+    const LISTS: &'static [&'static str] = &["keyword"];
 }
 
 impl SearchQuery {
@@ -556,12 +641,16 @@ pub struct SellerIdParam {
 
 /// Units of an item to take out of the cart.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct QuantityQuery {
     /// 1 to 1,000,000, at most what the cart holds.
+    #[serde(deserialize_with = "query_quantity")]
     #[param(minimum = 1, maximum = 1000000, example = 1)]
     pub quantity: u32,
 }
+
+impl QueryParams for QuantityQuery {}
 
 /// Units of an item to put in the cart.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -571,7 +660,7 @@ pub struct CartAddition {
     #[schema(schema_with = item_id_schema)]
     pub item: String,
     /// 1 to 1,000,000; the cart's total of the item may not exceed the units available.
-    #[serde(deserialize_with = "whole")]
+    #[serde(deserialize_with = "quantity")]
     #[schema(minimum = 1, maximum = 1000000, example = 2)]
     pub quantity: u32,
 }
@@ -695,6 +784,7 @@ pub struct CardBody {
 #[serde(deny_unknown_fields)]
 pub struct PurchaseOrder {
     /// The card to pay with; its number is never stored.
+    #[serde(deserialize_with = "object")]
     pub card: CardBody,
 }
 
@@ -712,6 +802,26 @@ pub struct PurchaseHeaders {
     /// Makes a retry safe (1 to 64 characters of the client's choosing).
     #[serde(rename = "Idempotency-Key")]
     #[param(rename = "Idempotency-Key", schema_with = purchase_key_schema)]
+    pub idempotency_key: Option<String>,
+}
+
+fn idempotency_key_schema() -> Object {
+    text(
+        PURCHASE_KEY,
+        "3f2a9c1e-7d4b-4e0a-9b1c-2d5e8f7a6b3c",
+        "Makes a retry safe: a key already used in this session (for a new account, with \
+         this username) for this operation answers with the first attempt's outcome instead \
+         of doing it again. Without one, every request is a new attempt.",
+    )
+}
+
+/// The `Idempotency-Key` header of a mutation.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct MutationHeaders {
+    /// Makes a retry safe (1 to 64 characters of the client's choosing).
+    #[serde(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema)]
     pub idempotency_key: Option<String>,
 }
 
@@ -754,9 +864,12 @@ mod tests {
         };
         assert_eq!(body("12").ok(), Some(12));
         assert_eq!(body("12.0").ok(), Some(12));
-        for bad in ["12.5", "-1", "4294967296", "1e20", "\"12\""] {
+        for bad in ["12.5", "-1", "0", "1000001", "4294967296", "1e20", "\"12\""] {
             assert!(body(bad).is_err(), "{bad}");
         }
+        // The refusal states our rule, not the range of a u32.
+        let message = body("99999999999").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("from 1 to 1000000"), "{message}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use agora_proto::messages::front::{Response, SellerRequest};
-use agora_proto::messages::{new_op_id, unexpected};
+use agora_proto::messages::unexpected;
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
@@ -13,10 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::extract::{ItemPath, Json, Query, Session};
+use super::extract::{IdempotencyKey, ItemPath, Json, Query, Session};
 use super::model::{
-    ItemCreated, ItemIdParam, ItemPage, NewItemBody, PageQuery, PriceChange, Rating, SellerSession,
-    UnitsLeft, UnitsRemoval,
+    ItemCreated, ItemIdParam, ItemPage, MutationHeaders, NewItemBody, PageQuery, PriceChange,
+    Rating, SellerSession, UnitsLeft, UnitsRemoval,
 };
 use super::shared::{call, shared_routes};
 use super::{BodyFailures, Failures, Out, SessionScheme};
@@ -94,6 +94,7 @@ async fn rating(State(front): Front, Session(session): Session) -> Out<axum::Jso
 #[utoipa::path(
     post, path = "/v1/items", tag = "items",
     security(("session" = [])),
+    params(MutationHeaders),
     request_body = NewItemBody,
     responses(
         (status = 201, description = "Listed; the new item's id", body = ItemCreated),
@@ -106,10 +107,11 @@ async fn rating(State(front): Front, Session(session): Session) -> Out<axum::Jso
 async fn register_item(
     State(front): Front,
     Session(session): Session,
+    key: IdempotencyKey,
     Json(body): Json<NewItemBody>,
 ) -> Out<(StatusCode, axum::Json<ItemCreated>)> {
-    let request =
-        SellerRequest::RegisterItem { op: new_op_id(), session, item: body.into_domain()? };
+    let op = key.op("seller", "register-item", &session);
+    let request = SellerRequest::RegisterItem { op, session, item: body.into_domain()? };
     match call(&front, request).await? {
         Response::ItemId(id) => Ok((StatusCode::CREATED, axum::Json(id.into()))),
         other => Err(unexpected(&other).into()),
@@ -171,7 +173,7 @@ async fn change_price(
 #[utoipa::path(
     post, path = "/v1/items/{id}/removals", tag = "items",
     security(("session" = [])),
-    params(ItemIdParam),
+    params(ItemIdParam, MutationHeaders),
     request_body = UnitsRemoval,
     responses(
         (status = 200, description = "Units removed; the units left", body = UnitsLeft),
@@ -188,10 +190,11 @@ async fn remove_units(
     State(front): Front,
     Session(session): Session,
     ItemPath(item): ItemPath,
+    key: IdempotencyKey,
     Json(body): Json<UnitsRemoval>,
 ) -> Out<axum::Json<UnitsLeft>> {
-    let request =
-        SellerRequest::RemoveUnits { op: new_op_id(), session, item, quantity: body.quantity };
+    let op = key.op("seller", &format!("remove-units {item}"), &session);
+    let request = SellerRequest::RemoveUnits { op, session, item, quantity: body.quantity };
     match call(&front, request).await? {
         Response::Quantity(quantity) => {
             Ok(axum::Json(UnitsLeft { id: item.to_string(), quantity }))

@@ -39,14 +39,16 @@ macro_rules! shared_routes {
             use std::sync::Arc;
 
             use agora_proto::messages::front::Response;
-            use agora_proto::messages::{new_op_id, unexpected};
+            use agora_proto::messages::unexpected;
             use axum::extract::State;
             use axum::http::StatusCode;
 
             use super::{$Front, $Request, $Session};
             use crate::http::error::ErrorBody;
-            use crate::http::extract::{Json, Session};
-            use crate::http::model::{AccountCreated, Credentials, Health, NewAccount};
+            use crate::http::extract::{IdempotencyKey, Json, Session};
+            use crate::http::model::{
+                AccountCreated, Credentials, Health, MutationHeaders, NewAccount,
+            };
             use crate::http::shared::call;
             use crate::http::{BodyFailures, Failures, Out};
 
@@ -55,6 +57,7 @@ macro_rules! shared_routes {
             $(#[doc = $create_doc])*
             #[utoipa::path(
                 post, path = $accounts, tag = "accounts",
+                params(MutationHeaders),
                 request_body = NewAccount,
                 responses(
                     (status = 201, description = $created, body = AccountCreated),
@@ -74,10 +77,13 @@ macro_rules! shared_routes {
             )]
             pub(super) async fn create_account(
                 State(front): Front,
+                key: IdempotencyKey,
                 Json(body): Json<NewAccount>,
             ) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
+                // Without a session, a key belongs to the username it creates.
+                let op = key.op(stringify!($Front), "create-account", &body.username);
                 let request = $Request::CreateAccount {
-                    op: new_op_id(),
+                    op,
                     username: body.username,
                     password: body.password,
                     name: body.name.unwrap_or_default(),
