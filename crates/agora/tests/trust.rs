@@ -211,3 +211,54 @@ async fn a_charge_that_is_not_the_purchases_buys_nothing() {
     assert_eq!(seen(&cluster, item).await.1, 10);
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_reservation_no_purchase_claims_is_released() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    // One real purchase, so that purchase ids up to 1 have been given.
+    let buyer = BuyerClient::new(vec![cluster.buyer_addr()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    buyer.add_to_cart(item, 1).await.unwrap();
+    buyer.make_purchase(card()).await.unwrap();
+    assert_eq!(seen(&cluster, item).await.1, 9);
+
+    // A reservation under a purchase id that was given but is not unfinished (as a bug
+    // or a stray request could leave) takes 5 units...
+    let coordinator = cluster.trust(Component::CustomerDb).connector();
+    let products = channel::<ProductDb>(cluster.product_db.addr, &coordinator).await;
+    let lines = vec![CartLine { item, quantity: 5 }];
+    products.call(&product::Request::Reserve { purchase: 0, lines }, WAIT).await.unwrap();
+    assert_eq!(seen(&cluster, item).await.1, 4);
+    // ...and the coordinator's next report, within its recovery interval, frees them.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen(&cluster, item).await.1 != 9 {
+        assert!(tokio::time::Instant::now() < deadline, "the units were never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn units_of_a_cancelled_purchase_do_not_bring_back_a_withdrawn_item() {
+    let cluster = Cluster::start().await;
+    let item = listed(&cluster).await;
+    // A purchase holds 3 units (its outcome unknown, say payments is down)...
+    let coordinator = cluster.trust(Component::CustomerDb).connector();
+    let products = channel::<ProductDb>(cluster.product_db.addr, &coordinator).await;
+    let lines = vec![CartLine { item, quantity: 3 }];
+    products.call(&product::Request::Reserve { purchase: 77, lines }, WAIT).await.unwrap();
+    // ...the seller takes the other 7 off sale: the item is withdrawn...
+    let seller = SellerClient::new(vec![cluster.seller_addr()]);
+    seller.login("ann", "password1").await.unwrap();
+    assert_eq!(seller.remove_units(item, 7).await.unwrap(), 0);
+    // ...and when the purchase is cancelled, its units do not put it back on sale.
+    products.call(&product::Request::Release { purchase: 77 }, WAIT).await.unwrap();
+    assert_eq!(seen(&cluster, item).await.1, 0);
+    let buyer = BuyerClient::new(vec![cluster.buyer_addr()]);
+    buyer.login("spy", "password1").await.unwrap();
+    let found = buyer.search(3, vec!["pen".into()], agora_domain::Page::default()).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    cluster.stop().await;
+}

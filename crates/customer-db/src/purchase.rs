@@ -21,7 +21,7 @@ use agora_proto::messages::product;
 use agora_proto::{ApiError, CallError, ErrorCode, Payments, Pool, ProductDb, fault};
 use agora_store::{Store, db_error};
 use rusqlite::{Connection, OptionalExtension, params};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Clock;
 use crate::sessions::Key;
@@ -68,6 +68,9 @@ enum Begun {
     /// Another purchase (this id) holds the session's cart until it ends.
     Busy(u64),
 }
+
+/// Most unfinished purchases reported to the product database at once (about 90 KiB).
+const MAX_HELD_REPORT: usize = 10_000;
 
 /// How long a purchase waits for another purchase of the same cart to end before it
 /// answers `purchase_pending`: under the frontends' deadline on a customer-db call.
@@ -547,6 +550,46 @@ impl Coordinator {
         }
     }
 
+    /// Tells the product database which purchases may hold units (the unfinished ones),
+    /// so that it releases any reservation none of them claims: one left by a bug, or
+    /// made under an invented purchase id. Skipped (and said) when there are too many
+    /// unfinished purchases for one message; tried again next time round.
+    pub async fn report_held(&self) {
+        let read = self
+            .store
+            .read(|c| {
+                let open: Vec<u64> = {
+                    let mut st = c
+                        .prepare_cached(&format!(
+                            "SELECT id FROM purchase_tx WHERE state NOT IN ({}, {}) \
+                             ORDER BY id LIMIT {}",
+                            State::Aborted as i64,
+                            State::Done as i64,
+                            MAX_HELD_REPORT + 1
+                        ))
+                        .map_err(db_error)?;
+                    let ids = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
+                    ids.map(|id| id.map(|id| id as u64))
+                        .collect::<Result<_, _>>()
+                        .map_err(db_error)?
+                };
+                // In the same read: every id below `next` existed when `open` was read.
+                let next: i64 = c
+                    .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM purchase_tx", [], |r| r.get(0))
+                    .map_err(db_error)?;
+                Ok((open, next as u64))
+            })
+            .await;
+        let Ok((open, next)) = read else { return };
+        if open.len() > MAX_HELD_REPORT {
+            warn!(open = open.len(), "too many unfinished purchases to report; not sweeping");
+            return;
+        }
+        if let Err(e) = self.products.call(&product::Request::Held { open, next }).await {
+            debug!(error = %e, "cannot report held purchases yet");
+        }
+    }
+
     async fn tx(&self, id: u64) -> Result<Tx, ApiError> {
         self.store.read(move |c| load_tx(c, id)).await
     }
@@ -576,6 +619,7 @@ pub async fn recover_forever(
 ) {
     loop {
         coordinator.recover().await;
+        coordinator.report_held().await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}

@@ -124,8 +124,9 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                 Ok(Response::Feedback(feedback))
             }
             Request::Reserve { purchase, lines } => {
+                let now = now_ms();
                 let reserved =
-                    self.store.write(move |c| reserve::reserve(c, purchase, &lines)).await?;
+                    self.store.write(move |c| reserve::reserve(c, purchase, &lines, now)).await?;
                 fault::crash_point("reserve-before-ack");
                 Ok(Response::Reserved(reserved))
             }
@@ -136,6 +137,14 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
             Request::Confirm { purchase } => {
                 self.store.write(move |c| reserve::confirm(c, purchase)).await?;
                 Ok(Response::Done)
+            }
+            Request::Held { open, next } => {
+                let now = now_ms();
+                let released = self
+                    .store
+                    .write(move |c| reserve::release_unclaimed(c, &open, next, now))
+                    .await?;
+                Ok(Response::Released(released))
             }
             Request::SellerFeedback { seller_id } => {
                 let feedback = self
@@ -218,6 +227,12 @@ fn remove_units(
     }
     let left = item.quantity - quantity;
     set_quantity(c, &item, left)?;
+    if left == 0 {
+        // Taken down by its seller: units of a purchase cancelled later stay off sale.
+        c.prepare_cached("INSERT OR IGNORE INTO withdrawn (number) VALUES (?1)")
+            .and_then(|mut st| st.execute([id.number as i64]))
+            .map_err(db_error)?;
+    }
     Ok(left)
 }
 

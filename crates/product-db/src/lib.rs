@@ -98,9 +98,13 @@ pub async fn run(
         },
         SCHEMA,
     )?;
-    // A database from before the index was kept in blocks moves over once, at start.
+    // A database from before the index was kept in blocks moves over once, at start; one
+    // from before reservations were timed gains the column.
     let moved = store
-        .write(|c| postings::upgrade(c).map_err(agora_store::db_error))
+        .write(|c| {
+            reserve::upgrade(c).map_err(agora_store::db_error)?;
+            postings::upgrade(c).map_err(agora_store::db_error)
+        })
         .await
         .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
     if moved > 0 {

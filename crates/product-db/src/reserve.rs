@@ -36,11 +36,16 @@ fn aborted(purchase: u64) -> ApiError {
     ApiError::new(ErrorCode::Aborted, format!("purchase {purchase} was cancelled"))
 }
 
-/// Takes every line's units off sale, all or none.
+/// How long a reservation of a purchase id the coordinator has never given may be held
+/// before it is released: far longer than any request can be on its way.
+pub(crate) const UNCLAIMED_AFTER_MS: i64 = 10 * 60_000;
+
+/// Takes every line's units off sale, all or none, at `now_ms`.
 pub(crate) fn reserve(
     c: &Connection,
     purchase: u64,
     lines: &[CartLine],
+    now_ms: i64,
 ) -> Result<Vec<PurchaseLine>, ApiError> {
     match recorded(c, purchase)? {
         Some((RELEASED, _)) => return Err(aborted(purchase)),
@@ -84,14 +89,14 @@ pub(crate) fn reserve(
             unit_price: item.price,
         });
     }
-    store(c, purchase, RESERVED, &reserved)?;
+    store(c, purchase, RESERVED, &reserved, now_ms)?;
     Ok(reserved)
 }
 
 /// Puts a reservation's units back on sale; for an unknown purchase, leaves a tombstone.
 pub(crate) fn release(c: &Connection, purchase: u64) -> Result<(), ApiError> {
     match recorded(c, purchase)? {
-        None => store(c, purchase, RELEASED, &[]),
+        None => store(c, purchase, RELEASED, &[], 0),
         Some((RELEASED, _)) => Ok(()),
         Some((CONFIRMED, _)) => Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -99,6 +104,10 @@ pub(crate) fn release(c: &Connection, purchase: u64) -> Result<(), ApiError> {
         )),
         Some((_, lines)) => {
             for line in &lines {
+                // Units of an item its seller has withdrawn stay off sale.
+                if withdrawn(c, line.item)? {
+                    continue;
+                }
                 let item = item(c, line.item)?;
                 set_quantity(c, &item, item.quantity + line.quantity)?;
             }
@@ -132,10 +141,118 @@ fn store(
     purchase: u64,
     state: i64,
     lines: &[PurchaseLine],
+    now_ms: i64,
 ) -> Result<(), ApiError> {
     let blob = postcard::to_allocvec(lines).map_err(|e| ApiError::internal(e.to_string()))?;
-    c.prepare_cached("INSERT INTO reservations (purchase, state, lines) VALUES (?1, ?2, ?3)")
-        .and_then(|mut st| st.execute(params![purchase as i64, state, blob]))
-        .map_err(db_error)?;
+    c.prepare_cached(
+        "INSERT INTO reservations (purchase, state, lines, reserved_ms) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![purchase as i64, state, blob, now_ms]))
+    .map_err(db_error)?;
     Ok(())
+}
+
+fn withdrawn(c: &Connection, id: ItemId) -> Result<bool, ApiError> {
+    c.prepare_cached("SELECT 1 FROM withdrawn WHERE number = ?1")
+        .and_then(|mut st| st.exists([id.number as i64]))
+        .map_err(db_error)
+}
+
+/// Releases the held reservations no purchase claims (see `Request::Held`): those of a
+/// purchase below `next` that is not `open`, and those of an id at or above `next` held
+/// since before `now_ms - UNCLAIMED_AFTER_MS`. Returns how many.
+pub(crate) fn release_unclaimed(
+    c: &Connection,
+    open: &[u64],
+    next: u64,
+    now_ms: i64,
+) -> Result<u64, ApiError> {
+    let open: std::collections::HashSet<u64> = open.iter().copied().collect();
+    let held: Vec<(u64, i64)> = {
+        let mut st = c
+            .prepare_cached(&format!(
+                "SELECT purchase, reserved_ms FROM reservations WHERE state = {RESERVED}"
+            ))
+            .map_err(db_error)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)))
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)?
+    };
+    let mut released = 0;
+    for (purchase, reserved_ms) in held {
+        let unclaimed = !open.contains(&purchase)
+            && (purchase < next || now_ms - reserved_ms >= UNCLAIMED_AFTER_MS);
+        if unclaimed {
+            tracing::warn!(purchase, "releasing a reservation no purchase claims");
+            release(c, purchase)?;
+            released += 1;
+        }
+    }
+    Ok(released)
+}
+
+/// Adds `reserved_ms` to a reservations table from before it was kept.
+pub(crate) fn upgrade(c: &Connection) -> rusqlite::Result<()> {
+    let timed = c
+        .prepare("SELECT 1 FROM pragma_table_info('reservations') WHERE name = 'reserved_ms'")?
+        .exists([])?;
+    if !timed {
+        c.execute_batch(
+            "ALTER TABLE reservations ADD COLUMN reserved_ms INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A product database with one item of 10 units, number 1 in category 3.
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(crate::SCHEMA).unwrap();
+        c.execute(
+            "INSERT INTO items (category, seller, name, keywords, condition, price, quantity, \
+             listed_ms) VALUES (3, 1, 'Pen', 'pen', 0, 150, 10, 0)",
+            [],
+        )
+        .unwrap();
+        crate::postings::add(&c, "pen", 3, 1).unwrap();
+        c
+    }
+
+    const PEN: ItemId = ItemId { category: 3, number: 1 };
+
+    fn left(c: &Connection) -> u32 {
+        item(c, PEN).unwrap().quantity
+    }
+
+    fn take(c: &Connection, purchase: u64, quantity: u32, at: i64) {
+        reserve(c, purchase, &[CartLine { item: PEN, quantity }], at).unwrap();
+    }
+
+    #[test]
+    fn reservations_no_purchase_claims_are_released() {
+        let c = db();
+        take(&c, 4, 1, NOW); // an open purchase: claimed
+        take(&c, 2, 2, NOW); // below `next`, not open: its purchase ended
+        take(&c, 50, 3, NOW); // an id never given, just now: may be on its way
+        take(&c, 60, 4, NOW - UNCLAIMED_AFTER_MS); // an id never given, long held
+        assert_eq!(left(&c), 0);
+        assert_eq!(release_unclaimed(&c, &[4], 10, NOW).unwrap(), 2);
+        assert_eq!(left(&c), 6);
+        // Released for good: a late Reserve of the same purchase is refused.
+        let late = reserve(&c, 2, &[CartLine { item: PEN, quantity: 1 }], NOW).unwrap_err();
+        assert_eq!(late.code, ErrorCode::Aborted);
+        // Nothing more to do the second time; the claimed one is untouched.
+        assert_eq!(release_unclaimed(&c, &[4], 10, NOW).unwrap(), 0);
+        confirm(&c, 4).unwrap();
+        assert_eq!(release_unclaimed(&c, &[], 10, NOW + UNCLAIMED_AFTER_MS).unwrap(), 1);
+        assert_eq!(left(&c), 9);
+    }
 }

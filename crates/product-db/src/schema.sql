@@ -46,7 +46,16 @@ CREATE TABLE IF NOT EXISTS seller_feedback (
 -- which coordinates purchases). `lines` is the encoded list of what was reserved, with
 -- each line's seller, name and unit price at that moment.
 CREATE TABLE IF NOT EXISTS reservations (
-    purchase INTEGER PRIMARY KEY,
-    state    INTEGER NOT NULL,                   -- 1 reserved, 2 confirmed (sold), 3 released
-    lines    BLOB    NOT NULL
+    purchase    INTEGER PRIMARY KEY,
+    state       INTEGER NOT NULL,                -- 1 reserved, 2 confirmed (sold), 3 released
+    lines       BLOB    NOT NULL,
+    reserved_ms INTEGER NOT NULL DEFAULT 0       -- when (0: before this was recorded)
+);
+-- The reservations still held, for the sweep of those no purchase claims (reserve.rs).
+CREATE INDEX IF NOT EXISTS reservations_held ON reservations (purchase) WHERE state = 1;
+
+-- Items their seller took down to 0 units: withdrawn for good. Units of a purchase that
+-- is cancelled later do not come back on sale.
+CREATE TABLE IF NOT EXISTS withdrawn (
+    number INTEGER PRIMARY KEY
 );

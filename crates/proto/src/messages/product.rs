@@ -40,6 +40,13 @@ pub enum Request {
     Release { purchase: u64 },
     /// The purchase happened: the reserved units are sold. Idempotent.
     Confirm { purchase: u64 },
+    /// The purchase coordinator's word on which reservations it still claims: `open` are
+    /// its unfinished purchases and `next` the lowest id it has not given yet, read
+    /// together. A held reservation of a purchase below `next` and not in `open` belongs
+    /// to a purchase that has ended (or never existed) and is released; one of a purchase
+    /// at or above `next` (an id never given) is released once it has been held for ten
+    /// minutes. Answers `Released` with how many were.
+    Held { open: Vec<u64>, next: u64 },
 }
 
 /// A successful answer of the product database.
@@ -59,6 +66,8 @@ pub enum Response {
     Feedback(Feedback),
     /// Lines reserved for a purchase.
     Reserved(Vec<PurchaseLine>),
+    /// How many unclaimed reservations were released.
+    Released(u64),
     /// The request took effect.
     Done,
 }
@@ -79,8 +88,9 @@ pub fn may_send(request: &Request) -> &'static [Component] {
             FRONTENDS
         }
         Request::Vote { .. } => &[Component::BuyerServer],
-        Request::Reserve { .. } | Request::Release { .. } | Request::Confirm { .. } => {
-            &[Component::CustomerDb]
-        }
+        Request::Reserve { .. }
+        | Request::Release { .. }
+        | Request::Confirm { .. }
+        | Request::Held { .. } => &[Component::CustomerDb],
     }
 }
