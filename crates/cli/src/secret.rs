@@ -39,7 +39,7 @@ impl Secret {
                 env = self.env,
             )));
         }
-        let typed = rpassword::prompt_password(format!("{}: ", self.prompt)).map_err(|e| {
+        let typed = read_hidden(self.prompt).map_err(|e| {
             self.refusal(format!(
                 "cannot read the {} from the terminal ({e}): pass {} or set {}",
                 self.prompt.to_lowercase(),
@@ -53,4 +53,25 @@ impl Secret {
     fn refusal(&self, message: String) -> ClientError {
         ClientError::Refused(ApiError::new(ErrorCode::InvalidArgument, message))
     }
+}
+
+/// Prints `prompt: ` and reads a line from the terminal on standard input without echo.
+/// Echo goes off before the prompt shows, so nothing typed ahead of it is shown either,
+/// and comes back however reading ends.
+fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    let before = tcgetattr(&stdin)?;
+    let mut hidden = before.clone();
+    hidden.local_modes.remove(LocalModes::ECHO);
+    hidden.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&stdin, OptionalActions::Flush, &hidden)?;
+    let mut line = String::new();
+    let read = write!(std::io::stderr(), "{prompt}: ")
+        .and_then(|()| std::io::stderr().flush())
+        .and_then(|()| stdin.read_line(&mut line));
+    tcsetattr(&stdin, OptionalActions::Now, &before)?;
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
