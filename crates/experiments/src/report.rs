@@ -68,10 +68,12 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Measured>> {
             mad_ns: est.median_abs_dev.point_estimate,
         });
     }
-    let order = variant_order();
-    let variant_rank = |v: &str| order.iter().position(|x| *x == v).unwrap_or(order.len());
+    let variant_rank = |m: &Measured| {
+        let order = variant_order(&m.group);
+        order.iter().position(|x| *x == m.variant).unwrap_or(order.len())
+    };
     all.sort_by_key(|m| {
-        (rank(&m.group), m.group.clone(), param_key(m), variant_rank(&m.variant), m.variant.clone())
+        (rank(&m.group), m.group.clone(), param_key(m), variant_rank(m), m.variant.clone())
     });
     Ok(all)
 }
@@ -86,17 +88,18 @@ pub const ORDER: [&str; 6] = [
     "handoff",
 ];
 
-/// Every variant's name, in the order the modules list them.
-fn variant_order() -> Vec<&'static str> {
+/// The variants of `group`, in the order its module lists them.
+fn variant_order(group: &str) -> Vec<&'static str> {
     use crate::{counters, disk, handoff, sessions};
-    let mut names: Vec<&'static str> = Vec::new();
-    names.extend(counters::Counter::ALL.map(|c| c.name()));
-    names.extend(sessions::FrontendTable::ALL.map(|c| c.name()));
-    names.extend(sessions::DbTable::ALL.map(|c| c.name()));
-    names.extend(disk::Lines::ALL.map(|c| c.name()));
-    names.extend(disk::Fsync::ALL.map(|c| c.name()));
-    names.extend(handoff::Handoff::ALL.map(|c| c.name()));
-    names
+    match group {
+        "counters" => counters::Counter::ALL.map(|c| c.name()).to_vec(),
+        "sessions-frontend" => sessions::FrontendTable::ALL.map(|c| c.name()).to_vec(),
+        "sessions-customer-db" => sessions::DbTable::ALL.map(|c| c.name()).to_vec(),
+        "disk-lines" => disk::Lines::ALL.map(|c| c.name()).to_vec(),
+        "disk-fsync" => disk::Fsync::ALL.map(|c| c.name()).to_vec(),
+        "handoff" => handoff::Handoff::ALL.map(|c| c.name()).to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 fn rank(group: &str) -> usize {

@@ -45,7 +45,7 @@ pub trait Table<K: ?Sized>: Sync {
 }
 
 /// Runs the mix on `table` over `keys` from `threads` threads, `ops` operations in all.
-pub fn run_mix<K: ?Sized + Sync, T: Table<K>>(
+pub fn run_mix<K: ?Sized + Sync, T: Table<K> + ?Sized>(
     table: &T,
     keys: &[impl std::borrow::Borrow<K> + Sync],
     threads: usize,
@@ -158,28 +158,17 @@ impl Table<str> for DashFrontend {
     }
 }
 
-/// Runs the mix on a fresh frontend table of `variant` holding all of `tokens`.
-pub fn frontend(variant: FrontendTable, tokens: &[String], threads: usize, ops: u64) -> Duration {
-    fn filled<T: Table<str>>(table: T, tokens: &[String]) -> T {
-        for (i, t) in tokens.iter().enumerate() {
-            table.insert(t, i as UserId);
-        }
-        table
+/// A frontend table of `variant` holding all of `tokens`.
+pub fn frontend_table(variant: FrontendTable, tokens: &[String]) -> Box<dyn Table<str>> {
+    let table: Box<dyn Table<str>> = match variant {
+        FrontendTable::Today => Box::new(SessionCache::new(RECHECK)),
+        FrontendTable::RwLock => Box::new(RwLockFrontend::default()),
+        FrontendTable::DashMap => Box::new(DashFrontend::default()),
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        table.insert(t, i as UserId);
     }
-    match variant {
-        FrontendTable::Today => {
-            let table = filled(SessionCache::new(RECHECK), tokens);
-            run_mix::<str, _>(&table, tokens, threads, ops)
-        }
-        FrontendTable::RwLock => {
-            let table = filled(RwLockFrontend::default(), tokens);
-            run_mix::<str, _>(&table, tokens, threads, ops)
-        }
-        FrontendTable::DashMap => {
-            let table = filled(DashFrontend::default(), tokens);
-            run_mix::<str, _>(&table, tokens, threads, ops)
-        }
-    }
+    table
 }
 
 // ---- customer-db shape ----
@@ -371,22 +360,16 @@ impl Table<Key> for DashDb {
     }
 }
 
-/// Runs the mix on a fresh customer-db table of `variant` holding all of `keys`.
-pub fn customer_db(variant: DbTable, keys: &[Key], threads: usize, ops: u64) -> Duration {
-    fn filled<T: Table<Key>>(table: T, keys: &[Key]) -> T {
-        for (i, k) in keys.iter().enumerate() {
-            table.insert(k, i as UserId);
-        }
-        table
+/// A customer-db table of `variant` holding all of `keys`.
+pub fn db_table(variant: DbTable, keys: &[Key]) -> Box<dyn Table<Key>> {
+    let table: Box<dyn Table<Key>> = match variant {
+        DbTable::Today => Box::new(MutexDb::default()),
+        DbTable::RwLockWrite => Box::new(RwLockWriteDb::default()),
+        DbTable::RwLockAtomic => Box::new(RwLockAtomicDb::default()),
+        DbTable::DashMap => Box::new(DashDb::default()),
+    };
+    for (i, k) in keys.iter().enumerate() {
+        table.insert(k, i as UserId);
     }
-    match variant {
-        DbTable::Today => run_mix(&filled(MutexDb::default(), keys), keys, threads, ops),
-        DbTable::RwLockWrite => {
-            run_mix(&filled(RwLockWriteDb::default(), keys), keys, threads, ops)
-        }
-        DbTable::RwLockAtomic => {
-            run_mix(&filled(RwLockAtomicDb::default(), keys), keys, threads, ops)
-        }
-        DbTable::DashMap => run_mix(&filled(DashDb::default(), keys), keys, threads, ops),
-    }
+    table
 }
