@@ -181,18 +181,18 @@ impl StoreBench {
         Ok(StoreBench { store, runtime })
     }
 
-    /// Inserts `n` rows of [`RECORD`] bytes, each its own write job, with at most
-    /// `in_flight` jobs waiting at once (1: each waits for the last one's commit; more:
-    /// they share commits); returns the time taken.
+    /// Inserts `n` rows of [`RECORD`] bytes, each its own write job, keeping `in_flight`
+    /// jobs waiting at all times (1: each waits for the last one's commit; more: as many
+    /// clients, each sending its next write once the last is acknowledged, so jobs queue
+    /// up while a commit runs and share the next one); returns the time taken.
     pub fn insert(&self, n: u64, in_flight: usize) -> anyhow::Result<Duration> {
         let in_flight = in_flight.max(1) as u64;
         self.runtime.block_on(async {
             let start = Instant::now();
-            let mut done = 0;
-            while done < n {
-                let wave = in_flight.min(n - done);
-                let mut jobs = tokio::task::JoinSet::new();
-                for _ in 0..wave {
+            let mut jobs = tokio::task::JoinSet::new();
+            let mut sent = 0;
+            loop {
+                while sent < n && (jobs.len() as u64) < in_flight {
                     let store = self.store.clone();
                     jobs.spawn(async move {
                         store
@@ -202,13 +202,12 @@ impl StoreBench {
                             })
                             .await
                     });
+                    sent += 1;
                 }
-                while let Some(joined) = jobs.join_next().await {
-                    joined
-                        .context("a write task failed")?
-                        .map_err(|e| anyhow::anyhow!("write refused: {e}"))?;
-                }
-                done += wave;
+                let Some(joined) = jobs.join_next().await else { break };
+                joined
+                    .context("a write task failed")?
+                    .map_err(|e| anyhow::anyhow!("write refused: {e}"))?;
             }
             Ok(start.elapsed())
         })
