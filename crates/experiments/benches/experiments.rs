@@ -20,10 +20,15 @@ const SESSION_THREADS: [usize; 3] = [1, 2, 8];
 /// Sessions held: scenario 3's 200 users, and `SessionCache`'s cap.
 const SESSION_KEYS: [usize; 2] = [200, 100_000];
 
+/// "1 thread", "8 threads".
+fn threads_param(threads: usize) -> String {
+    let s = if threads == 1 { "" } else { "s" };
+    format!("{threads} thread{s}")
+}
+
 /// The parameter part of a session benchmark's id.
 fn session_param(keys: usize, threads: usize) -> String {
-    let s = if threads == 1 { "" } else { "s" };
-    format!("{keys} keys, {threads} thread{s}")
+    format!("{keys} keys, {}", threads_param(threads))
 }
 
 fn or_exit<T>(result: anyhow::Result<T>) -> T {
@@ -41,8 +46,9 @@ fn counters(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for kind in Counter::ALL {
         for threads in COUNTER_THREADS {
-            group.bench_with_input(BenchmarkId::new(kind.name(), threads), &threads, |b, &t| {
-                b.iter_custom(|ops| counters::increment(kind, t, ops).0)
+            let id = BenchmarkId::new(kind.name(), threads_param(threads));
+            group.bench_function(id, |b| {
+                b.iter_custom(|ops| counters::increment(kind, threads, ops).0)
             });
         }
     }

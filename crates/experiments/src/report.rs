@@ -245,7 +245,7 @@ fn chart(group: &str, results: &[&Measured], path: &Path) -> DrawResult {
     let high = rows.iter().map(|m| m.median_ns + m.mad_ns).fold(1.0_f64, f64::max);
     // Room on the right for the figures, and for the legend when there is one.
     let legend = results.iter().any(|m| m.param.is_some());
-    let (lo, hi) = (low / 3.0, high * if legend { 60.0 } else { 6.0 });
+    let (lo, hi) = (low / 3.0, high * if legend { 20.0 } else { 6.0 });
 
     let height = 130 + 26 * n as u32;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
@@ -310,7 +310,7 @@ fn chart(group: &str, results: &[&Measured], path: &Path) -> DrawResult {
     if legend {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .draw()?;
