@@ -84,7 +84,15 @@ pub fn increment(kind: Counter, threads: usize, ops: u64) -> (Duration, u64) {
 /// short of `threads * per_thread` by the updates lost when two threads interleave.
 pub fn lost_updates(threads: usize, per_thread: u64) -> u64 {
     let counter = AtomicU64::new(0);
+    let running = AtomicU64::new(0);
     on_threads(threads, per_thread * threads as u64, |_, n| {
+        // Start counting only once every thread runs, so that they overlap as much as
+        // the cores allow: released by the barrier, some would otherwise finish before
+        // others are even scheduled, and lose nothing.
+        running.fetch_add(1, Ordering::Relaxed);
+        while running.load(Ordering::Relaxed) < threads as u64 {
+            std::thread::yield_now();
+        }
         for _ in 0..n {
             let seen = counter.load(Ordering::Relaxed);
             counter.store(seen + 1, Ordering::Relaxed);
