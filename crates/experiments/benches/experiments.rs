@@ -31,13 +31,12 @@ fn session_param(keys: usize, threads: usize) -> String {
     format!("{keys} keys, {}", threads_param(threads))
 }
 
+/// Stops the run on a failed experiment (a full disk, say). A panic rather than an exit,
+/// so that the temporary directories are removed on the way out.
 fn or_exit<T>(result: anyhow::Result<T>) -> T {
     match result {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("experiment failed: {e:#}");
-            std::process::exit(1)
-        }
+        Err(e) => panic!("experiment failed: {e:#}"),
     }
 }
 
@@ -48,7 +47,11 @@ fn counters(c: &mut Criterion) {
         for threads in COUNTER_THREADS {
             let id = BenchmarkId::new(kind.name(), threads_param(threads));
             group.bench_function(id, |b| {
-                b.iter_custom(|ops| counters::increment(kind, threads, ops).0)
+                b.iter_custom(|ops| {
+                    let (took, count) = counters::increment(kind, threads, ops);
+                    assert_eq!(count, ops, "{} lost updates", kind.name());
+                    took
+                })
             });
         }
     }
@@ -158,7 +161,7 @@ fn main() {
     let mut c = Criterion::default()
         .sample_size(15)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     counters(&mut c);
     sessions_frontend(&mut c);
