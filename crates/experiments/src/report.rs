@@ -172,7 +172,8 @@ pub fn table(results: &[&Measured]) -> String {
     out += &"---:|".repeat(params.len());
     out += "\n";
     for v in variants {
-        out += &format!("| {} |", v.replace('|', "\\|"));
+        // Escaped so that Markdown shows `Mutex<HashMap>` rather than taking it for a tag.
+        out += &format!("| {} |", v.replace('|', "\\|").replace('<', "\\<"));
         for p in &params {
             match results.iter().find(|m| m.variant == v && m.param == *p) {
                 Some(m) => out += &format!(" {} |", cell(m)),
