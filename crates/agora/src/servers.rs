@@ -267,6 +267,12 @@ pub struct UpstreamArgs {
     /// once; one through another frontend takes effect here within this long.
     #[arg(long, env = "AGORA_SESSION_RECHECK", default_value = "1s", value_parser = humantime::parse_duration)]
     pub session_recheck: Duration,
+    /// Limit logins and sign-ups from loopback addresses too. Each client address may
+    /// start 5 a second on average, in bursts of 20 (more are answered `overloaded`);
+    /// addresses of this host are exempt unless this is set, since a reverse proxy or a
+    /// load test here would otherwise share one allowance.
+    #[arg(long, env = "AGORA_THROTTLE_LOOPBACK")]
+    pub throttle_loopback: bool,
 }
 
 impl UpstreamArgs {
@@ -275,6 +281,7 @@ impl UpstreamArgs {
             connections: self.db_connections.max(1),
             call_timeout: self.call_timeout,
             session_recheck: self.session_recheck,
+            throttle_loopback: self.throttle_loopback,
             ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone(), trust)
         }
     }

@@ -6,6 +6,7 @@
 //!
 //! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
 //! - [`sessions`]: the sessions checked lately, trusted for a moment without asking.
+//! - [`throttle`]: logins and sign-ups per client address.
 //! - [`seller`]: the seller's interface.
 //! - [`buyer`]: the buyer's interface.
 //! - [`http`]: both interfaces over HTTP/JSON, with an OpenAPI document.
@@ -14,6 +15,7 @@ pub mod buyer;
 pub mod http;
 pub mod seller;
 pub mod sessions;
+pub mod throttle;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -30,6 +30,9 @@ pub struct Config {
     pub session_recheck: Duration,
     /// This frontend's credentials, which it proves itself with to the databases.
     pub trust: Trust,
+    /// Whether the per-address limit on logins and sign-ups also applies to loopback
+    /// addresses (see [`crate::throttle`]).
+    pub throttle_loopback: bool,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
     pub fn new(customer_db: Vec<String>, product_db: Vec<String>, trust: Trust) -> Self {
         Config {
             trust,
+            throttle_loopback: false,
             customer_db,
             product_db,
             connections: 1,
@@ -59,6 +63,8 @@ pub struct Upstream {
     pub products: Pool<ProductDb>,
     /// Sessions checked lately.
     sessions: SessionCache,
+    /// Logins and sign-ups per client address.
+    addresses: crate::throttle::AddressThrottle,
 }
 
 impl Upstream {
@@ -75,6 +81,7 @@ impl Upstream {
             accounts: Pool::new(pool(&config.customer_db)),
             products: Pool::new(pool(&config.product_db)),
             sessions: SessionCache::new(config.session_recheck),
+            addresses: crate::throttle::AddressThrottle::new(config.throttle_loopback),
         }
     }
 
@@ -111,6 +118,7 @@ impl Upstream {
         password: String,
         name: String,
     ) -> Result<UserId, ApiError> {
+        self.addresses.admit(agora_proto::server::peer().map(|p| p.ip()))?;
         let request = customer::Request::CreateAccount { op, role, username, password, name };
         match self.accounts.call(&request).await? {
             customer::Response::Account { id } => Ok(id),
@@ -125,6 +133,7 @@ impl Upstream {
         username: String,
         password: String,
     ) -> Result<(String, UserId), ApiError> {
+        self.addresses.admit(agora_proto::server::peer().map(|p| p.ip()))?;
         let request = customer::Request::Login { role, username, password };
         match self.accounts.call(&request).await? {
             customer::Response::LoggedIn { session, account } => Ok((session, account)),

@@ -28,6 +28,24 @@ use crate::io::{FrameReader, ReadError, write_loop};
 use crate::trust::{Acceptor, BoxStream, Caller, TLS_HANDSHAKE};
 use crate::{ApiError, ErrorCode, Service, encode_frame};
 
+tokio::task_local! {
+    /// The address of the client whose request the current task serves.
+    static PEER: std::net::SocketAddr;
+}
+
+/// The address of the client whose request the current task is serving, where a server
+/// loop said ([`serve`] for every request; the HTTP API with [`serving`]). Only for
+/// limits that are per client address: who the caller *is* comes from its session or,
+/// between components, its certificate.
+pub fn peer() -> Option<std::net::SocketAddr> {
+    PEER.try_with(|peer| *peer).ok()
+}
+
+/// Runs `work` as serving a client at `peer`, so that [`peer`] answers inside it.
+pub async fn serving<F: Future>(peer: std::net::SocketAddr, work: F) -> F::Output {
+    PEER.scope(peer, work).await
+}
+
 /// Serves one [`Service`]: turns a request into a response or an error.
 pub trait Handler<S: Service>: Send + Sync + 'static {
     /// Handles one request. Runs concurrently with the connection's other requests.
@@ -124,7 +142,7 @@ pub async fn serve<S: Service, H: Handler<S>>(
             // The handshake runs on the connection's own task, under the frame deadline,
             // so a caller that connects and stalls holds one permit, not the accept loop.
             if let Some((stream, caller)) = conn.handshake(socket, peer).await
-                && let Err(e) = conn.run(stream, caller).await
+                && let Err(e) = conn.run(stream, caller, peer).await
             {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -226,7 +244,12 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
         }
     }
 
-    async fn run(self, stream: BoxStream, caller: Caller) -> Result<(), ReadError> {
+    async fn run(
+        self,
+        stream: BoxStream,
+        caller: Caller,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), ReadError> {
         let config = &self.config;
         let (read_half, write_half): (ReadHalf<BoxStream>, _) = tokio::io::split(stream);
         let mut reader = FrameReader::new(read_half, config.max_frame)
@@ -292,7 +315,7 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
             let Ok(permit) = permit else { break End::Closed(Ok(())) };
             let handler = self.handler.clone();
             let out = out.clone();
-            self.tracker.spawn(answering.track_future(async move {
+            self.tracker.spawn(answering.track_future(serving(peer, async move {
                 let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
                     // Who may send what is each service's one rule (Service::authorize).
                     Ok(request) => match S::authorize(caller, &request) {
@@ -311,7 +334,7 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                     Err(e) => warn!(error = %e, "could not encode a response"),
                 }
                 drop(permit);
-            }));
+            })));
         };
         answering.close();
         let result = match end {

@@ -67,10 +67,10 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
                 backoff = Duration::from_millis(10);
-                stream
+                accepted
             }
             Err(e) => {
                 // Out of descriptors, most likely: wait for some to close rather than spin.
@@ -89,10 +89,11 @@ pub async fn serve(
             Ok(permit) => {
                 let (app, builder, shutdown) = (app.clone(), builder.clone(), shutdown.clone());
                 let limits = limits.clone();
-                tasks.spawn(async move {
+                // Per-address limits (logins) learn the client's address from the task.
+                tasks.spawn(agora_proto::server::serving(peer, async move {
                     connection(stream, app, &builder, &limits, &shutdown).await;
                     drop(permit);
-                });
+                }));
             }
             Err(_) => match refusing.clone().try_acquire_owned() {
                 Ok(permit) => {
