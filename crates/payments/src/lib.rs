@@ -27,13 +27,20 @@ use tracing::info;
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS charges (
     key           TEXT    PRIMARY KEY,
-    state         INTEGER NOT NULL,   -- 1 approved, 2 declined, 3 cancelled
+    state         INTEGER NOT NULL,   -- APPROVED, DECLINED or CANCELLED
     amount        INTEGER NOT NULL,   -- cents
     holder        TEXT    NOT NULL,
     last4         TEXT    NOT NULL,
     authorization TEXT    NOT NULL,   -- approval reference, or decline reason
     at_ms         INTEGER NOT NULL
 ) WITHOUT ROWID;";
+
+/// `charges.state` of an approved charge. The numbers are stored; never renumber.
+pub const APPROVED: i64 = 1;
+/// `charges.state` of a declined charge.
+pub const DECLINED: i64 = 2;
+/// `charges.state` of a charge cancelled before it arrived.
+pub const CANCELLED: i64 = 3;
 
 /// Everything the payments service can be told at start.
 #[derive(Debug, Clone)]
@@ -197,11 +204,11 @@ fn recorded(c: &Connection, key: &str) -> Result<Option<Outcome>, ApiError> {
             st.query_row([key], |r| {
                 let text: String = r.get(2)?;
                 Ok(match r.get::<_, i64>(0)? {
-                    1 => Outcome::Approved {
+                    APPROVED => Outcome::Approved {
                         authorization: text,
                         amount: Money::from_cents(r.get(1)?),
                     },
-                    2 => Outcome::Declined { reason: text },
+                    DECLINED => Outcome::Declined { reason: text },
                     _ => Outcome::Cancelled,
                 })
             })
@@ -218,9 +225,9 @@ fn record(
     card: &Card,
 ) -> Result<(), ApiError> {
     let (state, text) = match outcome {
-        Outcome::Approved { authorization, .. } => (1, authorization.as_str()),
-        Outcome::Declined { reason } => (2, reason.as_str()),
-        Outcome::Cancelled => (3, ""),
+        Outcome::Approved { authorization, .. } => (APPROVED, authorization.as_str()),
+        Outcome::Declined { reason } => (DECLINED, reason.as_str()),
+        Outcome::Cancelled => (CANCELLED, ""),
     };
     c.prepare_cached(
         "INSERT INTO charges (key, state, amount, holder, last4, authorization, at_ms) \
