@@ -309,8 +309,10 @@ async fn purchases() {
         first["lines"],
         json!([{"item": id, "seller_id": seller_id, "name": "Blue pen", "quantity": 2, "unit_price": "1.50"}])
     );
-    let again: Value = purchase("key-1").await.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    // The first attempt's outcome, status and all.
+    let again = purchase("key-1").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
     assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
     let history = buyer.get("/v1/purchases").await.expect(200);
     assert_eq!(history["purchases"].as_array().unwrap().len(), 1);
@@ -322,6 +324,13 @@ async fn purchases() {
     buyer.post("/v1/cart/items", json!({"item": id, "quantity": 3})).await.expect(200);
     seller.post(&format!("/v1/items/{id}/removals"), json!({"quantity": 2})).await.expect(200);
     buyer.post("/v1/purchases", card).await.error(409, "not_enough_units");
+    let cart = buyer.get("/v1/cart").await.expect(200);
+    assert_eq!(cart, json!({"lines": [{"item": id, "quantity": 3}]}), "the cart is kept");
+    let item = buyer.get(&format!("/v1/items/{id}")).await.expect(200);
+    assert_eq!(item["quantity"], 1, "the units left are still for sale");
+    let history = buyer.get("/v1/purchases").await.expect(200);
+    assert_eq!(history["purchases"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history["purchases"][0]["id"], first["id"]);
     http.stop().await;
 }
 
