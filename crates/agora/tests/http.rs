@@ -567,6 +567,53 @@ async fn a_database_down_is_503() {
     buyer.stop().await;
 }
 
+/// A database that takes every request and never answers: the real server loop and
+/// handshake, with a handler that waits for ever.
+struct Silent;
+
+impl agora_proto::Handler<agora_proto::CustomerDb> for Silent {
+    async fn handle(
+        &self,
+        _: agora_proto::messages::customer::Request,
+    ) -> Result<agora_proto::messages::customer::Response, agora_proto::ApiError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_never_answers_is_504() {
+    let data = tempfile::tempdir().unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let server = agora_proto::ServerConfig {
+        acceptor: agora_testkit::trust(data.path(), agora_proto::Component::CustomerDb).acceptor(),
+        ..Default::default()
+    };
+    // Never stopped: its one request never ends. The test's runtime drops it.
+    tokio::spawn(agora_proto::serve(
+        silent,
+        std::sync::Arc::new(Silent),
+        server,
+        Default::default(),
+    ));
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::BuyerServer);
+    let deadline = Duration::from_millis(300);
+    let upstream = agora_frontend::Config {
+        call_timeout: deadline,
+        ..agora_testkit::frontend_config(silent_addr, silent_addr, trust)
+    };
+    let (buyer, http) = agora_testkit::start_buyer_with_http(&upstream, "127.0.0.1:0").await;
+
+    // A login waits for the customer database, which takes the request and says nothing.
+    let credentials = json!({"username": "bea", "password": "password1"});
+    let asked = std::time::Instant::now();
+    let message =
+        Api::new(http).post("/v1/buyers/sessions", credentials).await.error(504, "timeout");
+    assert!(asked.elapsed() >= deadline, "answered before the deadline: {message}");
+    assert!(message.contains("customer-db"), "{message}");
+    buyer.stop().await;
+}
+
 #[tokio::test]
 async fn http_and_tcp_are_one_interface() {
     let http = Http::start().await;
