@@ -175,4 +175,33 @@ mod tests {
             assert_eq!(status_of(code).as_u16(), status, "{code}");
         }
     }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        price: String,
+        quantity: u32,
+    }
+
+    /// What `decode` refuses `body` with: status, code and message.
+    fn refusal(body: &[u8]) -> (u16, ErrorCode, String) {
+        let e = crate::http::extract::decode::<Body>(body).expect_err("refused");
+        (e.status.as_u16(), e.code, e.message)
+    }
+
+    #[test]
+    fn a_bad_body_is_refused_naming_the_field() {
+        let (status, code, message) = refusal(br#"{"price": 12, "quantity": 1}"#);
+        assert_eq!((status, code), (400, ErrorCode::InvalidArgument));
+        assert_eq!(
+            message,
+            "invalid price: invalid type: integer `12`, expected a string at line 1 column 12"
+        );
+        let (status, code, message) = refusal(br#"{"price": "12"}"#);
+        assert_eq!((status, code), (400, ErrorCode::InvalidArgument));
+        assert_eq!(message, "invalid body: missing field `quantity` at line 1 column 15");
+        let (status, code, message) = refusal(br#"{"price": "12", "quantity": 1} x"#);
+        assert_eq!((status, code), (400, ErrorCode::BadRequest));
+        assert_eq!(message, "the body is not valid JSON: trailing characters at line 1 column 32");
+    }
 }
