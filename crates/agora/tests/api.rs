@@ -4,6 +4,7 @@
 
 use agora_client::{BuyerClient, ClientError, ErrorCode, SellerClient};
 use agora_domain::{Condition, ItemId, Money, NewItem, Page};
+use agora_proto::Component;
 use agora_testkit::Cluster;
 
 fn pen(quantity: u32) -> NewItem {
@@ -259,4 +260,37 @@ async fn a_database_that_is_down_answers_unavailable_without_waiting_for_a_deadl
     assert!(error.to_string().contains("product-db"), "{error}");
     // The customer side still works.
     impatient.display_cart().await.unwrap();
+}
+
+#[tokio::test]
+async fn frontends_fail_over_to_the_next_database_address() {
+    let cluster = Cluster::start().await;
+    // Each database list starts with an address that refuses connections (a listener
+    // bound and closed), then the live one.
+    let dead = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let config = |component| agora_frontend::Config {
+        customer_db: vec![dead(), cluster.customer_db.addr.to_string()],
+        product_db: vec![dead(), cluster.product_db.addr.to_string()],
+        ..cluster.upstream_for(component)
+    };
+    let seller_server =
+        agora_testkit::start_seller(&config(Component::SellerServer), "127.0.0.1:0").await;
+    let buyer_server =
+        agora_testkit::start_buyer(&config(Component::BuyerServer), "127.0.0.1:0").await;
+
+    let seller = SellerClient::new(vec![seller_server.addr.to_string()]);
+    seller.create_account("ann", "password1", "").await.unwrap();
+    seller.login("ann", "password1").await.unwrap();
+    let id = seller.register_item(pen(5)).await.unwrap();
+    let buyer = BuyerClient::new(vec![buyer_server.addr.to_string()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    assert_eq!(buyer.get_item(id).await.unwrap().quantity, 5);
+    assert_eq!(buyer.add_to_cart(id, 2).await.unwrap()[0].quantity, 2);
+    seller_server.stop().await;
+    buyer_server.stop().await;
+    cluster.stop().await;
 }

@@ -66,7 +66,8 @@ async fn a_scripted_session_exercises_every_call() {
         ))
         .await;
     assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at 1.75"));
-    assert!(seller.ok("remove-units 3:2 1").await.contains('2'));
+    let left = seller.ok("remove-units 3:2 1").await;
+    assert_eq!(left.trim(), "item 3:2: 2 units left for sale", "{left}");
     let items = seller.json("items").await;
     assert_eq!(items["items"].as_array().unwrap().len(), 2);
     assert_eq!(items["items"][0]["price"], "1.75");

@@ -4,13 +4,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_client::{BuyerClient, ClientError, SellerClient};
 use agora_domain::{Condition, ItemId, Money, NewItem, Page};
 use agora_testkit::Process;
 
 const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+
+/// How long a test waits for a condition (servers back, writes acknowledged, threads
+/// asleep): far longer than any of them takes, so that one that never comes fails the
+/// test instead of hanging it.
+const BOUND: Duration = Duration::from_secs(30);
 
 struct System {
     customer_db: Process,
@@ -21,17 +26,18 @@ struct System {
 }
 
 fn start() -> System {
-    start_with(&[])
+    start_with(&[], &[])
 }
 
-/// The four servers, each with `extra` flags.
-fn start_with(extra: &[&str]) -> System {
+/// The four servers, each with `extra` flags, the two databases also with `storage`.
+fn start_with(storage: &[&str], extra: &[&str]) -> System {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap().to_owned();
     let credentials = agora_testkit::credentials(data.path()).to_str().unwrap().to_owned();
     let exe = std::path::Path::new(AGORA);
     let db = |name| {
         let mut args = vec![name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "warn"];
+        args.extend(storage);
         args.extend(extra);
         Process::spawn(exe, &args)
     };
@@ -67,7 +73,8 @@ where
     Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
     let mut last = None;
-    for _ in 0..200 {
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
         match f().await {
             Ok(v) => return v,
             Err(e)
@@ -79,7 +86,36 @@ where
             Err(e) => panic!("{e}"),
         }
     }
-    panic!("never recovered: {last:?}");
+    panic!("not recovered within {BOUND:?}: {last:?}");
+}
+
+/// Waits until `condition` holds, checking every millisecond; fails the test if it does
+/// not within [`BOUND`].
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + BOUND;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "not within {BOUND:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Whether every thread of `process` is asleep: blocked in the kernel (state `S` in
+/// `/proc`), not running or polling. A server past its `--spin` window with nothing to do
+/// is; one still polling its sockets is not.
+fn asleep(process: &Process) -> bool {
+    let tasks = format!("/proc/{}/task", process.pid());
+    let tasks = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("{tasks}: {e}"));
+    tasks.into_iter().all(|task| {
+        // `pid (name) S ...`: the state follows the name, which may hold spaces.
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        // A thread that ended between the listing and the read counts as asleep.
+        state.is_none_or(|s| s.starts_with('S'))
+    })
 }
 
 fn item(n: u32) -> NewItem {
@@ -97,7 +133,8 @@ fn item(n: u32) -> NewItem {
 /// answered, while the servers poll between frames and while they go back to sleep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_that_poll_before_sleeping_answer_every_call() {
-    let system = start_with(&["--spin", "200us"]);
+    let system = start_with(&[], &["--spin", "200us"]);
+    let servers = [&system.customer_db, &system.product_db, &system.seller, &system.buyer];
     let seller = SellerClient::new(vec![system.seller.addr.clone()]);
     seller.create_account("spinner", "password1", "").await.unwrap();
     seller.login("spinner", "password1").await.unwrap();
@@ -107,10 +144,13 @@ async fn servers_that_poll_before_sleeping_answer_every_call() {
     let mut ids = Vec::new();
     for n in 0..20 {
         ids.push(seller.register_item(item(n)).await.unwrap());
-        // Every other call after a pause longer than the polling window, so that some
-        // frames find the servers asleep.
+        // Every other call once the servers have stopped polling, so that some frames
+        // find them asleep.
         if n % 2 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            wait_until("the servers go to sleep", || async {
+                servers.iter().all(|server| asleep(server))
+            })
+            .await;
         }
     }
     let found = buyer.search(7, vec!["crash".into()], Page { offset: 0, limit: 50 }).await.unwrap();
@@ -152,9 +192,10 @@ async fn acknowledged_items_survive_kill_9_of_the_product_database() {
     }
     // Kill in the middle of the stream, once a good number are acknowledged.
     let probe = sellers[0].clone();
-    while probe.list_items(Page { offset: 0, limit: 100 }).await.map_or(0, |v| v.len()) < 30 {
-        tokio::task::yield_now().await;
-    }
+    wait_until("30 items acknowledged", || async {
+        probe.list_items(Page { offset: 0, limit: 100 }).await.map_or(0, |v| v.len()) >= 30
+    })
+    .await;
     system.product_db.kill9();
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -217,9 +258,10 @@ async fn acknowledged_cart_writes_and_sessions_survive_kill_9_of_the_customer_da
             acked
         }));
     }
-    while buyers[0].display_cart().await.map_or(0, |c| c.first().map_or(0, |l| l.quantity)) < 20 {
-        tokio::task::yield_now().await;
-    }
+    wait_until("20 units in a cart", || async {
+        buyers[0].display_cart().await.map_or(0, |c| c.first().map_or(0, |l| l.quantity)) >= 20
+    })
+    .await;
     system.customer_db.kill9();
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -235,4 +277,39 @@ async fn acknowledged_cart_writes_and_sessions_survive_kill_9_of_the_customer_da
         let held = cart.first().map_or(0, |l| l.quantity);
         assert!(held == acked || held == acked + 1, "acknowledged {acked}, stored {held}");
     }
+}
+
+/// `--durability machine` end to end: the databases run with it (a writer thread,
+/// an fsync per commit batch), and what they acknowledged is there after `kill -9` of
+/// both and a restart with the same flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_machine_durability_acknowledged_writes_survive_kill_9() {
+    let mut system = start_with(&["--durability", "machine"], &[]);
+    let seller = SellerClient::new(vec![system.seller.addr.clone()]);
+    seller.create_account("ann", "password1", "").await.unwrap();
+    seller.login("ann", "password1").await.unwrap();
+    let mut listed = Vec::new();
+    for n in 0..5 {
+        listed.push((seller.register_item(item(n)).await.unwrap(), item(n)));
+    }
+    let buyer = BuyerClient::new(vec![system.buyer.addr.clone()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    let (first, _) = listed[4]; // 5 units
+    buyer.add_to_cart(first, 1).await.unwrap();
+    let cart = buyer.add_to_cart(first, 1).await.unwrap();
+
+    system.customer_db.kill9();
+    system.product_db.kill9();
+    system.customer_db.restart();
+    system.product_db.restart();
+
+    let stored = eventually(|| seller.list_items(Page { offset: 0, limit: 50 })).await;
+    let mut stored: Vec<_> = stored.iter().map(|i| (i.id, &i.name, i.price, i.quantity)).collect();
+    stored.sort_by_key(|(id, ..)| *id);
+    let listed: Vec<_> = listed.iter().map(|(id, i)| (*id, &i.name, i.price, i.quantity)).collect();
+    assert_eq!(stored, listed);
+    // The same session, and its cart as last acknowledged.
+    assert_eq!(eventually(|| buyer.display_cart()).await, cart);
+    assert_eq!(cart.iter().map(|l| (l.item, l.quantity)).collect::<Vec<_>>(), vec![(first, 2)]);
 }

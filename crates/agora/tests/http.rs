@@ -309,8 +309,10 @@ async fn purchases() {
         first["lines"],
         json!([{"item": id, "seller_id": seller_id, "name": "Blue pen", "quantity": 2, "unit_price": "1.50"}])
     );
-    let again: Value = purchase("key-1").await.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    // The first attempt's outcome, status and all.
+    let again = purchase("key-1").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
     assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
     let history = buyer.get("/v1/purchases").await.expect(200);
     assert_eq!(history["purchases"].as_array().unwrap().len(), 1);
@@ -322,6 +324,13 @@ async fn purchases() {
     buyer.post("/v1/cart/items", json!({"item": id, "quantity": 3})).await.expect(200);
     seller.post(&format!("/v1/items/{id}/removals"), json!({"quantity": 2})).await.expect(200);
     buyer.post("/v1/purchases", card).await.error(409, "not_enough_units");
+    let cart = buyer.get("/v1/cart").await.expect(200);
+    assert_eq!(cart, json!({"lines": [{"item": id, "quantity": 3}]}), "the cart is kept");
+    let item = buyer.get(&format!("/v1/items/{id}")).await.expect(200);
+    assert_eq!(item["quantity"], 1, "the units left are still for sale");
+    let history = buyer.get("/v1/purchases").await.expect(200);
+    assert_eq!(history["purchases"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history["purchases"][0]["id"], first["id"]);
     http.stop().await;
 }
 
@@ -555,6 +564,53 @@ async fn a_database_down_is_503() {
     buyer_api.session = Some("0".repeat(64));
     buyer_api.get("/v1/items/1:1").await.error(503, "unavailable");
     seller.stop().await;
+    buyer.stop().await;
+}
+
+/// A database that takes every request and never answers: the real server loop and
+/// handshake, with a handler that waits for ever.
+struct Silent;
+
+impl agora_proto::Handler<agora_proto::CustomerDb> for Silent {
+    async fn handle(
+        &self,
+        _: agora_proto::messages::customer::Request,
+    ) -> Result<agora_proto::messages::customer::Response, agora_proto::ApiError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_never_answers_is_504() {
+    let data = tempfile::tempdir().unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let server = agora_proto::ServerConfig {
+        acceptor: agora_testkit::trust(data.path(), agora_proto::Component::CustomerDb).acceptor(),
+        ..Default::default()
+    };
+    // Never stopped: its one request never ends. The test's runtime drops it.
+    tokio::spawn(agora_proto::serve(
+        silent,
+        std::sync::Arc::new(Silent),
+        server,
+        Default::default(),
+    ));
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::BuyerServer);
+    let deadline = Duration::from_millis(300);
+    let upstream = agora_frontend::Config {
+        call_timeout: deadline,
+        ..agora_testkit::frontend_config(silent_addr, silent_addr, trust)
+    };
+    let (buyer, http) = agora_testkit::start_buyer_with_http(&upstream, "127.0.0.1:0").await;
+
+    // A login waits for the customer database, which takes the request and says nothing.
+    let credentials = json!({"username": "bea", "password": "password1"});
+    let asked = std::time::Instant::now();
+    let message =
+        Api::new(http).post("/v1/buyers/sessions", credentials).await.error(504, "timeout");
+    assert!(asked.elapsed() >= deadline, "answered before the deadline: {message}");
+    assert!(message.contains("customer-db"), "{message}");
     buyer.stop().await;
 }
 

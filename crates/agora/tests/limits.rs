@@ -170,8 +170,14 @@ async fn an_idle_connection_is_closed_and_a_client_reconnects_by_itself() {
     sit_out_idle_timeout(buyer.addr).await;
     client.ping(false).await.expect("a call after an idle close");
     sit_out_idle_timeout(buyer.addr).await;
-    // Not safe to repeat, so it must not be caught by the close either.
+    // A write too. The client saw the goodbye and sends it on a fresh connection; had the
+    // close caught it in flight, the pool would send it again, which its op id makes safe
+    // (every request is, Service::idempotent). Either way it is applied once, and the
+    // answer is the first one, not `username_taken` from a second attempt.
     client.create_account("idler", "long enough", "Idle Ida").await.expect("a write after it");
+    client.login("idler", "long enough").await.unwrap();
+    let again = client.create_account("idler", "long enough", "").await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::UsernameTaken), "{again}");
     client.ping(false).await.unwrap();
     buyer.stop().await;
 }

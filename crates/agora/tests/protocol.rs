@@ -2,6 +2,8 @@
 //! or is closed, and the server goes on serving everyone else.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use agora_proto::messages::customer;
 use agora_proto::messages::front::{BuyerRequest, Response};
 use agora_proto::{ApiError, ErrorCode, Frame, Kind, ServiceId};
@@ -9,6 +11,11 @@ use agora_testkit::Cluster;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// How long a test waits for the server to answer or to close: far longer than either
+/// takes, so that a server doing neither fails the test instead of hanging it.
+const BOUND: Duration = Duration::from_secs(10);
 
 fn request(service: ServiceId, id: u64, payload: Vec<u8>) -> Bytes {
     Frame { kind: Kind::Request, service: service as u8, id, payload: payload.into() }.to_bytes()
@@ -25,7 +32,10 @@ fn ping(id: u64) -> Bytes {
 /// Reads until the server closes the connection; returns the frames it sent.
 async fn frames_until_close(socket: &mut TcpStream) -> Vec<Frame> {
     let mut bytes = Vec::new();
-    socket.read_to_end(&mut bytes).await.unwrap();
+    timeout(BOUND, socket.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection in time")
+        .unwrap();
     let mut buf = BytesMut::from(&bytes[..]);
     let mut frames = Vec::new();
     while let Some(frame) = Frame::parse(&mut buf, 1 << 20).unwrap() {
@@ -40,6 +50,11 @@ fn goodbye_code(frames: &[Frame]) -> ErrorCode {
     postcard::from_bytes::<ApiError>(&last.payload).unwrap().code
 }
 
+/// Reads what has arrived into `buf`; 0 at the close.
+async fn read_more(socket: &mut TcpStream, buf: &mut BytesMut) -> usize {
+    timeout(BOUND, socket.read_buf(buf)).await.expect("the server answers in time").unwrap()
+}
+
 /// A well-behaved connection still gets answers.
 async fn still_serves(cluster: &Cluster) {
     let mut socket = TcpStream::connect(cluster.buyer_addr()).await.unwrap();
@@ -49,7 +64,7 @@ async fn still_serves(cluster: &Cluster) {
         if let Some(frame) = Frame::parse(&mut buf, 1 << 20).unwrap() {
             break frame;
         }
-        assert!(socket.read_buf(&mut buf).await.unwrap() > 0, "closed before answering");
+        assert!(read_more(&mut socket, &mut buf).await > 0, "closed before answering");
     };
     assert_eq!(frame.id, 1);
     let reply: Result<Response, ApiError> = postcard::from_bytes(&frame.payload).unwrap();
@@ -113,7 +128,7 @@ async fn an_undecodable_request_is_refused_and_the_connection_goes_on() {
             answers.push(frame);
             continue;
         }
-        assert!(socket.read_buf(&mut buf).await.unwrap() > 0, "closed early");
+        assert!(read_more(&mut socket, &mut buf).await > 0, "closed early");
     }
     answers.sort_by_key(|f| f.id);
     let bad: Result<Response, ApiError> = postcard::from_bytes(&answers[0].payload).unwrap();
@@ -153,7 +168,7 @@ async fn many_requests_in_flight_on_one_connection_all_come_back() {
             ids.push(frame.id);
             continue;
         }
-        assert!(socket.read_buf(&mut buf).await.unwrap() > 0, "closed early");
+        assert!(read_more(&mut socket, &mut buf).await > 0, "closed early");
     }
     ids.sort_unstable();
     assert_eq!(ids, (1..=500).collect::<Vec<_>>());

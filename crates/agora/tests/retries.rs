@@ -56,14 +56,18 @@ async fn a_repeated_op_is_applied_once_and_answers_the_same() {
         .unwrap();
     let add =
         BuyerRequest::AddToCart { op: [3; 16], session: token.clone(), item: id, quantity: 2 };
-    raw.call(&add, WAIT).await.unwrap();
-    raw.call(&add, WAIT).await.unwrap();
-    assert_eq!(buyer.display_cart().await.unwrap()[0].quantity, 2);
+    let first = raw.call(&add, WAIT).await.unwrap();
+    assert_eq!(raw.call(&add, WAIT).await.unwrap(), first);
+    let Response::Cart(cart) = first else { panic!("{first:?}") };
+    assert_eq!(cart.iter().map(|l| (l.item, l.quantity)).collect::<Vec<_>>(), vec![(id, 2)]);
+    assert_eq!(buyer.display_cart().await.unwrap(), cart);
     let remove =
         BuyerRequest::RemoveFromCart { op: [4; 16], session: token, item: id, quantity: 1 };
-    raw.call(&remove, WAIT).await.unwrap();
-    raw.call(&remove, WAIT).await.unwrap();
-    assert_eq!(buyer.display_cart().await.unwrap()[0].quantity, 1);
+    let first = raw.call(&remove, WAIT).await.unwrap();
+    assert_eq!(raw.call(&remove, WAIT).await.unwrap(), first);
+    let Response::Cart(cart) = first else { panic!("{first:?}") };
+    assert_eq!(cart.iter().map(|l| (l.item, l.quantity)).collect::<Vec<_>>(), vec![(id, 1)]);
+    assert_eq!(buyer.display_cart().await.unwrap(), cart);
 
     // CreateAccount: the repeat returns the same id instead of "username taken".
     let create = BuyerRequest::CreateAccount {
@@ -82,17 +86,30 @@ async fn one_account_never_gets_another_accounts_recorded_answer() {
     let raw = Channel::<SellerServer>::connect(&cluster.seller_addr(), WAIT, DEFAULT_MAX_FRAME)
         .await
         .unwrap();
-    let mut sessions = Vec::new();
+    let mut sellers = Vec::new();
     for name in ["ann", "bob"] {
         let s = SellerClient::new(vec![cluster.seller_addr()]);
-        s.create_account(name, "password1", "").await.unwrap();
-        sessions.push(s.login(name, "password1").await.unwrap());
+        let id = s.create_account(name, "password1", "").await.unwrap();
+        let session = s.login(name, "password1").await.unwrap();
+        sellers.push((s, id, session));
     }
     let as_ann =
-        SellerRequest::RegisterItem { op: [9; 16], session: sessions[0].clone(), item: lamp() };
+        SellerRequest::RegisterItem { op: [9; 16], session: sellers[0].2.clone(), item: lamp() };
     let as_bob =
-        SellerRequest::RegisterItem { op: [9; 16], session: sessions[1].clone(), item: lamp() };
+        SellerRequest::RegisterItem { op: [9; 16], session: sellers[1].2.clone(), item: lamp() };
     let (a, b) = (raw.call(&as_ann, WAIT).await.unwrap(), raw.call(&as_bob, WAIT).await.unwrap());
     assert_ne!(a, b, "the same op id from two sellers is two requests");
+
+    // Each registration made an item of its own seller's.
+    let buyer = BuyerClient::new(vec![cluster.buyer_addr()]);
+    buyer.create_account("bea", "password1", "").await.unwrap();
+    buyer.login("bea", "password1").await.unwrap();
+    for (answer, (seller, seller_id, _)) in [a, b].into_iter().zip(&sellers) {
+        let Response::ItemId(id) = answer else { panic!("{answer:?}") };
+        let listed = seller.list_items(Page::default()).await.unwrap();
+        assert_eq!(listed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![id]);
+        let item = buyer.get_item(id).await.unwrap();
+        assert_eq!((item.seller_id, item.name.as_str()), (*seller_id, "Lamp"));
+    }
     cluster.stop().await;
 }

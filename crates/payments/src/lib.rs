@@ -27,7 +27,7 @@ use tracing::info;
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS charges (
     key           TEXT    PRIMARY KEY,
-    state         INTEGER NOT NULL,   -- 1 approved, 2 declined, 3 cancelled
+    state         INTEGER NOT NULL,   -- APPROVED, DECLINED or CANCELLED
     amount        INTEGER NOT NULL,   -- cents
     holder        TEXT    NOT NULL,
     last4         TEXT    NOT NULL,
@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS charges (
     at_ms         INTEGER NOT NULL,
     payer         INTEGER NOT NULL DEFAULT 0  -- the buyer charged (0: recorded before payers were)
 ) WITHOUT ROWID;";
+
+/// `charges.state` of an approved charge. The numbers are stored; never renumber.
+pub const APPROVED: i64 = 1;
+/// `charges.state` of a declined charge.
+pub const DECLINED: i64 = 2;
+/// `charges.state` of a charge cancelled before it arrived.
+pub const CANCELLED: i64 = 3;
 
 /// Everything the payments service can be told at start.
 #[derive(Debug, Clone)]
@@ -217,12 +224,12 @@ fn recorded(c: &Connection, key: &str) -> Result<Option<Outcome>, ApiError> {
             st.query_row([key], |r| {
                 let text: String = r.get(2)?;
                 Ok(match r.get::<_, i64>(0)? {
-                    1 => Outcome::Approved {
+                    APPROVED => Outcome::Approved {
                         authorization: text,
                         amount: Money::from_cents(r.get(1)?),
                         payer: r.get::<_, i64>(3)? as UserId,
                     },
-                    2 => Outcome::Declined { reason: text },
+                    DECLINED => Outcome::Declined { reason: text },
                     _ => Outcome::Cancelled,
                 })
             })
@@ -240,9 +247,9 @@ fn record(
     card: &Card,
 ) -> Result<(), ApiError> {
     let (state, text) = match outcome {
-        Outcome::Approved { authorization, .. } => (1, authorization.as_str()),
-        Outcome::Declined { reason } => (2, reason.as_str()),
-        Outcome::Cancelled => (3, ""),
+        Outcome::Approved { authorization, .. } => (APPROVED, authorization.as_str()),
+        Outcome::Declined { reason } => (DECLINED, reason.as_str()),
+        Outcome::Cancelled => (CANCELLED, ""),
     };
     c.prepare_cached(
         "INSERT INTO charges (key, state, amount, holder, last4, authorization, at_ms, payer) \

@@ -21,6 +21,11 @@ use tracing::info;
 
 pub use handler::ProductDb;
 
+/// The states of a row of `reservations`, a purchase's units at this database.
+pub mod reservation {
+    pub use crate::reserve::{CONFIRMED, RELEASED, RESERVED};
+}
+
 /// The tables, created on first start.
 pub const SCHEMA: &str = include_str!("schema.sql");
 

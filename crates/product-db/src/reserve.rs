@@ -11,9 +11,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::handler::{item, set_quantity};
 
-const RESERVED: i64 = 1;
-const CONFIRMED: i64 = 2;
-const RELEASED: i64 = 3;
+/// A reservation's units are off sale, waiting for confirm or release. The numbers are
+/// stored in `reservations.state`; never renumber.
+pub const RESERVED: i64 = 1;
+/// The purchase happened: the units are sold.
+pub const CONFIRMED: i64 = 2;
+/// The purchase will not happen: the units are back on sale (or were never taken, the
+/// row then a tombstone that refuses a late reserve).
+pub const RELEASED: i64 = 3;
 
 fn recorded(c: &Connection, purchase: u64) -> Result<Option<(i64, Vec<PurchaseLine>)>, ApiError> {
     let row: Option<(i64, Vec<u8>)> = c

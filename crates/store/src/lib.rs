@@ -823,4 +823,50 @@ mod tests {
             .expect("count");
         assert_eq!(n, 50);
     }
+
+    /// A connection with the op table and a counter `f` bumps: how many times it ran.
+    fn ops_table() -> Connection {
+        let c = Connection::open_in_memory().expect("open");
+        c.execute_batch(APPLIED_SCHEMA).expect("schema");
+        c.execute_batch("CREATE TABLE n(v INTEGER); INSERT INTO n VALUES (0);").expect("n");
+        c
+    }
+
+    fn bump(c: &Connection) -> Result<i64, ApiError> {
+        c.execute("UPDATE n SET v = v + 1", []).map_err(db_error)?;
+        c.query_row("SELECT v FROM n", [], |r| r.get(0)).map_err(db_error)
+    }
+
+    /// Moves the recorded answer of `op` back in time by `age_ms`.
+    fn age(c: &Connection, op: &OpId, age_ms: i64) {
+        let n = c
+            .execute(
+                "UPDATE applied_ops SET at_ms = at_ms - ?2 WHERE op = ?1",
+                rusqlite::params![&op[..], age_ms],
+            )
+            .expect("age");
+        assert_eq!(n, 1, "one recorded answer");
+    }
+
+    #[test]
+    fn recorded_answers_are_forgotten_after_their_memory() {
+        let c = ops_table();
+        // Ops whose first byte is 0 also sweep out answers past their memory.
+        let (old, recent, sweep) =
+            ([1; 16], [2; 16], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(once(&c, 7, &old, bump).expect("first"), 1);
+        assert_eq!(once(&c, 7, &recent, bump).expect("first"), 2);
+        // Repeats get the recorded answers and change nothing.
+        assert_eq!(once(&c, 7, &old, bump).expect("repeat"), 1);
+        assert_eq!(once(&c, 7, &recent, bump).expect("repeat"), 2);
+
+        // One answer just past its memory, one a minute short of it.
+        age(&c, &old, APPLIED_MEMORY_MS + 1_000);
+        age(&c, &recent, APPLIED_MEMORY_MS - 60_000);
+        assert_eq!(once(&c, 7, &sweep, bump).expect("sweep"), 3);
+        // The old op is new again, and runs; the recent one is still remembered.
+        assert_eq!(once(&c, 7, &old, bump).expect("forgotten"), 4);
+        assert_eq!(once(&c, 7, &recent, bump).expect("remembered"), 2);
+        assert_eq!(once(&c, 7, &old, bump).expect("recorded again"), 4);
+    }
 }

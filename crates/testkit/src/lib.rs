@@ -326,6 +326,11 @@ impl Process {
         Process { child, addr, exe: exe.to_owned(), args }
     }
 
+    /// The process id, for looking at it from outside (its threads in `/proc`, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the process to exit on its own (an injected crash, say).
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()

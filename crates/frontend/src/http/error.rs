@@ -141,23 +141,67 @@ impl IntoResponse for Error {
 mod tests {
     use super::*;
 
+    /// Every code's status, as docs/http.md ("Status codes") promises it.
+    const DOCUMENTED: [(ErrorCode, u16); 19] = [
+        (ErrorCode::InvalidArgument, 400),
+        (ErrorCode::BadRequest, 400),
+        (ErrorCode::NotLoggedIn, 401),
+        (ErrorCode::SessionExpired, 401),
+        (ErrorCode::WrongCredentials, 401),
+        (ErrorCode::PaymentDeclined, 402),
+        (ErrorCode::NotYourItem, 403),
+        (ErrorCode::UnknownItem, 404),
+        (ErrorCode::UnknownUser, 404),
+        (ErrorCode::NotEnoughUnits, 409),
+        (ErrorCode::UsernameTaken, 409),
+        (ErrorCode::Aborted, 409),
+        (ErrorCode::Internal, 500),
+        (ErrorCode::Protocol, 500),
+        (ErrorCode::Forbidden, 500),
+        (ErrorCode::Unavailable, 503),
+        (ErrorCode::Overloaded, 503),
+        (ErrorCode::PurchasePending, 503),
+        (ErrorCode::Timeout, 504),
+    ];
+
     #[test]
     fn each_class_of_error_has_its_status() {
-        for (code, status) in [
-            (ErrorCode::InvalidArgument, 400),
-            (ErrorCode::NotLoggedIn, 401),
-            (ErrorCode::SessionExpired, 401),
-            (ErrorCode::WrongCredentials, 401),
-            (ErrorCode::NotYourItem, 403),
-            (ErrorCode::UnknownItem, 404),
-            (ErrorCode::UnknownUser, 404),
-            (ErrorCode::NotEnoughUnits, 409),
-            (ErrorCode::UsernameTaken, 409),
-            (ErrorCode::Unavailable, 503),
-            (ErrorCode::Timeout, 504),
-            (ErrorCode::Internal, 500),
-        ] {
+        // From the list of every code, so that a new code without a documented status fails.
+        for code in ErrorCode::ALL {
+            let (_, status) = DOCUMENTED
+                .into_iter()
+                .find(|(documented, _)| *documented == code)
+                .unwrap_or_else(|| panic!("{code} has no status in the table"));
             assert_eq!(status_of(code).as_u16(), status, "{code}");
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        price: String,
+        quantity: u32,
+    }
+
+    /// What `decode` refuses `body` with: status, code and message.
+    fn refusal(body: &[u8]) -> (u16, ErrorCode, String) {
+        let e = crate::http::extract::decode::<Body>(body).expect_err("refused");
+        (e.status.as_u16(), e.code, e.message)
+    }
+
+    #[test]
+    fn a_bad_body_is_refused_naming_the_field() {
+        let (status, code, message) = refusal(br#"{"price": 12, "quantity": 1}"#);
+        assert_eq!((status, code), (400, ErrorCode::InvalidArgument));
+        assert_eq!(
+            message,
+            "invalid price: invalid type: integer `12`, expected a string at line 1 column 12"
+        );
+        let (status, code, message) = refusal(br#"{"price": "12"}"#);
+        assert_eq!((status, code), (400, ErrorCode::InvalidArgument));
+        assert_eq!(message, "invalid body: missing field `quantity` at line 1 column 15");
+        let (status, code, message) = refusal(br#"{"price": "12", "quantity": 1} x"#);
+        assert_eq!((status, code), (400, ErrorCode::BadRequest));
+        assert_eq!(message, "the body is not valid JSON: trailing characters at line 1 column 32");
     }
 }

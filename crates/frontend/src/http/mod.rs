@@ -106,12 +106,20 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             String::from("{}")
         }
     };
-    router
+    let router = router
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
         )
-        .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
+        .route("/docs", get(|| async { Html(include_str!("docs.html")) }));
+    layers(router, without_query(api), limits)
+}
+
+/// The fallback and the middleware of every API: body limit, request deadline, panics
+/// caught, query strings refused where the operation (`no_query`) takes none, the one
+/// error shape, tracing.
+fn layers(router: Router, no_query: HashSet<(Method, String)>, limits: &Limits) -> Router {
+    router
         .fallback(|request: Request| async move {
             Error::new(
                 StatusCode::NOT_FOUND,
@@ -126,7 +134,7 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             Error::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "a handler panicked")
                 .into_response()
         }))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(without_query(api)), refuse_queries))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(no_query), refuse_queries))
         .layer(axum::middleware::map_response(error_shape))
         .layer(axum::middleware::from_fn(refuse_long_uris))
         .layer(TraceLayer::new_for_http())
@@ -292,5 +300,76 @@ impl utoipa::Modify for SessionScheme {
                     .build(),
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    /// How long a test waits for an answer: far past any answer here.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// Serves `router` behind [`layers`] on a free port, asks `GET path` over a real
+    /// socket, and returns the status, the content type and the JSON body.
+    async fn get_through_layers(
+        router: Router,
+        limits: Limits,
+        path: &str,
+    ) -> (u16, String, serde_json::Value) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let app = layers(router, HashSet::new(), &limits);
+        let server = tokio::spawn(serve(listener, app, limits.clone(), shutdown.clone()));
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(BOUND, socket.read_to_end(&mut answer))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        shutdown.cancel();
+        server.await.expect("server");
+
+        let answer = String::from_utf8(answer).expect("utf-8");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        let content_type = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default()
+            .to_owned();
+        (status, content_type, serde_json::from_str(body).expect("a JSON body"))
+    }
+
+    fn error(code: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({"error": {"code": code, "message": message}})
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_in_the_one_error_shape() {
+        async fn boom() -> &'static str {
+            panic!("secret detail")
+        }
+        let router = Router::new().route("/boom", get(boom));
+        let (status, content_type, body) =
+            get_through_layers(router, Limits::default(), "/boom").await;
+        assert_eq!((status, content_type.as_str()), (500, "application/json"));
+        // The panic's message stays in the log.
+        assert_eq!(body, error("internal", "internal error; the details are in the server's log"));
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_a_504_in_the_one_error_shape() {
+        let router = Router::new().route("/slow", get(std::future::pending::<()>));
+        let limits = Limits { request_timeout: Duration::from_millis(50), ..Limits::default() };
+        let (status, content_type, body) = get_through_layers(router, limits, "/slow").await;
+        assert_eq!((status, content_type.as_str()), (504, "application/json"));
+        assert_eq!(body, error("timeout", "the request took too long and was abandoned"));
     }
 }
