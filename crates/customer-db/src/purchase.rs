@@ -46,16 +46,19 @@ enum State {
 }
 
 impl State {
-    fn from_i64(n: i64) -> State {
-        match n {
+    /// The state stored as `n`; a number that names none is a corrupt log, refused
+    /// rather than taken for any state (least of all `Done`).
+    fn from_i64(n: i64) -> Result<State, ApiError> {
+        Ok(match n {
             1 => State::Started,
             2 => State::Reserved,
             3 => State::Resolving,
             4 => State::Aborting,
             5 => State::Aborted,
             6 => State::Committed,
-            _ => State::Done,
-        }
+            7 => State::Done,
+            _ => return Err(ApiError::internal(format!("corrupt purchase log: state {n}"))),
+        })
     }
 }
 
@@ -696,7 +699,7 @@ fn load_tx(c: &Connection, id: u64) -> Result<Tx, ApiError> {
         id,
         buyer: buyer as UserId,
         session: Key::try_from(session.as_slice()).unwrap_or([0; 32]),
-        state: State::from_i64(state),
+        state: State::from_i64(state)?,
         lines: lines.map(|b| decode(&b)).transpose()?,
         error,
     })
@@ -735,4 +738,27 @@ pub(crate) fn load_purchase(c: &Connection, id: u64) -> Result<Purchase, ApiErro
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_error)?;
     Ok(Purchase { id, at_unix_ms: at, lines, total: Money::from_cents(total) })
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_state_reads_back_and_no_other_number_does() {
+        for state in [
+            State::Started,
+            State::Reserved,
+            State::Resolving,
+            State::Aborting,
+            State::Aborted,
+            State::Committed,
+            State::Done,
+        ] {
+            assert_eq!(State::from_i64(state as i64).ok(), Some(state));
+        }
+        for corrupt in [0, 8, -1, i64::MAX] {
+            assert!(State::from_i64(corrupt).is_err(), "{corrupt}");
+        }
+    }
 }
