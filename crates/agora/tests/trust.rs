@@ -263,3 +263,49 @@ async fn units_of_a_cancelled_purchase_do_not_bring_back_a_withdrawn_item() {
     assert!(found.is_empty(), "{found:?}");
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn data_and_credentials_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start().await;
+    listed(&cluster).await;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    let data = cluster.data.path();
+    for file in ["customer.db", "product.db", "payments.db", "product.db-wal"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let credentials = data.join("credentials");
+    assert_eq!(mode(&credentials), 0o700);
+    for key in ["ca.key", "customer-db.key", "buyer-server.key"] {
+        assert_eq!(mode(&credentials.join(key)), 0o600, "{key}");
+    }
+    cluster.stop().await;
+    // A directory the servers create themselves is private too.
+    let parent = tempfile::tempdir().unwrap();
+    let fresh = parent.path().join("new");
+    let running = agora_testkit::start_product_db(&fresh, "127.0.0.1:0").await;
+    assert_eq!(mode(&fresh), 0o700);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn errors_that_reach_the_public_never_name_internal_addresses() {
+    // A frontend whose databases are down, at addresses a user must not learn.
+    let closed = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (customer_db, product_db) = (closed(0), closed(1));
+    let data = tempfile::tempdir().unwrap();
+    let trust = agora_testkit::trust(data.path(), Component::BuyerServer);
+    let upstream = agora_testkit::frontend_config(customer_db, product_db, trust);
+    let frontend = agora_testkit::start_buyer(&upstream, "127.0.0.1:0").await;
+    let buyer = BuyerClient::new(vec![frontend.addr.to_string()]);
+    let down = buyer.create_account("bea", "password1", "").await.unwrap_err();
+    let message = down.to_string();
+    assert_eq!(down.code(), Some(ErrorCode::Unavailable), "{down:?}");
+    assert!(message.contains("customer-db"), "{message}");
+    for addr in [customer_db, product_db] {
+        assert!(!message.contains(&addr.port().to_string()), "{message} names {addr}");
+    }
+    frontend.stop().await;
+}
