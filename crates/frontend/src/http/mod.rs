@@ -1,8 +1,9 @@
 //! The frontends' HTTP/JSON API, beside their TCP protocol (docs/http.md).
 //!
-//! Each route translates an HTTP request into the same request enum the TCP server
-//! decodes, and hands it to the same handler instance, so the two cannot differ in
-//! semantics or errors. The OpenAPI document is generated from the routes and their types.
+//! Each route reads an HTTP request into typed values and calls the method of the
+//! frontend's service (`SellerFrontend`, `BuyerFrontend`) that the TCP handler calls for
+//! the same operation, on the same instance, so the two cannot differ in semantics or
+//! errors. The OpenAPI document is generated from the routes and their types.
 //!
 //! - [`seller`], [`buyer`]: the routes of each frontend and their OpenAPI headers.
 //! - `shared`: the routes both have (accounts, sessions, health), written once.
@@ -84,13 +85,13 @@ impl Default for Limits {
 /// What a route returns: a response, or an error in the one shape.
 pub type Out<T> = Result<T, Error>;
 
-/// The seller server's HTTP application, over the handler its TCP server uses.
+/// The seller server's HTTP application, over the service its TCP server uses.
 pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
     let (router, api) = seller::routes(front);
     finish(router, &api, limits)
 }
 
-/// The buyer server's HTTP application, over the handler its TCP server uses.
+/// The buyer server's HTTP application, over the service its TCP server uses.
 pub fn buyer_app(front: Arc<BuyerFrontend>, limits: &Limits) -> Router {
     let (router, api) = buyer::routes(front);
     finish(router, &api, limits)
