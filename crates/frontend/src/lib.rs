@@ -6,15 +6,18 @@
 //!
 //! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
 //! - [`sessions`]: the sessions checked lately, trusted for a moment without asking.
-//! - [`seller`]: the seller's interface.
-//! - [`buyer`]: the buyer's interface.
+//! - [`seller`]: the seller's interface: its service, one typed method per operation,
+//!   and the TCP handler over it.
+//! - [`buyer`]: the buyer's interface, the same way.
 //! - [`http`]: both interfaces over HTTP/JSON, with an OpenAPI document.
+//! - [`web`]: both interfaces as web pages, the storefront (docs/storefront.md).
 
 pub mod buyer;
 pub mod http;
 pub mod seller;
 pub mod sessions;
 pub mod upstream;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -85,16 +85,28 @@ impl Default for Limits {
 /// What a route returns: a response, or an error in the one shape.
 pub type Out<T> = Result<T, Error>;
 
-/// The seller server's HTTP application, over the service its TCP server uses.
+/// The seller server's HTTP application, JSON API and web pages, over the service its TCP
+/// server uses.
 pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
+    let pages = crate::web::seller::routes(front.clone());
     let (router, api) = seller::routes(front);
-    finish(router, &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits)
 }
 
-/// The buyer server's HTTP application, over the service its TCP server uses.
+/// The buyer server's HTTP application, JSON API and web pages, over the service its TCP
+/// server uses.
 pub fn buyer_app(front: Arc<BuyerFrontend>, limits: &Limits) -> Router {
+    let pages = crate::web::buyer::routes(front.clone());
     let (router, api) = buyer::routes(front);
-    finish(router, &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits)
+}
+
+/// A role's web pages (docs/storefront.md) with the stylesheet and the headers every
+/// page carries.
+fn storefront(pages: Router) -> Router {
+    pages
+        .route(crate::web::STYLESHEET_PATH, get(crate::web::stylesheet))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
 }
 
 /// Adds the OpenAPI document, the docs page, the fallback and the middleware.
