@@ -223,7 +223,9 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
         .await
         .redirects_to("/cart?done=added");
     let cart = buyer.get("/cart?done=added").await;
-    cart.expect(200).has("Added to your cart.").has("<td id=\"total\">3.00</td>");
+    cart.expect(200)
+        .has("Added to your cart.")
+        .has("<td id=\"total\" data-label=\"Total\">3.00</td>");
 
     // A card that fails the Luhn check is declined, in words, with the typed details kept
     // but the number not echoed; nothing is bought.
