@@ -551,8 +551,84 @@ async fn cookies_headers_and_sessions_across_frontends() {
     let csrf = page.csrf();
     elsewhere.post("/cart/save", &[("csrf", &csrf)]).await.redirects_to("/cart?done=saved");
 
+    // A page that is not there is a page, for a browser; for the API, the JSON error.
+    let missing = reqwest::Client::new()
+        .get(format!("http://{buyer_a}/no-such-page"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("content-security-policy"));
+    assert!(missing.text().await.unwrap().contains("No such page"));
+
     // The JSON API on the same port is untouched by the pages.
     let api = reqwest::get(format!("http://{buyer_a}/v1/items?category=1")).await.unwrap();
     assert_eq!(api.status(), 401);
     assert_eq!(api.headers()["content-type"], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_outcomes_are_told_in_words() {
+    let cluster = Cluster::start().await;
+    let (_s, seller_http) = cluster.start_seller_with_http().await;
+    let (_b, buyer_http) = cluster.start_buyer_with_http().await;
+    let mut seller = Browser::new(seller_http);
+    seller.sign_up("ivy", "").await;
+    let item = seller_lists(&mut seller, "Desk", "3").await;
+    let mut buyer = Browser::new(buyer_http);
+    buyer.sign_up("jon", "").await;
+    let csrf = buyer.token().await;
+    buyer
+        .post("/cart/add", &[("csrf", &csrf), ("item", &item), ("quantity", "2")])
+        .await
+        .redirects_to("/cart?done=added");
+
+    // The seller takes two units off sale: one is left for a cart of two.
+    let token = seller.token().await;
+    let dom = item.replace(':', "-");
+    seller
+        .post(&format!("/items/{dom}/remove"), &[("csrf", &token), ("quantity", "2")])
+        .await
+        .redirects_to("/?done=units");
+    let card = [
+        ("csrf", csrf.as_str()),
+        ("holder", "Jon"),
+        ("number", "4111111111111111"),
+        ("expiry", "12/39"),
+    ];
+    let short = buyer.post("/cart/checkout", &card).await;
+    short
+        .expect(409)
+        .has("Not enough units are left")
+        .has("Nothing was bought or charged")
+        .has("value=\"Jon\"");
+
+    // Payments down: the shopper is told the charge is not settled yet, and how to
+    // avoid paying twice.
+    buyer
+        .post("/cart/remove", &[("csrf", &csrf), ("item", &item), ("quantity", "1")])
+        .await
+        .redirects_to("/cart?done=removed");
+    let payments = cluster.payments;
+    payments.stop().await;
+    let down = buyer.post("/cart/checkout", &card).await;
+    down.expect(503).has("Payments did not answer in time").has("not charged twice");
+    buyer.get("/purchases").await.expect(200).has("No purchases yet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_sends_to_login_and_says_why() {
+    let clock = agora_customer_db::Clock::manual(1_700_000_000_000);
+    let options = agora_testkit::Options::manual_clock(&clock, std::time::Duration::from_secs(60));
+    let cluster = Cluster::start_with(options).await;
+    let (_b, buyer_http) = cluster.start_buyer_with_http().await;
+    let mut buyer = Browser::new(buyer_http);
+    buyer.sign_up("kim", "").await;
+    buyer.get("/").await.expect(200);
+    clock.advance(std::time::Duration::from_secs(61));
+    let page = buyer.get("/cart").await;
+    page.redirects_to("/login?expired=1");
+    assert!(!buyer.cookies.contains_key("agora_buyer_session"));
+    buyer.get("/login?expired=1").await.expect(200).has("Your session has ended");
 }

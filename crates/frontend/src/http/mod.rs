@@ -90,7 +90,7 @@ pub type Out<T> = Result<T, Error>;
 pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
     let pages = crate::web::seller::routes(front.clone());
     let (router, api) = seller::routes(front);
-    finish(router.merge(storefront(pages)), &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits, true)
 }
 
 /// The buyer server's HTTP application, JSON API and web pages, over the service its TCP
@@ -98,7 +98,7 @@ pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
 pub fn buyer_app(front: Arc<BuyerFrontend>, limits: &Limits) -> Router {
     let pages = crate::web::buyer::routes(front.clone());
     let (router, api) = buyer::routes(front);
-    finish(router.merge(storefront(pages)), &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits, false)
 }
 
 /// A role's web pages (docs/storefront.md) with the stylesheet and the headers every
@@ -110,7 +110,8 @@ fn storefront(pages: Router) -> Router {
 }
 
 /// Adds the OpenAPI document, the docs page, the fallback and the middleware.
-fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Router {
+/// `seller` says whose pages a browser asking for an unknown page is sent back to.
+fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits, seller: bool) -> Router {
     // Serialised once: the document is a constant of the build.
     let json = match api.to_pretty_json() {
         Ok(json) => json,
@@ -125,12 +126,17 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
         )
         .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
-        .fallback(|request: Request| async move {
+        .fallback(move |request: Request| async move {
+            // A browser asking for a page that is not there gets a page that says so.
+            if crate::web::wants_html(&request) {
+                return crate::web::not_found(seller);
+            }
             Error::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::BadRequest,
                 format!("no route {} {}: see /docs", request.method(), request.uri().path()),
             )
+            .into_response()
         })
         // Innermost first: each layer wraps those above it.
         .layer(DefaultBodyLimit::max(limits.body_limit))

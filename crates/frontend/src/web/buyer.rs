@@ -550,8 +550,10 @@ pub fn checkout_words(error: &ApiError) -> String {
              again in a moment."
                 .into()
         }
-        ErrorCode::PurchasePending => "We are still confirming your payment. Look at your \
-             purchase history in a moment before trying again, so you are not charged twice."
+        ErrorCode::PurchasePending => "Payments did not answer in time, so we cannot tell yet \
+             whether your card was charged; the purchase is settled by itself once payments \
+             is back. Look at your purchase history in a moment before trying again, so you \
+             are not charged twice."
             .into(),
         ErrorCode::Aborted => "The purchase was cancelled and nothing was charged. Please try \
              again."

@@ -273,6 +273,34 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Whether `request` is a browser's GET of a page (not of the JSON API).
+pub fn wants_html(request: &Request<axum::body::Body>) -> bool {
+    request.method() == axum::http::Method::GET
+        && !request.uri().path().starts_with("/v1/")
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The page for a path that is not one.
+pub fn not_found(seller: bool) -> Response {
+    let mut response = page(
+        StatusCode::NOT_FOUND,
+        &ErrorPage {
+            nav: Nav::new(seller, None),
+            heading: "No such page",
+            message: "There is nothing at this address.".into(),
+        },
+    );
+    let headers = response.headers_mut();
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
 /// The message of `error` for a person: internal details stay in the log.
 pub fn plain(error: &ApiError) -> String {
     match error.code {
