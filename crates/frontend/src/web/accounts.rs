@@ -13,6 +13,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use super::{
     Cookies, Nav, Refusal, cookie, csrf_token, over_tls, page, plain, random_hex, read_form,
@@ -253,8 +254,6 @@ fn op_of(csrf: &str, username: &str) -> OpId {
     op[0] |= 1;
     op
 }
-
-use sha2::Digest as _;
 
 /// The logout form's fields.
 #[derive(Debug, Default, Deserialize)]
