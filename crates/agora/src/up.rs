@@ -448,6 +448,11 @@ fn print_banner(started: &[Component], data_dir: &str) {
     println!("Scripts:  {seller} create-account --username ann --password 'long enough'");
     println!("          {seller} login --username ann    (asks for the password)");
     let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
+    if let (Some(buyer), Some(seller)) = (http("buyer-server"), http("seller-server")) {
+        println!(
+            "Browser:  shop at http://{buyer}/  sell at http://{seller}/  (docs/storefront.md)"
+        );
+    }
     if let Some(buyer) = http("buyer-server") {
         println!(
             "HTTP:     curl --json '{{\"username\":\"cy\",\"password\":\"long enough\"}}' http://{buyer}/v1/buyers"

@@ -269,9 +269,8 @@ async fn data_and_credentials_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let cluster = Cluster::start().await;
     listed(&cluster).await;
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let data = cluster.data.path();
     for file in ["customer.db", "product.db", "payments.db", "product.db-wal"] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");

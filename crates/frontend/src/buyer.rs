@@ -1,133 +1,264 @@
-//! The buyer's interface. Reads that need both a session check and a product lookup do
-//! the two at once; writes authenticate first.
+//! The buyer's interface: the buyer service, one typed method per operation, and the TCP
+//! handler, a thin adapter from the wire's requests to those methods. The HTTP/JSON
+//! routes and the web pages call the same methods. Reads that need both a session check
+//! and a product lookup do the two at once; writes authenticate first.
 
-use agora_domain::{Role, check_keywords, check_quantity};
+use agora_domain::{
+    Card, CartLine, Feedback, Item, ItemId, Page, Purchase, Role, SellerRating, UserId,
+    check_keywords, check_quantity,
+};
 use agora_proto::messages::front::{BuyerRequest, Response};
-use agora_proto::messages::{customer, product, unexpected};
+use agora_proto::messages::{OpId, customer, product, unexpected};
 use agora_proto::{ApiError, BuyerServer, Handler};
 
 use crate::Upstream;
 
-/// The buyer server's handler. Holds no state but its database connections.
+/// The buyer service. Holds no state but its database connections.
 #[derive(Debug)]
 pub struct BuyerFrontend {
     up: Upstream,
 }
 
-impl BuyerFrontend {
-    /// A handler over these database connections.
-    pub fn new(up: Upstream) -> Self {
-        BuyerFrontend { up }
+/// The cart in a customer database answer.
+fn cart(response: customer::Response) -> Result<Vec<CartLine>, ApiError> {
+    match response {
+        customer::Response::Cart(lines) => Ok(lines),
+        other => Err(unexpected(&other)),
     }
 }
 
-/// The cart in a customer database answer.
-fn cart(response: customer::Response) -> Result<Response, ApiError> {
-    match response {
-        customer::Response::Cart(lines) => Ok(Response::Cart(lines)),
-        other => Err(unexpected(&other)),
+impl BuyerFrontend {
+    /// A service over these database connections.
+    pub fn new(up: Upstream) -> Self {
+        BuyerFrontend { up }
+    }
+
+    /// Ping: with `deep`, a round trip to both databases too.
+    pub async fn ping(&self, deep: bool) -> Result<(), ApiError> {
+        if deep {
+            self.up.ping_both().await?;
+        }
+        Ok(())
+    }
+
+    /// CreateAccount: a new buyer account; its id.
+    pub async fn create_account(
+        &self,
+        op: OpId,
+        username: String,
+        password: String,
+        name: String,
+    ) -> Result<UserId, ApiError> {
+        self.up.create_account(op, Role::Buyer, username, password, name).await
+    }
+
+    /// Login: a new buyer session and the buyer's id.
+    pub async fn login(
+        &self,
+        username: String,
+        password: String,
+    ) -> Result<(String, UserId), ApiError> {
+        self.up.login(Role::Buyer, username, password).await
+    }
+
+    /// Logout: ends a buyer session.
+    pub async fn logout(&self, session: String) -> Result<(), ApiError> {
+        self.up.logout(session, Role::Buyer).await
+    }
+
+    /// The buyer behind a live session, without doing anything else.
+    pub async fn whoami(&self, session: &str) -> Result<UserId, ApiError> {
+        self.up.authenticate(session, Role::Buyer).await
+    }
+
+    /// SearchItemsForSale: one page of a category's items with units left, best match
+    /// first.
+    pub async fn search(
+        &self,
+        session: &str,
+        category: u32,
+        keywords: &[String],
+        page: Page,
+    ) -> Result<Vec<Item>, ApiError> {
+        let keywords = check_keywords(keywords)?;
+        let page = page.validate()?;
+        let (who, found) = tokio::join!(
+            self.up.authenticate(session, Role::Buyer),
+            self.up.product(product::Request::Search { category, keywords, page }),
+        );
+        who?;
+        match found? {
+            product::Response::Items(items) => Ok(items),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// GetItem: one item, sold out or not.
+    pub async fn get_item(&self, session: &str, item: ItemId) -> Result<Item, ApiError> {
+        let (who, item) =
+            tokio::join!(self.up.authenticate(session, Role::Buyer), self.up.item(item));
+        who?;
+        item
+    }
+
+    /// AddItemToCart: the whole cart after adding.
+    pub async fn add_to_cart(
+        &self,
+        op: OpId,
+        session: &str,
+        item: ItemId,
+        quantity: u32,
+    ) -> Result<Vec<CartLine>, ApiError> {
+        check_quantity(quantity)?;
+        let (who, found) =
+            tokio::join!(self.up.authenticate(session, Role::Buyer), self.up.item(item));
+        who?;
+        let available = found?.quantity;
+        let session = session.to_owned();
+        let request = customer::Request::AddToCart { op, session, item, quantity, available };
+        cart(self.up.customer(request).await?)
+    }
+
+    /// RemoveItemFromCart: the whole cart after removing.
+    pub async fn remove_from_cart(
+        &self,
+        op: OpId,
+        session: &str,
+        item: ItemId,
+        quantity: u32,
+    ) -> Result<Vec<CartLine>, ApiError> {
+        check_quantity(quantity)?;
+        let session = session.to_owned();
+        let request = customer::Request::RemoveFromCart { op, session, item, quantity };
+        cart(self.up.customer(request).await?)
+    }
+
+    /// SaveCart: the saved cart becomes a copy of this session's cart.
+    pub async fn save_cart(&self, session: &str) -> Result<(), ApiError> {
+        let session = session.to_owned();
+        self.up.customer(customer::Request::SaveCart { session }).await?;
+        Ok(())
+    }
+
+    /// ClearCart: empties this session's cart.
+    pub async fn clear_cart(&self, session: &str) -> Result<(), ApiError> {
+        let session = session.to_owned();
+        self.up.customer(customer::Request::ClearCart { session }).await?;
+        Ok(())
+    }
+
+    /// DisplayCart: this session's cart.
+    pub async fn cart(&self, session: &str) -> Result<Vec<CartLine>, ApiError> {
+        let session = session.to_owned();
+        cart(self.up.customer(customer::Request::GetCart { session }).await?)
+    }
+
+    /// ProvideFeedback: this buyer's vote on an item; the item's new totals.
+    pub async fn feedback(
+        &self,
+        session: &str,
+        item: ItemId,
+        up: bool,
+    ) -> Result<Feedback, ApiError> {
+        let buyer_id = self.up.authenticate(session, Role::Buyer).await?;
+        match self.up.product(product::Request::Vote { buyer_id, item, up }).await? {
+            product::Response::Feedback(f) => Ok(f),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// GetSellerRating: any seller's feedback and units sold.
+    pub async fn seller_rating(
+        &self,
+        session: &str,
+        seller_id: UserId,
+    ) -> Result<SellerRating, ApiError> {
+        let (who, rating) = tokio::join!(
+            self.up.authenticate(session, Role::Buyer),
+            self.up.seller_rating(seller_id)
+        );
+        who?;
+        rating
+    }
+
+    /// MakePurchase: buys this session's whole cart with `card`, under purchase `key`.
+    pub async fn purchase(
+        &self,
+        session: &str,
+        key: String,
+        card: Card,
+    ) -> Result<Purchase, ApiError> {
+        // Checked here too, so bad input never reaches the coordinator.
+        let card = card.validate()?;
+        let session = session.to_owned();
+        match self.up.customer(customer::Request::Purchase { session, key, card }).await? {
+            customer::Response::Purchased(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// GetBuyerPurchases: one page of this buyer's purchases, newest first.
+    pub async fn purchases(&self, session: &str, page: Page) -> Result<Vec<Purchase>, ApiError> {
+        let page = page.validate()?;
+        let session = session.to_owned();
+        match self.up.customer(customer::Request::Purchases { session, page }).await? {
+            customer::Response::Purchases(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
 impl Handler<BuyerServer> for BuyerFrontend {
     async fn handle(&self, request: BuyerRequest) -> Result<Response, ApiError> {
-        let up = &self.up;
-        match request {
+        Ok(match request {
             BuyerRequest::Ping { deep } => {
-                if deep {
-                    up.ping_both().await?;
-                }
-                Ok(Response::Pong)
+                self.ping(deep).await?;
+                Response::Pong
             }
             BuyerRequest::CreateAccount { op, username, password, name } => {
-                let id = up.create_account(op, Role::Buyer, username, password, name).await?;
-                Ok(Response::Account { id })
+                Response::Account { id: self.create_account(op, username, password, name).await? }
             }
             BuyerRequest::Login { username, password } => {
-                let (session, id) = up.login(Role::Buyer, username, password).await?;
-                Ok(Response::LoggedIn { session, id })
+                let (session, id) = self.login(username, password).await?;
+                Response::LoggedIn { session, id }
             }
             BuyerRequest::Logout { session } => {
-                up.logout(session, Role::Buyer).await?;
-                Ok(Response::Done)
+                self.logout(session).await?;
+                Response::Done
             }
             BuyerRequest::Search { session, category, keywords, page } => {
-                let keywords = check_keywords(&keywords)?;
-                let page = page.validate()?;
-                let (who, found) = tokio::join!(
-                    up.authenticate(&session, Role::Buyer),
-                    up.product(product::Request::Search { category, keywords, page }),
-                );
-                who?;
-                match found? {
-                    product::Response::Items(items) => Ok(Response::Items(items)),
-                    other => Err(unexpected(&other)),
-                }
+                Response::Items(self.search(&session, category, &keywords, page).await?)
             }
             BuyerRequest::GetItem { session, item } => {
-                let (who, item) =
-                    tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
-                who?;
-                Ok(Response::Item(item?))
+                Response::Item(self.get_item(&session, item).await?)
             }
             BuyerRequest::AddToCart { op, session, item, quantity } => {
-                check_quantity(quantity)?;
-                let (who, found) =
-                    tokio::join!(up.authenticate(&session, Role::Buyer), up.item(item));
-                who?;
-                let available = found?.quantity;
-                let request =
-                    customer::Request::AddToCart { op, session, item, quantity, available };
-                cart(up.customer(request).await?)
+                Response::Cart(self.add_to_cart(op, &session, item, quantity).await?)
             }
             BuyerRequest::RemoveFromCart { op, session, item, quantity } => {
-                check_quantity(quantity)?;
-                cart(
-                    up.customer(customer::Request::RemoveFromCart { op, session, item, quantity })
-                        .await?,
-                )
+                Response::Cart(self.remove_from_cart(op, &session, item, quantity).await?)
             }
             BuyerRequest::SaveCart { session } => {
-                up.customer(customer::Request::SaveCart { session }).await?;
-                Ok(Response::Done)
+                self.save_cart(&session).await?;
+                Response::Done
             }
             BuyerRequest::ClearCart { session } => {
-                up.customer(customer::Request::ClearCart { session }).await?;
-                Ok(Response::Done)
+                self.clear_cart(&session).await?;
+                Response::Done
             }
-            BuyerRequest::DisplayCart { session } => {
-                cart(up.customer(customer::Request::GetCart { session }).await?)
-            }
-            BuyerRequest::ProvideFeedback { session, item, up: thumbs_up } => {
-                let buyer_id = up.authenticate(&session, Role::Buyer).await?;
-                match up.product(product::Request::Vote { buyer_id, item, up: thumbs_up }).await? {
-                    product::Response::Feedback(f) => Ok(Response::Feedback(f)),
-                    other => Err(unexpected(&other)),
-                }
+            BuyerRequest::DisplayCart { session } => Response::Cart(self.cart(&session).await?),
+            BuyerRequest::ProvideFeedback { session, item, up } => {
+                Response::Feedback(self.feedback(&session, item, up).await?)
             }
             BuyerRequest::GetSellerRating { session, seller_id } => {
-                let (who, rating) = tokio::join!(
-                    up.authenticate(&session, Role::Buyer),
-                    up.seller_rating(seller_id)
-                );
-                who?;
-                Ok(Response::Rating(rating?))
+                Response::Rating(self.seller_rating(&session, seller_id).await?)
             }
             BuyerRequest::MakePurchase { session, key, card } => {
-                // Checked here too, so bad input never reaches the coordinator.
-                let card = card.validate()?;
-                match up.customer(customer::Request::Purchase { session, key, card }).await? {
-                    customer::Response::Purchased(p) => Ok(Response::Purchase(p)),
-                    other => Err(unexpected(&other)),
-                }
+                Response::Purchase(self.purchase(&session, key, card).await?)
             }
             BuyerRequest::GetPurchases { session, page } => {
-                let page = page.validate()?;
-                match up.customer(customer::Request::Purchases { session, page }).await? {
-                    customer::Response::Purchases(p) => Ok(Response::Purchases(p)),
-                    other => Err(unexpected(&other)),
-                }
+                Response::Purchases(self.purchases(&session, page).await?)
             }
-        }
+        })
     }
 }

@@ -7,9 +7,11 @@
 //! - [`upstream`]: the pools to the databases and the calls the frontends make on them.
 //! - [`sessions`]: the sessions checked lately, trusted for a moment without asking.
 //! - [`throttle`]: logins and sign-ups per client address.
-//! - [`seller`]: the seller's interface.
-//! - [`buyer`]: the buyer's interface.
+//! - [`seller`]: the seller's interface: its service, one typed method per operation,
+//!   and the TCP handler over it.
+//! - [`buyer`]: the buyer's interface, the same way.
 //! - [`http`]: both interfaces over HTTP/JSON, with an OpenAPI document.
+//! - [`web`]: both interfaces as web pages, the storefront (docs/storefront.md).
 
 pub mod buyer;
 pub mod http;
@@ -17,6 +19,7 @@ pub mod seller;
 pub mod sessions;
 pub mod throttle;
 pub mod upstream;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -1,11 +1,9 @@
-//! The buyer's interface over HTTP. Each route turns its request into a [`BuyerRequest`]
-//! and hands it to the same [`BuyerFrontend`] the TCP server uses, so both speak the same
-//! semantics and refuse with the same codes.
+//! The buyer's interface over HTTP. Each route reads its request into typed values and
+//! calls the one method of the [`BuyerFrontend`] service the TCP handler and the web pages
+//! call too, so all speak the same semantics and refuse with the same codes.
 
 use std::sync::Arc;
 
-use agora_proto::messages::front::{BuyerRequest, Response};
-use agora_proto::messages::unexpected;
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
@@ -19,7 +17,7 @@ use super::model::{
     PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView, QuantityQuery, Rating, SearchQuery,
     SellerIdParam, Thumb, Vote, Votes,
 };
-use super::shared::{call, shared_routes};
+use super::shared::shared_routes;
 use super::{BodyFailures, Failures, Out, SessionScheme};
 use crate::buyer::BuyerFrontend;
 
@@ -71,20 +69,13 @@ pub fn routes(front: Arc<BuyerFrontend>) -> (axum::Router, utoipa::openapi::Open
 
 // CreateAccount, Login, Logout, /healthz and /readyz, written once for both servers.
 shared_routes! {
-    front: BuyerFrontend, request: BuyerRequest,
+    front: BuyerFrontend,
     /// CreateAccount: a new buyer account.
     create_account: "/v1/buyers" => "Created; the buyer's id",
     /// Login: starts a buyer session, whose cart starts as a copy of the saved cart.
     login: "/v1/buyers/sessions" => BuyerSession { buyer_id },
     /// Logout: ends this session; its unsaved cart is gone.
     logout,
-}
-
-fn cart(response: Response) -> Out<axum::Json<Cart>> {
-    match response {
-        Response::Cart(lines) => Ok(axum::Json(lines.into())),
-        other => Err(unexpected(&other).into()),
-    }
 }
 
 /// SearchItemsForSale: items of a category with units left, best match first.
@@ -108,12 +99,8 @@ async fn search(
     Query(query): Query<SearchQuery>,
 ) -> Out<axum::Json<ItemPage>> {
     let page = query.page();
-    let request =
-        BuyerRequest::Search { session, category: query.category, keywords: query.keyword, page };
-    match call(&front, request).await? {
-        Response::Items(items) => Ok(axum::Json(ItemPage::new(items, page))),
-        other => Err(unexpected(&other).into()),
-    }
+    let items = front.search(&session, query.category, &query.keyword, page).await?;
+    Ok(axum::Json(ItemPage::new(items, page)))
 }
 
 /// GetItem: one item, sold out or not.
@@ -134,10 +121,7 @@ async fn get_item(
     Session(session): Session,
     ItemPath(item): ItemPath,
 ) -> Out<axum::Json<ItemView>> {
-    match call(&front, BuyerRequest::GetItem { session, item }).await? {
-        Response::Item(item) => Ok(axum::Json(item.into())),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(front.get_item(&session, item).await?.into()))
 }
 
 /// ProvideFeedback: this buyer's thumbs up or down on an item; a new vote replaces the
@@ -163,10 +147,7 @@ async fn feedback(
     Json(body): Json<Vote>,
 ) -> Out<axum::Json<Votes>> {
     let up = matches!(body.vote, Thumb::Up);
-    match call(&front, BuyerRequest::ProvideFeedback { session, item, up }).await? {
-        Response::Feedback(f) => Ok(axum::Json(f.into())),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(front.feedback(&session, item, up).await?.into()))
 }
 
 /// DisplayCart: this session's cart.
@@ -180,7 +161,7 @@ async fn feedback(
     )
 )]
 async fn display_cart(State(front): Front, Session(session): Session) -> Out<axum::Json<Cart>> {
-    cart(call(&front, BuyerRequest::DisplayCart { session }).await?)
+    Ok(axum::Json(front.cart(&session).await?.into()))
 }
 
 /// ClearCart: empties this session's cart (the saved cart is untouched).
@@ -194,7 +175,7 @@ async fn display_cart(State(front): Front, Session(session): Session) -> Out<axu
     )
 )]
 async fn clear_cart(State(front): Front, Session(session): Session) -> Out<StatusCode> {
-    call(&front, BuyerRequest::ClearCart { session }).await?;
+    front.clear_cart(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,10 +211,7 @@ async fn add_to_cart(
 ) -> Out<axum::Json<Cart>> {
     let item = body.item.parse()?;
     let op = key.op("buyer", &format!("add-to-cart {item}"), &session);
-    cart(
-        call(&front, BuyerRequest::AddToCart { op, session, item, quantity: body.quantity })
-            .await?,
-    )
+    Ok(axum::Json(front.add_to_cart(op, &session, item, body.quantity).await?.into()))
 }
 
 /// RemoveItemFromCart: takes units of an item out of this session's cart.
@@ -265,8 +243,7 @@ async fn remove_from_cart(
     Query(query): Query<QuantityQuery>,
 ) -> Out<axum::Json<Cart>> {
     let op = key.op("buyer", &format!("remove-from-cart {item}"), &session);
-    let request = BuyerRequest::RemoveFromCart { op, session, item, quantity: query.quantity };
-    cart(call(&front, request).await?)
+    Ok(axum::Json(front.remove_from_cart(op, &session, item, query.quantity).await?.into()))
 }
 
 /// SaveCart: the saved cart becomes a copy of this session's cart.
@@ -280,7 +257,7 @@ async fn remove_from_cart(
     )
 )]
 async fn save_cart(State(front): Front, Session(session): Session) -> Out<StatusCode> {
-    call(&front, BuyerRequest::SaveCart { session }).await?;
+    front.save_cart(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -302,10 +279,7 @@ async fn seller_rating(
     Session(session): Session,
     SellerPath(seller_id): SellerPath,
 ) -> Out<axum::Json<Rating>> {
-    match call(&front, BuyerRequest::GetSellerRating { session, seller_id }).await? {
-        Response::Rating(r) => Ok(axum::Json(r.into())),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(front.seller_rating(&session, seller_id).await?.into()))
 }
 
 /// GetBuyerPurchases: this buyer's purchases, newest first.
@@ -326,10 +300,7 @@ async fn purchases(
     Query(query): Query<PageQuery>,
 ) -> Out<axum::Json<PurchasePage>> {
     let page = query.page();
-    match call(&front, BuyerRequest::GetPurchases { session, page }).await? {
-        Response::Purchases(p) => Ok(axum::Json(PurchasePage::new(p, page))),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(PurchasePage::new(front.purchases(&session, page).await?, page)))
 }
 
 /// MakePurchase: buys everything in this session's cart, paying by card; all or nothing.
@@ -374,11 +345,8 @@ async fn make_purchase(
 ) -> Out<(StatusCode, axum::Json<PurchaseView>)> {
     // The key goes to the customer database as it is: a purchase's key is the buyer's.
     let key = key.unwrap_or_else(fresh_key);
-    let request = BuyerRequest::MakePurchase { session, key, card: body.card() };
-    match call(&front, request).await? {
-        Response::Purchase(p) => Ok((StatusCode::CREATED, axum::Json(p.into()))),
-        other => Err(unexpected(&other).into()),
-    }
+    let purchase = front.purchase(&session, key, body.card()).await?;
+    Ok((StatusCode::CREATED, axum::Json(purchase.into())))
 }
 
 /// A random purchase key, 128 bits as 32 hex digits.

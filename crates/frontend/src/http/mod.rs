@@ -1,8 +1,9 @@
 //! The frontends' HTTP/JSON API, beside their TCP protocol (docs/http.md).
 //!
-//! Each route translates an HTTP request into the same request enum the TCP server
-//! decodes, and hands it to the same handler instance, so the two cannot differ in
-//! semantics or errors. The OpenAPI document is generated from the routes and their types.
+//! Each route reads an HTTP request into typed values and calls the method of the
+//! frontend's service (`SellerFrontend`, `BuyerFrontend`) that the TCP handler calls for
+//! the same operation, on the same instance, so the two cannot differ in semantics or
+//! errors. The OpenAPI document is generated from the routes and their types.
 //!
 //! - [`seller`], [`buyer`]: the routes of each frontend and their OpenAPI headers.
 //! - `shared`: the routes both have (accounts, sessions, health), written once.
@@ -84,20 +85,33 @@ impl Default for Limits {
 /// What a route returns: a response, or an error in the one shape.
 pub type Out<T> = Result<T, Error>;
 
-/// The seller server's HTTP application, over the handler its TCP server uses.
+/// The seller server's HTTP application, JSON API and web pages, over the service its TCP
+/// server uses.
 pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
+    let pages = crate::web::seller::routes(front.clone());
     let (router, api) = seller::routes(front);
-    finish(router, &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits, true)
 }
 
-/// The buyer server's HTTP application, over the handler its TCP server uses.
+/// The buyer server's HTTP application, JSON API and web pages, over the service its TCP
+/// server uses.
 pub fn buyer_app(front: Arc<BuyerFrontend>, limits: &Limits) -> Router {
+    let pages = crate::web::buyer::routes(front.clone());
     let (router, api) = buyer::routes(front);
-    finish(router, &api, limits)
+    finish(router.merge(storefront(pages)), &api, limits, false)
+}
+
+/// A role's web pages (docs/storefront.md) with the stylesheet and the headers every
+/// page carries.
+fn storefront(pages: Router) -> Router {
+    pages
+        .route(crate::web::STYLESHEET_PATH, get(crate::web::stylesheet))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
 }
 
 /// Adds the OpenAPI document, the docs page, the fallback and the middleware.
-fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Router {
+/// `seller` says whose pages a browser asking for an unknown page is sent back to.
+fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits, seller: bool) -> Router {
     // Serialised once: the document is a constant of the build.
     let json = match api.to_pretty_json() {
         Ok(json) => json,
@@ -112,20 +126,31 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits) -> Ro
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
         )
         .route("/docs", get(|| async { Html(include_str!("docs.html")) }));
-    layers(router, without_query(api), limits)
+    layers(router, without_query(api), limits, seller)
 }
 
 /// The fallback and the middleware of every API: body limit, request deadline, panics
 /// caught, query strings refused where the operation (`no_query`) takes none, the one
-/// error shape, tracing.
-fn layers(router: Router, no_query: HashSet<(Method, String)>, limits: &Limits) -> Router {
+/// error shape, tracing. `seller` says whose pages a browser asking for an unknown page
+/// is sent back to.
+fn layers(
+    router: Router,
+    no_query: HashSet<(Method, String)>,
+    limits: &Limits,
+    seller: bool,
+) -> Router {
     router
-        .fallback(|request: Request| async move {
+        .fallback(move |request: Request| async move {
+            // A browser asking for a page that is not there gets a page that says so.
+            if crate::web::wants_html(&request) {
+                return crate::web::not_found(seller);
+            }
             Error::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::BadRequest,
                 format!("no route {} {}: see /docs", request.method(), request.uri().path()),
             )
+            .into_response()
         })
         // Innermost first: each layer wraps those above it.
         .layer(DefaultBodyLimit::max(limits.body_limit))
@@ -323,7 +348,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let app = layers(router, HashSet::new(), &limits);
+        let app = layers(router, HashSet::new(), &limits, false);
         let server = tokio::spawn(serve(listener, app, limits.clone(), shutdown.clone()));
         let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");

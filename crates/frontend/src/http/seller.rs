@@ -1,11 +1,9 @@
-//! The seller's interface over HTTP. Each route turns its request into a
-//! [`SellerRequest`] and hands it to the same [`SellerFrontend`] the TCP server uses, so
-//! both speak the same semantics and refuse with the same codes.
+//! The seller's interface over HTTP. Each route reads its request into typed values and
+//! calls the one method of the [`SellerFrontend`] service the TCP handler and the web
+//! pages call too, so all speak the same semantics and refuse with the same codes.
 
 use std::sync::Arc;
 
-use agora_proto::messages::front::{Response, SellerRequest};
-use agora_proto::messages::unexpected;
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
@@ -18,7 +16,7 @@ use super::model::{
     ItemCreated, ItemIdParam, ItemPage, MutationHeaders, NewItemBody, PageQuery, PriceChange,
     Rating, SellerSession, UnitsLeft, UnitsRemoval,
 };
-use super::shared::{call, shared_routes};
+use super::shared::shared_routes;
 use super::{BodyFailures, Failures, Out, SessionScheme};
 use crate::seller::SellerFrontend;
 
@@ -64,7 +62,7 @@ pub fn routes(front: Arc<SellerFrontend>) -> (axum::Router, utoipa::openapi::Ope
 
 // CreateAccount, Login, Logout, /healthz and /readyz, written once for both servers.
 shared_routes! {
-    front: SellerFrontend, request: SellerRequest,
+    front: SellerFrontend,
     /// CreateAccount: a new seller account.
     create_account: "/v1/sellers" => "Created; the seller's id",
     /// Login: starts a seller session.
@@ -84,10 +82,7 @@ shared_routes! {
     )
 )]
 async fn rating(State(front): Front, Session(session): Session) -> Out<axum::Json<Rating>> {
-    match call(&front, SellerRequest::GetRating { session }).await? {
-        Response::Rating(r) => Ok(axum::Json(r.into())),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(front.rating(&session).await?.into()))
 }
 
 /// RegisterItemForSale: lists a new item.
@@ -111,11 +106,8 @@ async fn register_item(
     Json(body): Json<NewItemBody>,
 ) -> Out<(StatusCode, axum::Json<ItemCreated>)> {
     let op = key.op("seller", "register-item", &session);
-    let request = SellerRequest::RegisterItem { op, session, item: body.into_domain()? };
-    match call(&front, request).await? {
-        Response::ItemId(id) => Ok((StatusCode::CREATED, axum::Json(id.into()))),
-        other => Err(unexpected(&other).into()),
-    }
+    let id = front.register_item(op, &session, body.into_domain()?).await?;
+    Ok((StatusCode::CREATED, axum::Json(id.into())))
 }
 
 /// DisplayItemsForSale: this seller's items with units left, oldest first.
@@ -136,10 +128,7 @@ async fn list_items(
     Query(query): Query<PageQuery>,
 ) -> Out<axum::Json<ItemPage>> {
     let page = query.page();
-    match call(&front, SellerRequest::ListItems { session, page }).await? {
-        Response::Items(items) => Ok(axum::Json(ItemPage::new(items, page))),
-        other => Err(unexpected(&other).into()),
-    }
+    Ok(axum::Json(ItemPage::new(front.list_items(&session, page).await?, page)))
 }
 
 /// ChangeItemPrice: a new sale price for one of this seller's items.
@@ -164,8 +153,7 @@ async fn change_price(
     ItemPath(item): ItemPath,
     Json(body): Json<PriceChange>,
 ) -> Out<StatusCode> {
-    let request = SellerRequest::ChangePrice { session, item, price: body.money()? };
-    call(&front, request).await?;
+    front.change_price(&session, item, body.money()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -194,11 +182,6 @@ async fn remove_units(
     Json(body): Json<UnitsRemoval>,
 ) -> Out<axum::Json<UnitsLeft>> {
     let op = key.op("seller", &format!("remove-units {item}"), &session);
-    let request = SellerRequest::RemoveUnits { op, session, item, quantity: body.quantity };
-    match call(&front, request).await? {
-        Response::Quantity(quantity) => {
-            Ok(axum::Json(UnitsLeft { id: item.to_string(), quantity }))
-        }
-        other => Err(unexpected(&other).into()),
-    }
+    let quantity = front.remove_units(op, &session, item, body.quantity).await?;
+    Ok(axum::Json(UnitsLeft { id: item.to_string(), quantity }))
 }

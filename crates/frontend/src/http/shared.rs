@@ -1,16 +1,10 @@
-//! What both servers' routes share: [`call`], and the routes both have (CreateAccount,
-//! Login, Logout and the health checks).
+//! What both servers' routes share: the routes both have (CreateAccount, Login, Logout
+//! and the health checks).
 //!
 //! Those routes differ between the servers only in their paths, texts and types, but
 //! `#[utoipa::path]` needs those written out on each handler and cannot read them from a
 //! generic parameter. So [`shared_routes!`] holds the one definition, and `seller.rs` and
 //! `buyer.rs` each invoke it with their own.
-
-use std::sync::Arc;
-
-use agora_proto::{Handler, Service};
-
-use super::Out;
 
 /// Writes a module `shared` into the invoking module: the handlers `create_account`,
 /// `login`, `logout`, `healthz` and `readyz`, with their OpenAPI annotations, for one server.
@@ -18,15 +12,15 @@ use super::Out;
 /// Types are named as the invoking module has them in scope. The doc comment above each
 /// route becomes its handler's, from which utoipa takes the operation's summary.
 ///
-/// - `front`, `request`: the server's handler and request enum; the routes send its
-///   `CreateAccount`, `Login`, `Logout` and `Ping` variants.
+/// - `front`: the server's service; the routes call its `create_account`, `login`,
+///   `logout` and `ping`.
 /// - `create_account`: the route's path `=>` the description of its 201 answer.
 /// - `login`: the route's path `=>` the type of its answer, with the field that holds the
 ///   account id.
 /// - `logout`: nothing; its path is `/v1/sessions/current` on both servers.
 macro_rules! shared_routes {
     (
-        front: $Front:ident, request: $Request:ident,
+        front: $Front:ident,
         $(#[doc = $create_doc:tt])*
         create_account: $accounts:tt => $created:tt,
         $(#[doc = $login_doc:tt])*
@@ -38,18 +32,15 @@ macro_rules! shared_routes {
         mod shared {
             use std::sync::Arc;
 
-            use agora_proto::messages::front::Response;
-            use agora_proto::messages::unexpected;
             use axum::extract::State;
             use axum::http::StatusCode;
 
-            use super::{$Front, $Request, $Session};
+            use super::{$Front, $Session};
             use crate::http::error::ErrorBody;
             use crate::http::extract::{IdempotencyKey, Json, Session};
             use crate::http::model::{
                 AccountCreated, Credentials, Health, MutationHeaders, NewAccount,
             };
-            use crate::http::shared::call;
             use crate::http::{BodyFailures, Failures, Out};
 
             type Front = State<Arc<$Front>>;
@@ -82,18 +73,9 @@ macro_rules! shared_routes {
             ) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
                 // Without a session, a key belongs to the username it creates.
                 let op = key.op(stringify!($Front), "create-account", &body.username);
-                let request = $Request::CreateAccount {
-                    op,
-                    username: body.username,
-                    password: body.password,
-                    name: body.name.unwrap_or_default(),
-                };
-                match call(&front, request).await? {
-                    Response::Account { id } => {
-                        Ok((StatusCode::CREATED, axum::Json(AccountCreated { id })))
-                    }
-                    other => Err(unexpected(&other).into()),
-                }
+                let name = body.name.unwrap_or_default();
+                let id = front.create_account(op, body.username, body.password, name).await?;
+                Ok((StatusCode::CREATED, axum::Json(AccountCreated { id })))
             }
 
             $(#[doc = $login_doc])*
@@ -120,13 +102,8 @@ macro_rules! shared_routes {
                 State(front): Front,
                 Json(body): Json<Credentials>,
             ) -> Out<(StatusCode, axum::Json<$Session>)> {
-                let request = $Request::Login { username: body.username, password: body.password };
-                match call(&front, request).await? {
-                    Response::LoggedIn { session, id } => {
-                        Ok((StatusCode::CREATED, axum::Json($Session { session, $id: id })))
-                    }
-                    other => Err(unexpected(&other).into()),
-                }
+                let (session, id) = front.login(body.username, body.password).await?;
+                Ok((StatusCode::CREATED, axum::Json($Session { session, $id: id })))
             }
 
             $(#[doc = $logout_doc])*
@@ -147,7 +124,7 @@ macro_rules! shared_routes {
                 State(front): Front,
                 Session(session): Session,
             ) -> Out<StatusCode> {
-                call(&front, $Request::Logout { session }).await?;
+                front.logout(session).await?;
                 Ok(StatusCode::NO_CONTENT)
             }
 
@@ -169,7 +146,7 @@ macro_rules! shared_routes {
                 )
             )]
             pub(super) async fn readyz(State(front): Front) -> Out<axum::Json<Health>> {
-                call(&front, $Request::Ping { deep: true }).await?;
+                front.ping(true).await?;
                 Ok(axum::Json(Health { status: "ready".into() }))
             }
         }
@@ -177,11 +154,3 @@ macro_rules! shared_routes {
 }
 
 pub(super) use shared_routes;
-
-/// Hands `request` to `front`, the same handler the server's TCP side uses.
-pub(super) async fn call<S: Service, H: Handler<S>>(
-    front: &Arc<H>,
-    request: S::Request,
-) -> Out<S::Response> {
-    Ok(front.handle(request).await?)
-}
