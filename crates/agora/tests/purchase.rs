@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use agora_client::{BuyerClient, ClientError, ErrorCode, SellerClient};
+use agora_customer_db::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
 use agora_domain::{Card, Condition, ItemId, Money, NewItem, Page};
 use agora_testkit::{Cluster, Options, Process};
 
@@ -341,13 +342,28 @@ fn books(dir: &std::path::Path, item: ItemId) -> Books {
         purchases: many(&customer, "SELECT id FROM purchases"),
         charged: many(
             &payments,
-            "SELECT CAST(substr(key, 16) AS INTEGER) FROM charges WHERE state = 1 AND key LIKE 'agora-purchase-%'",
+            &format!(
+                "SELECT CAST(substr(key, {from}) AS INTEGER) FROM charges \
+                 WHERE state = {approved} AND key LIKE '{prefix}%'",
+                from = PAYMENT_KEY_PREFIX.len() + 1,
+                approved = agora_payments::APPROVED,
+                prefix = PAYMENT_KEY_PREFIX,
+            ),
         ),
         open_purchases: one(
             &customer,
-            "SELECT count(*) FROM purchase_tx WHERE state NOT IN (5, 7)",
+            &format!(
+                "SELECT count(*) FROM purchase_tx WHERE state NOT IN ({}, {})",
+                FINISHED_STATES[0], FINISHED_STATES[1]
+            ),
         ),
-        open_reservations: one(&product, "SELECT count(*) FROM reservations WHERE state = 1"),
+        open_reservations: one(
+            &product,
+            &format!(
+                "SELECT count(*) FROM reservations WHERE state = {}",
+                agora_product_db::reservation::RESERVED
+            ),
+        ),
     }
 }
 

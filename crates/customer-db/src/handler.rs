@@ -34,8 +34,14 @@ fn role_code(role: Role) -> i64 {
     }
 }
 
-fn role_of(code: i64) -> Role {
-    if code == 1 { Role::Seller } else { Role::Buyer }
+/// The role stored as `code`, or `None` for a number that names no role (a corrupt row,
+/// which must not become a buyer's session by default).
+fn role_of(code: i64) -> Option<Role> {
+    match code {
+        1 => Some(Role::Seller),
+        2 => Some(Role::Buyer),
+        _ => None,
+    }
 }
 
 impl Handler<agora_proto::CustomerDb> for CustomerDb {
@@ -121,9 +127,13 @@ impl CustomerDb {
             .await?;
         for (key, account, role, last_seen) in rows {
             let Ok(key) = <Key>::try_from(key.as_slice()) else { continue };
+            let Some(role) = role_of(role) else {
+                tracing::warn!(account, role, "skipping a stored session of no known role");
+                continue;
+            };
             let session = Session {
                 account: account as UserId,
-                role: role_of(role),
+                role,
                 last_seen,
                 stored_last_seen: last_seen,
             };

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 pub use clock::Clock;
 pub use handler::CustomerDb;
+pub use purchase::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
 
 /// The tables, created on first start.
 pub const SCHEMA: &str = include_str!("schema.sql");

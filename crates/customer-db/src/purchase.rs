@@ -124,9 +124,17 @@ fn decode<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, ApiError> {
     postcard::from_bytes(blob).map_err(|e| ApiError::internal(format!("corrupt purchase log: {e}")))
 }
 
+/// What every purchase's charge key at the payments service starts with; the purchase id
+/// follows.
+pub const PAYMENT_KEY_PREFIX: &str = "agora-purchase-";
+
+/// The states, as stored, of a purchase that has ended (aborted, or done and confirmed):
+/// every other is unfinished and recovery drives it on.
+pub const FINISHED_STATES: [i64; 2] = [State::Aborted as i64, State::Done as i64];
+
 /// The idempotency key of a purchase's charge at the payments service.
 fn payment_key(id: u64) -> String {
-    format!("agora-purchase-{id}")
+    format!("{PAYMENT_KEY_PREFIX}{id}")
 }
 
 fn pending(id: u64) -> ApiError {
