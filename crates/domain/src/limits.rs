@@ -46,6 +46,15 @@ pub const PAGE_DEFAULT: u32 = 20;
 /// Normalised to NFC (so that a name typed with a combining accent and one typed with a
 /// precomposed letter are the same name).
 pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Invalid::new(field, "must not be empty"));
+    }
+    // Counted as typed: normalising may lengthen a few characters, and the rule is the
+    // user's to read.
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(Invalid::new(field, format!("must be at most {NAME_MAX_CHARS} characters")));
+    }
     if name.chars().any(invisible) {
         return Err(Invalid::new(
             field,
@@ -53,14 +62,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<String, Invalid> {
              spaces or direction overrides)",
         ));
     }
-    let name: String = name.trim().nfc().collect();
-    if name.is_empty() {
-        return Err(Invalid::new(field, "must not be empty"));
-    }
-    if name.chars().count() > NAME_MAX_CHARS {
-        return Err(Invalid::new(field, format!("must be at most {NAME_MAX_CHARS} characters")));
-    }
-    Ok(name)
+    Ok(name.nfc().collect())
 }
 
 /// Checks a username: 1 to 32 characters from the ASCII letters, digits, `_`, `-` and `.`.
@@ -106,13 +108,7 @@ pub fn check_keywords(keywords: &[String]) -> Result<Vec<String>, Invalid> {
     }
     let mut out: Vec<String> = Vec::with_capacity(keywords.len());
     for keyword in keywords {
-        if keyword.chars().any(invisible) {
-            return Err(Invalid::new(
-                "keywords",
-                "a keyword must not contain control or invisible formatting characters",
-            ));
-        }
-        let keyword: String = keyword.trim().nfc().collect::<String>().to_lowercase();
+        let keyword = keyword.trim().to_lowercase();
         if keyword.is_empty() {
             return Err(Invalid::new("keywords", "a keyword must not be empty"));
         }
@@ -127,6 +123,13 @@ pub fn check_keywords(keywords: &[String]) -> Result<Vec<String>, Invalid> {
         if keyword.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Invalid::new("keywords", "a keyword must not contain spaces"));
         }
+        if keyword.chars().any(invisible) {
+            return Err(Invalid::new(
+                "keywords",
+                "a keyword must not contain invisible formatting characters",
+            ));
+        }
+        let keyword: String = keyword.nfc().collect();
         if !out.contains(&keyword) {
             out.push(keyword);
         }

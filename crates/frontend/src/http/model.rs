@@ -18,8 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::Error;
 use super::extract::QueryParams;
 
-// White space as Rust's `str::trim` sees it, and control characters (Unicode Cc), as
-// regular-expression character ranges.
+// White space as Rust's `str::trim` sees it, and the characters names and keywords may not
+// hold (agora_domain's `invisible`: Unicode Cc, Cf in the Basic Multilingual Plane, Zl,
+// Zp), as regular-expression character ranges.
 macro_rules! ws {
     () => {
         r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -27,7 +28,7 @@ macro_rules! ws {
 }
 macro_rules! ctrl {
     () => {
-        r"\x00-\x1f\x7f-\x9f"
+        r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
     };
 }
 /// 1 to 32 characters once trimmed, none of them a control character (`check_name`).
@@ -88,9 +89,8 @@ const CARD_HOLDER: &str = concat!(
 );
 /// A card number: 12 to 19 digits; spaces and dashes are ignored.
 const CARD_NUMBER: &str = r"^[ \-]*([0-9][ \-]*){12,19}$";
-/// A card's expiry, `MM/YY` (two characters each side, read as numbers).
-const CARD_EXPIRY: &str =
-    concat!("^[", ws!(), r"]*(0[1-9]|1[0-2]|\+[1-9])/([0-9]{2}|[+\-][0-9])[", ws!(), "]*$");
+/// A card's expiry, `MM/YY`: two digits each side.
+const CARD_EXPIRY: &str = concat!("^[", ws!(), r"]*(0[1-9]|1[0-2])/[0-9]{2}[", ws!(), "]*$");
 /// A purchase key: 1 to 64 visible ASCII characters (spaces allowed inside).
 const PURCHASE_KEY: &str = r"^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$";
 
@@ -283,9 +283,15 @@ pub struct NewAccount {
     #[schema(min_length = 8, max_length = 128, example = "long enough")]
     pub password: String,
     /// Display name, 1 to 32 characters; the username if absent or blank.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some_string")]
     #[schema(schema_with = account_name_schema)]
     pub name: Option<String>,
+}
+
+/// A field that may be left out but, when present, is a string: `null` is refused, as
+/// the schema says.
+fn some_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
 }
 
 /// A username and password, to log in.
