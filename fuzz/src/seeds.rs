@@ -208,7 +208,12 @@ fn payments_requests() -> Vec<payments::Request> {
     use payments::Request::*;
     vec![
         Ping,
-        Charge { key: "purchase-9".into(), card: card(), amount: Money::from_cents(300) },
+        Charge {
+            key: "purchase-9".into(),
+            card: card(),
+            amount: Money::from_cents(300),
+            payer: 7,
+        },
         Resolve { key: "purchase-9".into() },
     ]
 }
@@ -220,6 +225,7 @@ fn payments_responses() -> Vec<payments::Response> {
         Charge(Outcome::Approved {
             authorization: "A1B2C3".into(),
             amount: Money::from_cents(300),
+            payer: 7,
         }),
         Charge(Outcome::Declined { reason: "card declined".into() }),
         Charge(Outcome::Cancelled),
