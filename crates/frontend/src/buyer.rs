@@ -33,6 +33,11 @@ impl BuyerFrontend {
         BuyerFrontend { up }
     }
 
+    /// The database connections this service calls through.
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.up
+    }
+
     /// Ping: with `deep`, a round trip to both databases too.
     pub async fn ping(&self, deep: bool) -> Result<(), ApiError> {
         if deep {

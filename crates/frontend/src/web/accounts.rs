@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use agora_domain::UserId;
+use agora_domain::{Role, UserId};
 use agora_proto::ApiError;
 use agora_proto::messages::OpId;
 use askama::Template;
@@ -21,13 +21,19 @@ use super::{
 };
 use crate::buyer::BuyerFrontend;
 use crate::seller::SellerFrontend;
+use crate::upstream::Upstream;
 
-/// What the account pages need of a role's service.
+/// What the account pages need of a role's service: its role and its database
+/// connections; the calls themselves are the same for both.
 pub trait Accounts: Send + Sync + 'static {
+    /// Whose pages these are.
+    const ROLE: Role;
     /// `true` for the seller's service.
-    const SELLER: bool;
+    const SELLER: bool = matches!(Self::ROLE, Role::Seller);
     /// The role's cookies.
     const COOKIES: Cookies;
+    /// The service's database connections.
+    fn upstream(&self) -> &Upstream;
     /// CreateAccount.
     fn create_account(
         &self,
@@ -35,62 +41,36 @@ pub trait Accounts: Send + Sync + 'static {
         username: String,
         password: String,
         name: String,
-    ) -> impl Future<Output = Result<UserId, ApiError>> + Send;
+    ) -> impl Future<Output = Result<UserId, ApiError>> + Send {
+        self.upstream().create_account(op, Self::ROLE, username, password, name)
+    }
     /// Login.
     fn login(
         &self,
         username: String,
         password: String,
-    ) -> impl Future<Output = Result<(String, UserId), ApiError>> + Send;
+    ) -> impl Future<Output = Result<(String, UserId), ApiError>> + Send {
+        self.upstream().login(Self::ROLE, username, password)
+    }
     /// Logout.
-    fn logout(&self, session: String) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn logout(&self, session: String) -> impl Future<Output = Result<(), ApiError>> + Send {
+        self.upstream().logout(session, Self::ROLE)
+    }
 }
 
 impl Accounts for SellerFrontend {
-    const SELLER: bool = true;
+    const ROLE: Role = Role::Seller;
     const COOKIES: Cookies = super::SELLER_COOKIES;
-    fn create_account(
-        &self,
-        op: OpId,
-        username: String,
-        password: String,
-        name: String,
-    ) -> impl Future<Output = Result<UserId, ApiError>> + Send {
-        SellerFrontend::create_account(self, op, username, password, name)
-    }
-    fn login(
-        &self,
-        username: String,
-        password: String,
-    ) -> impl Future<Output = Result<(String, UserId), ApiError>> + Send {
-        SellerFrontend::login(self, username, password)
-    }
-    fn logout(&self, session: String) -> impl Future<Output = Result<(), ApiError>> + Send {
-        SellerFrontend::logout(self, session)
+    fn upstream(&self) -> &Upstream {
+        SellerFrontend::upstream(self)
     }
 }
 
 impl Accounts for BuyerFrontend {
-    const SELLER: bool = false;
+    const ROLE: Role = Role::Buyer;
     const COOKIES: Cookies = super::BUYER_COOKIES;
-    fn create_account(
-        &self,
-        op: OpId,
-        username: String,
-        password: String,
-        name: String,
-    ) -> impl Future<Output = Result<UserId, ApiError>> + Send {
-        BuyerFrontend::create_account(self, op, username, password, name)
-    }
-    fn login(
-        &self,
-        username: String,
-        password: String,
-    ) -> impl Future<Output = Result<(String, UserId), ApiError>> + Send {
-        BuyerFrontend::login(self, username, password)
-    }
-    fn logout(&self, session: String) -> impl Future<Output = Result<(), ApiError>> + Send {
-        BuyerFrontend::logout(self, session)
+    fn upstream(&self) -> &Upstream {
+        BuyerFrontend::upstream(self)
     }
 }
 
