@@ -194,7 +194,7 @@ impl CustomerDb {
         let id = self
             .store
             .write(move |c| {
-                once(c, 0, &op, |c| {
+                once(c, 0, &op, now, |c| {
                     let taken = |username: &str| {
                         ApiError::new(
                             ErrorCode::UsernameTaken,
@@ -364,9 +364,10 @@ impl CustomerDb {
     ) -> Result<Response, ApiError> {
         check_quantity(quantity)?;
         let (key, buyer) = self.buyer_account(session)?;
+        let now = self.sessions.clock().now_ms();
         let lines = self
             .store
-            .write(move |c| once(c, buyer as i64, &op, |c| {
+            .write(move |c| once(c, buyer as i64, &op, now, |c| {
                 live(c, &key)?;
                 let held = held(c, &key, item)?;
                 let wanted = u64::from(held) + u64::from(quantity);
@@ -415,9 +416,10 @@ impl CustomerDb {
     ) -> Result<Response, ApiError> {
         check_quantity(quantity)?;
         let (key, buyer) = self.buyer_account(session)?;
+        let now = self.sessions.clock().now_ms();
         let lines = self
             .store
-            .write(move |c| once(c, buyer as i64, &op, |c| {
+            .write(move |c| once(c, buyer as i64, &op, now, |c| {
                 live(c, &key)?;
                 let held = held(c, &key, item)?;
                 if held == 0 {

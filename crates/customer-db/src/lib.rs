@@ -4,7 +4,6 @@
 //! listener and calls it; tests do the same on port 0. Requests arrive as
 //! [`agora_proto::messages::customer::Request`] and are handled in [`handler`].
 
-mod clock;
 mod handler;
 mod password;
 mod purchase;
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use clock::Clock;
+pub use agora_replication::Clock;
 pub use handler::CustomerDb;
 pub use purchase::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
 

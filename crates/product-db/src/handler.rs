@@ -72,7 +72,9 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                 let scope = seller_id as i64;
                 let id = self
                     .store
-                    .write(move |c| once(c, scope, &op, |c| register(c, seller_id, &item)))
+                    .write(move |c| {
+                        once(c, scope, &op, now_ms(), |c| register(c, seller_id, &item))
+                    })
                     .await?;
                 Ok(Response::ItemId(id))
             }
@@ -96,7 +98,9 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                 let left = self
                     .store
                     .write(move |c| {
-                        once(c, scope, &op, |c| remove_units(c, seller_id, item, quantity))
+                        once(c, scope, &op, now_ms(), |c| {
+                            remove_units(c, seller_id, item, quantity)
+                        })
                     })
                     .await?;
                 Ok(Response::Quantity(left))

@@ -365,7 +365,12 @@ pub const APPLIED_MEMORY_MS: i64 = 24 * 3600 * 1000;
 /// recorded answer if this op was applied before, else runs `f` and records its answer
 /// in the same transaction. Failures are not recorded (they changed nothing, so a
 /// repeat may try again). An all-zero `op` is not recorded at all.
-pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, f: F) -> Result<T, ApiError>
+///
+/// `now_ms` is the time the answer is recorded at, and answers older than
+/// [`APPLIED_MEMORY_MS`] before it are forgotten now and then. It is an argument, not a
+/// reading of this machine's clock, so that replicas applying the same command with the
+/// same time (the leader's) keep the same table.
+pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, now_ms: i64, f: F) -> Result<T, ApiError>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce(&Connection) -> Result<T, ApiError>,
@@ -386,9 +391,7 @@ where
     }
     let answer = f(c)?;
     let encoded = postcard::to_allocvec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = now_ms;
     c.prepare_cached("INSERT INTO applied_ops (scope, op, answer, at_ms) VALUES (?1, ?2, ?3, ?4)")
         .and_then(|mut st| st.execute(rusqlite::params![scope, &op[..], encoded, now]))
         .map_err(db_error)?;
@@ -680,7 +683,7 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        once(c, scope, &op, |c| {
+                        once(c, scope, &op, T0, |c| {
                             c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
                             Ok(k)
                         })
@@ -832,6 +835,9 @@ mod tests {
         c
     }
 
+    /// The time the tests' answers are recorded at.
+    const T0: i64 = 1_800_000_000_000;
+
     fn bump(c: &Connection) -> Result<i64, ApiError> {
         c.execute("UPDATE n SET v = v + 1", []).map_err(db_error)?;
         c.query_row("SELECT v FROM n", [], |r| r.get(0)).map_err(db_error)
@@ -854,19 +860,19 @@ mod tests {
         // Ops whose first byte is 0 also sweep out answers past their memory.
         let (old, recent, sweep) =
             ([1; 16], [2; 16], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(once(&c, 7, &old, bump).expect("first"), 1);
-        assert_eq!(once(&c, 7, &recent, bump).expect("first"), 2);
+        assert_eq!(once(&c, 7, &old, T0, bump).expect("first"), 1);
+        assert_eq!(once(&c, 7, &recent, T0, bump).expect("first"), 2);
         // Repeats get the recorded answers and change nothing.
-        assert_eq!(once(&c, 7, &old, bump).expect("repeat"), 1);
-        assert_eq!(once(&c, 7, &recent, bump).expect("repeat"), 2);
+        assert_eq!(once(&c, 7, &old, T0, bump).expect("repeat"), 1);
+        assert_eq!(once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
 
         // One answer just past its memory, one a minute short of it.
         age(&c, &old, APPLIED_MEMORY_MS + 1_000);
         age(&c, &recent, APPLIED_MEMORY_MS - 60_000);
-        assert_eq!(once(&c, 7, &sweep, bump).expect("sweep"), 3);
+        assert_eq!(once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
         // The old op is new again, and runs; the recent one is still remembered.
-        assert_eq!(once(&c, 7, &old, bump).expect("forgotten"), 4);
-        assert_eq!(once(&c, 7, &recent, bump).expect("remembered"), 2);
-        assert_eq!(once(&c, 7, &old, bump).expect("recorded again"), 4);
+        assert_eq!(once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
+        assert_eq!(once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
+        assert_eq!(once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
     }
 }

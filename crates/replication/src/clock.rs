@@ -1,4 +1,5 @@
-//! The time sessions are measured by: the system clock, or a manual one tests move.
+//! The time commands are proposed at (and sessions measured by): the system clock, or a
+//! manual one tests move.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
