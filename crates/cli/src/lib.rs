@@ -23,6 +23,7 @@ mod secret;
 pub mod seller;
 pub mod session;
 pub mod shell;
+mod start;
 
 use std::process::ExitCode;
 
@@ -93,13 +94,13 @@ pub struct BuyerArgs {
 /// Runs `agora seller`: the command given, or the shell. Exit code 0 on success, 1 when
 /// the command failed (usage errors, code 2, are clap's before this is called).
 pub fn run_seller(args: SellerArgs) -> ExitCode {
-    run::run::<Seller>(options(args.servers, args.global), args.command)
+    start::run::<Seller>(options(args.servers, args.global), args.command)
 }
 
 /// Runs `agora buyer`: the command given, or the shell. Exit code 0 on success, 1 when
 /// the command failed (usage errors, code 2, are clap's before this is called).
 pub fn run_buyer(args: BuyerArgs) -> ExitCode {
-    run::run::<Buyer>(options(args.servers, args.global), args.command)
+    start::run::<Buyer>(options(args.servers, args.global), args.command)
 }
 
 fn options(servers: Vec<String>, global: GlobalArgs) -> Options {

@@ -1,10 +1,10 @@
 //! Running commands: the session they start from, where their results go, and what a
 //! login or logout leaves behind in the session file. Shared by one-shot commands and the
-//! shell, and by both roles through [`Interface`].
+//! shell (which build on this module; it knows nothing of them), and by both roles
+//! through [`Interface`].
 
 use std::future::Future;
 use std::io::Write;
-use std::process::ExitCode;
 
 use agora_client::{BuyerClient, Client, ClientError, SellerClient};
 use agora_domain::Role;
@@ -14,7 +14,6 @@ use crate::buyer::{BuyerCommand, execute_buyer};
 use crate::output::{Format, Reply, render_error, render_failure};
 use crate::seller::{SellerCommand, execute_seller};
 use crate::session::SessionStore;
-use crate::shell;
 
 /// What the one-shot runner and the shell need to know about a role.
 pub(crate) trait Interface {
@@ -150,53 +149,6 @@ impl<I: Interface> Context<I> {
                 I::ROLE
             )
         }
-    }
-}
-
-/// Runs one command, or the shell when there is none; the entry point of both roles.
-pub(crate) fn run<I: Interface>(options: Options, command: Option<I::Command>) -> ExitCode {
-    let format = options.format;
-    // `--server a,,b` or an empty variable leaves empty entries; they name no server.
-    let servers: Vec<String> =
-        options.servers.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
-    if servers.is_empty() {
-        let message = "no server address: pass --server HOST:PORT";
-        print_err(&render_failure("invalid_argument", message, format));
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // One worker keeps connections serviced while the shell waits for a line.
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            let message = format!("cannot start the async runtime: {e}");
-            print_err(&render_failure("internal", &message, format));
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = SessionStore::from_env(I::ROLE);
-    let session = match options.session.filter(|s| !s.trim().is_empty()) {
-        Some(session) => Some(session.trim().to_owned()),
-        None => store.load().unwrap_or_else(|e| {
-            print_err(&format!("warning: cannot read the saved session: {e}"));
-            None
-        }),
-    };
-    let client = I::connect(servers);
-    client.set_session(session);
-    let context = Context::<I> { client, store, format, in_shell: command.is_none() };
-    match command {
-        Some(command) => {
-            if runtime.block_on(context.run_command(command, format)) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        None => shell::run(&runtime, &context),
     }
 }
 
