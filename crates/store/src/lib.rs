@@ -30,23 +30,30 @@
 //! [`once`] makes a mutation idempotent: its answer is recorded under the request's
 //! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
 
+mod applied;
+mod batch;
+mod checkpoint;
+mod error;
+mod files;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use agora_proto::ApiError;
-use agora_proto::messages::OpId;
 use rusqlite::Connection;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
-use tracing::{error, warn};
+use tracing::error;
 
-/// A job for the writer: runs inside the batch's transaction and returns whether it
-/// succeeded (a failed job's savepoint is rolled back) and what to do once the batch's
-/// fate is known (`true`: committed).
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
-type Completion = Box<dyn FnOnce(bool) + Send>;
+pub use applied::{APPLIED_MEMORY_MS, once};
+pub use error::db_error;
+pub use files::private_dir;
+
+use applied::APPLIED_SCHEMA;
+use batch::{Completion, InlineWriter, Queue, WriteConn, WriteJob, lock, write_loop};
+use checkpoint::{RESTART_PATIENCE, checkpoint_loop};
+use files::owner_only;
+
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Opening the store failed.
@@ -140,64 +147,6 @@ enum Writer {
     Inline(Arc<InlineWriter>),
     /// On a writer thread ([`Durability::Machine`]).
     Thread(mpsc::Sender<WriteJob>),
-}
-
-/// The write connection. Whoever holds the lock may write; the checkpointer takes it now
-/// and then to hold writes back for a moment (see [`checkpoint_loop`]), so waiting for it
-/// must not block an async runtime: it is an async mutex.
-type WriteConn = Arc<tokio::sync::Mutex<Connection>>;
-
-struct InlineWriter {
-    queue: Mutex<Queue>,
-    conn: WriteConn,
-    max_batch: usize,
-}
-
-struct Queue {
-    jobs: Vec<WriteJob>,
-    /// A task that will run the queue has been spawned and has not yet found it empty.
-    flush_scheduled: bool,
-}
-
-impl InlineWriter {
-    /// Runs the queue, batch after batch, until it is empty. Awaits only the connection
-    /// (held by the checkpointer for a moment now and then); each batch runs on this
-    /// thread, as short as a commit without fsync.
-    async fn flush(self: Arc<Self>) {
-        // If this task is dropped before it empties the queue (its runtime shuts down while
-        // it waits for the connection), the next write must schedule a flush of its own.
-        let unscheduled = Unschedule(&self.queue);
-        let conn = self.conn.lock().await;
-        let mut completions = Vec::new();
-        loop {
-            let mut jobs = {
-                let mut queue = lock(&self.queue);
-                if queue.jobs.is_empty() {
-                    queue.flush_scheduled = false;
-                    std::mem::forget(unscheduled);
-                    break;
-                }
-                let n = queue.jobs.len().min(self.max_batch);
-                queue.jobs.drain(..n).collect::<Vec<_>>()
-            };
-            run_batch(&conn, &mut jobs, &mut completions);
-        }
-    }
-}
-
-/// Marks the queue as having no flush scheduled when dropped.
-struct Unschedule<'a>(&'a Mutex<Queue>);
-
-impl Drop for Unschedule<'_> {
-    fn drop(&mut self) {
-        lock(self.0).flush_scheduled = false;
-    }
-}
-
-/// Locks `m`, taking over a lock poisoned by a panic (the data is a queue or a
-/// connection, both still usable).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Store {
@@ -346,94 +295,6 @@ impl Store {
     }
 }
 
-/// The answers of applied mutations, by the caller's scope (the account acting, so one
-/// account can never read another's answer) and the request's [`OpId`].
-const APPLIED_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS applied_ops (
-    scope  INTEGER NOT NULL,
-    op     BLOB    NOT NULL,
-    answer BLOB    NOT NULL,
-    at_ms  INTEGER NOT NULL,
-    PRIMARY KEY (scope, op)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS applied_ops_by_age ON applied_ops (at_ms);";
-
-/// How long an applied mutation's answer is remembered.
-pub const APPLIED_MEMORY_MS: i64 = 24 * 3600 * 1000;
-
-/// Runs the mutation `f` at most once per `(scope, op)`: inside a write job, returns the
-/// recorded answer if this op was applied before, else runs `f` and records its answer
-/// in the same transaction. Failures are not recorded (they changed nothing, so a
-/// repeat may try again). An all-zero `op` is not recorded at all.
-///
-/// `now_ms` is the time the answer is recorded at, and answers older than
-/// [`APPLIED_MEMORY_MS`] before it are forgotten now and then. It is an argument, not a
-/// reading of this machine's clock, so that replicas applying the same command with the
-/// same time (the leader's) keep the same table.
-pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, now_ms: i64, f: F) -> Result<T, ApiError>
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce(&Connection) -> Result<T, ApiError>,
-{
-    if op == &[0; 16] {
-        return f(c);
-    }
-    let recorded: Option<Vec<u8>> = c
-        .prepare_cached("SELECT answer FROM applied_ops WHERE scope = ?1 AND op = ?2")
-        .and_then(|mut st| {
-            use rusqlite::OptionalExtension;
-            st.query_row(rusqlite::params![scope, &op[..]], |r| r.get(0)).optional()
-        })
-        .map_err(db_error)?;
-    if let Some(answer) = recorded {
-        return postcard::from_bytes(&answer)
-            .map_err(|e| ApiError::internal(format!("corrupt recorded answer: {e}")));
-    }
-    let answer = f(c)?;
-    let encoded = postcard::to_allocvec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
-    let now = now_ms;
-    c.prepare_cached("INSERT INTO applied_ops (scope, op, answer, at_ms) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut st| st.execute(rusqlite::params![scope, &op[..], encoded, now]))
-        .map_err(db_error)?;
-    // Forget old answers now and then (about one write in 256), in the same batch.
-    if op[0] == 0 {
-        c.prepare_cached("DELETE FROM applied_ops WHERE at_ms < ?1")
-            .and_then(|mut st| st.execute([now - APPLIED_MEMORY_MS]))
-            .map_err(db_error)?;
-    }
-    Ok(answer)
-}
-
-/// Maps a SQLite failure inside a job to an internal error, logging the details.
-/// Creates `dir` (and its parents) so that only its owner may enter it, or tightens an
-/// existing one to that: the databases hold password hashes and cardholders' names.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Makes the database file readable and writable by its owner only (0600), creating it
-/// empty if it does not exist, so that SQLite gives its -wal and -shm files the same mode.
-fn owner_only(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-pub fn db_error(e: rusqlite::Error) -> ApiError {
-    error!(error = %e, "storage error");
-    ApiError::internal("storage error")
-}
-
 fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -457,137 +318,6 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
 fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) {
     if let Err(e) = thread::Builder::new().name(name.to_owned()).spawn(f) {
         error!(error = %e, "cannot start storage thread {name}");
-    }
-}
-
-fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    let mut completions = Vec::with_capacity(max_batch);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        run_batch(&conn.blocking_lock(), &mut batch, &mut completions);
-    }
-}
-
-/// Runs `batch` as one transaction, each job in its own savepoint, commits, and then
-/// tells every job whether its work is committed. If the transaction stops being one the
-/// batch can vouch for (a savepoint cannot be ended, or SQLite rolled the transaction back
-/// itself after an I/O error), the rest of the batch is not run and all of it is undone.
-fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec<Completion>) {
-    if !conn.is_autocommit() {
-        // Left open by an earlier batch whose COMMIT and ROLLBACK both failed.
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        warn!(error = %e, "cannot begin a write batch");
-        batch.clear();
-        return;
-    }
-    let mut intact = true;
-    for job in batch.drain(..) {
-        if !intact || conn.execute_batch("SAVEPOINT job").is_err() {
-            // Without a savepoint the job could not be undone alone: fail it unrun.
-            drop(job);
-            continue;
-        }
-        // A job that panics (a bug) fails alone: its work is undone, its caller gets an
-        // error when its answer is dropped, and the batch and the store go on.
-        let (ended, completion) =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
-                Ok((true, completion)) => (conn.execute_batch("RELEASE job"), Some(completion)),
-                Ok((false, completion)) => {
-                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), Some(completion))
-                }
-                Err(_) => {
-                    error!("a write job panicked; its work is undone");
-                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), None)
-                }
-            };
-        if let Err(e) = &ended {
-            error!(error = %e, "cannot end a job's savepoint; undoing its whole batch");
-        }
-        if ended.is_err() || conn.is_autocommit() {
-            intact = false;
-        }
-        completions.extend(completion);
-    }
-    let committed = intact
-        && match conn.execute_batch("COMMIT") {
-            Ok(()) => true,
-            Err(e) => {
-                error!(error = %e, "write batch failed to commit");
-                false
-            }
-        };
-    if !committed
-        && !conn.is_autocommit()
-        && let Err(e) = conn.execute_batch("ROLLBACK")
-    {
-        error!(error = %e, "cannot roll back a failed write batch");
-    }
-    for completion in completions.drain(..) {
-        completion(committed);
-    }
-}
-
-/// How often the checkpointer copies new WAL frames into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// How long a RESTART checkpoint (with writes held back) waits for readers still in the
-/// WAL before giving up until the next round.
-const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// WAL frames (pages) past which the checkpointer holds writes back for one short
-/// checkpoint so that the WAL can start over (about 4 MiB).
-const RESTART_AFTER_FRAMES: i64 = 1000;
-
-/// Checkpoints the WAL now and then until `stop` is dropped, then once more.
-///
-/// A checkpoint copies WAL frames into the database file and syncs it; this thread does
-/// that work while writers go on (PASSIVE). But the writer starts the WAL over from its
-/// beginning only if, when its transaction begins, every frame has been copied and no
-/// reader still reads from the WAL, which under a steady stream of reads and writes
-/// hardly ever happens by itself: the WAL would grow without end. So once it holds more
-/// than [`RESTART_AFTER_FRAMES`] frames, the checkpointer takes the write connection's
-/// lock and runs a RESTART checkpoint: it copies what was committed during the first
-/// pass and waits for the readers still in the WAL (reads take microseconds; new ones
-/// read the database file), so the next write transaction starts the WAL over. Writes
-/// wait for that second pass (one or two syncs, and at most [`RESTART_PATIENCE`] for
-/// readers); reads never do.
-fn checkpoint_loop(conn: Connection, writer: WriteConn, stop: mpsc::Receiver<()>) {
-    let checkpoint = |conn: &Connection, mode: &str| -> Option<i64> {
-        // (busy, frames in the WAL, frames copied)
-        let pragma = format!("PRAGMA wal_checkpoint({mode})");
-        match conn.query_row(&pragma, [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) => Some(frames),
-            Err(e) => {
-                warn!(error = %e, "checkpoint failed");
-                None
-            }
-        }
-    };
-    // The WAL's length at the last RESTART: it stays until the next write starts the WAL
-    // over, and holding writes back again for it would be for nothing.
-    let mut restarted_at = None;
-    loop {
-        let stopping = matches!(
-            stop.recv_timeout(CHECKPOINT_EVERY),
-            Err(mpsc::RecvTimeoutError::Disconnected)
-        );
-        let frames = checkpoint(&conn, "PASSIVE");
-        if frames.is_some_and(|n| n > RESTART_AFTER_FRAMES) && frames != restarted_at {
-            let _writes_held = writer.blocking_lock();
-            restarted_at = checkpoint(&conn, "RESTART");
-        }
-        if stopping {
-            break;
-        }
     }
 }
 
@@ -666,43 +396,6 @@ mod tests {
         assert!(a.is_ok() && b.is_ok() && r.is_err());
         let keys = keys(&store).await;
         assert_eq!(keys, vec![1, 2]);
-    }
-
-    #[tokio::test]
-    async fn a_repeated_op_gets_the_first_answer_and_changes_nothing() {
-        for durability in BOTH {
-            a_repeated_op_gets_the_first_answer_and_changes_nothing_with(durability).await;
-        }
-    }
-
-    async fn a_repeated_op_gets_the_first_answer_and_changes_nothing_with(durability: Durability) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = store(&dir, durability);
-        let insert = |scope: i64, op: OpId, k: i64| {
-            let store = store.clone();
-            async move {
-                store
-                    .write(move |c| {
-                        once(c, scope, &op, T0, |c| {
-                            c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
-                            Ok(k)
-                        })
-                    })
-                    .await
-            }
-        };
-        assert_eq!(insert(1, [7; 16], 10).await, Ok(10));
-        // The repeat would insert 11; it gets the first answer instead.
-        assert_eq!(insert(1, [7; 16], 11).await, Ok(10));
-        // Another scope with the same op is another request.
-        assert_eq!(insert(2, [7; 16], 12).await, Ok(12));
-        let n = store
-            .read(|c| {
-                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error)
-            })
-            .await
-            .expect("count");
-        assert_eq!(n, 2);
     }
 
     #[tokio::test]
@@ -825,54 +518,5 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 50);
-    }
-
-    /// A connection with the op table and a counter `f` bumps: how many times it ran.
-    fn ops_table() -> Connection {
-        let c = Connection::open_in_memory().expect("open");
-        c.execute_batch(APPLIED_SCHEMA).expect("schema");
-        c.execute_batch("CREATE TABLE n(v INTEGER); INSERT INTO n VALUES (0);").expect("n");
-        c
-    }
-
-    /// The time the tests' answers are recorded at.
-    const T0: i64 = 1_800_000_000_000;
-
-    fn bump(c: &Connection) -> Result<i64, ApiError> {
-        c.execute("UPDATE n SET v = v + 1", []).map_err(db_error)?;
-        c.query_row("SELECT v FROM n", [], |r| r.get(0)).map_err(db_error)
-    }
-
-    /// Moves the recorded answer of `op` back in time by `age_ms`.
-    fn age(c: &Connection, op: &OpId, age_ms: i64) {
-        let n = c
-            .execute(
-                "UPDATE applied_ops SET at_ms = at_ms - ?2 WHERE op = ?1",
-                rusqlite::params![&op[..], age_ms],
-            )
-            .expect("age");
-        assert_eq!(n, 1, "one recorded answer");
-    }
-
-    #[test]
-    fn recorded_answers_are_forgotten_after_their_memory() {
-        let c = ops_table();
-        // Ops whose first byte is 0 also sweep out answers past their memory.
-        let (old, recent, sweep) =
-            ([1; 16], [2; 16], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("first"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("first"), 2);
-        // Repeats get the recorded answers and change nothing.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("repeat"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
-
-        // One answer just past its memory, one a minute short of it.
-        age(&c, &old, APPLIED_MEMORY_MS + 1_000);
-        age(&c, &recent, APPLIED_MEMORY_MS - 60_000);
-        assert_eq!(once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
-        // The old op is new again, and runs; the recent one is still remembered.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
     }
 }

@@ -1,0 +1,149 @@
+//! The write path's batches: jobs queued by callers run as one transaction, each in its
+//! own savepoint, with one commit for all (group commit), on the callers' runtime
+//! ([`InlineWriter`], `Durability::Process`) or on a writer thread ([`write_loop`],
+//! `Durability::Machine`). The crate's documentation says why each.
+
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::Connection;
+use tracing::{error, warn};
+
+/// A job for the writer: runs inside the batch's transaction and returns whether it
+/// succeeded (a failed job's savepoint is rolled back) and what to do once the batch's
+/// fate is known (`true`: committed).
+pub(crate) type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+pub(crate) type Completion = Box<dyn FnOnce(bool) + Send>;
+
+/// The write connection. Whoever holds the lock may write; the checkpointer takes it now
+/// and then to hold writes back for a moment (see `checkpoint.rs`), so waiting for it must
+/// not block an async runtime: it is an async mutex.
+pub(crate) type WriteConn = Arc<tokio::sync::Mutex<Connection>>;
+
+pub(crate) struct InlineWriter {
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) conn: WriteConn,
+    pub(crate) max_batch: usize,
+}
+
+pub(crate) struct Queue {
+    pub(crate) jobs: Vec<WriteJob>,
+    /// A task that will run the queue has been spawned and has not yet found it empty.
+    pub(crate) flush_scheduled: bool,
+}
+
+impl InlineWriter {
+    /// Runs the queue, batch after batch, until it is empty. Awaits only the connection
+    /// (held by the checkpointer for a moment now and then); each batch runs on this
+    /// thread, as short as a commit without fsync.
+    pub(crate) async fn flush(self: Arc<Self>) {
+        // If this task is dropped before it empties the queue (its runtime shuts down while
+        // it waits for the connection), the next write must schedule a flush of its own.
+        let unscheduled = Unschedule(&self.queue);
+        let conn = self.conn.lock().await;
+        let mut completions = Vec::new();
+        loop {
+            let mut jobs = {
+                let mut queue = lock(&self.queue);
+                if queue.jobs.is_empty() {
+                    queue.flush_scheduled = false;
+                    std::mem::forget(unscheduled);
+                    break;
+                }
+                let n = queue.jobs.len().min(self.max_batch);
+                queue.jobs.drain(..n).collect::<Vec<_>>()
+            };
+            run_batch(&conn, &mut jobs, &mut completions);
+        }
+    }
+}
+
+/// Marks the queue as having no flush scheduled when dropped.
+struct Unschedule<'a>(&'a Mutex<Queue>);
+
+impl Drop for Unschedule<'_> {
+    fn drop(&mut self) {
+        lock(self.0).flush_scheduled = false;
+    }
+}
+
+pub(crate) fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut completions = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn.blocking_lock(), &mut batch, &mut completions);
+    }
+}
+
+/// Runs `batch` as one transaction, each job in its own savepoint, commits, and then
+/// tells every job whether its work is committed. If the transaction stops being one the
+/// batch can vouch for (a savepoint cannot be ended, or SQLite rolled the transaction back
+/// itself after an I/O error), the rest of the batch is not run and all of it is undone.
+fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec<Completion>) {
+    if !conn.is_autocommit() {
+        // Left open by an earlier batch whose COMMIT and ROLLBACK both failed.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        warn!(error = %e, "cannot begin a write batch");
+        batch.clear();
+        return;
+    }
+    let mut intact = true;
+    for job in batch.drain(..) {
+        if !intact || conn.execute_batch("SAVEPOINT job").is_err() {
+            // Without a savepoint the job could not be undone alone: fail it unrun.
+            drop(job);
+            continue;
+        }
+        // A job that panics (a bug) fails alone: its work is undone, its caller gets an
+        // error when its answer is dropped, and the batch and the store go on.
+        let (ended, completion) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
+                Ok((true, completion)) => (conn.execute_batch("RELEASE job"), Some(completion)),
+                Ok((false, completion)) => {
+                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), Some(completion))
+                }
+                Err(_) => {
+                    error!("a write job panicked; its work is undone");
+                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), None)
+                }
+            };
+        if let Err(e) = &ended {
+            error!(error = %e, "cannot end a job's savepoint; undoing its whole batch");
+        }
+        if ended.is_err() || conn.is_autocommit() {
+            intact = false;
+        }
+        completions.extend(completion);
+    }
+    let committed = intact
+        && match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "write batch failed to commit");
+                false
+            }
+        };
+    if !committed
+        && !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        error!(error = %e, "cannot roll back a failed write batch");
+    }
+    for completion in completions.drain(..) {
+        completion(committed);
+    }
+}
+
+/// Locks `m`, taking over a lock poisoned by a panic (the data is a queue or a
+/// connection, both still usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
