@@ -28,7 +28,8 @@
 //! Callers are async; jobs are closures, answers come back through oneshot channels.
 //!
 //! [`once`] makes a mutation idempotent: its answer is recorded under the request's
-//! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
+//! [`OpId`](agora_proto::messages::OpId) in the same transaction, and a repeat gets the
+//! recorded answer.
 
 mod applied;
 mod batch;
