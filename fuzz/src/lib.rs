@@ -72,3 +72,52 @@ where
     let reencoded = postcard::to_allocvec(&again).expect("encodes again");
     assert_eq!(reencoded, encoded, "one encoding per value");
 }
+
+/// The text a user types where an amount of money goes (`--price`, a form field): parsing
+/// never panics, an amount it accepts is not negative, and it is shown as text that
+/// parses back to the same amount.
+pub fn money(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(money) = text.parse::<agora_domain::Money>() else { return };
+    assert!(money.cents() >= 0, "{text:?} parsed to a negative amount");
+    let shown = money.to_string();
+    assert_eq!(shown.parse::<agora_domain::Money>().ok(), Some(money), "{shown:?} round trip");
+}
+
+/// The text of an item id (`3:17`): parsing never panics, and an id it accepts is shown
+/// as text that parses back to the same id.
+pub fn item_id(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(id) = text.parse::<agora_domain::ItemId>() else { return };
+    let shown = id.to_string();
+    assert_eq!(shown.parse::<agora_domain::ItemId>().ok(), Some(id), "{shown:?} round trip");
+}
+
+/// Card details as a buyer types them: holder, number and expiry, separated by newlines.
+/// Checking them never panics; a card that passes is in its checked form (digits only,
+/// 12 to 19 of them, a real month) and passes again unchanged; and its `Debug` text, which
+/// logs may carry, never holds the whole number.
+pub fn card(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let mut fields = text.splitn(3, '\n');
+    let (Some(holder), Some(number), Some(expiry)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return;
+    };
+    let card = agora_domain::Card {
+        holder: holder.to_owned(),
+        number: number.to_owned(),
+        expiry: expiry.to_owned(),
+    };
+    let _ = agora_domain::Card::expiry_month(expiry);
+    let Ok(checked) = card.validate() else { return };
+    assert!((12..=19).contains(&checked.number.len()), "{} digits", checked.number.len());
+    assert!(checked.number.bytes().all(|b| b.is_ascii_digit()), "digits only");
+    let (_, month) = agora_domain::Card::expiry_month(&checked.expiry).expect("a checked expiry");
+    assert!((1..=12).contains(&month), "month {month}");
+    assert_eq!(checked.clone().validate().ok(), Some(checked.clone()), "checking is idempotent");
+    // The holder is printed as typed, so leave it out: it may hold any digits at all.
+    let anonymous = agora_domain::Card { holder: String::new(), ..checked.clone() };
+    let debug = format!("{anonymous:?}");
+    assert!(!debug.contains(&checked.number), "Debug shows the card number: {debug}");
+}

@@ -24,7 +24,17 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("payments_request", encode_all(&payments_requests())),
         ("payments_response", encode_all(&results(payments_responses()))),
         ("goodbye", encode_all(&errors())),
+        ("money", texts(&["12.34", "0.5", "7", "999999999999.99", "1.234", "-1", " 3.10 "])),
+        ("item_id", texts(&["3:17", " 0:1 ", "4294967295:18446744073709551615", "3:", "+3:17"])),
+        (
+            "card",
+            texts(&["Bea B\n4111 1111 1111 1111\n12/29", "A\n4111-1111-1111\n01/00", "\n1\n13/99"]),
+        ),
     ]
+}
+
+fn texts(inputs: &[&str]) -> Vec<Vec<u8>> {
+    inputs.iter().map(|t| t.as_bytes().to_vec()).collect()
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -118,7 +128,14 @@ fn customer_requests() -> Vec<customer::Request> {
             name: "Bea".into(),
         },
         Login { role: Role::Seller, username: "ann".into(), password: "long enough".into() },
+        Logout { session: session(), role: Role::Buyer },
+        Authenticate { session: session(), role: Role::Seller },
+        GetSeller { seller_id: 1 },
+        GetCart { session: session() },
         AddToCart { op: OP, session: session(), item: item_id(), quantity: 2, available: 10 },
+        RemoveFromCart { op: OP, session: session(), item: item_id(), quantity: 1 },
+        SaveCart { session: session() },
+        ClearCart { session: session() },
         Purchases { session: session(), page: page() },
         Purchase { session: session(), key: "k-1".into(), card: card() },
     ]
@@ -128,11 +145,14 @@ fn customer_responses() -> Vec<customer::Response> {
     use customer::Response::*;
     vec![
         Pong,
+        Account { id: 7 },
         LoggedIn { session: session(), account: 7 },
+        Authenticated { account: 7 },
         Seller { seller_id: 1, name: "Ann's Pens".into(), items_sold: 12 },
         Cart(vec![CartLine { item: item_id(), quantity: 2 }]),
         Purchases(vec![purchase()]),
         Purchased(purchase()),
+        Done,
     ]
 }
 
@@ -142,9 +162,16 @@ fn product_requests() -> Vec<product::Request> {
         Ping,
         RegisterItem { op: OP, seller_id: 1, item: new_item() },
         ChangePrice { seller_id: 1, item: item_id(), price: Money::from_cents(99) },
+        RemoveUnits { op: OP, seller_id: 1, item: item_id(), quantity: 1 },
+        SellerItems { seller_id: 1, page: page() },
         Search { category: 3, keywords: vec!["pen".into()], page: page() },
+        GetItem { item: item_id() },
         Vote { buyer_id: 7, item: item_id(), up: true },
+        SellerFeedback { seller_id: 1 },
         Reserve { purchase: 9, lines: vec![CartLine { item: item_id(), quantity: 2 }] },
+        Release { purchase: 9 },
+        Confirm { purchase: 9 },
+        Held { open: vec![9, 11], next: 12 },
     ]
 }
 
@@ -155,8 +182,10 @@ fn product_responses() -> Vec<product::Response> {
         ItemId(item_id()),
         Quantity(8),
         Items(vec![item(), item()]),
+        Item(item()),
         Feedback(agora_domain::Feedback { up: 4, down: 1 }),
         Reserved(purchase().lines),
+        Released(2),
         Done,
     ]
 }
@@ -171,7 +200,11 @@ fn seller_requests() -> Vec<front::SellerRequest> {
             password: "long enough".into(),
             name: "Ann's Pens".into(),
         },
+        Login { username: "ann".into(), password: "long enough".into() },
+        Logout { session: session() },
+        GetRating { session: session() },
         RegisterItem { op: OP, session: session(), item: new_item() },
+        ChangePrice { session: session(), item: item_id(), price: Money::from_cents(99) },
         RemoveUnits { op: OP, session: session(), item: item_id(), quantity: 1 },
         ListItems { session: session(), page: page() },
     ]
@@ -181,10 +214,24 @@ fn buyer_requests() -> Vec<front::BuyerRequest> {
     use front::BuyerRequest::*;
     vec![
         Ping { deep: false },
+        CreateAccount {
+            op: OP,
+            username: "bea".into(),
+            password: "long enough".into(),
+            name: "Bea".into(),
+        },
         Login { username: "bea".into(), password: "long enough".into() },
+        Logout { session: session() },
         Search { session: session(), category: 3, keywords: vec!["pen".into()], page: page() },
+        GetItem { session: session(), item: item_id() },
         AddToCart { op: OP, session: session(), item: item_id(), quantity: 2 },
+        RemoveFromCart { op: OP, session: session(), item: item_id(), quantity: 1 },
+        SaveCart { session: session() },
+        ClearCart { session: session() },
+        DisplayCart { session: session() },
         ProvideFeedback { session: session(), item: item_id(), up: false },
+        GetSellerRating { session: session(), seller_id: 1 },
+        GetPurchases { session: session(), page: page() },
         MakePurchase { session: session(), key: "k-1".into(), card: card() },
     ]
 }
@@ -201,6 +248,15 @@ fn front_responses() -> Vec<front::Response> {
             feedback: agora_domain::Feedback { up: 4, down: 1 },
             items_sold: 12,
         }),
+        ItemId(item_id()),
+        Quantity(8),
+        Items(vec![item()]),
+        Item(item()),
+        Cart(vec![CartLine { item: item_id(), quantity: 2 }]),
+        Feedback(agora_domain::Feedback { up: 4, down: 1 }),
+        Purchases(vec![purchase()]),
+        Purchase(purchase()),
+        Done,
     ]
 }
 
@@ -208,12 +264,7 @@ fn payments_requests() -> Vec<payments::Request> {
     use payments::Request::*;
     vec![
         Ping,
-        Charge {
-            key: "purchase-9".into(),
-            card: card(),
-            amount: Money::from_cents(300),
-            payer: 7,
-        },
+        Charge { key: "purchase-9".into(), card: card(), amount: Money::from_cents(300), payer: 7 },
         Resolve { key: "purchase-9".into() },
     ]
 }
@@ -238,10 +289,10 @@ fn frames() -> Vec<Vec<u8>> {
         Frame { kind, service: service as u8, id, payload: payload.into() }.to_bytes().to_vec()
     };
     let ping = frame(Kind::Request, ServiceId::Buyer, 1, encode(&buyer_requests()[0]));
-    let search = frame(Kind::Request, ServiceId::Buyer, 2, encode(&buyer_requests()[2]));
+    let search = frame(Kind::Request, ServiceId::Buyer, 2, encode(&buyer_requests()[4]));
     let answer = frame(Kind::Response, ServiceId::Buyer, 2, encode(&results(front_responses())[3]));
     let goodbye = frame(Kind::Goodbye, ServiceId::CustomerDb, 0, encode(&errors()[1]));
-    let reserve = frame(Kind::Request, ServiceId::ProductDb, 3, encode(&product_requests()[5]));
+    let reserve = frame(Kind::Request, ServiceId::ProductDb, 3, encode(&product_requests()[9]));
     let with_limit = |max: u32, parts: &[&[u8]]| {
         let mut input = max.to_be_bytes().to_vec();
         for part in parts {
