@@ -73,6 +73,12 @@ pub struct UpArgs {
     /// default) or `machine` (also a power loss: every commit batch is fsynced).
     #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
     pub durability: String,
+    /// Seller servers, and buyer servers, to run: with more than one, `seller-server-1`
+    /// takes the usual ports and server K listens 10 × (K − 1) ports above them (free
+    /// ports with --port-base 0). Clients given all their addresses move to the next when
+    /// one dies.
+    #[arg(long, env = "AGORA_FRONTENDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub frontends: u16,
 }
 
 /// The port base of the contract's addresses: 7401 to 7405, and 8403 and 8404.
@@ -128,9 +134,27 @@ impl UpArgs {
     }
 }
 
+impl UpArgs {
+    /// Where frontend `k` (1-based) of a kind listens, given where the first does: 10 × (k
+    /// − 1) ports higher, or a free port when the first's is 0.
+    fn frontend_address(&self, first: &str, k: u16) -> String {
+        if k <= 1 {
+            return first.to_owned();
+        }
+        match first.rsplit_once(':').map(|(host, port)| (host, port.parse::<u32>())) {
+            Some((host, Ok(0))) | Some((host, Err(_))) => format!("{host}:0"),
+            Some((host, Ok(port))) => match u16::try_from(port + 10 * u32::from(k - 1)) {
+                Ok(port) => format!("{host}:{port}"),
+                Err(_) => format!("{host}:0"),
+            },
+            None => first.to_owned(),
+        }
+    }
+}
+
 /// A running child: its name, the pipe whose closing stops it, and where it listens.
 struct Component {
-    name: &'static str,
+    name: String,
     stdin: Option<ChildStdin>,
     addr: String,
     /// Where its HTTP API listens, for a frontend that has one.
@@ -156,12 +180,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     agora_proto::trust::create(&credentials)?;
     let credentials = credentials.display().to_string();
     let listen = args.addresses();
-    let (exited_tx, mut exited) = mpsc::channel::<(&'static str, String)>(8);
+    let (exited_tx, mut exited) = mpsc::channel::<(String, String)>(8);
 
     let mut started: Vec<Component> = Vec::new();
     let result = async {
         let product = start(
             &exe,
+            "product-db",
             "product-db",
             &[
                 "--listen",
@@ -180,6 +205,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         started.push(product);
         let payments = start(
             &exe,
+            "payments",
             "payments",
             &[
                 "--listen",
@@ -202,6 +228,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let customer = start(
             &exe,
             "customer-db",
+            "customer-db",
             &[
                 "--listen",
                 &listen.customer_db,
@@ -223,32 +250,44 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?;
         let customer_addr = customer.addr.clone();
         started.push(customer);
-        for (name, listen, http) in [
+        let frontends = args.frontends.max(1);
+        let kinds = [
             ("seller-server", &listen.seller, &listen.seller_http),
             ("buyer-server", &listen.buyer, &listen.buyer_http),
-        ] {
-            let http = if crate::servers::http_off(http) { "off" } else { http.as_str() };
-            let frontend = start(
-                &exe,
-                name,
-                &[
-                    "--listen",
-                    listen,
-                    "--http-listen",
-                    http,
-                    "--customer-db",
-                    &customer_addr,
-                    "--product-db",
-                    &product_addr,
-                    "--credentials",
-                    &credentials,
-                    "--log",
-                    &args.log,
-                ],
-                &exited_tx,
-            )
-            .await?;
-            started.push(frontend);
+        ];
+        for (command, first, first_http) in kinds {
+            for k in 1..=frontends {
+                let name =
+                    if frontends == 1 { command.to_owned() } else { format!("{command}-{k}") };
+                let listen = args.frontend_address(first, k);
+                let http = if crate::servers::http_off(first_http) {
+                    "off".to_owned()
+                } else {
+                    args.frontend_address(first_http, k)
+                };
+                let frontend = start(
+                    &exe,
+                    command,
+                    &name,
+                    &[
+                        "--listen",
+                        &listen,
+                        "--http-listen",
+                        &http,
+                        "--customer-db",
+                        &customer_addr,
+                        "--product-db",
+                        &product_addr,
+                        "--credentials",
+                        &credentials,
+                        "--log",
+                        &args.log,
+                    ],
+                    &exited_tx,
+                )
+                .await?;
+                started.push(frontend);
+            }
         }
         anyhow::Ok(())
     }
@@ -277,17 +316,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// Starts `agora <name> <args> --supervised` and waits for its `listening on` line (and,
-/// when `args` turn an HTTP API on, the `http listening on` line after it).
+/// Starts `agora <command> <args> --supervised`, known in the log as `name`, and waits
+/// for its `listening on` line (and, when `args` turn an HTTP API on, the `http listening
+/// on` line after it).
 async fn start(
     exe: &std::path::Path,
-    name: &'static str,
+    command: &'static str,
+    name: &str,
     args: &[&str],
-    exited: &mpsc::Sender<(&'static str, String)>,
+    exited: &mpsc::Sender<(String, String)>,
 ) -> anyhow::Result<Component> {
     let http = args.windows(2).any(|w| w[0] == "--http-listen" && !crate::servers::http_off(w[1]));
     let mut child: Child = Command::new(exe)
-        .arg(name)
+        .arg(command)
         .args(args)
         .arg("--supervised")
         .env("AGORA_LOG_COLOR", if std::io::stderr().is_terminal() { "1" } else { "0" })
@@ -303,7 +344,7 @@ async fn start(
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
-    let stderr = tokio::spawn(forward(name, BufReader::new(stderr).lines()));
+    let stderr = tokio::spawn(forward(name.to_owned(), BufReader::new(stderr).lines()));
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
     let addr = match first {
@@ -325,16 +366,17 @@ async fn start(
             Err(_) => bail!("{name} did not start its HTTP API within 30 s"),
         },
     };
-    tokio::spawn(forward(name, lines));
+    tokio::spawn(forward(name.to_owned(), lines));
     let exited = exited.clone();
+    let (name, component) = (name.to_owned(), name.to_owned());
     tokio::spawn(async move {
         let status = match child.wait().await {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
         };
-        let _ = exited.send((name, status)).await;
+        let _ = exited.send((name.clone(), status)).await;
     });
-    Ok(Component { name, stdin, addr, http })
+    Ok(Component { name: component, stdin, addr, http })
 }
 
 /// The address in a child's `<prefix>ADDR` line, which also goes to the log as the
@@ -348,7 +390,7 @@ fn listening<'a>(name: &str, line: &'a str, prefix: &str) -> Option<&'a str> {
 /// The error for a child that exited before saying where it listens. Waits for its log to
 /// be copied first, so that the log is shown, and names the cause from it with the fix.
 async fn failed_to_start(
-    name: &'static str,
+    name: &str,
     args: &[&str],
     mut child: Child,
     stderr: tokio::task::JoinHandle<Vec<String>>,
@@ -409,7 +451,7 @@ fn startup_fix(cause: &str, addresses: &[&str]) -> Option<String> {
 /// Copies a child's output lines to our stderr, prefixed with its name; returns the last
 /// few, from which a failed start is explained.
 async fn forward<R: tokio::io::AsyncBufRead + Unpin>(
-    name: &'static str,
+    name: String,
     mut lines: tokio::io::Lines<R>,
 ) -> Vec<String> {
     const KEPT: usize = 20;
@@ -425,21 +467,24 @@ async fn forward<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 fn print_banner(started: &[Component], data_dir: &str) {
-    let addr = |name: &str| {
-        started.iter().find(|c| c.name == name).map(|c| c.addr.as_str()).unwrap_or("?")
+    // Every server of a kind (`seller-server`, or `seller-server-1` and on).
+    let of_kind = |kind: &'static str| {
+        started.iter().filter(move |c| c.name == kind || c.name.starts_with(&format!("{kind}-")))
     };
+    let addrs =
+        |kind: &'static str| of_kind(kind).map(|c| c.addr.as_str()).collect::<Vec<_>>().join(",");
     println!("Agora is up. Data in {data_dir}/");
     for c in started {
         match &c.http {
-            Some(http) => println!("  {:<14} {:<21} http://{http}", c.name, c.addr),
-            None => println!("  {:<14} {}", c.name, c.addr),
+            Some(http) => println!("  {:<16} {:<21} http://{http}", c.name, c.addr),
+            None => println!("  {:<16} {}", c.name, c.addr),
         }
     }
     println!();
     // The copy-paste lines name the servers only when the clients would not find them.
-    let client = |role: &str, name: &str, default: &str| match addr(name) {
-        addr if addr == default => format!("agora {role}"),
-        addr => format!("agora {role} --server {addr}"),
+    let client = |role: &str, kind: &'static str, default: &str| match addrs(kind) {
+        addrs if addrs == default => format!("agora {role}"),
+        addrs => format!("agora {role} --server {addrs}"),
     };
     let seller = client("seller", "seller-server", agora_cli::DEFAULT_SELLER_SERVER);
     let buyer = client("buyer", "buyer-server", agora_cli::DEFAULT_BUYER_SERVER);
@@ -447,7 +492,7 @@ fn print_banner(started: &[Component], data_dir: &str) {
     println!("Buyers:   {buyer}");
     println!("Scripts:  {seller} create-account --username ann --password 'long enough'");
     println!("          {seller} login --username ann    (asks for the password)");
-    let http = |name: &str| started.iter().find(|c| c.name == name).and_then(|c| c.http.clone());
+    let http = |kind: &'static str| of_kind(kind).find_map(|c| c.http.clone());
     if let (Some(buyer), Some(seller)) = (http("buyer-server"), http("seller-server")) {
         println!(
             "Browser:  shop at http://{buyer}/  sell at http://{seller}/  (docs/storefront.md)"
@@ -531,6 +576,18 @@ mod tests {
             let err = addresses(&["--port-base", bad]).expect_err(bad).to_string();
             assert!(err.contains("from 0 to 64531"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn more_frontends_listen_ten_ports_apart_or_on_free_ports() {
+        let cli = Cli::try_parse_from(["up", "--frontends", "3"]).expect("parses");
+        let args = cli.up;
+        assert_eq!(args.frontend_address("127.0.0.1:7403", 1), "127.0.0.1:7403");
+        assert_eq!(args.frontend_address("127.0.0.1:7403", 3), "127.0.0.1:7423");
+        assert_eq!(args.frontend_address("0.0.0.0:8404", 2), "0.0.0.0:8414");
+        assert_eq!(args.frontend_address("127.0.0.1:0", 2), "127.0.0.1:0");
+        assert_eq!(args.frontend_address("127.0.0.1:65530", 2), "127.0.0.1:0");
+        assert!(Cli::try_parse_from(["up", "--frontends", "0"]).is_err());
     }
 
     #[test]

@@ -19,7 +19,16 @@ Examples:
   agora bench --spawn --scenario 1,2,3          the spec's three scenarios, own servers
   agora bench --scenario 2 --seller-server h:7403 --buyer-server h:7404
   agora bench --spawn --sellers 0 --buyers 10 --mix search=1 --catalogue 1000000
-  agora bench --spawn --scenario 2 --json out.json --csv out.csv --plot charts/";
+  agora bench --spawn --scenario 2 --json out.json --csv out.csv --plot charts/
+  agora bench --spawn --scenario 3 --frontends 4 --fail none,frontend --plot charts/
+
+Failures (--fail): each condition is its own set of runs on fresh servers. In every run of a
+condition other than `none`, the bench kills one server with SIGKILL once --fail-at of the
+run's calls are done; it stays down for the rest of the run and is started again, on the
+same address, before the next one. `frontend` kills one seller server and one buyer server
+(each has clients on it, which move to the next frontend in their list). The report adds,
+per run, when the kill happened, the longest time without a successful call, and how long
+throughput took to come back to its level before the kill.";
 
 /// `agora bench`: measure response time and throughput of a running or spawned marketplace.
 #[derive(Debug, Clone, Args)]
@@ -97,6 +106,19 @@ pub struct BenchArgs {
     /// With --spawn: what the servers log (into their log files).
     #[arg(long, default_value = "warn", requires = "spawn")]
     pub server_log: String,
+    /// With --spawn: how many seller servers and how many buyer servers to start. Each
+    /// simulated user is given every frontend of its role, starting with a different one
+    /// (user i with frontend i mod N), and moves to the next when one fails.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), requires = "spawn")]
+    pub frontends: u16,
+    /// With --spawn: the conditions to measure, comma-separated, each its own set of runs
+    /// on fresh servers: `none` (nothing fails) or `frontend` (one seller server and one
+    /// buyer server are killed in each run; needs --frontends 2 or more).
+    #[arg(long, value_delimiter = ',', default_value = "none", requires = "spawn")]
+    pub fail: Vec<Condition>,
+    /// When, in each run, the failure happens: the fraction of the run's calls done by then.
+    #[arg(long, default_value = "0.33", value_parser = parse_fraction)]
+    pub fail_at: f64,
     /// With --spawn: the `agora` executable to start (default: this one).
     #[arg(long, hide = true)]
     pub exe: Option<PathBuf>,
@@ -141,6 +163,39 @@ pub struct BenchArgs {
 
 fn parse_mix(s: &str) -> Result<Mix, String> {
     s.parse()
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1, such as 0.33")),
+    }
+}
+
+/// What fails during a condition's runs (docs/bench.md, "Failures").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Nothing: the baseline.
+    None,
+    /// One seller server and one buyer server, each with clients on it.
+    Frontend,
+}
+
+impl Condition {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::None => "none",
+            Condition::Frontend => "frontend",
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The shape of one scenario.

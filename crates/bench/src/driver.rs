@@ -12,7 +12,8 @@ use tokio::sync::Barrier;
 
 use crate::mix::Mix;
 use crate::stats::Accum;
-use crate::workload::{Recorder, SLOTS, User};
+use crate::timeline::{Timeline, timeline};
+use crate::workload::{Recorder, SLOTS, Sample, Trigger, User};
 
 /// What every user does in a phase.
 #[derive(Debug, Clone, Copy)]
@@ -26,16 +27,23 @@ pub enum Work {
     },
 }
 
-/// A phase's outcome: one accumulator per slot, and how long it took.
+/// A phase's outcome: one accumulator per slot, how long it took, and its calls over time.
 pub struct Phase {
     /// Per slot (see [`crate::workload::SLOTS`]).
     pub slots: Vec<Accum>,
     /// From the barrier's release to the last answer.
     pub duration: Duration,
+    /// The barrier's release.
+    pub started: Instant,
+    /// Every call, user after user.
+    pub samples: Vec<Sample>,
+    /// The calls in 100 ms buckets.
+    pub timeline: Timeline,
 }
 
 /// Runs `calls` calls on every user and gives the users back with what they measured.
 /// `rate` is the total intended calls per second (open loop) or `None` (closed loop).
+/// `trigger` rings when that many of the phase's calls have ended.
 pub async fn phase(
     users: Vec<User>,
     mix: &Arc<Mix>,
@@ -43,6 +51,7 @@ pub async fn phase(
     calls: u64,
     rate: Option<f64>,
     bar: &ProgressBar,
+    trigger: Option<Trigger>,
 ) -> anyhow::Result<(Vec<User>, Phase)> {
     let n = users.len();
     let barrier = Arc::new(Barrier::new(n + 1));
@@ -53,8 +62,9 @@ pub async fn phase(
     let mut tasks = Vec::with_capacity(n);
     for (i, mut user) in users.into_iter().enumerate() {
         let (barrier, progress, mix) = (barrier.clone(), progress.clone(), mix.clone());
+        let trigger = trigger.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rec = Recorder::new(calls, progress);
+            let mut rec = Recorder::new(calls, progress, trigger);
             barrier.wait().await;
             let start = Instant::now();
             let offset = interval.map(|iv| iv.mul_f64(i as f64 / n as f64));
@@ -123,6 +133,7 @@ pub async fn phase(
 
     let mut slots: Vec<Accum> = (0..SLOTS).map(|_| Accum::new()).collect();
     let mut users = Vec::with_capacity(n);
+    let mut samples = Vec::with_capacity(finished.iter().map(|(_, rec)| rec.samples.len()).sum());
     for (user, rec) in finished {
         for sample in &rec.samples {
             slots[usize::from(sample.slot)].record(sample.nanos);
@@ -130,9 +141,11 @@ pub async fn phase(
         for (slot, kind) in &rec.errors {
             slots[usize::from(*slot)].fail(kind);
         }
+        samples.extend(rec.samples);
         users.push(user);
     }
-    Ok((users, Phase { slots, duration }))
+    let timeline = timeline(samples.iter(), start, duration);
+    Ok((users, Phase { slots, duration, started: start, samples, timeline }))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal, or with `quiet`).

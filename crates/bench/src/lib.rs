@@ -10,6 +10,7 @@
 //! driver.rs    per run: every user on its own task, a barrier, N calls each
 //! workload.rs  one user's next call, drawn from the mix (mix.rs), timed
 //! stats.rs     samples → HDR histograms, merged over runs
+//! timeline.rs  a run over time: 100 ms buckets, gaps, recovery after a kill (--fail)
 //! report.rs    tables, JSON, CSV;  plot.rs: SVG charts
 //! ```
 //!
@@ -25,18 +26,21 @@ mod report;
 mod setup;
 mod spawn;
 mod stats;
+mod timeline;
 mod workload;
 
-pub use args::{BenchArgs, Shape};
+pub use args::{BenchArgs, Condition, Shape};
 pub use machine::Machine;
 pub use mix::{Api, Mix, Role};
 pub use report::{Floor, Report, ScenarioReport, Settings};
 pub use spawn::ServerReport;
 pub use stats::{RunStats, Stats};
+pub use timeline::{Bucket, Failure};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 
@@ -44,7 +48,8 @@ use crate::driver::{Work, phase};
 use crate::setup::{Plan, Targets};
 use crate::spawn::{SpawnOptions, Spawned, Window};
 use crate::stats::Accum;
-use crate::workload::{FLOOR_DEEP, FLOOR_SHALLOW, SLOTS};
+use crate::timeline::Kill;
+use crate::workload::{FLOOR_DEEP, FLOOR_SHALLOW, SLOTS, Trigger};
 
 /// Runs `agora bench` with `args`: prints the settings, runs every scenario, prints the
 /// report and writes the files asked for.
@@ -79,10 +84,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
     report::print_settings(&settings, &machine, &data_note);
 
     let mut scenarios = Vec::with_capacity(shapes.len());
-    for shape in &shapes {
-        let scenario = scenario(&args, shape, &exe, bulk).await?;
-        report::print_scenario(&scenario, args.runs, machine.cores);
-        scenarios.push(scenario);
+    for condition in conditions(&args) {
+        for shape in &shapes {
+            let scenario = scenario(&args, shape, condition, &exe, bulk).await?;
+            report::print_scenario(&scenario, args.runs, machine.cores);
+            scenarios.push(scenario);
+        }
     }
     let report = Report::new(settings, machine, scenarios);
     if let Some(path) = &args.json {
@@ -101,10 +108,33 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The conditions to measure, each once, in the order given.
+fn conditions(args: &BenchArgs) -> Vec<Condition> {
+    let mut conditions: Vec<Condition> = Vec::new();
+    for condition in &args.fail {
+        if !conditions.contains(condition) {
+            conditions.push(*condition);
+        }
+    }
+    if conditions.is_empty() {
+        conditions.push(Condition::None);
+    }
+    conditions
+}
+
 /// Refuses settings that cannot give a meaningful figure, saying what to change.
 fn check(args: &BenchArgs, shapes: &[Shape]) -> anyhow::Result<()> {
     if args.calls == 0 || args.runs == 0 {
         bail!("--calls and --runs must be at least 1");
+    }
+    if conditions(args).iter().any(|c| *c != Condition::None) && !args.spawn {
+        bail!("--fail kills servers the bench started itself: add --spawn");
+    }
+    if conditions(args).contains(&Condition::Frontend) && args.frontends < 2 {
+        bail!(
+            "--fail frontend kills one frontend of each kind while users go on with the others: \
+             give --frontends 2 or more"
+        );
     }
     if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--rate must be a positive number of calls per second");
@@ -170,23 +200,30 @@ fn floor_calls(args: &BenchArgs) -> u64 {
     args.floor_calls.unwrap_or(args.calls)
 }
 
-/// One scenario: servers (if spawned), set-up, warm-up, the runs, the floor, and the
-/// servers stopped whatever happened.
+/// How `--spawn` starts the servers.
+fn spawn_options(args: &BenchArgs, exe: &std::path::Path, bulk: bool) -> SpawnOptions {
+    SpawnOptions {
+        exe: exe.to_owned(),
+        parent: args.data_dir.clone(),
+        keep: args.keep_data,
+        log: args.server_log.clone(),
+        // A fresh customer database gives its first account id 1: the catalogue's owner.
+        bulk_catalogue: bulk.then_some((args.catalogue, 1)),
+        frontends: args.frontends,
+    }
+}
+
+/// One scenario under one condition: servers (if spawned), set-up, warm-up, the runs, the
+/// floor, and the servers stopped whatever happened.
 async fn scenario(
     args: &BenchArgs,
     shape: &Shape,
+    condition: Condition,
     exe: &std::path::Path,
     bulk: bool,
 ) -> anyhow::Result<ScenarioReport> {
-    let spawned = if args.spawn {
-        let options = SpawnOptions {
-            exe: exe.to_owned(),
-            parent: args.data_dir.clone(),
-            keep: args.keep_data,
-            log: args.server_log.clone(),
-            // A fresh customer database gives its first account id 1: the catalogue's owner.
-            bulk_catalogue: bulk.then_some((args.catalogue, 1)),
-        };
+    let options = spawn_options(args, exe, bulk);
+    let mut spawned = if args.spawn {
         let spawned = Spawned::start(&options).await?;
         if args.keep_data {
             eprintln!("data and server logs in {}", spawned.dir().display());
@@ -196,14 +233,12 @@ async fn scenario(
         None
     };
     let targets = Targets {
-        seller: spawned
-            .as_ref()
-            .map(|s| vec![s.seller_addr()])
-            .unwrap_or(args.seller_server.clone()),
-        buyer: spawned.as_ref().map(|s| vec![s.buyer_addr()]).unwrap_or(args.buyer_server.clone()),
+        seller: spawned.as_ref().map(|s| s.seller_addrs()).unwrap_or(args.seller_server.clone()),
+        buyer: spawned.as_ref().map(|s| s.buyer_addrs()).unwrap_or(args.buyer_server.clone()),
         timeout: args.timeout,
     };
-    let measured = measure(args, shape, &targets, spawned.as_ref(), bulk).await;
+    let failing = spawned.as_mut().map(|spawned| Failing { spawned, options: &options, condition });
+    let measured = measure(args, shape, &targets, failing, bulk).await;
     match (spawned, measured) {
         (Some(spawned), Ok((mut report, window))) => {
             report.servers = spawned.stop(&window).await;
@@ -220,6 +255,84 @@ async fn scenario(
         }
         (None, measured) => measured.map(|(report, ..)| report),
     }
+    .map(|mut report| {
+        report.condition = condition;
+        report.frontends = if args.spawn { args.frontends } else { 1 };
+        report
+    })
+}
+
+/// The spawned servers, and what to do to them in each run.
+struct Failing<'a> {
+    spawned: &'a mut Spawned,
+    options: &'a SpawnOptions,
+    condition: Condition,
+}
+
+impl Failing<'_> {
+    /// The servers the condition kills.
+    fn victims(&self) -> Vec<String> {
+        match self.condition {
+            Condition::None => Vec::new(),
+            // The first of each kind: users 0, N, 2N ... start on it.
+            Condition::Frontend => ["seller-server", "buyer-server"]
+                .iter()
+                .filter_map(|command| self.spawned.names_of(command).into_iter().next())
+                .collect(),
+        }
+    }
+}
+
+/// Runs one timed run of `calls` calls per user; under a failure condition, kills its
+/// victims once `fail_at` of the run's calls are done, and starts them again after the run.
+async fn run_once(
+    args: &BenchArgs,
+    users: Vec<workload::User>,
+    mix: &Arc<mix::Mix>,
+    bar: &indicatif::ProgressBar,
+    failing: &mut Option<Failing<'_>>,
+) -> anyhow::Result<(Vec<workload::User>, driver::Phase, Option<Kill>)> {
+    let victims = failing.as_ref().map(Failing::victims).unwrap_or_default();
+    let (Some(failing), false) = (failing.as_mut(), victims.is_empty()) else {
+        let (users, measured) =
+            phase(users, mix, Work::Mix, args.calls, args.rate, bar, None).await?;
+        return Ok((users, measured, None));
+    };
+    let total = args.calls * users.len() as u64;
+    let bell = Arc::new(tokio::sync::Notify::new());
+    let trigger = Trigger { after: ((total as f64 * args.fail_at).ceil() as u64).max(1), bell };
+    let ring = trigger.bell.clone();
+    let run = phase(users, mix, Work::Mix, args.calls, args.rate, bar, Some(trigger));
+    tokio::pin!(run);
+    let mut killed_at: Option<Instant> = None;
+    let mut pids = Vec::with_capacity(victims.len());
+    let (users, measured) = loop {
+        tokio::select! {
+            done = &mut run => break done?,
+            _ = ring.notified(), if killed_at.is_none() => {
+                killed_at = Some(Instant::now());
+                for victim in &victims {
+                    pids.push(failing.spawned.kill(victim).await?);
+                }
+            }
+        }
+    };
+    let Some(killed_at) = killed_at else {
+        return Ok((users, measured, None));
+    };
+    let gone = victims.iter().all(|v| !failing.spawned.is_running(v));
+    for victim in &victims {
+        failing.spawned.restart(failing.options, victim).await?;
+    }
+    let kill = Kill {
+        condition: failing.condition,
+        killed: victims,
+        pids,
+        at: killed_at.saturating_duration_since(measured.started),
+        gone,
+        took_over: None,
+    };
+    Ok((users, measured, Some(kill)))
 }
 
 /// Set-up, runs and floor; returns the report and what the spawned servers used before and
@@ -228,7 +341,7 @@ async fn measure(
     args: &BenchArgs,
     shape: &Shape,
     targets: &Targets,
-    spawned: Option<&Spawned>,
+    mut failing: Option<Failing<'_>>,
     bulk: bool,
 ) -> anyhow::Result<(ScenarioReport, Window)> {
     let bar = driver::bar(args.quiet, format!("scenario {} set-up", shape.name));
@@ -262,14 +375,14 @@ async fn measure(
 
     if args.warmup > 0 {
         let bar = driver::bar(args.quiet, format!("scenario {} warm-up", shape.name));
-        users = phase(users, &mix, Work::Mix, args.warmup, args.rate, &bar).await?.0;
+        users = phase(users, &mix, Work::Mix, args.warmup, args.rate, &bar, None).await?.0;
         bar.finish_and_clear();
     }
 
     let mut window = Window::default();
-    if let Some(spawned) = spawned {
-        window.setup_peak_kib = spawned.reset_peaks();
-        window.cpu_before = spawned.cpu_seconds();
+    if let Some(failing) = &failing {
+        window.setup_peak_kib = failing.spawned.reset_peaks();
+        window.cpu_before = failing.spawned.cpu_seconds();
     }
     let bench_cpu_before = spawn::own_cpu_seconds().unwrap_or(0.0);
     let machine_cpu_before = spawn::machine_cpu_seconds().unwrap_or((0.0, 0.0));
@@ -279,7 +392,7 @@ async fn measure(
     for run in 1..=args.runs {
         let bar =
             driver::bar(args.quiet, format!("scenario {} run {run}/{}", shape.name, args.runs));
-        let (back, measured) = phase(users, &mix, Work::Mix, args.calls, args.rate, &bar).await?;
+        let (back, measured, kill) = run_once(args, users, &mix, &bar, &mut failing).await?;
         bar.finish_and_clear();
         users = back;
         let mut all = Accum::new();
@@ -288,7 +401,13 @@ async fn measure(
             slots[slot].absorb_run(accum, measured.duration);
         }
         total.absorb_run(&all, measured.duration);
-        let r = RunStats::new(run, &all, measured.duration);
+        let mut r = RunStats::new(run, &all, measured.duration);
+        r.longest_gap_ms = measured.timeline.longest_gap_ms;
+        r.failure = kill.map(|kill| {
+            let samples: Vec<&workload::Sample> = measured.samples.iter().collect();
+            timeline::failure(kill, &measured.timeline, &samples, measured.started)
+        });
+        r.timeline = measured.timeline.buckets;
         if !args.quiet {
             eprintln!(
                 "scenario {} run {run}/{}: {} calls in {:.2} s, {} calls/s, avg {} µs, p99 {} µs, {} errors",
@@ -304,7 +423,7 @@ async fn measure(
         }
         runs.push(r);
     }
-    window.cpu_after = spawned.map(|s| s.cpu_seconds()).unwrap_or_default();
+    window.cpu_after = failing.as_ref().map(|f| f.spawned.cpu_seconds()).unwrap_or_default();
     let bench_cpu_s = spawn::own_cpu_seconds().unwrap_or(0.0) - bench_cpu_before;
     let machine_cpu_after = spawn::machine_cpu_seconds().unwrap_or((0.0, 0.0));
     let irq_cpu_s = machine_cpu_after.1 - machine_cpu_before.1;
@@ -318,7 +437,8 @@ async fn measure(
         {
             let bar = driver::bar(args.quiet, format!("scenario {} {what}", shape.name));
             let (back, measured) =
-                phase(users, &mix, Work::Ping { deep }, floor_calls(args), None, &bar).await?;
+                phase(users, &mix, Work::Ping { deep }, floor_calls(args), None, &bar, None)
+                    .await?;
             bar.finish_and_clear();
             users = back;
             let mut accum = Accum::new();
@@ -340,6 +460,8 @@ async fn measure(
         .collect();
     let report = ScenarioReport {
         scenario: shape.clone(),
+        condition: Condition::None,
+        frontends: 1,
         catalogue_sample,
         runs,
         total: total.stats(None),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use comfy_table::{CellAlignment, LineStyle, Table, TableStyle};
 use serde::Serialize;
 
-use crate::args::Shape;
+use crate::args::{Condition, Shape};
 use crate::machine::Machine;
 use crate::spawn::ServerReport;
 use crate::stats::{RunStats, Stats};
@@ -76,11 +76,15 @@ pub struct Floor {
     pub ping: Stats,
 }
 
-/// Everything measured in one scenario.
+/// Everything measured in one scenario under one condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {
     /// Its name and size.
     pub scenario: Shape,
+    /// What failed in each run (`none`: nothing).
+    pub condition: Condition,
+    /// Seller servers, and buyer servers, the users were spread over (1 without --spawn).
+    pub frontends: u16,
     /// Items buyers could find in the catalogue (the sample set-up learnt).
     pub catalogue_sample: usize,
     /// Each run, all calls together.
@@ -148,7 +152,7 @@ impl Report {
             "scenario,kind,name,calls,errors,throughput_ops_per_s,avg_response_us,\
              min_response_us,p50_response_us,p90_response_us,p95_response_us,p99_response_us,\
              p999_response_us,max_response_us,throughput_mean,throughput_stddev,\
-             avg_response_mean_us,avg_response_stddev_us\n",
+             avg_response_mean_us,avg_response_stddev_us,condition\n",
         );
         for s in &self.scenarios {
             let mut rows: Vec<(&str, &str, &Stats)> =
@@ -161,7 +165,7 @@ impl Report {
             for (kind, name, st) in rows {
                 let _ = writeln!(
                     out,
-                    "{},{kind},{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{kind},{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     s.scenario.name,
                     st.calls,
                     st.errors,
@@ -178,6 +182,7 @@ impl Report {
                     st.throughput_stddev,
                     st.avg_response_mean_us,
                     st.avg_response_stddev_us,
+                    s.condition,
                 );
             }
         }
@@ -282,7 +287,14 @@ pub fn print_settings(settings: &Settings, machine: &Machine, data_note: &str) {
 
 /// A scenario's tables, Locust style.
 pub fn print_scenario(s: &ScenarioReport, runs: u32, cores: usize) {
-    println!("== {} ==", s.scenario.describe());
+    match s.condition {
+        Condition::None if s.frontends <= 1 => println!("== {} ==", s.scenario.describe()),
+        condition => println!(
+            "== {}, {} frontends of each kind, failure: {condition} ==",
+            s.scenario.describe(),
+            s.frontends
+        ),
+    }
     let floor_avg = s.floor.as_ref().map(|f| f.ping_deep.avg_response_us);
     let mut table = Table::new();
     table.load_style(STYLE);
@@ -376,6 +388,27 @@ pub fn print_scenario(s: &ScenarioReport, runs: u32, cores: usize) {
             }
         }
         println!("{runs}");
+    }
+
+    for r in &s.runs {
+        if let Some(f) = &r.failure {
+            let recovered = match f.recovered_after_ms {
+                Some(ms) => format!("throughput back to 90 % of before after {} ms", us(ms)),
+                None => "throughput not back to 90 % of before by the run's end".to_owned(),
+            };
+            let took_over =
+                f.took_over.as_ref().map(|n| format!("; {n} took over")).unwrap_or_default();
+            println!(
+                "Run {}: killed {} at {:.2} s{}{took_over}; no successful call for {} ms; {} \
+                 errors after the kill; {recovered}",
+                r.run,
+                f.killed.join(" and "),
+                f.killed_at_s,
+                if f.gone { "" } else { " (STILL RUNNING at the run's end)" },
+                us(f.unavailable_ms),
+                thousands(f.errors_after_kill as f64),
+            );
+        }
     }
 
     if let Some(floor) = &s.floor {

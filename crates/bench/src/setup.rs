@@ -28,13 +28,28 @@ pub struct Targets {
 }
 
 impl Targets {
-    fn seller_client(&self) -> SellerClient {
-        SellerClient::with_config(pool_config(self.seller.clone(), None, Some(self.timeout)))
+    /// A client for user `i`: every seller server, starting with server `i mod N`, so the
+    /// users spread over the frontends and each moves to the next when its own fails.
+    fn seller_client(&self, i: usize) -> SellerClient {
+        let addrs = rotated(&self.seller, i);
+        SellerClient::with_config(pool_config(addrs, None, Some(self.timeout)))
     }
 
-    fn buyer_client(&self) -> BuyerClient {
-        BuyerClient::with_config(pool_config(self.buyer.clone(), None, Some(self.timeout)))
+    /// A client for user `i`, as [`Targets::seller_client`] with the buyer servers.
+    fn buyer_client(&self, i: usize) -> BuyerClient {
+        let addrs = rotated(&self.buyer, i);
+        BuyerClient::with_config(pool_config(addrs, None, Some(self.timeout)))
     }
+}
+
+/// `addrs` starting at `i mod len`, the ones before it moved to the end.
+fn rotated(addrs: &[String], i: usize) -> Vec<String> {
+    let mut addrs = addrs.to_vec();
+    if !addrs.is_empty() {
+        let n = addrs.len();
+        addrs.rotate_left(i % n);
+    }
+    addrs
 }
 
 /// What to set up.
@@ -91,9 +106,10 @@ fn setup_error(what: &str, e: ClientError) -> anyhow::Error {
 /// Creates an account and logs in on a client of its own.
 async fn seller_account(
     targets: &Targets,
+    i: usize,
     username: String,
 ) -> anyhow::Result<(SellerClient, UserId)> {
-    let client = targets.seller_client();
+    let client = targets.seller_client(i);
     let id = client
         .create_account(&username, PASSWORD, "Bench seller")
         .await
@@ -102,8 +118,12 @@ async fn seller_account(
     Ok((client, id))
 }
 
-async fn buyer_account(targets: &Targets, username: String) -> anyhow::Result<BuyerClient> {
-    let client = targets.buyer_client();
+async fn buyer_account(
+    targets: &Targets,
+    i: usize,
+    username: String,
+) -> anyhow::Result<BuyerClient> {
+    let client = targets.buyer_client(i);
     client
         .create_account(&username, PASSWORD, "Bench buyer")
         .await
@@ -125,7 +145,7 @@ pub async fn setup(targets: &Targets, plan: &Plan, bar: &ProgressBar) -> anyhow:
         let (targets, gate, username) = (targets.clone(), gate.clone(), format!("{prefix}s{i}"));
         sellers.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let (client, id) = seller_account(&targets, username.clone()).await?;
+            let (client, id) = seller_account(&targets, i, username.clone()).await?;
             anyhow::Ok((i, client, id, username))
         });
     }
@@ -134,7 +154,7 @@ pub async fn setup(targets: &Targets, plan: &Plan, bar: &ProgressBar) -> anyhow:
         let (targets, gate, username) = (targets.clone(), gate.clone(), format!("{prefix}b{i}"));
         buyers.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let client = buyer_account(&targets, username.clone()).await?;
+            let client = buyer_account(&targets, i, username.clone()).await?;
             anyhow::Ok((i, client, username))
         });
     }
@@ -260,7 +280,7 @@ async fn seed_catalogue(
     bar.set_length(plan.catalogue_via_api);
     let mut clients = Vec::with_capacity(SEED_SELLERS);
     for i in 0..SEED_SELLERS {
-        clients.push(seller_account(targets, format!("{prefix}c{i}")).await?.0);
+        clients.push(seller_account(targets, i, format!("{prefix}c{i}")).await?.0);
     }
     let gate = Arc::new(Semaphore::new(SEED_IN_FLIGHT));
     let mut rng = rng_for(plan.seed, 3, 0);
@@ -288,7 +308,7 @@ async fn seed_catalogue(
 /// Says which seller id a bulk-loaded catalogue belongs to: a seller account made first on
 /// a fresh customer database, so it owns the id the loader was given.
 pub async fn catalogue_owner(targets: &Targets) -> anyhow::Result<UserId> {
-    let (_, id) = seller_account(targets, format!("b{}owner", nonce()))
+    let (_, id) = seller_account(targets, 0, format!("b{}owner", nonce()))
         .await
         .context("create the catalogue's owner")?;
     Ok(id)

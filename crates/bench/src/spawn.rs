@@ -3,6 +3,9 @@
 //! from the `listening on` line, stopped by closing standard input (`--supervised`), frontends
 //! first. Each server's log goes to `<data dir>/<name>.log`. Just before stopping, each
 //! server's peak resident memory (VmHWM) is read from /proc.
+//!
+//! For the failure conditions (`--fail`), [`Spawned::kill`] ends one server with SIGKILL
+//! and [`Spawned::restart`] starts it again with the same flags on the same address.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,7 +23,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// One spawned server's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
-    /// `customer-db`, `product-db`, `payments`, `seller-server` or `buyer-server`.
+    /// `customer-db`, `product-db`, `payments`, `seller-server` or `buyer-server`; with
+    /// several frontends, `seller-server-1` and so on.
     pub name: String,
     /// Its process id.
     pub pid: u32,
@@ -31,7 +35,8 @@ pub struct ServerReport {
     /// Peak resident set size from the start of the runs to the end (floor included),
     /// KiB; 0 if the kernel would not reset the peak.
     pub peak_rss_runs_kib: u64,
-    /// CPU time (user + system) it used during the measured runs, s.
+    /// CPU time (user + system) it used during the measured runs, s. For a server killed
+    /// and started again during the runs, that of the process running at the end.
     pub cpu_s: f64,
 }
 
@@ -47,7 +52,12 @@ pub struct Window {
 }
 
 struct Server {
-    name: &'static str,
+    /// Its name in reports and log file names.
+    name: String,
+    /// The `agora` subcommand that runs it.
+    command: &'static str,
+    /// Its flags, but for `--listen`: what a restart starts it with again.
+    args: Vec<String>,
     child: Child,
     stdin: Option<ChildStdin>,
     addr: String,
@@ -76,6 +86,8 @@ pub struct SpawnOptions {
     /// Items to bulk-load into product.db before the product database starts, and the
     /// seller id they belong to.
     pub bulk_catalogue: Option<(u64, u64)>,
+    /// Seller servers, and buyer servers, to start.
+    pub frontends: u16,
 }
 
 impl Spawned {
@@ -109,8 +121,9 @@ impl Spawned {
             make_credentials(&options.exe, &credentials).await?;
             frontend_args.extend(["--credentials", &credentials]);
         }
-        let product =
-            spawned.launch(options, "product-db", &["--data-dir", &data, "--log", log]).await?;
+        let product = spawned
+            .launch(options, "product-db", "product-db", &["--data-dir", &data, "--log", log])
+            .await?;
         let mut customer_args = vec!["--data-dir", &data, "--log", log];
         // An agora with MakePurchase has a payments service, which the customer database
         // calls along with the product database. The bench measures the purchase path, not
@@ -121,21 +134,24 @@ impl Spawned {
                 .launch(
                     options,
                     "payments",
+                    "payments",
                     &["--data-dir", &data, "--log", log, "--approve-probability", "1"],
                 )
                 .await?;
             customer_args.extend(["--product-db", &product, "--payments", &payments]);
         }
-        let customer = spawned.launch(options, "customer-db", &customer_args).await?;
-        for name in ["seller-server", "buyer-server"] {
-            spawned
-                .launch(
-                    options,
-                    name,
-                    &[&["--customer-db", &customer, "--product-db", &product][..], &frontend_args]
-                        .concat(),
-                )
-                .await?;
+        let customer =
+            spawned.launch(options, "customer-db", "customer-db", &customer_args).await?;
+        let frontends = options.frontends.max(1);
+        for command in ["seller-server", "buyer-server"] {
+            for k in 1..=frontends {
+                let name =
+                    if frontends == 1 { command.to_owned() } else { format!("{command}-{k}") };
+                let databases = ["--customer-db", &customer, "--product-db", &product];
+                spawned
+                    .launch(options, command, &name, &[&databases[..], &frontend_args].concat())
+                    .await?;
+            }
         }
         Ok(spawned)
     }
@@ -145,18 +161,71 @@ impl Spawned {
         &self.dir
     }
 
-    /// Where the seller server listens.
-    pub fn seller_addr(&self) -> String {
-        self.addr_of("seller-server")
+    /// Where the seller servers listen, in start order.
+    pub fn seller_addrs(&self) -> Vec<String> {
+        self.addrs_of("seller-server")
     }
 
-    /// Where the buyer server listens.
-    pub fn buyer_addr(&self) -> String {
-        self.addr_of("buyer-server")
+    /// Where the buyer servers listen, in start order.
+    pub fn buyer_addrs(&self) -> Vec<String> {
+        self.addrs_of("buyer-server")
     }
 
-    fn addr_of(&self, name: &str) -> String {
-        self.servers.iter().find(|s| s.name == name).map(|s| s.addr.clone()).unwrap_or_default()
+    fn addrs_of(&self, command: &str) -> Vec<String> {
+        self.servers.iter().filter(|s| s.command == command).map(|s| s.addr.clone()).collect()
+    }
+
+    /// The names of the servers `command` runs, in start order.
+    pub fn names_of(&self, command: &str) -> Vec<String> {
+        self.servers.iter().filter(|s| s.command == command).map(|s| s.name.clone()).collect()
+    }
+
+    /// Ends the server `name` with SIGKILL and waits until its process is gone. Returns its
+    /// process id.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<u32> {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server named {name}"))?;
+        server.child.start_kill().with_context(|| format!("cannot kill {name}"))?;
+        tokio::time::timeout(STOP_TIMEOUT, server.child.wait())
+            .await
+            .with_context(|| format!("{name} did not die within {STOP_TIMEOUT:?} of SIGKILL"))?
+            .with_context(|| format!("cannot wait for {name}"))?;
+        server.stdin.take();
+        Ok(server.pid)
+    }
+
+    /// Whether the process of server `name` is still running.
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .is_some_and(|s| matches!(s.child.try_wait(), Ok(None)))
+    }
+
+    /// Starts server `name` again, after [`Spawned::kill`], with the same flags on the same
+    /// address, so that the clients that had it in their list find it there again.
+    pub async fn restart(&mut self, options: &SpawnOptions, name: &str) -> anyhow::Result<()> {
+        let index = self
+            .servers
+            .iter()
+            .position(|s| s.name == name)
+            .with_context(|| format!("no server named {name}"))?;
+        let old = self.servers.remove(index);
+        let args: Vec<&str> = old.args.iter().map(String::as_str).collect();
+        let started = self.start_process(options, old.command, &old.name, &old.addr, &args).await;
+        match started {
+            Ok(server) => {
+                self.servers.insert(index, server);
+                Ok(())
+            }
+            Err(e) => {
+                self.servers.insert(index, old);
+                Err(e.context(format!("cannot start {name} again")))
+            }
+        }
     }
 
     /// Reads each server's peak memory so far, then resets the peak (`clear_refs`), so
@@ -177,18 +246,38 @@ impl Spawned {
         self.servers.iter().map(|s| cpu_seconds(s.pid).unwrap_or(0.0)).collect()
     }
 
+    /// Starts `agora <command>` as server `name` on a free port and returns its address.
     async fn launch(
         &mut self,
         options: &SpawnOptions,
-        name: &'static str,
+        command: &'static str,
+        name: &str,
         args: &[&str],
     ) -> anyhow::Result<String> {
+        let server = self.start_process(options, command, name, "127.0.0.1:0", args).await?;
+        let addr = server.addr.clone();
+        self.servers.push(server);
+        Ok(addr)
+    }
+
+    async fn start_process(
+        &self,
+        options: &SpawnOptions,
+        command: &'static str,
+        name: &str,
+        listen: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Server> {
         let log_path = self.dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path)
+        // Appended to: a restarted server's log follows the one it replaces.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut child = Command::new(&options.exe)
-            .arg(name)
-            .args(["--listen", "127.0.0.1:0"])
+            .arg(command)
+            .args(["--listen", listen])
             .args(args)
             .arg("--supervised")
             .stdin(Stdio::piped())
@@ -214,8 +303,8 @@ impl Spawned {
         };
         // Nothing more is printed on stdout, but keep the pipe drained all the same.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.servers.push(Server { name, child, stdin, addr: addr.clone(), pid });
-        Ok(addr)
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        Ok(Server { name: name.to_owned(), command, args, child, stdin, addr, pid })
     }
 
     /// Reads each server's peak memory, then stops them in the reverse of start order
@@ -233,12 +322,13 @@ impl Spawned {
                 let cpu = window.cpu_after.get(i).copied().unwrap_or(0.0)
                     - window.cpu_before.get(i).copied().unwrap_or(0.0);
                 ServerReport {
-                    name: s.name.to_owned(),
+                    name: s.name.clone(),
                     pid: s.pid,
                     peak_rss_kib: setup.max(since),
                     peak_rss_setup_kib: setup,
                     peak_rss_runs_kib: if window.setup_peak_kib.is_empty() { 0 } else { since },
-                    cpu_s: (cpu * 100.0).round() / 100.0,
+                    // A restarted process started its count again.
+                    cpu_s: (cpu.max(0.0) * 100.0).round() / 100.0,
                 }
             })
             .collect();
@@ -250,9 +340,8 @@ impl Spawned {
             }
         }
         reports.sort_by_key(|r| {
-            ["customer-db", "product-db", "payments", "seller-server", "buyer-server"]
-                .iter()
-                .position(|n| *n == r.name)
+            let order = ["customer-db", "product-db", "payments", "seller-server", "buyer-server"];
+            (order.iter().position(|n| r.name.starts_with(n)), r.name.clone())
         });
         reports
     }

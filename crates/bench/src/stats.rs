@@ -227,6 +227,13 @@ pub struct RunStats {
     pub p99_response_us: f64,
     /// Slowest, µs.
     pub max_response_us: f64,
+    /// The longest time in the run with no successful call, ms.
+    pub longest_gap_ms: f64,
+    /// What a failure did to this run (`--fail` other than `none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::timeline::Failure>,
+    /// The run's calls in 100 ms buckets.
+    pub timeline: Vec<crate::timeline::Bucket>,
 }
 
 impl RunStats {
@@ -244,6 +251,9 @@ impl RunStats {
             p95_response_us: s.p95_response_us,
             p99_response_us: s.p99_response_us,
             max_response_us: s.max_response_us,
+            longest_gap_ms: 0.0,
+            failure: None,
+            timeline: Vec::new(),
         }
     }
 }

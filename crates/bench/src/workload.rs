@@ -53,12 +53,16 @@ pub struct Catalogue {
 pub struct Sample {
     /// Which slot (an [`Api`] index or a floor slot).
     pub slot: u8,
+    /// Whether the call succeeded.
+    pub ok: bool,
     /// Response time in nanoseconds (failed calls included).
     pub nanos: u64,
+    /// When the answer (or the failure) came: for the timeline of a run.
+    pub end: Instant,
 }
 
 /// A user's record of one phase: every call's response time, and why the failed ones
-/// failed. Raw samples (16 bytes a call) rather than a histogram per user and call: with
+/// failed. Raw samples (32 bytes a call) rather than a histogram per user and call: with
 /// two hundred users a histogram each would cost hundreds of MiB; the driver records the
 /// samples into one HDR histogram per call after the phase, losing nothing.
 #[derive(Debug)]
@@ -68,13 +72,24 @@ pub struct Recorder {
     /// `(slot, reason)` of every failed call.
     pub errors: Vec<(u8, String)>,
     progress: Arc<AtomicU64>,
+    trigger: Option<Trigger>,
+}
+
+/// Rung once, by the call that brings the phase's count of finished calls to `after`.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// The count that rings it.
+    pub after: u64,
+    /// Where it rings.
+    pub bell: Arc<tokio::sync::Notify>,
 }
 
 impl Recorder {
-    /// A recorder for about `calls` calls that counts them in `progress` as they finish.
-    pub fn new(calls: u64, progress: Arc<AtomicU64>) -> Self {
+    /// A recorder for about `calls` calls that counts them in `progress` as they finish,
+    /// ringing `trigger` when the count reaches it.
+    pub fn new(calls: u64, progress: Arc<AtomicU64>, trigger: Option<Trigger>) -> Self {
         let capacity = usize::try_from(calls).unwrap_or(0).min(1 << 24);
-        Recorder { samples: Vec::with_capacity(capacity), errors: Vec::new(), progress }
+        Recorder { samples: Vec::with_capacity(capacity), errors: Vec::new(), progress, trigger }
     }
 
     /// Calls recorded so far.
@@ -84,13 +99,19 @@ impl Recorder {
 
     /// Records a call to `slot` that started at `start` and ended now.
     pub fn record<T>(&mut self, slot: usize, start: Instant, result: &Result<T, ClientError>) {
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let end = Instant::now();
+        let nanos = u64::try_from(end.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
         let slot = u8::try_from(slot).unwrap_or(u8::MAX);
         if let Err(e) = result {
             self.errors.push((slot, error_kind(e)));
         }
-        self.samples.push(Sample { slot, nanos });
-        self.progress.fetch_add(1, Ordering::Relaxed);
+        self.samples.push(Sample { slot, ok: result.is_ok(), nanos, end });
+        let done = self.progress.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(trigger) = &self.trigger
+            && done == trigger.after
+        {
+            trigger.bell.notify_one();
+        }
     }
 }
 
