@@ -1,10 +1,20 @@
 //! The product database: items for sale, their quantities, buyers' feedback, and search.
 //!
 //! A library with one entry point, [`run`]; `agora product-db` binds a listener and calls
-//! it. Requests arrive as [`agora_proto::messages::product::Request`] and are handled in
-//! [`handler`]; the search index is in [`postings`], and ranking in [`search`].
+//! it. Requests arrive as [`agora_proto::messages::product::Request`] and are checked in
+//! [`handler`], which reads through its [`Replica`] and turns every write into a
+//! [`Command`]; [`ProductMachine`] applies commands (crates/replication). Storage is kept
+//! per concept, called by both halves: items in [`items`], votes in [`feedback`],
+//! reservations in [`reserve`], the search index in [`postings`] and ranking in [`search`].
+//!
+//! Modules only call downwards, never back up: `handler` uses `command` (writes) and
+//! `items`, `feedback`, `search` (reads); `command` uses `items`, `feedback`, `reserve`;
+//! those use `items`, which with `search` uses `postings`.
 
+mod command;
+mod feedback;
 mod handler;
+mod items;
 mod postings;
 mod reserve;
 mod search;
@@ -14,11 +24,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::{ServerConfig, Trust};
+use agora_replication::Replica;
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use agora_replication::Clock;
+pub use command::{Command, ProductMachine};
 pub use handler::ProductDb;
 
 /// The states of a row of `reservations`, a purchase's units at this database.
@@ -47,6 +60,9 @@ pub struct Config {
     pub page_cache_mib: u32,
     /// This database's credentials: only components of the cluster may connect.
     pub trust: Trust,
+    /// The clock commands are proposed with: the time a listing or a reservation is
+    /// recorded at, and what the sweep of unclaimed reservations measures against.
+    pub clock: Clock,
 }
 
 /// The product database's page cache unless configured otherwise, in MiB: room for the
@@ -64,6 +80,7 @@ impl Config {
             durability: agora_store::Durability::default(),
             search_candidates: 1000,
             page_cache_mib: DEFAULT_PAGE_CACHE_MIB,
+            clock: Clock::system(),
         }
     }
 }
@@ -104,7 +121,8 @@ pub async fn run(
         SCHEMA,
     )?;
     // A database from before the index was kept in blocks moves over once, at start; one
-    // from before reservations were timed gains the column.
+    // from before reservations were timed gains the column. Upgrades run outside commands:
+    // they depend only on the file's own version, so every replica does the same.
     let moved = store
         .write(|c| {
             reserve::upgrade(c).map_err(agora_store::db_error)?;
@@ -115,7 +133,8 @@ pub async fn run(
     if moved > 0 {
         info!(postings = moved, "search index moved to blocks");
     }
-    let db = Arc::new(ProductDb::new(store, config.search_candidates));
+    let replica = Replica::single(store, ProductMachine, config.clock.clone());
+    let db = Arc::new(ProductDb::new(replica, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
     agora_proto::serve(listener, db, server, shutdown).await;

@@ -1,15 +1,30 @@
 //! The product database's part in a purchase (crates/customer-db/DESIGN.md): reserve the
 //! units, then confirm or release them. Each step is one transaction and idempotent, keyed
-//! by the purchase id, because the coordinator repeats steps after crashes.
+//! by the purchase id, because the coordinator repeats steps after crashes, and a
+//! replicated log may hand the same command over again or late.
+//!
+//! A reservation's life, one row of `reservations` per purchase id:
+//!
+//! ```text
+//!   (none) ──Reserve──► RESERVED ──Confirm──► CONFIRMED   (sold; final)
+//!     │                    │
+//!     │                    └──Release / the unclaimed sweep──► RELEASED   (units back; final)
+//!     └──Release──► RELEASED (a tombstone: nothing was taken, a late Reserve is refused)
+//! ```
+//!
+//! Every arrow is a compare-and-set on the row's current state (an `INSERT` that the
+//! primary key refuses if the row exists, or an `UPDATE ... WHERE state = <from>`), and
+//! units move only when that write changed the row. A step that finds the row already
+//! where it leads answers as it did the first time and changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use agora_domain::{CART_LINES_MAX, CartLine, ItemId, PurchaseLine, QUANTITY_MAX};
 use agora_proto::{ApiError, ErrorCode};
 use agora_store::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::handler::{item, set_quantity};
+use crate::items::{is_withdrawn, item, set_quantity};
 
 /// A reservation's units are off sale, waiting for confirm or release. The numbers are
 /// stored in `reservations.state`; never renumber.
@@ -20,41 +35,93 @@ pub const CONFIRMED: i64 = 2;
 /// row then a tombstone that refuses a late reserve).
 pub const RELEASED: i64 = 3;
 
-fn recorded(c: &Connection, purchase: u64) -> Result<Option<(i64, Vec<PurchaseLine>)>, ApiError> {
+/// How long a reservation of a purchase id the coordinator has never given may be held
+/// before it is released: far longer than any request can be on its way.
+pub(crate) const UNCLAIMED_AFTER_MS: i64 = 10 * 60_000;
+
+/// A purchase's row of `reservations`.
+struct Reservation {
+    /// [`RESERVED`], [`CONFIRMED`] or [`RELEASED`].
+    state: i64,
+    /// What was taken off sale, as answered to the first Reserve (none for a tombstone).
+    lines: Vec<PurchaseLine>,
+}
+
+/// The reservation of `purchase`, if any step of it has been recorded.
+fn reservation(c: &Connection, purchase: u64) -> Result<Option<Reservation>, ApiError> {
     let row: Option<(i64, Vec<u8>)> = c
         .prepare_cached("SELECT state, lines FROM reservations WHERE purchase = ?1")
         .and_then(|mut st| {
             st.query_row([purchase as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional()
         })
         .map_err(db_error)?;
-    match row {
-        None => Ok(None),
-        Some((state, blob)) => {
-            let lines = postcard::from_bytes(&blob)
-                .map_err(|e| ApiError::internal(format!("corrupt reservation {purchase}: {e}")))?;
-            Ok(Some((state, lines)))
-        }
+    let Some((state, blob)) = row else { return Ok(None) };
+    if ![RESERVED, CONFIRMED, RELEASED].contains(&state) {
+        // Written by a newer version, or damaged: guessing what it means could sell or
+        // free units that are not ours to, so every step on it is refused.
+        return Err(ApiError::internal(format!(
+            "reservation {purchase} is in state {state}, which this version does not know"
+        )));
     }
+    let lines = postcard::from_bytes(&blob)
+        .map_err(|e| ApiError::internal(format!("corrupt reservation {purchase}: {e}")))?;
+    Ok(Some(Reservation { state, lines }))
 }
 
-fn aborted(purchase: u64) -> ApiError {
+/// The answer to a step on a purchase that has been released: the coordinator cancelled it
+/// (or a tombstone stands for it), so it can no longer take or sell units.
+fn cancelled(purchase: u64) -> ApiError {
     ApiError::new(ErrorCode::Aborted, format!("purchase {purchase} was cancelled"))
 }
 
-/// How long a reservation of a purchase id the coordinator has never given may be held
-/// before it is released: far longer than any request can be on its way.
-pub(crate) const UNCLAIMED_AFTER_MS: i64 = 10 * 60_000;
+/// Moves `purchase`'s reservation from state `from` to `to`, only if it is in `from` now.
+/// Callers have read the state in the same transaction, so the guard never fails in
+/// practice; it is there so that the write itself carries the rule, whoever calls it.
+fn transition(c: &Connection, purchase: u64, from: i64, to: i64) -> Result<(), ApiError> {
+    let changed = c
+        .prepare_cached("UPDATE reservations SET state = ?3 WHERE purchase = ?1 AND state = ?2")
+        .and_then(|mut st| st.execute(params![purchase as i64, from, to]))
+        .map_err(db_error)?;
+    if changed != 1 {
+        return Err(ApiError::internal(format!(
+            "reservation {purchase} is no longer in state {from}"
+        )));
+    }
+    Ok(())
+}
 
-/// Takes every line's units off sale, all or none, at `now_ms`.
+/// Records the first step of `purchase`: the row does not exist yet, and the primary key
+/// refuses a second one, so a reservation is created exactly once.
+fn insert(
+    c: &Connection,
+    purchase: u64,
+    state: i64,
+    lines: &[PurchaseLine],
+    reserved_ms: i64,
+) -> Result<(), ApiError> {
+    let blob = postcard::to_allocvec(lines).map_err(|e| ApiError::internal(e.to_string()))?;
+    c.prepare_cached(
+        "INSERT INTO reservations (purchase, state, lines, reserved_ms) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![purchase as i64, state, blob, reserved_ms]))
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Takes every line's units off sale, all or none, as reserved at `now_ms`; answers each
+/// line's seller, name and unit price at this moment.
 pub(crate) fn reserve(
     c: &Connection,
     purchase: u64,
     lines: &[CartLine],
     now_ms: i64,
 ) -> Result<Vec<PurchaseLine>, ApiError> {
-    match recorded(c, purchase)? {
-        Some((RELEASED, _)) => return Err(aborted(purchase)),
-        Some((_, lines)) => return Ok(lines),
+    match reservation(c, purchase)? {
+        // Released, or a tombstone: a Reserve that arrives after its purchase was cancelled
+        // (delayed in the network, repeated after a crash) must not lock units for ever.
+        Some(r) if r.state == RELEASED => return Err(cancelled(purchase)),
+        // A repeat: the first Reserve took the units; answer what it took, take nothing.
+        Some(r) => return Ok(r.lines),
         None => {}
     }
     if lines.is_empty() || lines.len() > CART_LINES_MAX {
@@ -63,7 +130,8 @@ pub(crate) fn reserve(
             format!("invalid lines: a purchase has 1 to {CART_LINES_MAX} items"),
         ));
     }
-    // One line per item, whatever the caller sent.
+    // One line per item, whatever the caller sent; in item order, so the same lines give
+    // the same writes everywhere.
     let mut wanted: BTreeMap<ItemId, u64> = BTreeMap::new();
     for line in lines {
         *wanted.entry(line.item).or_default() += u64::from(line.quantity);
@@ -75,7 +143,8 @@ pub(crate) fn reserve(
             return Err(ApiError::new(ErrorCode::InvalidArgument, "invalid quantity"));
         }
         if quantity > u64::from(item.quantity) {
-            // Returning an error rolls back the lines already reserved in this job.
+            // Returning an error rolls back the lines already reserved in this command, so
+            // a purchase holds all its units or none.
             return Err(ApiError::new(
                 ErrorCode::NotEnoughUnits,
                 format!(
@@ -94,31 +163,39 @@ pub(crate) fn reserve(
             unit_price: item.price,
         });
     }
-    store(c, purchase, RESERVED, &reserved, now_ms)?;
+    // none → RESERVED.
+    insert(c, purchase, RESERVED, &reserved, now_ms)?;
     Ok(reserved)
 }
 
 /// Puts a reservation's units back on sale; for an unknown purchase, leaves a tombstone.
 pub(crate) fn release(c: &Connection, purchase: u64) -> Result<(), ApiError> {
-    match recorded(c, purchase)? {
-        None => store(c, purchase, RELEASED, &[], 0),
-        Some((RELEASED, _)) => Ok(()),
-        Some((CONFIRMED, _)) => Err(ApiError::new(
+    let Some(found) = reservation(c, purchase)? else {
+        // none → RELEASED: the Reserve may still be on its way; the tombstone refuses it.
+        // `reserved_ms` 0: nothing was held, and the unclaimed sweep reads only RESERVED.
+        return insert(c, purchase, RELEASED, &[], 0);
+    };
+    match found.state {
+        // Already released: the units went back the first time.
+        RELEASED => Ok(()),
+        // Sold: the buyer paid for these units; the coordinator only releases a purchase it
+        // did not commit, so this is a caller's mistake, refused the same way every time.
+        CONFIRMED => Err(ApiError::new(
             ErrorCode::InvalidArgument,
             format!("purchase {purchase} is complete and cannot be released"),
         )),
-        Some((_, lines)) => {
-            for line in &lines {
+        _ => {
+            // RESERVED → RELEASED first: only the command that makes this move gives the
+            // units back, so they come back once however often Release is applied.
+            transition(c, purchase, RESERVED, RELEASED)?;
+            for line in &found.lines {
                 // Units of an item its seller has withdrawn stay off sale.
-                if withdrawn(c, line.item)? {
+                if is_withdrawn(c, line.item)? {
                     continue;
                 }
                 let item = item(c, line.item)?;
                 set_quantity(c, &item, item.quantity + line.quantity)?;
             }
-            c.prepare_cached("UPDATE reservations SET state = ?2 WHERE purchase = ?1")
-                .and_then(|mut st| st.execute(params![purchase as i64, RELEASED]))
-                .map_err(db_error)?;
             Ok(())
         }
     }
@@ -126,57 +203,42 @@ pub(crate) fn release(c: &Connection, purchase: u64) -> Result<(), ApiError> {
 
 /// Marks a reservation as sold.
 pub(crate) fn confirm(c: &Connection, purchase: u64) -> Result<(), ApiError> {
-    match recorded(c, purchase)? {
-        None => Err(ApiError::new(
+    let Some(found) = reservation(c, purchase)? else {
+        // The coordinator confirms only what it reserved: nothing is recorded, so a Reserve
+        // that comes later still works as if this had never arrived.
+        return Err(ApiError::new(
             ErrorCode::InvalidArgument,
             format!("no reservation for purchase {purchase}"),
-        )),
-        Some((RELEASED, _)) => Err(aborted(purchase)),
-        Some((CONFIRMED, _)) => Ok(()),
-        Some(_) => c
-            .prepare_cached("UPDATE reservations SET state = ?2 WHERE purchase = ?1")
-            .and_then(|mut st| st.execute(params![purchase as i64, CONFIRMED]))
-            .map(|_| ())
-            .map_err(db_error),
+        ));
+    };
+    match found.state {
+        // Released (or a tombstone): its units may be in another buyer's hands by now, so
+        // it cannot become a sale. The same refusal every time.
+        RELEASED => Err(cancelled(purchase)),
+        // Already sold.
+        CONFIRMED => Ok(()),
+        // RESERVED → CONFIRMED: the units were already off sale; nothing else moves.
+        _ => transition(c, purchase, RESERVED, CONFIRMED),
     }
-}
-
-fn store(
-    c: &Connection,
-    purchase: u64,
-    state: i64,
-    lines: &[PurchaseLine],
-    now_ms: i64,
-) -> Result<(), ApiError> {
-    let blob = postcard::to_allocvec(lines).map_err(|e| ApiError::internal(e.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO reservations (purchase, state, lines, reserved_ms) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut st| st.execute(params![purchase as i64, state, blob, now_ms]))
-    .map_err(db_error)?;
-    Ok(())
-}
-
-fn withdrawn(c: &Connection, id: ItemId) -> Result<bool, ApiError> {
-    c.prepare_cached("SELECT 1 FROM withdrawn WHERE number = ?1")
-        .and_then(|mut st| st.exists([id.number as i64]))
-        .map_err(db_error)
 }
 
 /// Releases the held reservations no purchase claims (see `Request::Held`): those of a
 /// purchase below `next` that is not `open`, and those of an id at or above `next` held
-/// since before `now_ms - UNCLAIMED_AFTER_MS`. Returns how many.
+/// since before `now_ms - UNCLAIMED_AFTER_MS`. Returns how many. `now_ms` is the
+/// proposer's time, so every replica releases the same ones.
 pub(crate) fn release_unclaimed(
     c: &Connection,
     open: &[u64],
     next: u64,
     now_ms: i64,
 ) -> Result<u64, ApiError> {
-    let open: std::collections::HashSet<u64> = open.iter().copied().collect();
-    let held: Vec<(u64, i64)> = {
+    let claimed: HashSet<u64> = open.iter().copied().collect();
+    let still_reserved: Vec<(u64, i64)> = {
+        // In purchase order (the partial index's), so every replica releases in one order.
         let mut st = c
             .prepare_cached(&format!(
-                "SELECT purchase, reserved_ms FROM reservations WHERE state = {RESERVED}"
+                "SELECT purchase, reserved_ms FROM reservations WHERE state = {RESERVED} \
+                 ORDER BY purchase"
             ))
             .map_err(db_error)?;
         let rows = st
@@ -185,8 +247,10 @@ pub(crate) fn release_unclaimed(
         rows.collect::<Result<_, _>>().map_err(db_error)?
     };
     let mut released = 0;
-    for (purchase, reserved_ms) in held {
-        let unclaimed = !open.contains(&purchase)
+    for (purchase, reserved_ms) in still_reserved {
+        // Below `next`: an id the coordinator gave, whose purchase has ended if it is not
+        // open. At or above: an id never given, which only time can rule out.
+        let unclaimed = !claimed.contains(&purchase)
             && (purchase < next || now_ms - reserved_ms >= UNCLAIMED_AFTER_MS);
         if unclaimed {
             tracing::warn!(purchase, "releasing a reservation no purchase claims");

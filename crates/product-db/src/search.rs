@@ -23,7 +23,7 @@ use agora_proto::ApiError;
 use agora_store::db_error;
 use rusqlite::{Connection, params};
 
-use crate::handler::{ITEM_COLUMNS, item_from_row};
+use crate::items::{ITEM_COLUMNS, item_from_row};
 use crate::postings;
 
 /// One page of the category's items for sale matching `keywords`, best match first.
