@@ -2,12 +2,23 @@
 //!
 //! A library with one entry point, [`run`]: the `agora customer-db` command binds a
 //! listener and calls it; tests do the same on port 0. Requests arrive as
-//! [`agora_proto::messages::customer::Request`] and are handled in [`handler`].
+//! [`agora_proto::messages::customer::Request`] and are handled in `handler.rs`, which
+//! checks and decides, then proposes a [`Command`] to the database's
+//! [`Replica`](agora_replication::Replica); [`CustomerMachine`] applies it.
+//!
+//! ```text
+//! handler.rs ─┬─► purchase.rs (the coordinator) ─┐
+//!             ├──────────────────────────────────┴─► command.rs (Command, apply) ─┐
+//!             └─► storage/ (reads) ◄────────────────────────────────────────────────┘
+//!                 accounts, sessions, carts, history, purchase_log
+//! ```
 
+mod command;
 mod handler;
 mod password;
 mod purchase;
 mod sessions;
+mod storage;
 mod throttle;
 
 use std::path::PathBuf;
@@ -15,14 +26,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::{Pool, PoolConfig, ServerConfig, Trust};
+use agora_replication::Replica;
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use agora_replication::Clock;
+pub use command::{Begun, Command, CustomerMachine, Output, Transition};
 pub use handler::CustomerDb;
 pub use purchase::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
+pub use storage::purchase_log::State;
 
 /// The tables, created on first start.
 pub const SCHEMA: &str = include_str!("schema.sql");
@@ -114,19 +129,22 @@ pub async fn run(
         connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
+    let replica = Replica::single(store, CustomerMachine, config.clock.clone());
     let coordinator = Arc::new(purchase::Coordinator::new(
-        store.clone(),
+        replica.clone(),
         Pool::new(upstream(&config.product_db)),
         Pool::new(upstream(&config.payments)),
-        config.clock.clone(),
     ));
+    let leadership = replica.leadership();
     let db = Arc::new(
-        CustomerDb::load(store, &config, coordinator.clone()).await.map_err(StartError::Load)?,
+        CustomerDb::load(replica, &config, coordinator.clone()).await.map_err(StartError::Load)?,
     );
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
 
     let flusher = tokio::spawn(flush_activity(db.clone(), config.activity_flush, shutdown.clone()));
-    let recovery = tokio::spawn(purchase::recover_forever(
+    let leader_work = tokio::spawn(lead(
+        leadership,
+        db.clone(),
         coordinator,
         config.recovery_interval,
         shutdown.clone(),
@@ -134,12 +152,63 @@ pub async fn run(
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
     agora_proto::serve(listener, db.clone(), server, shutdown).await;
     let _ = flusher.await;
-    let _ = recovery.await;
+    let _ = leader_work.await;
     // Last activity goes to disk on a clean stop.
     if let Err(e) = db.flush_sessions().await {
         warn!(error = %e, "could not write session activity at shutdown");
     }
     Ok(())
+}
+
+/// The work only the leader does, started each time this replica becomes the leader and
+/// stopped when it stops being one: the purchase coordinator's recovery rounds and `Held`
+/// reports. A replica that becomes the leader again first refills its session table from
+/// the rows, which the other leader changed meanwhile. (A single replica always leads.)
+async fn lead(
+    mut leadership: watch::Receiver<bool>,
+    db: Arc<CustomerDb>,
+    coordinator: Arc<purchase::Coordinator>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        // Wait to lead.
+        while !*leadership.borrow_and_update() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = leadership.changed() => if changed.is_err() { return },
+            }
+        }
+        if !first && let Err(e) = db.load_sessions().await {
+            warn!(error = %e, "cannot reload sessions on becoming the leader");
+        }
+        first = false;
+        info!("leading: recovering purchases");
+        let stop = shutdown.child_token();
+        let rounds =
+            tokio::spawn(purchase::recover_forever(coordinator.clone(), every, stop.clone()));
+        // Lead until told otherwise.
+        let led_out = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break false,
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    if !*leadership.borrow_and_update() {
+                        break true;
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        let _ = rounds.await;
+        if !led_out {
+            return;
+        }
+        info!("no longer leading: purchase recovery stopped");
+    }
 }
 
 async fn flush_activity(db: Arc<CustomerDb>, every: Duration, shutdown: CancellationToken) {

@@ -80,6 +80,25 @@ impl Sessions {
         &self.clock
     }
 
+    /// How long a session lives without activity, in ms.
+    pub fn timeout_ms(&self) -> i64 {
+        self.timeout_ms
+    }
+
+    /// Makes the table what the rows say: sessions not among `stored` go (they ended
+    /// elsewhere), the others come in; a session in both keeps the later activity.
+    pub fn replace(&self, stored: Vec<(Key, Session)>) {
+        let mut map = self.lock();
+        let mut fresh: HashMap<Key, Session> = HashMap::with_capacity(stored.len());
+        for (key, mut session) in stored {
+            if let Some(known) = map.get(&key) {
+                session.last_seen = session.last_seen.max(known.last_seen);
+            }
+            fresh.insert(key, session);
+        }
+        *map = fresh;
+    }
+
     /// Adds a session (after it is on disk).
     pub fn insert(&self, key: Key, session: Session) {
         self.lock().insert(key, session);
