@@ -278,3 +278,177 @@ impl CustomerDb {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_domain::CartLine;
+
+    use super::*;
+    use crate::testing::Rig;
+
+    fn code<T: std::fmt::Debug>(answer: Result<T, ApiError>) -> ErrorCode {
+        answer.expect_err("refused").code
+    }
+
+    #[tokio::test]
+    async fn usernames_are_unique_in_any_case_and_a_repeated_sign_up_answers_the_same_id() {
+        let rig = Rig::start().await;
+        let sign_up = |op: OpId, role, username: &str| Request::CreateAccount {
+            op,
+            role,
+            username: username.into(),
+            password: "password1".into(),
+            name: String::new(),
+        };
+        let op = rig.op();
+        let first = rig.call(sign_up(op, Role::Buyer, "Ann")).await.expect("created");
+        // The same request again (a retry after a lost answer) is the same account.
+        assert_eq!(rig.call(sign_up(op, Role::Buyer, "Ann")).await.expect("repeat"), first);
+        let taken = rig.call(sign_up(rig.op(), Role::Buyer, "aNN")).await;
+        assert_eq!(code(taken), ErrorCode::UsernameTaken);
+        // A seller may have a buyer's username.
+        rig.call(sign_up(rig.op(), Role::Seller, "ann")).await.expect("seller");
+        let rows: i64 = rig
+            .replica
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+                    .map_err(agora_store::db_error)
+            })
+            .await
+            .expect("count");
+        assert_eq!(rows, 2);
+    }
+
+    #[tokio::test]
+    async fn sessions_are_checked_per_role_and_end_at_logout() {
+        let rig = Rig::start().await;
+        let (bea, token) = rig.account(Role::Buyer, "bea").await;
+        let wrong = Request::Login {
+            role: Role::Buyer,
+            username: "bea".into(),
+            password: "password2".into(),
+        };
+        assert_eq!(code(rig.call(wrong).await), ErrorCode::WrongCredentials);
+        let check = |role| Request::Authenticate { session: token.clone(), role };
+        assert_eq!(
+            rig.call(check(Role::Buyer)).await,
+            Ok(Response::Authenticated { account: bea })
+        );
+        assert_eq!(code(rig.call(check(Role::Seller)).await), ErrorCode::NotLoggedIn);
+        // The seller server cannot end a buyer's session: it goes on.
+        let logout = |role| Request::Logout { session: token.clone(), role };
+        assert_eq!(code(rig.call(logout(Role::Seller)).await), ErrorCode::NotLoggedIn);
+        assert!(rig.call(check(Role::Buyer)).await.is_ok());
+        assert_eq!(rig.call(logout(Role::Buyer)).await, Ok(Response::Done));
+        assert_eq!(code(rig.call(logout(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        // Gone from the rows too: a restart does not bring it back.
+        let mut rig = rig;
+        rig.restart_handler().await;
+        assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_sessions_and_their_activity_but_not_rows_of_no_known_role() {
+        let mut rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        // Activity after login reaches the rows at the next flush.
+        rig.config.clock.advance(std::time::Duration::from_secs(200));
+        let check =
+            |token: &str| Request::Authenticate { session: token.into(), role: Role::Buyer };
+        rig.call(check(&token)).await.expect("alive");
+        rig.db.flush_sessions().await.expect("flush");
+        // Two sessions written by hand: one of a known role, one of a code that names none.
+        let (good, good_key) = new_token().expect("token");
+        let (corrupt, corrupt_key) = new_token().expect("token");
+        let now = rig.config.clock.now_ms();
+        let path = rig.dir.path().join("customer.db");
+        let raw = rusqlite::Connection::open(path).expect("open");
+        for (key, role) in [(good_key, 2), (corrupt_key, 3)] {
+            raw.execute(
+                "INSERT INTO sessions (key, account, role, created_ms, last_seen_ms) \
+                 VALUES (?1, 1, ?2, ?3, ?3)",
+                rusqlite::params![&key[..], role, now],
+            )
+            .expect("insert");
+        }
+        rig.restart_handler().await;
+        // 200 s + 200 s: alive only because the flushed activity came back with it.
+        rig.config.clock.advance(std::time::Duration::from_secs(200));
+        rig.call(check(&token)).await.expect("the logged-in session survived");
+        rig.call(check(&good)).await.expect("a stored buyer session");
+        assert_eq!(code(rig.call(check(&corrupt)).await), ErrorCode::NotLoggedIn);
+        let as_seller = Request::Authenticate { session: corrupt, role: Role::Seller };
+        assert_eq!(code(rig.call(as_seller).await), ErrorCode::NotLoggedIn);
+    }
+
+    #[tokio::test]
+    async fn cart_rules_and_a_new_session_starts_from_the_saved_cart() {
+        let rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        let pen = ItemId { category: 3, number: 7 };
+        rig.add(&token, pen, 2, 3).await;
+        // 2 held + 2 more > 3 available.
+        let more = Request::AddToCart {
+            op: rig.op(),
+            session: token.clone(),
+            item: pen,
+            quantity: 2,
+            available: 3,
+        };
+        let refused = rig.call(more).await.expect_err("too many");
+        assert_eq!(refused.code, ErrorCode::NotEnoughUnits);
+        assert!(refused.message.contains("already holds 2"), "{refused}");
+        let remove = |item, quantity| Request::RemoveFromCart {
+            op: rig.op(),
+            session: token.clone(),
+            item,
+            quantity,
+        };
+        assert_eq!(code(rig.call(remove(pen, 3)).await), ErrorCode::InvalidArgument);
+        let cup = ItemId { category: 4, number: 8 };
+        assert_eq!(code(rig.call(remove(cup, 1)).await), ErrorCode::UnknownItem);
+        // The same number under another category is not the pen.
+        let not_pen = ItemId { category: 4, number: 7 };
+        assert_eq!(code(rig.call(remove(not_pen, 1)).await), ErrorCode::UnknownItem);
+        rig.call(remove(pen, 1)).await.expect("one out");
+        let saved = vec![CartLine { item: pen, quantity: 1 }];
+        assert_eq!(rig.cart(&token).await, saved);
+
+        rig.call(Request::SaveCart { session: token.clone() }).await.expect("saved");
+        rig.call(Request::ClearCart { session: token.clone() }).await.expect("cleared");
+        assert!(rig.cart(&token).await.is_empty());
+        let second = rig.login(Role::Buyer, "bea").await;
+        assert_eq!(rig.cart(&second).await, saved);
+        // A session that logged out has no cart to write to.
+        let out = Request::Logout { session: second.clone(), role: Role::Buyer };
+        rig.call(out).await.expect("logged out");
+        let add = Request::AddToCart {
+            op: rig.op(),
+            session: second,
+            item: pen,
+            quantity: 1,
+            available: 3,
+        };
+        assert_eq!(code(rig.call(add).await), ErrorCode::NotLoggedIn);
+    }
+
+    #[tokio::test]
+    async fn a_cart_holds_at_most_the_limit_of_different_items() {
+        let rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        for n in 0..agora_domain::CART_LINES_MAX as u64 {
+            rig.add(&token, ItemId { category: 1, number: 100 + n }, 1, 9).await;
+        }
+        let one_more = Request::AddToCart {
+            op: rig.op(),
+            session: token.clone(),
+            item: ItemId { category: 1, number: 1 },
+            quantity: 1,
+            available: 9,
+        };
+        assert_eq!(code(rig.call(one_more).await), ErrorCode::InvalidArgument);
+        // More of an item already in the cart is still fine.
+        rig.add(&token, ItemId { category: 1, number: 100 }, 1, 9).await;
+    }
+}

@@ -19,6 +19,8 @@ mod password;
 mod purchase;
 mod sessions;
 mod storage;
+#[cfg(test)]
+mod testing;
 mod throttle;
 
 use std::path::PathBuf;

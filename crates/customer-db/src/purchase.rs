@@ -495,3 +495,146 @@ fn is_this_purchase(id: u64, approved: &Outcome, total: Money, buyer: UserId) ->
     }
     ours
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_domain::{CartLine, ItemId, PurchaseLine, Role};
+
+    use super::*;
+    use crate::testing::{Rig, bad_card, card};
+
+    /// A rig with a seller's pen (5 units at 1.50) and a buyer holding 2 in the cart.
+    async fn buyer_with_two_pens() -> (Rig, UserId, UserId, String, ItemId) {
+        let rig = Rig::start().await;
+        let (seller, _) = rig.account(Role::Seller, "ann").await;
+        let (buyer, token) = rig.account(Role::Buyer, "bea").await;
+        let pen = rig.list(seller, 150, 5).await;
+        rig.add(&token, pen, 2, 5).await;
+        (rig, seller, buyer, token, pen)
+    }
+
+    #[tokio::test]
+    async fn a_purchase_reserves_charges_commits_confirms_and_a_retry_answers_the_same() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        let bought = rig.purchase(&token, "k1", card()).await.expect("bought");
+        assert_eq!(bought.total, Money::from_cents(300));
+        assert_eq!(bought.lines.len(), 1);
+        assert_eq!((bought.lines[0].item, bought.lines[0].quantity), (pen, 2));
+        assert_eq!(rig.state(bought.id).await, State::Done);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert!(rig.cart(&token).await.is_empty());
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+        // The same key again: the same purchase, nothing bought twice.
+        assert_eq!(rig.purchase(&token, "k1", card()).await, Ok(bought));
+        // A new key finds the bought lines gone.
+        let again = rig.purchase(&token, "k2", card()).await.expect_err("empty");
+        assert_eq!(again.code, ErrorCode::InvalidArgument);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_declined_card_aborts_releases_the_units_and_keeps_the_cart() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        let declined = rig.purchase(&token, "k1", bad_card()).await.expect_err("declined");
+        assert_eq!(declined.code, ErrorCode::PaymentDeclined);
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5);
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 2 }]);
+        assert_eq!(rig.units_counted(buyer).await, 0);
+        // A retry with the key learns the same refusal; a new key may buy the cart.
+        let retried = rig.purchase(&token, "k1", card()).await.expect_err("recorded");
+        assert_eq!(retried.code, ErrorCode::PaymentDeclined);
+        rig.purchase(&token, "k2", card()).await.expect("bought with a good card");
+        // More than is left is refused by the product database, naming what is left.
+        rig.add(&token, pen, 4, 5).await;
+        let short = rig.purchase(&token, "k3", card()).await.expect_err("not enough");
+        assert_eq!(short.code, ErrorCode::NotEnoughUnits);
+        assert_eq!(rig.state(3).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 3);
+    }
+
+    /// Purchase 1 of two pens left as a crashed coordinator would leave it after the
+    /// reservation: `Reserved` in the log, units reserved at the product database.
+    async fn left_reserved(rig: &Rig, buyer: UserId, token: &str) -> Vec<PurchaseLine> {
+        let session = crate::sessions::parse_token(token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k1".into() };
+        let Ok(Output::Begun(Begun::New(id, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        assert_eq!(id, 1);
+        let reserve = product::Request::Reserve { purchase: id, lines: cart };
+        let lines = match rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await {
+            Ok(product::Response::Reserved(lines)) => lines,
+            other => panic!("{other:?}"),
+        };
+        let total = Money::from_cents(300);
+        let reserved = Command::PurchaseReserved { id, lines: lines.clone(), total };
+        rig.replica.propose(reserved).await.expect("reserved");
+        lines
+    }
+
+    #[tokio::test]
+    async fn recovery_commits_a_charged_purchase_and_aborts_an_uncharged_one() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        assert_eq!(rig.units_left(pen).await, 3);
+        // Crashed after the charge went through: recovery asks payments and commits.
+        rig.charge(1, Money::from_cents(300), buyer).await;
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+        assert!(rig.cart(&token).await.is_empty());
+
+        // Crashed before the charge: `Resolve` cancels the key, recovery releases.
+        rig.add(&token, pen, 1, 3).await;
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k2".into() };
+        let Ok(Output::Begun(Begun::New(id, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        let reserve = product::Request::Reserve { purchase: id, lines: cart };
+        rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await.expect("reserved");
+        assert_eq!(rig.units_left(pen).await, 2);
+        // Still `Started` in the log: payments was never asked.
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(id).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 1 }]);
+        let retried = rig.purchase(&token, "k2", card()).await.expect_err("aborted");
+        assert_eq!(retried.code, ErrorCode::Aborted);
+    }
+
+    #[tokio::test]
+    async fn a_stale_coordinator_can_neither_undo_a_purchase_nor_finish_it_twice() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        rig.charge(1, Money::from_cents(300), buyer).await;
+        // The new leader's coordinator finishes the purchase.
+        let new = Rig::coordinator_over(&rig.replica, &rig.config);
+        new.recover().await;
+        assert_eq!(rig.state(1).await, State::Done);
+        let counted = (rig.units_counted(buyer).await, rig.units_counted(seller).await);
+        assert_eq!(counted, (2, 2));
+
+        // The old one still believes it `Reserved`. An abort (as if payments had said
+        // no) is refused, so nothing is released and the buyer is told to ask again...
+        let old = &rig.coordinator;
+        let declined = ApiError::new(ErrorCode::PaymentDeclined, "declined");
+        let told = old.abort(1, State::Reserved, declined, true).await;
+        assert_eq!(told.code, ErrorCode::PurchasePending);
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.units_left(pen).await, 3, "sold units stay sold");
+        // ...and a second commit answers the same purchase and counts nothing again.
+        let purchase = old.commit(1, State::Reserved).await.expect("already committed");
+        assert_eq!(purchase.id, 1);
+        old.confirm(1).await;
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), counted);
+        // The retry with the key sees the purchase.
+        assert_eq!(rig.purchase(&token, "k1", card()).await.map(|p| p.id), Ok(1));
+    }
+}
