@@ -23,11 +23,12 @@ use agora_proto::{ApiError, ErrorCode, Handler};
 use agora_replication::Replica;
 
 use crate::command::{Command, CustomerMachine, Output};
+use crate::config::Config;
+use crate::password;
 use crate::purchase::Coordinator;
-use crate::sessions::{Key, Session, Sessions, new_token, parse_token};
+use crate::sessions::{EXPIRED_GRACE_MS, Key, Session, Sessions, new_token, parse_token};
 use crate::storage::{accounts, carts, history, sessions as session_rows};
 use crate::throttle::LoginThrottle;
-use crate::{Config, EXPIRED_GRACE_MS, password};
 
 /// The customer database's request handler: its replica, the live sessions, the
 /// purchase coordinator and the login throttle.

@@ -17,7 +17,11 @@ use agora_domain::{Role, UserId};
 use agora_proto::{ApiError, ErrorCode};
 use sha2::{Digest, Sha256};
 
-use crate::Clock;
+use agora_replication::Clock;
+
+/// How long an expired session answers `SessionExpired` before it is forgotten and
+/// answers `NotLoggedIn`.
+pub const EXPIRED_GRACE_MS: i64 = 3_600_000;
 
 /// The stored form of a session token: its SHA-256.
 pub type Key = [u8; 32];

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use agora_domain::Role;
 use agora_proto::{ApiError, ErrorCode};
 
-use crate::Clock;
+use agora_replication::Clock;
 
 /// Wrong passwords allowed in a row before tries are spaced out.
 pub const FREE_FAILURES: u32 = 5;
