@@ -141,7 +141,9 @@ async fn lead(
         let stop = shutdown.child_token();
         let rounds =
             tokio::spawn(purchase::recover_forever(coordinator.clone(), every, stop.clone()));
-        // Lead until told otherwise.
+        // Lead until told otherwise. A change that still reads "leading" may hide a lost
+        // and regained leadership (a watch keeps only the latest value), and another
+        // leader's sessions in between: reload them.
         let led_out = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break false,
@@ -151,6 +153,9 @@ async fn lead(
                     }
                     if !*leadership.borrow_and_update() {
                         break true;
+                    }
+                    if let Err(e) = db.load_sessions().await {
+                        warn!(error = %e, "cannot reload sessions on leading again");
                     }
                 }
             }
@@ -175,5 +180,74 @@ async fn flush_activity(db: Arc<CustomerDb>, every: Duration, shutdown: Cancella
         if let Err(e) = db.flush_sessions().await {
             warn!(error = %e, "could not write session activity");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use agora_domain::{ItemId, Role};
+    use agora_proto::Handler;
+    use agora_proto::messages::customer::Request;
+
+    use super::*;
+    use crate::testing::Rig;
+
+    /// Polls `done` until it holds, failing after a deadline.
+    async fn eventually<F, Fut>(what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn recovery_starts_on_becoming_the_leader_which_also_reloads_sessions() {
+        let rig = Rig::start().await;
+        let (buyer, token) = rig.account(Role::Buyer, "bea").await;
+        rig.add(&token, ItemId { category: 3, number: 7 }, 1, 5).await;
+        let session = sessions::parse_token(&token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k".into() };
+        rig.replica.propose(begin).await.expect("begun");
+
+        let (leads, leadership) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(lead(
+            leadership,
+            rig.db.clone(),
+            rig.coordinator.clone(),
+            Duration::from_millis(10),
+            stop.clone(),
+        ));
+        leads.send(true).expect("send");
+        eventually("the leader recovers the purchase left Started", || async {
+            rig.state(1).await == State::Aborted
+        })
+        .await;
+
+        // While another replica led, a session was started there.
+        leads.send(false).expect("send");
+        let (other, other_key) = sessions::new_token().expect("token");
+        let raw = rusqlite::Connection::open(rig.dir.path().join("customer.db")).expect("open");
+        raw.execute(
+            "INSERT INTO sessions (key, account, role, created_ms, last_seen_ms) \
+             VALUES (?1, ?2, 2, ?3, ?3)",
+            rusqlite::params![&other_key[..], buyer as i64, rig.config.clock.now_ms()],
+        )
+        .expect("insert");
+        leads.send(true).expect("send");
+        eventually("the new leader knows the other leader's session", || async {
+            let check = Request::Authenticate { session: other.clone(), role: Role::Buyer };
+            rig.db.handle(check).await.is_ok()
+        })
+        .await;
+        stop.cancel();
+        task.await.expect("stopped");
     }
 }

@@ -188,6 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn refilling_from_the_rows_drops_ended_sessions_and_keeps_later_activity() {
+        let clock = Clock::manual(1_000_000);
+        let sessions = Sessions::new(60_000, clock.clone());
+        let at = |last_seen| Session {
+            account: 9,
+            role: Role::Buyer,
+            last_seen,
+            stored_last_seen: last_seen,
+        };
+        let (kept, ended, new) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        sessions.insert(kept, at(1_000_000));
+        sessions.insert(ended, at(1_000_000));
+        clock.advance(Duration::from_secs(50));
+        sessions.check(&kept, Role::Buyer).expect("activity not yet in the rows");
+        // The rows: `kept` as last flushed, `ended` gone (logged out elsewhere), `new`.
+        sessions.replace(vec![(kept, at(1_000_000)), (new, at(1_040_000))]);
+        assert_eq!(sessions.role_of(&ended), None);
+        assert_eq!(sessions.check(&new, Role::Buyer).expect("new").account, 9);
+        clock.advance(Duration::from_secs(30));
+        // 80 s after the stored activity, 30 s after the one in memory: alive.
+        sessions.check(&kept, Role::Buyer).expect("kept its later activity");
+    }
+
+    #[test]
     fn expiry_role_and_activity() {
         let clock = Clock::manual(1_000_000);
         let sessions = Sessions::new(60_000, clock.clone());

@@ -61,7 +61,7 @@ pub struct Rig {
     pub config: Config,
     pub replica: Replica<CustomerMachine>,
     pub coordinator: Arc<Coordinator>,
-    pub db: CustomerDb,
+    pub db: Arc<CustomerDb>,
     /// The product database, spoken to as the seller server (to list items).
     as_seller: Channel<ProductDb>,
     /// The product database, spoken to as the customer database (to reserve by hand).
@@ -89,7 +89,9 @@ impl Rig {
         let store = Store::open(&StoreConfig::new(dir.path().join("customer.db")), SCHEMA).unwrap();
         let replica = Replica::single(store, CustomerMachine, config.clock.clone());
         let coordinator = Arc::new(Rig::coordinator_over(&replica, &config));
-        let db = CustomerDb::load(replica.clone(), &config, coordinator.clone()).await.unwrap();
+        let db = Arc::new(
+            CustomerDb::load(replica.clone(), &config, coordinator.clone()).await.unwrap(),
+        );
         let seller_trust = agora_testkit::trust(dir.path(), Component::SellerServer);
         Rig {
             as_seller: connect(product_db.addr, &seller_trust).await,
@@ -118,9 +120,8 @@ impl Rig {
 
     /// The handler again over the same rows, as after a restart.
     pub async fn restart_handler(&mut self) {
-        self.db = CustomerDb::load(self.replica.clone(), &self.config, self.coordinator.clone())
-            .await
-            .unwrap();
+        let db = CustomerDb::load(self.replica.clone(), &self.config, self.coordinator.clone());
+        self.db = Arc::new(db.await.unwrap());
     }
 
     /// A fresh op id.
