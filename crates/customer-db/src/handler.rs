@@ -1,47 +1,48 @@
 //! The customer database's request handling: one method per request, each a few lines of
-//! checks and one storage job.
+//! checks and decisions, then one proposed [`Command`] or one read. The rules a write
+//! must still meet when its turn comes are checked where it is applied (`command.rs`).
+//!
+//! What lives in this process's memory, besides what the rows say:
+//!
+//! - the session table (`sessions.rs`): filled from the rows at start and when this
+//!   replica becomes the leader, then from what each applied `StartSession` answered;
+//!   entries leave after their `EndSession` or `FlushSessions` is applied. Activity is
+//!   recorded here and reaches the rows every `activity_flush`, so it is leader-local
+//!   for up to that long: a new leader may see a session up to that much older than it
+//!   is (a session may then time out that much early, as after a crash), never younger.
+//! - the login throttle (`throttle.rs`): leader-local on purpose, never replicated. A
+//!   failover forgets the failures it counted, which costs an attacker a failover of
+//!   ours (as a restart does today) and never locks the owner out.
 
 use std::sync::Arc;
 
-use agora_domain::{
-    CART_LINES_MAX, CartLine, ItemId, Page, Purchase, Role, UserId, check_name, check_password,
-    check_quantity, check_username,
-};
+use agora_domain::{ItemId, Role, check_name, check_password, check_quantity, check_username};
 use agora_proto::messages::OpId;
 use agora_proto::messages::customer::{Request, Response};
 use agora_proto::{ApiError, ErrorCode, Handler};
-use agora_store::{Store, db_error, once};
-use rusqlite::{Connection, OptionalExtension, params};
+use agora_replication::Replica;
 
-use crate::purchase::{Coordinator, load_purchase};
-use crate::sessions::{Key, Session, Sessions, new_token, parse_token};
-use crate::{Config, EXPIRED_GRACE_MS, password};
+use crate::command::{Command, CustomerMachine, Output};
+use crate::config::Config;
+use crate::password;
+use crate::purchase::Coordinator;
+use crate::sessions::{EXPIRED_GRACE_MS, Key, Session, Sessions, new_token, parse_token};
+use crate::storage::{accounts, carts, history, sessions as session_rows};
+use crate::throttle::LoginThrottle;
 
-/// The customer database's state: its store and the live sessions.
+/// The customer database's request handler: its replica, the live sessions, the
+/// purchase coordinator and the login throttle.
 #[derive(Debug)]
 pub struct CustomerDb {
-    store: Store,
+    replica: Replica<CustomerMachine>,
     sessions: Sessions,
     coordinator: Arc<Coordinator>,
-    /// Recent wrong passwords per account.
-    throttle: crate::throttle::LoginThrottle,
-}
-
-fn role_code(role: Role) -> i64 {
-    match role {
-        Role::Seller => 1,
-        Role::Buyer => 2,
-    }
-}
-
-/// The role stored as `code`, or `None` for a number that names no role (a corrupt row,
-/// which must not become a buyer's session by default).
-fn role_of(code: i64) -> Option<Role> {
-    match code {
-        1 => Some(Role::Seller),
-        2 => Some(Role::Buyer),
-        _ => None,
-    }
+    /// Recent wrong passwords per account; leader-local (see the module's documentation).
+    throttle: LoginThrottle,
+    /// Held (shared) by a login, logout or flush from proposing its command until the
+    /// session table shows what it applied; held (exclusive) while the table is refilled
+    /// from the rows, so that a refill can neither miss nor undo one of them.
+    session_writes: tokio::sync::RwLock<()>,
 }
 
 impl Handler<agora_proto::CustomerDb> for CustomerDb {
@@ -60,42 +61,51 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
                 let account = self.sessions.check(&key, role)?.account;
                 Ok(Response::Authenticated { account })
             }
-            Request::GetSeller { seller_id } => self.get_seller(seller_id).await,
+            Request::GetSeller { seller_id } => {
+                match self.replica.read(move |c| accounts::seller(c, seller_id)).await? {
+                    Some((name, items_sold)) => {
+                        Ok(Response::Seller { seller_id, name, items_sold })
+                    }
+                    None => Err(ApiError::new(
+                        ErrorCode::UnknownUser,
+                        format!("no seller has id {seller_id}"),
+                    )),
+                }
+            }
             Request::GetCart { session } => {
-                let key = self.buyer(&session)?;
-                let lines = self.store.read(move |c| cart_of(c, &key)).await?;
+                let (key, _) = self.buyer(&session)?;
+                let lines = self.replica.read(move |c| carts::lines(c, &key)).await?;
                 Ok(Response::Cart(lines))
             }
             Request::AddToCart { op, session, item, quantity, available } => {
                 self.add_to_cart(op, &session, item, quantity, available).await
             }
             Request::RemoveFromCart { op, session, item, quantity } => {
-                self.remove_from_cart(op, &session, item, quantity).await
+                check_quantity(quantity)?;
+                let (session, buyer) = self.buyer(&session)?;
+                let command = Command::RemoveFromCart { op, buyer, session, item, quantity };
+                self.cart_answer(command).await
             }
-            Request::SaveCart { session } => self.save_cart(&session).await,
+            Request::SaveCart { session } => {
+                let (session, buyer) = self.buyer(&session)?;
+                self.replica.propose(Command::SaveCart { session, buyer }).await?;
+                Ok(Response::Done)
+            }
             Request::ClearCart { session } => {
-                let key = self.buyer(&session)?;
-                self.store
-                    .write(move |c| {
-                        live(c, &key)?;
-                        c.prepare_cached("DELETE FROM session_cart WHERE session = ?1")
-                            .and_then(|mut st| st.execute([&key[..]]))
-                            .map_err(db_error)
-                    })
-                    .await?;
+                let (session, _) = self.buyer(&session)?;
+                self.replica.propose(Command::ClearCart { session }).await?;
                 Ok(Response::Done)
             }
             Request::Purchase { session, key, card } => {
-                let token = parse_token(&session)?;
-                let buyer = self.sessions.check(&token, Role::Buyer)?.account;
-                let purchase = self.coordinator.purchase(token, buyer, key, card).await?;
+                let (session, buyer) = self.buyer(&session)?;
+                let purchase = self.coordinator.purchase(session, buyer, key, card).await?;
                 Ok(Response::Purchased(purchase))
             }
             Request::Purchases { session, page } => {
                 let page = page.validate()?;
-                let key = parse_token(&session)?;
-                let buyer = self.sessions.check(&key, Role::Buyer)?.account;
-                let purchases = self.store.read(move |c| purchases_of(c, buyer, page)).await?;
+                let (_, buyer) = self.buyer(&session)?;
+                let purchases =
+                    self.replica.read(move |c| history::of_buyer(c, buyer, page)).await?;
                 Ok(Response::Purchases(purchases))
             }
         }
@@ -103,75 +113,64 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
 }
 
 impl CustomerDb {
-    /// Opens the handler over `store`, loading the sessions that have not long expired.
+    /// The handler over `replica`, with the sessions that have not long expired loaded.
     pub async fn load(
-        store: Store,
+        replica: Replica<CustomerMachine>,
         config: &Config,
         coordinator: Arc<Coordinator>,
     ) -> Result<Self, ApiError> {
         let timeout_ms = config.session_timeout.as_millis() as i64;
-        let sessions = Sessions::new(timeout_ms, config.clock.clone());
-        let cutoff = config.clock.now_ms() - timeout_ms - EXPIRED_GRACE_MS;
-        let rows = store
-            .read(move |c| {
-                let mut st = c
-                    .prepare("SELECT key, account, role, last_seen_ms FROM sessions WHERE last_seen_ms >= ?1")
-                    .map_err(db_error)?;
-                let rows = st
-                    .query_map([cutoff], |r| {
-                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .map_err(db_error)?;
-                rows.collect::<Result<Vec<(Vec<u8>, i64, i64, i64)>, _>>().map_err(db_error)
-            })
-            .await?;
-        for (key, account, role, last_seen) in rows {
-            let Ok(key) = <Key>::try_from(key.as_slice()) else { continue };
-            let Some(role) = role_of(role) else {
-                tracing::warn!(account, role, "skipping a stored session of no known role");
+        let db = CustomerDb {
+            sessions: Sessions::new(timeout_ms, config.clock.clone()),
+            throttle: LoginThrottle::new(config.clock.clone()),
+            replica,
+            coordinator,
+            session_writes: tokio::sync::RwLock::new(()),
+        };
+        db.load_sessions().await?;
+        Ok(db)
+    }
+
+    /// Fills the session table from the rows: at start, and when this replica becomes the
+    /// leader (its table may be missing what the old leader's sessions did meanwhile).
+    /// A session in both keeps the later activity.
+    pub async fn load_sessions(&self) -> Result<(), ApiError> {
+        let _refill = self.session_writes.write().await;
+        let clock = self.sessions.clock();
+        let cutoff = clock.now_ms() - self.sessions.timeout_ms() - EXPIRED_GRACE_MS;
+        let rows = self.replica.read(move |c| session_rows::recent(c, cutoff)).await?;
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(role) = row.role else {
+                tracing::warn!(account = row.account, "skipping a stored session of no known role");
                 continue;
             };
             let session = Session {
-                account: account as UserId,
+                account: row.account,
                 role,
-                last_seen,
-                stored_last_seen: last_seen,
+                last_seen: row.last_seen_ms,
+                stored_last_seen: row.last_seen_ms,
             };
-            sessions.insert(key, session);
+            stored.push((row.key, session));
         }
-        let throttle = crate::throttle::LoginThrottle::new(config.clock.clone());
-        Ok(CustomerDb { store, sessions, coordinator, throttle })
+        self.sessions.replace(stored);
+        Ok(())
     }
 
-    /// Writes recent session activity to disk, and deletes sessions long expired.
+    /// Writes recent session activity to the rows, and deletes sessions long expired.
     pub async fn flush_sessions(&self) -> Result<(), ApiError> {
-        let active = self.sessions.take_unstored();
-        let expired = self.sessions.take_long_expired(EXPIRED_GRACE_MS);
-        if active.is_empty() && expired.is_empty() {
+        let _writing = self.session_writes.read().await;
+        let seen = self.sessions.take_unstored();
+        let ended = self.sessions.take_long_expired(EXPIRED_GRACE_MS);
+        if seen.is_empty() && ended.is_empty() {
             return Ok(());
         }
-        self.store
-            .write(move |c| {
-                let mut touch = c
-                    .prepare_cached("UPDATE sessions SET last_seen_ms = ?2 WHERE key = ?1")
-                    .map_err(db_error)?;
-                for (key, at) in &active {
-                    touch.execute(params![&key[..], at]).map_err(db_error)?;
-                }
-                for key in &expired {
-                    end_session(c, key)?;
-                }
-                Ok(())
-            })
-            .await
+        self.replica.propose(Command::FlushSessions { seen, ended }).await?;
+        Ok(())
     }
 
     /// The key of a live buyer session, and the buyer.
-    fn buyer(&self, session: &str) -> Result<Key, ApiError> {
-        Ok(self.buyer_account(session)?.0)
-    }
-
-    fn buyer_account(&self, session: &str) -> Result<(Key, UserId), ApiError> {
+    fn buyer(&self, session: &str) -> Result<(Key, agora_domain::UserId), ApiError> {
         let key = parse_token(session)?;
         let account = self.sessions.check(&key, Role::Buyer)?.account;
         Ok((key, account))
@@ -189,50 +188,13 @@ impl CustomerDb {
         check_password(&password)?;
         let name = if name.trim().is_empty() { username.clone() } else { name };
         let name = check_name("name", &name)?;
-        let hash = password::hash(password).await?;
-        let now = self.sessions.clock().now_ms();
-        let id = self
-            .store
-            .write(move |c| {
-                once(c, 0, &op, now, |c| {
-                    let taken = |username: &str| {
-                        ApiError::new(
-                            ErrorCode::UsernameTaken,
-                            format!("username {username:?} is taken by another {role}"),
-                        )
-                    };
-                    // Checked and inserted in one write job: no other can slip between.
-                    let existing: Option<String> = c
-                        .prepare_cached(
-                            "SELECT username FROM accounts \
-                             WHERE role = ?1 AND username = ?2 COLLATE NOCASE LIMIT 1",
-                        )
-                        .and_then(|mut st| {
-                            st.query_row(params![role_code(role), username], |r| r.get(0))
-                                .optional()
-                        })
-                        .map_err(db_error)?;
-                    if let Some(existing) = existing {
-                        return Err(taken(&existing));
-                    }
-                    let inserted = c.execute(
-                        "INSERT INTO accounts (role, username, name, password_hash, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![role_code(role), username, name, hash, now],
-                    );
-                    match inserted {
-                        Ok(_) => Ok(c.last_insert_rowid() as UserId),
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                        {
-                            Err(taken(&username))
-                        }
-                        Err(e) => Err(db_error(e)),
-                    }
-                })
-            })
-            .await?;
-        Ok(Response::Account { id })
+        // The salt is random: decided here, before proposing, in the bounded queue.
+        let password_hash = password::hash(password).await?;
+        let command = Command::CreateAccount { op, role, username, name, password_hash };
+        match self.replica.propose(command).await? {
+            Output::Account(id) => Ok(Response::Account { id }),
+            other => Err(other.unexpected()),
+        }
     }
 
     async fn login(
@@ -250,23 +212,7 @@ impl CustomerDb {
         // A throttled account is refused before any hashing: guessing costs us nothing.
         self.throttle.check(role, &username)?;
         let name = username.clone();
-        let account = self
-            .store
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT id, password_hash FROM accounts \
-                     WHERE role = ?1 AND username = ?2 COLLATE NOCASE \
-                     ORDER BY username = ?2 DESC LIMIT 1",
-                )
-                .and_then(|mut st| {
-                    st.query_row(params![role_code(role), name], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(db_error)
-            })
-            .await?;
+        let account = self.replica.read(move |c| accounts::credentials(c, role, &name)).await?;
         let (id, stored) = match account {
             Some((id, hash)) => (Some(id), Some(hash)),
             None => (None, None),
@@ -279,33 +225,17 @@ impl CustomerDb {
         };
         self.throttle.succeeded(role, &username);
 
-        let (token, key) = new_token()?;
-        let now = self.sessions.clock().now_ms();
-        self.store
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO sessions (key, account, role, created_ms, last_seen_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![&key[..], account, role_code(role), now],
-                )
-                .map_err(db_error)?;
-                if role == Role::Buyer {
-                    // A new session starts from the buyer's saved cart.
-                    c.execute(
-                        "INSERT INTO session_cart (session, category, number, quantity) \
-                         SELECT ?1, category, number, quantity FROM saved_cart \
-                         WHERE buyer = ?2 ORDER BY line",
-                        params![&key[..], account],
-                    )
-                    .map_err(db_error)?;
-                }
-                Ok(())
-            })
-            .await?;
-        let session =
-            Session { account: account as UserId, role, last_seen: now, stored_last_seen: now };
-        self.sessions.insert(key, session);
-        Ok(Response::LoggedIn { session: token, account: account as UserId })
+        let (token, session) = new_token()?;
+        let _writing = self.session_writes.read().await;
+        match self.replica.propose(Command::StartSession { session, account, role }).await? {
+            Output::SessionStarted { account, role, at_ms } => {
+                // The table learns the session as it was stored, once it is.
+                let stored = Session { account, role, last_seen: at_ms, stored_last_seen: at_ms };
+                self.sessions.insert(session, stored);
+                Ok(Response::LoggedIn { session: token, account })
+            }
+            other => Err(other.unexpected()),
+        }
     }
 
     async fn logout(&self, session: &str, role: Role) -> Result<Response, ApiError> {
@@ -320,37 +250,12 @@ impl CustomerDb {
             }
             _ => {}
         }
-        self.store.write(move |c| end_session(c, &key)).await?;
+        let _writing = self.session_writes.read().await;
+        self.replica.propose(Command::EndSession { session: key }).await?;
         // Logging out of an expired session is fine; of an unknown one, not.
         match self.sessions.remove(&key) {
             Some(_) => Ok(Response::Done),
             None => Err(ApiError::not_logged_in()),
-        }
-    }
-
-    async fn get_seller(&self, seller_id: UserId) -> Result<Response, ApiError> {
-        let found = self
-            .store
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT name, items_count FROM accounts WHERE id = ?1 AND role = 1",
-                )
-                .and_then(|mut st| {
-                    st.query_row([seller_id as i64], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(db_error)
-            })
-            .await?;
-        match found {
-            Some((name, sold)) => {
-                Ok(Response::Seller { seller_id, name, items_sold: sold.max(0) as u64 })
-            }
-            None => {
-                Err(ApiError::new(ErrorCode::UnknownUser, format!("no seller has id {seller_id}")))
-            }
         }
     }
 
@@ -363,175 +268,188 @@ impl CustomerDb {
         available: u32,
     ) -> Result<Response, ApiError> {
         check_quantity(quantity)?;
-        let (key, buyer) = self.buyer_account(session)?;
-        let now = self.sessions.clock().now_ms();
-        let lines = self
-            .store
-            .write(move |c| once(c, buyer as i64, &op, now, |c| {
-                live(c, &key)?;
-                let held = held(c, &key, item)?;
-                let wanted = u64::from(held) + u64::from(quantity);
-                if wanted > u64::from(available) {
-                    let already = if held > 0 {
-                        format!("; your cart already holds {held}")
-                    } else {
-                        String::new()
-                    };
-                    return Err(ApiError::new(
-                        ErrorCode::NotEnoughUnits,
-                        format!("only {available} units of item {item} are available{already}"),
-                    ));
-                }
-                if held == 0 {
-                    let lines: i64 = c
-                        .prepare_cached("SELECT count(*) FROM session_cart WHERE session = ?1")
-                        .and_then(|mut st| st.query_row([&key[..]], |r| r.get(0)))
-                        .map_err(db_error)?;
-                    if lines as usize >= CART_LINES_MAX {
-                        return Err(ApiError::new(
-                            ErrorCode::InvalidArgument,
-                            format!("invalid item: a cart holds at most {CART_LINES_MAX} different items"),
-                        ));
-                    }
-                }
-                c.prepare_cached(
-                    "INSERT INTO session_cart (session, category, number, quantity) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (session, number) DO UPDATE SET quantity = excluded.quantity",
-                )
-                .and_then(|mut st| st.execute(params![&key[..], item.category, item.number as i64, wanted as i64]))
-                .map_err(db_error)?;
-                cart_of(c, &key)
-            }))
-            .await?;
-        Ok(Response::Cart(lines))
+        let (session, buyer) = self.buyer(session)?;
+        self.cart_answer(Command::AddToCart { op, buyer, session, item, quantity, available }).await
     }
 
-    async fn remove_from_cart(
-        &self,
-        op: OpId,
-        session: &str,
-        item: ItemId,
-        quantity: u32,
-    ) -> Result<Response, ApiError> {
-        check_quantity(quantity)?;
-        let (key, buyer) = self.buyer_account(session)?;
-        let now = self.sessions.clock().now_ms();
-        let lines = self
-            .store
-            .write(move |c| once(c, buyer as i64, &op, now, |c| {
-                live(c, &key)?;
-                let held = held(c, &key, item)?;
-                if held == 0 {
-                    return Err(ApiError::new(
-                        ErrorCode::UnknownItem,
-                        format!("item {item} is not in your cart"),
-                    ));
-                }
-                if quantity > held {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidArgument,
-                        format!("invalid quantity: your cart holds only {held} of item {item}"),
-                    ));
-                }
-                let sql = if quantity == held {
-                    "DELETE FROM session_cart WHERE session = ?1 AND number = ?2 AND ?3 >= 0"
-                } else {
-                    "UPDATE session_cart SET quantity = quantity - ?3 WHERE session = ?1 AND number = ?2"
-                };
-                c.prepare_cached(sql)
-                    .and_then(|mut st| st.execute(params![&key[..], item.number as i64, quantity]))
-                    .map_err(db_error)?;
-                cart_of(c, &key)
-            }))
-            .await?;
-        Ok(Response::Cart(lines))
+    async fn cart_answer(&self, command: Command) -> Result<Response, ApiError> {
+        match self.replica.propose(command).await? {
+            Output::Cart(lines) => Ok(Response::Cart(lines)),
+            other => Err(other.unexpected()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_domain::CartLine;
+
+    use super::*;
+    use crate::testing::Rig;
+
+    fn code<T: std::fmt::Debug>(answer: Result<T, ApiError>) -> ErrorCode {
+        answer.expect_err("refused").code
     }
 
-    async fn save_cart(&self, session: &str) -> Result<Response, ApiError> {
-        let key = parse_token(session)?;
-        let buyer = self.sessions.check(&key, Role::Buyer)?.account;
-        self.store
-            .write(move |c| {
-                live(c, &key)?;
-                c.execute("DELETE FROM saved_cart WHERE buyer = ?1", [buyer as i64]).map_err(db_error)?;
-                c.execute(
-                    "INSERT INTO saved_cart (buyer, line, category, number, quantity) \
-                     SELECT ?2, id, category, number, quantity FROM session_cart WHERE session = ?1",
-                    params![&key[..], buyer as i64],
-                )
-                .map_err(db_error)?;
-                Ok(())
+    #[tokio::test]
+    async fn usernames_are_unique_in_any_case_and_a_repeated_sign_up_answers_the_same_id() {
+        let rig = Rig::start().await;
+        let sign_up = |op: OpId, role, username: &str| Request::CreateAccount {
+            op,
+            role,
+            username: username.into(),
+            password: "password1".into(),
+            name: String::new(),
+        };
+        let op = rig.op();
+        let first = rig.call(sign_up(op, Role::Buyer, "Ann")).await.expect("created");
+        // The same request again (a retry after a lost answer) is the same account.
+        assert_eq!(rig.call(sign_up(op, Role::Buyer, "Ann")).await.expect("repeat"), first);
+        let taken = rig.call(sign_up(rig.op(), Role::Buyer, "aNN")).await;
+        assert_eq!(code(taken), ErrorCode::UsernameTaken);
+        // A seller may have a buyer's username.
+        rig.call(sign_up(rig.op(), Role::Seller, "ann")).await.expect("seller");
+        let rows: i64 = rig
+            .replica
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+                    .map_err(agora_store::db_error)
             })
-            .await?;
-        Ok(Response::Done)
+            .await
+            .expect("count");
+        assert_eq!(rows, 2);
     }
-}
 
-/// Refuses a cart write for a session that logged out while the write was queued.
-pub(crate) fn live(c: &Connection, key: &Key) -> Result<(), ApiError> {
-    let exists = c
-        .prepare_cached("SELECT 1 FROM sessions WHERE key = ?1")
-        .and_then(|mut st| st.exists([&key[..]]))
-        .map_err(db_error)?;
-    if exists { Ok(()) } else { Err(ApiError::not_logged_in()) }
-}
+    #[tokio::test]
+    async fn sessions_are_checked_per_role_and_end_at_logout() {
+        let rig = Rig::start().await;
+        let (bea, token) = rig.account(Role::Buyer, "bea").await;
+        let wrong = Request::Login {
+            role: Role::Buyer,
+            username: "bea".into(),
+            password: "password2".into(),
+        };
+        assert_eq!(code(rig.call(wrong).await), ErrorCode::WrongCredentials);
+        let check = |role| Request::Authenticate { session: token.clone(), role };
+        assert_eq!(
+            rig.call(check(Role::Buyer)).await,
+            Ok(Response::Authenticated { account: bea })
+        );
+        assert_eq!(code(rig.call(check(Role::Seller)).await), ErrorCode::NotLoggedIn);
+        // The seller server cannot end a buyer's session: it goes on.
+        let logout = |role| Request::Logout { session: token.clone(), role };
+        assert_eq!(code(rig.call(logout(Role::Seller)).await), ErrorCode::NotLoggedIn);
+        assert!(rig.call(check(Role::Buyer)).await.is_ok());
+        assert_eq!(rig.call(logout(Role::Buyer)).await, Ok(Response::Done));
+        assert_eq!(code(rig.call(logout(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        // Gone from the rows too: a restart does not bring it back.
+        let mut rig = rig;
+        rig.restart_handler().await;
+        assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+    }
 
-/// Deletes a session and its unsaved cart.
-fn end_session(c: &Connection, key: &Key) -> Result<(), ApiError> {
-    c.prepare_cached("DELETE FROM session_cart WHERE session = ?1")
-        .and_then(|mut st| st.execute([&key[..]]))
-        .map_err(db_error)?;
-    c.prepare_cached("DELETE FROM sessions WHERE key = ?1")
-        .and_then(|mut st| st.execute([&key[..]]))
-        .map_err(db_error)?;
-    Ok(())
-}
+    #[tokio::test]
+    async fn a_restart_keeps_sessions_and_their_activity_but_not_rows_of_no_known_role() {
+        let mut rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        // Activity after login reaches the rows at the next flush.
+        rig.config.clock.advance(std::time::Duration::from_secs(200));
+        let check =
+            |token: &str| Request::Authenticate { session: token.into(), role: Role::Buyer };
+        rig.call(check(&token)).await.expect("alive");
+        rig.db.flush_sessions().await.expect("flush");
+        // Two sessions written by hand: one of a known role, one of a code that names none.
+        let (good, good_key) = new_token().expect("token");
+        let (corrupt, corrupt_key) = new_token().expect("token");
+        let now = rig.config.clock.now_ms();
+        let path = rig.dir.path().join("customer.db");
+        let raw = rusqlite::Connection::open(path).expect("open");
+        for (key, role) in [(good_key, 2), (corrupt_key, 3)] {
+            raw.execute(
+                "INSERT INTO sessions (key, account, role, created_ms, last_seen_ms) \
+                 VALUES (?1, 1, ?2, ?3, ?3)",
+                rusqlite::params![&key[..], role, now],
+            )
+            .expect("insert");
+        }
+        rig.restart_handler().await;
+        // 200 s + 200 s: alive only because the flushed activity came back with it.
+        rig.config.clock.advance(std::time::Duration::from_secs(200));
+        rig.call(check(&token)).await.expect("the logged-in session survived");
+        rig.call(check(&good)).await.expect("a stored buyer session");
+        assert_eq!(code(rig.call(check(&corrupt)).await), ErrorCode::NotLoggedIn);
+        let as_seller = Request::Authenticate { session: corrupt, role: Role::Seller };
+        assert_eq!(code(rig.call(as_seller).await), ErrorCode::NotLoggedIn);
+    }
 
-/// Units of `item` in the session's cart.
-fn held(c: &Connection, key: &Key, item: ItemId) -> Result<u32, ApiError> {
-    let held: Option<(i64, i64)> = c
-        .prepare_cached(
-            "SELECT category, quantity FROM session_cart WHERE session = ?1 AND number = ?2",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![&key[..], item.number as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(db_error)?;
-    Ok(match held {
-        Some((category, quantity)) if category == i64::from(item.category) => quantity as u32,
-        _ => 0,
-    })
-}
+    #[tokio::test]
+    async fn cart_rules_and_a_new_session_starts_from_the_saved_cart() {
+        let rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        let pen = ItemId { category: 3, number: 7 };
+        rig.add(&token, pen, 2, 3).await;
+        // 2 held + 2 more > 3 available.
+        let more = Request::AddToCart {
+            op: rig.op(),
+            session: token.clone(),
+            item: pen,
+            quantity: 2,
+            available: 3,
+        };
+        let refused = rig.call(more).await.expect_err("too many");
+        assert_eq!(refused.code, ErrorCode::NotEnoughUnits);
+        assert!(refused.message.contains("already holds 2"), "{refused}");
+        let remove = |item, quantity| Request::RemoveFromCart {
+            op: rig.op(),
+            session: token.clone(),
+            item,
+            quantity,
+        };
+        assert_eq!(code(rig.call(remove(pen, 3)).await), ErrorCode::InvalidArgument);
+        let cup = ItemId { category: 4, number: 8 };
+        assert_eq!(code(rig.call(remove(cup, 1)).await), ErrorCode::UnknownItem);
+        // The same number under another category is not the pen.
+        let not_pen = ItemId { category: 4, number: 7 };
+        assert_eq!(code(rig.call(remove(not_pen, 1)).await), ErrorCode::UnknownItem);
+        rig.call(remove(pen, 1)).await.expect("one out");
+        let saved = vec![CartLine { item: pen, quantity: 1 }];
+        assert_eq!(rig.cart(&token).await, saved);
 
-pub(crate) fn cart_of(c: &Connection, key: &Key) -> Result<Vec<CartLine>, ApiError> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT category, number, quantity FROM session_cart WHERE session = ?1 ORDER BY id",
-        )
-        .map_err(db_error)?;
-    let rows = st
-        .query_map([&key[..]], |r| {
-            Ok(CartLine {
-                item: ItemId { category: r.get(0)?, number: r.get::<_, i64>(1)? as u64 },
-                quantity: r.get(2)?,
-            })
-        })
-        .map_err(db_error)?;
-    rows.collect::<Result<_, _>>().map_err(db_error)
-}
+        rig.call(Request::SaveCart { session: token.clone() }).await.expect("saved");
+        rig.call(Request::ClearCart { session: token.clone() }).await.expect("cleared");
+        assert!(rig.cart(&token).await.is_empty());
+        let second = rig.login(Role::Buyer, "bea").await;
+        assert_eq!(rig.cart(&second).await, saved);
+        // A session that logged out has no cart to write to.
+        let out = Request::Logout { session: second.clone(), role: Role::Buyer };
+        rig.call(out).await.expect("logged out");
+        let add = Request::AddToCart {
+            op: rig.op(),
+            session: second,
+            item: pen,
+            quantity: 1,
+            available: 3,
+        };
+        assert_eq!(code(rig.call(add).await), ErrorCode::NotLoggedIn);
+    }
 
-fn purchases_of(c: &Connection, buyer: UserId, page: Page) -> Result<Vec<Purchase>, ApiError> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT id FROM purchases WHERE buyer = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
-        )
-        .map_err(db_error)?;
-    let ids = st
-        .query_map(params![buyer as i64, page.limit, page.offset], |r| r.get::<_, i64>(0))
-        .map_err(db_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_error)?;
-    ids.into_iter().map(|id| load_purchase(c, id as u64)).collect()
+    #[tokio::test]
+    async fn a_cart_holds_at_most_the_limit_of_different_items() {
+        let rig = Rig::start().await;
+        let (_, token) = rig.account(Role::Buyer, "bea").await;
+        for n in 0..agora_domain::CART_LINES_MAX as u64 {
+            rig.add(&token, ItemId { category: 1, number: 100 + n }, 1, 9).await;
+        }
+        let one_more = Request::AddToCart {
+            op: rig.op(),
+            session: token.clone(),
+            item: ItemId { category: 1, number: 1 },
+            quantity: 1,
+            available: 9,
+        };
+        assert_eq!(code(rig.call(one_more).await), ErrorCode::InvalidArgument);
+        // More of an item already in the cart is still fine.
+        rig.add(&token, ItemId { category: 1, number: 100 }, 1, 9).await;
+    }
 }

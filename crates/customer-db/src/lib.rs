@@ -2,81 +2,49 @@
 //!
 //! A library with one entry point, [`run`]: the `agora customer-db` command binds a
 //! listener and calls it; tests do the same on port 0. Requests arrive as
-//! [`agora_proto::messages::customer::Request`] and are handled in [`handler`].
+//! [`agora_proto::messages::customer::Request`] and are handled in `handler.rs`, which
+//! checks and decides, then proposes a [`Command`] to the database's
+//! [`Replica`](agora_replication::Replica); [`CustomerMachine`] applies it.
+//!
+//! ```text
+//! handler.rs ─┬─► purchase.rs (the coordinator) ─┐
+//!             ├──────────────────────────────────┴─► command.rs (Command, apply) ─┐
+//!             └─► storage/ (reads) ◄────────────────────────────────────────────────┘
+//!                 accounts, sessions, carts, history, purchase_log
+//! ```
 
+mod command;
+mod config;
 mod handler;
 mod password;
 mod purchase;
 mod sessions;
+mod storage;
+#[cfg(test)]
+mod testing;
 mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::{Pool, PoolConfig, ServerConfig, Trust};
+use agora_proto::{Pool, PoolConfig, ServerConfig};
+use agora_replication::Replica;
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use agora_replication::Clock;
+pub use command::{Begun, Command, CustomerMachine, Output, Transition};
+pub use config::Config;
 pub use handler::CustomerDb;
 pub use purchase::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
+pub use storage::purchase_log::{State, Tx};
 
 /// The tables, created on first start.
 pub const SCHEMA: &str = include_str!("schema.sql");
-
-/// How long an expired session answers `SessionExpired` before it is forgotten and
-/// answers `NotLoggedIn`.
-const EXPIRED_GRACE_MS: i64 = 3_600_000;
-
-/// Everything the customer database can be told at start.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where `customer.db` lives.
-    pub data_dir: PathBuf,
-    /// A session ends after this long without activity.
-    pub session_timeout: Duration,
-    /// How often session activity is written to disk.
-    pub activity_flush: Duration,
-    /// The clock sessions are measured by.
-    pub clock: Clock,
-    /// Connection and frame limits.
-    pub server: ServerConfig,
-    /// Reader threads.
-    pub readers: usize,
-    /// What an acknowledged write survives.
-    pub durability: agora_store::Durability,
-    /// Product database addresses: purchases reserve units there.
-    pub product_db: Vec<String>,
-    /// Payments service addresses: purchases are charged there.
-    pub payments: Vec<String>,
-    /// How often unfinished purchases are driven to their end.
-    pub recovery_interval: Duration,
-    /// This database's credentials: only components of the cluster may connect, and it
-    /// proves itself with them to the product database and payments.
-    pub trust: Trust,
-}
-
-impl Config {
-    /// Defaults, with data under `data_dir` and the cluster credentials `trust`.
-    pub fn new(data_dir: impl Into<PathBuf>, trust: Trust) -> Self {
-        Config {
-            trust,
-            data_dir: data_dir.into(),
-            session_timeout: Duration::from_secs(300),
-            activity_flush: Duration::from_secs(10),
-            clock: Clock::system(),
-            server: ServerConfig::default(),
-            readers: 2,
-            durability: agora_store::Durability::default(),
-            product_db: vec!["127.0.0.1:7402".into()],
-            payments: vec!["127.0.0.1:7405".into()],
-            recovery_interval: Duration::from_secs(1),
-        }
-    }
-}
 
 /// Starting the customer database failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,19 +82,22 @@ pub async fn run(
         connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
+    let replica = Replica::single(store, CustomerMachine, config.clock.clone());
     let coordinator = Arc::new(purchase::Coordinator::new(
-        store.clone(),
+        replica.clone(),
         Pool::new(upstream(&config.product_db)),
         Pool::new(upstream(&config.payments)),
-        config.clock.clone(),
     ));
+    let leadership = replica.leadership();
     let db = Arc::new(
-        CustomerDb::load(store, &config, coordinator.clone()).await.map_err(StartError::Load)?,
+        CustomerDb::load(replica, &config, coordinator.clone()).await.map_err(StartError::Load)?,
     );
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
 
     let flusher = tokio::spawn(flush_activity(db.clone(), config.activity_flush, shutdown.clone()));
-    let recovery = tokio::spawn(purchase::recover_forever(
+    let leader_work = tokio::spawn(lead(
+        leadership,
+        db.clone(),
         coordinator,
         config.recovery_interval,
         shutdown.clone(),
@@ -134,12 +105,68 @@ pub async fn run(
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
     agora_proto::serve(listener, db.clone(), server, shutdown).await;
     let _ = flusher.await;
-    let _ = recovery.await;
+    let _ = leader_work.await;
     // Last activity goes to disk on a clean stop.
     if let Err(e) = db.flush_sessions().await {
         warn!(error = %e, "could not write session activity at shutdown");
     }
     Ok(())
+}
+
+/// The work only the leader does, started each time this replica becomes the leader and
+/// stopped when it stops being one: the purchase coordinator's recovery rounds and `Held`
+/// reports. A replica that becomes the leader again first refills its session table from
+/// the rows, which the other leader changed meanwhile. (A single replica always leads.)
+async fn lead(
+    mut leadership: watch::Receiver<bool>,
+    db: Arc<CustomerDb>,
+    coordinator: Arc<purchase::Coordinator>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        // Wait to lead.
+        while !*leadership.borrow_and_update() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = leadership.changed() => if changed.is_err() { return },
+            }
+        }
+        if !first && let Err(e) = db.load_sessions().await {
+            warn!(error = %e, "cannot reload sessions on becoming the leader");
+        }
+        first = false;
+        info!("leading: recovering purchases");
+        let stop = shutdown.child_token();
+        let rounds =
+            tokio::spawn(purchase::recover_forever(coordinator.clone(), every, stop.clone()));
+        // Lead until told otherwise. A change that still reads "leading" may hide a lost
+        // and regained leadership (a watch keeps only the latest value), and another
+        // leader's sessions in between: reload them.
+        let led_out = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break false,
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    if !*leadership.borrow_and_update() {
+                        break true;
+                    }
+                    if let Err(e) = db.load_sessions().await {
+                        warn!(error = %e, "cannot reload sessions on leading again");
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        let _ = rounds.await;
+        if !led_out {
+            return;
+        }
+        info!("no longer leading: purchase recovery stopped");
+    }
 }
 
 async fn flush_activity(db: Arc<CustomerDb>, every: Duration, shutdown: CancellationToken) {
@@ -153,5 +180,74 @@ async fn flush_activity(db: Arc<CustomerDb>, every: Duration, shutdown: Cancella
         if let Err(e) = db.flush_sessions().await {
             warn!(error = %e, "could not write session activity");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use agora_domain::{ItemId, Role};
+    use agora_proto::Handler;
+    use agora_proto::messages::customer::Request;
+
+    use super::*;
+    use crate::testing::Rig;
+
+    /// Polls `done` until it holds, failing after a deadline.
+    async fn eventually<F, Fut>(what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn recovery_starts_on_becoming_the_leader_which_also_reloads_sessions() {
+        let rig = Rig::start().await;
+        let (buyer, token) = rig.account(Role::Buyer, "bea").await;
+        rig.add(&token, ItemId { category: 3, number: 7 }, 1, 5).await;
+        let session = sessions::parse_token(&token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k".into() };
+        rig.replica.propose(begin).await.expect("begun");
+
+        let (leads, leadership) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(lead(
+            leadership,
+            rig.db.clone(),
+            rig.coordinator.clone(),
+            Duration::from_millis(10),
+            stop.clone(),
+        ));
+        leads.send(true).expect("send");
+        eventually("the leader recovers the purchase left Started", || async {
+            rig.state(1).await == State::Aborted
+        })
+        .await;
+
+        // While another replica led, a session was started there.
+        leads.send(false).expect("send");
+        let (other, other_key) = sessions::new_token().expect("token");
+        let raw = rusqlite::Connection::open(rig.dir.path().join("customer.db")).expect("open");
+        raw.execute(
+            "INSERT INTO sessions (key, account, role, created_ms, last_seen_ms) \
+             VALUES (?1, ?2, 2, ?3, ?3)",
+            rusqlite::params![&other_key[..], buyer as i64, rig.config.clock.now_ms()],
+        )
+        .expect("insert");
+        leads.send(true).expect("send");
+        eventually("the new leader knows the other leader's session", || async {
+            let check = Request::Authenticate { session: other.clone(), role: Role::Buyer };
+            rig.db.handle(check).await.is_ok()
+        })
+        .await;
+        stop.cancel();
+        task.await.expect("stopped");
     }
 }

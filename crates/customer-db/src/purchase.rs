@@ -2,75 +2,28 @@
 //! database and the payments service, all or nothing, surviving a crash of any of them at
 //! any step. DESIGN.md beside this crate explains the protocol and why it is correct.
 //!
-//! Every step is recorded in `purchase_tx` before the next one starts:
-//!
-//! ```text
-//! Started ──reserve ok──► Reserved ──charge approved──► Committed ──confirm ok──► Done
-//!    │                      │   └─charge outcome unknown─► Resolving ──resolve──┘ or ┐
-//!    │                      └──declined──► Aborting ──release ok──► Aborted ◄────────┘
-//!    └──reserve refused──► Aborted;  reserve unreachable ──► Aborting
-//! ```
+//! The coordinator talks to the other two parties and decides; every step it records is
+//! a [`Command`] proposed to the customer database's replica, applied as a
+//! compare-and-set on the purchase's state (`storage::purchase_log::State` draws the
+//! states and their moves). A step whose purchase is no longer where this coordinator
+//! saw it changes nothing: another coordinator (a new leader's recovery) has taken the
+//! purchase over, and this one steps aside.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use agora_domain::{Card, Money, Purchase, PurchaseLine, UserId};
+use agora_domain::{Card, CartLine, Money, Purchase, UserId};
 use agora_proto::messages::payments::{self, Outcome};
 use agora_proto::messages::product;
 use agora_proto::{ApiError, CallError, ErrorCode, Payments, Pool, ProductDb, fault};
-use agora_store::{Store, db_error};
-use rusqlite::{Connection, OptionalExtension, params};
+use agora_replication::Replica;
 use tracing::{debug, error, info, warn};
 
-use crate::Clock;
+use crate::command::{Begun, Command, CustomerMachine, Output, Transition};
 use crate::sessions::Key;
-
-/// Where a purchase stands. The numbers are stored; never renumber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Recorded; units may or may not be reserved; payments not contacted.
-    Started = 1,
-    /// Units reserved; the charge may or may not have been sent.
-    Reserved = 2,
-    /// The charge was sent and its answer lost: payments decides.
-    Resolving = 3,
-    /// It will not happen; reserved units (if any) are being released.
-    Aborting = 4,
-    /// It did not happen; nothing is reserved or charged.
-    Aborted = 5,
-    /// It happened: charged, recorded in history; the product database not yet told.
-    Committed = 6,
-    /// It happened, and every party knows.
-    Done = 7,
-}
-
-impl State {
-    /// The state stored as `n`; a number that names none is a corrupt log, refused
-    /// rather than taken for any state (least of all `Done`).
-    fn from_i64(n: i64) -> Result<State, ApiError> {
-        Ok(match n {
-            1 => State::Started,
-            2 => State::Reserved,
-            3 => State::Resolving,
-            4 => State::Aborting,
-            5 => State::Aborted,
-            6 => State::Committed,
-            7 => State::Done,
-            _ => return Err(ApiError::internal(format!("corrupt purchase log: state {n}"))),
-        })
-    }
-}
-
-/// What beginning a purchase found.
-enum Begun {
-    /// A new purchase of these cart lines, recorded as `Started`.
-    New(u64, Vec<agora_domain::CartLine>),
-    /// The buyer already used this purchase key: that purchase.
-    Earlier(Tx),
-    /// Another purchase (this id) holds the session's cart until it ends.
-    Busy(u64),
-}
+use crate::storage::history;
+use crate::storage::purchase_log::{self, State, Tx};
 
 /// Most unfinished purchases reported to the product database at once (about 90 KiB).
 const MAX_HELD_REPORT: usize = 10_000;
@@ -79,58 +32,13 @@ const MAX_HELD_REPORT: usize = 10_000;
 /// answers `purchase_pending`: under the frontends' deadline on a customer-db call.
 const CART_HELD_WAIT: Duration = Duration::from_secs(3);
 
-/// One purchase's row in the log.
-#[derive(Debug)]
-struct Tx {
-    id: u64,
-    buyer: UserId,
-    session: Key,
-    state: State,
-    lines: Option<Vec<PurchaseLine>>,
-    error: Option<ApiError>,
-}
-
-/// The purchase coordinator.
-#[derive(Debug)]
-pub struct Coordinator {
-    store: Store,
-    products: Pool<ProductDb>,
-    payments: Pool<Payments>,
-    clock: Clock,
-    /// Purchases a request is driving right now; recovery leaves them alone. A new
-    /// purchase enters the set inside the transaction that creates its row, so recovery
-    /// (which reads committed rows only) can never see it first.
-    in_flight: Arc<Mutex<HashSet<u64>>>,
-    /// Woken whenever a purchase stops being driven, for purchases waiting for another
-    /// purchase of the same cart to end.
-    finished: tokio::sync::Notify,
-}
-
-/// Removes a purchase from the in-flight set when its request is done, however it ends.
-struct Driving<'a>(&'a Coordinator, u64);
-
-impl Drop for Driving<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight_set().remove(&self.1);
-        self.0.finished.notify_waiters();
-    }
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    postcard::to_allocvec(value).map_err(|e| ApiError::internal(e.to_string()))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, ApiError> {
-    postcard::from_bytes(blob).map_err(|e| ApiError::internal(format!("corrupt purchase log: {e}")))
-}
-
 /// What every purchase's charge key at the payments service starts with; the purchase id
 /// follows.
 pub const PAYMENT_KEY_PREFIX: &str = "agora-purchase-";
 
 /// The states, as stored, of a purchase that has ended (aborted, or done and confirmed):
 /// every other is unfinished and recovery drives it on.
-pub const FINISHED_STATES: [i64; 2] = [State::Aborted as i64, State::Done as i64];
+pub const FINISHED_STATES: [i64; 2] = [State::FINISHED[0] as i64, State::FINISHED[1] as i64];
 
 /// The idempotency key of a purchase's charge at the payments service.
 fn payment_key(id: u64) -> String {
@@ -147,27 +55,60 @@ fn pending(id: u64) -> ApiError {
     )
 }
 
+/// The purchase coordinator: drives purchases for requests, and recovers the unfinished
+/// ones while this replica leads.
+#[derive(Debug)]
+pub struct Coordinator {
+    replica: Replica<CustomerMachine>,
+    products: Pool<ProductDb>,
+    payments: Pool<Payments>,
+    /// Purchases this process is driving now (for a request, or in a recovery round);
+    /// recovery leaves them alone. Per process, in memory: after a crash, or on a new
+    /// leader, it is empty and everything unfinished is recovered. That is safe even
+    /// while an old leader still drives one of them: every step is a compare-and-set,
+    /// so whichever driver moves a purchase first wins and the other's proposals change
+    /// nothing (or fail: the old leader can no longer commit to the log at all).
+    driven_here: Mutex<HashSet<u64>>,
+    /// Held (shared) by a request from proposing its `BeginPurchase` until the new
+    /// purchase is in `driven_here`; held (exclusive) by recovery while it lists the
+    /// unfinished purchases. So recovery never takes a purchase a request here has just
+    /// begun, and aborts it under the request's feet.
+    begin_gate: tokio::sync::RwLock<()>,
+    /// Woken whenever a purchase stops being driven, for purchases waiting for another
+    /// purchase of the same cart to end.
+    finished: tokio::sync::Notify,
+}
+
+/// Removes a purchase from `driven_here` when its driver is done, however it ends.
+struct Driving<'a>(&'a Coordinator, u64);
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        self.0.driven_here().remove(&self.1);
+        self.0.finished.notify_waiters();
+    }
+}
+
 impl Coordinator {
-    /// A coordinator over the customer store and pools to the other two parties.
+    /// A coordinator recording through `replica`, with pools to the other two parties.
     pub fn new(
-        store: Store,
+        replica: Replica<CustomerMachine>,
         products: Pool<ProductDb>,
         payments: Pool<Payments>,
-        clock: Clock,
     ) -> Self {
         Coordinator {
-            store,
+            replica,
             products,
             payments,
-            clock,
-            in_flight: Arc::default(),
+            driven_here: Mutex::default(),
+            begin_gate: tokio::sync::RwLock::new(()),
             finished: tokio::sync::Notify::new(),
         }
     }
 
     // Held for a set insert or remove; nothing awaits under it.
-    fn in_flight_set(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    fn driven_here(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.driven_here.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Buys the session's cart. `key` makes retries safe: a key already used returns that
@@ -213,48 +154,19 @@ impl Coordinator {
         self.drive(id, buyer, cart, card).await
     }
 
-    /// Step 1: records a new purchase of the session's cart, unless the key was used
-    /// before or another purchase holds the cart. One transaction: two requests racing
-    /// for one cart are serialised by the store's single writer.
+    /// Step 1: claims the session's cart for a new purchase (or finds the key's earlier
+    /// purchase, or the purchase holding the cart), and marks a new one as driven here.
     async fn begin(&self, session: Key, buyer: UserId, key: String) -> Result<Begun, ApiError> {
-        let now = self.clock.now_ms();
-        let in_flight = self.in_flight.clone();
-        self.store
-            .write(move |c| {
-                crate::handler::live(c, &session)?;
-                if let Some(tx) = find(c, buyer, &key)? {
-                    return Ok(Begun::Earlier(tx));
+        let _beginning = self.begin_gate.read().await;
+        match self.replica.propose(Command::BeginPurchase { session, buyer, key }).await? {
+            Output::Begun(begun) => {
+                if let Begun::New(id, _) = &begun {
+                    self.driven_here().insert(*id);
                 }
-                if let Some(other) = holding(c, &session)? {
-                    return Ok(Begun::Busy(other));
-                }
-                let cart = crate::handler::cart_of(c, &session)?;
-                if cart.is_empty() {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidArgument,
-                        "invalid cart: your cart is empty",
-                    ));
-                }
-                c.prepare_cached(
-                    "INSERT INTO purchase_tx (buyer, key, session, state, cart, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        buyer as i64,
-                        key,
-                        &session[..],
-                        State::Started as i64,
-                        encode(&cart).unwrap_or_default(),
-                        now
-                    ])
-                })
-                .map_err(db_error)?;
-                let id = c.last_insert_rowid() as u64;
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-                Ok(Begun::New(id, cart))
-            })
-            .await
+                Ok(begun)
+            }
+            other => Err(other.unexpected()),
+        }
     }
 
     /// Steps 2 to 5 of a purchase just begun: reserve, charge, commit, confirm.
@@ -262,7 +174,7 @@ impl Coordinator {
         &self,
         id: u64,
         buyer: UserId,
-        cart: Vec<agora_domain::CartLine>,
+        cart: Vec<CartLine>,
         card: Card,
     ) -> Result<Purchase, ApiError> {
         let _driving = Driving(self, id);
@@ -276,15 +188,18 @@ impl Coordinator {
         {
             Ok(product::Response::Reserved(lines)) => lines,
             Ok(other) => {
-                return Err(self.abort(id, agora_proto::messages::unexpected(&other), true).await);
+                let error = agora_proto::messages::unexpected(&other);
+                return Err(self.abort(id, State::Started, error, true).await);
             }
             // Refused: nothing was reserved.
-            Err(CallError::Remote(refusal)) => return Err(self.abort(id, refusal, false).await),
+            Err(CallError::Remote(refusal)) => {
+                return Err(self.abort(id, State::Started, refusal, false).await);
+            }
             Err(e) => {
                 let error = ApiError::unavailable(format!(
                     "{e}; nothing was charged and the purchase is cancelled"
                 ));
-                return Err(self.abort(id, error, true).await);
+                return Err(self.abort(id, State::Started, error, true).await);
             }
         };
         let total = lines
@@ -295,17 +210,13 @@ impl Coordinator {
             .map(Money::from_cents);
         let Some(total) = total else {
             let error = ApiError::new(ErrorCode::InvalidArgument, "invalid cart: total too large");
-            return Err(self.abort(id, error, true).await);
+            return Err(self.abort(id, State::Started, error, true).await);
         };
-        let blob = encode(&lines)?;
-        self.set_state(id, State::Reserved, move |c| {
-            c.execute(
-                "UPDATE purchase_tx SET lines = ?2, total = ?3 WHERE id = ?1",
-                params![id as i64, blob, total.cents()],
-            )
-            .map(|_| ())
-        })
-        .await?;
+        if let Transition::Refused { found } =
+            self.step(Command::PurchaseReserved { id, lines, total }).await?
+        {
+            return Err(overtaken(id, found));
+        }
         fault::crash_point("after-reserve");
 
         // The charge.
@@ -320,14 +231,16 @@ impl Coordinator {
                     ErrorCode::PaymentDeclined,
                     format!("payment declined: {reason}; nothing was bought"),
                 );
-                return Err(self.abort(id, error, true).await);
+                return Err(self.abort(id, State::Reserved, error, true).await);
             }
             Ok(payments::Response::Charge(Outcome::Cancelled)) => Some(false),
             Ok(other) => {
                 warn!(id, ?other, "unexpected answer from payments; resolving");
                 self.resolve(id, total, buyer).await
             }
-            Err(CallError::Remote(refusal)) => return Err(self.abort(id, refusal, true).await),
+            Err(CallError::Remote(refusal)) => {
+                return Err(self.abort(id, State::Reserved, refusal, true).await);
+            }
             Err(e) => {
                 // The charge may or may not have arrived: only payments knows.
                 warn!(id, error = %e, "charge outcome unknown; resolving");
@@ -340,17 +253,26 @@ impl Coordinator {
             Some(false) => {
                 let error =
                     ApiError::new(ErrorCode::Aborted, "purchase cancelled; nothing was charged");
-                return Err(self.abort(id, error, true).await);
+                return Err(self.abort(id, State::Reserved, error, true).await);
             }
             None => {
-                self.set_state(id, State::Resolving, |_| Ok(())).await?;
+                // Recovery asks payments again until it answers; the buyer may ask too.
+                self.step(Command::PurchaseResolving { id }).await?;
                 return Err(pending(id));
             }
         }
-        let purchase = self.commit(id).await?;
+        let purchase = self.commit(id, State::Reserved).await?;
         fault::crash_point("after-commit");
         self.confirm(id).await;
         Ok(purchase)
+    }
+
+    /// Proposes a purchase state transition and returns what it did.
+    async fn step(&self, command: Command) -> Result<Transition, ApiError> {
+        match self.replica.propose(command).await? {
+            Output::Moved(transition) => Ok(transition),
+            other => Err(other.unexpected()),
+        }
     }
 
     /// Whether the charge of purchase `id` (of `total`, paid by `buyer`) went through:
@@ -367,32 +289,28 @@ impl Coordinator {
         }
     }
 
-    /// Records that the purchase will not happen and releases its units. `release` is
-    /// false only when the product database refused the reservation (so holds nothing).
-    async fn abort(&self, id: u64, error: ApiError, release: bool) -> ApiError {
-        // A retry later learns the final outcome: a transient cause is recorded as what it
-        // led to, a cancelled purchase.
-        let code = match error.code {
-            ErrorCode::Unavailable | ErrorCode::Timeout => ErrorCode::Aborted,
-            code => code,
+    /// Records that purchase `id`, seen in state `from`, will not happen, and releases its
+    /// units; returns what the buyer is told. `release` is false only when the product
+    /// database refused the reservation (so holds nothing): then it is aborted at once.
+    async fn abort(&self, id: u64, from: State, error: ApiError, release: bool) -> ApiError {
+        let command = if release {
+            Command::PurchaseAborting { id, from, error: error.clone() }
+        } else {
+            Command::PurchaseAborted { id, from, error: Some(error.clone()) }
         };
-        let (code, message) = (code.as_str().to_owned(), error.message.clone());
-        let state = if release { State::Aborting } else { State::Aborted };
-        let recorded = self
-            .set_state(id, state, move |c| {
-                c.execute(
-                    "UPDATE purchase_tx SET error_code = ?2, error = ?3 WHERE id = ?1",
-                    params![id as i64, code, message],
-                )
-                .map(|_| ())
-            })
-            .await;
-        if let Err(e) = recorded {
-            warn!(id, error = %e, "cannot record an aborted purchase; recovery will finish it");
-        } else if release {
-            self.release(id).await;
+        match self.step(command).await {
+            Ok(Transition::Moved | Transition::AlreadyDone) => {
+                if release {
+                    self.release(id).await;
+                }
+                error
+            }
+            Ok(Transition::Refused { found }) => overtaken(id, found),
+            Err(e) => {
+                warn!(id, error = %e, "cannot record an aborted purchase; recovery will finish it");
+                error
+            }
         }
-        error
     }
 
     /// Tells the product database to put the units back; on success the purchase is
@@ -400,86 +318,47 @@ impl Coordinator {
     async fn release(&self, id: u64) {
         match self.products.call(&product::Request::Release { purchase: id }).await {
             Ok(_) => {
-                if let Err(e) = self.set_state(id, State::Aborted, |_| Ok(())).await {
-                    warn!(id, error = %e, "cannot record a released purchase");
+                let released = Command::PurchaseAborted { id, from: State::Aborting, error: None };
+                match self.step(released).await {
+                    Ok(Transition::Moved | Transition::AlreadyDone) => {}
+                    Ok(Transition::Refused { found }) => {
+                        warn!(id, ?found, "a released purchase was no longer aborting");
+                    }
+                    Err(e) => warn!(id, error = %e, "cannot record a released purchase"),
                 }
             }
             Err(e) => warn!(id, error = %e, "cannot release a purchase yet; will retry"),
         }
     }
 
-    /// The commit point: history, counters and carts in one transaction.
-    async fn commit(&self, id: u64) -> Result<Purchase, ApiError> {
-        let now = self.clock.now_ms();
-        self.store
-            .write(move |c| {
-                let tx = load_tx(c, id)?;
-                if matches!(tx.state, State::Committed | State::Done) {
-                    return load_purchase(c, id);
+    /// The commit point (payments charged purchase `id`, seen in state `from`): history,
+    /// counters and carts in one transaction. Committing a purchase already committed
+    /// answers the same purchase and changes nothing.
+    async fn commit(&self, id: u64, from: State) -> Result<Purchase, ApiError> {
+        match self.replica.propose(Command::PurchaseCommit { id, from }).await? {
+            Output::Committed(_, Some(purchase)) => Ok(purchase),
+            Output::Committed(Transition::Refused { found }, None) => {
+                if matches!(found, State::Aborting | State::Aborted) {
+                    // Payments' answer for a key never changes, so no driver can have
+                    // aborted what payments charged: a bug, and money taken.
+                    error!(id, ?found, "payments charged a purchase another driver aborted");
                 }
-                if !matches!(tx.state, State::Reserved | State::Resolving) {
-                    return Err(ApiError::internal(format!("purchase {id} cannot commit from {:?}", tx.state)));
-                }
-                let lines = tx.lines.unwrap_or_default();
-                let total: i64 = lines.iter().map(|l| l.unit_price.cents() * i64::from(l.quantity)).sum();
-                c.execute(
-                    "INSERT INTO purchases (id, buyer, at_ms, total) VALUES (?1, ?2, ?3, ?4)",
-                    params![id as i64, tx.buyer as i64, now, total],
-                )
-                .map_err(db_error)?;
-                let mut line_insert = c
-                    .prepare_cached(
-                        "INSERT INTO purchase_lines (purchase, line, category, number, seller, name, quantity, unit_price) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .map_err(db_error)?;
-                let mut count = c
-                    .prepare_cached("UPDATE accounts SET items_count = items_count + ?2 WHERE id = ?1")
-                    .map_err(db_error)?;
-                let mut units = 0i64;
-                for (n, l) in lines.iter().enumerate() {
-                    line_insert
-                        .execute(params![
-                            id as i64, n as i64, l.item.category, l.item.number as i64,
-                            l.seller_id as i64, l.name, l.quantity, l.unit_price.cents()
-                        ])
-                        .map_err(db_error)?;
-                    count.execute(params![l.seller_id as i64, l.quantity]).map_err(db_error)?;
-                    units += i64::from(l.quantity);
-                    // What was bought leaves the buying session's cart and the saved cart;
-                    // anything added meanwhile stays.
-                    for (table, owner, value) in [
-                        ("session_cart", "session", rusqlite::types::Value::Blob(tx.session.to_vec())),
-                        ("saved_cart", "buyer", rusqlite::types::Value::Integer(tx.buyer as i64)),
-                    ] {
-                        c.execute(
-                            &format!("DELETE FROM {table} WHERE {owner} = ?1 AND number = ?2 AND quantity <= ?3"),
-                            params![value, l.item.number as i64, l.quantity],
-                        )
-                        .map_err(db_error)?;
-                        c.execute(
-                            &format!("UPDATE {table} SET quantity = quantity - ?3 WHERE {owner} = ?1 AND number = ?2"),
-                            params![value, l.item.number as i64, l.quantity],
-                        )
-                        .map_err(db_error)?;
-                    }
-                }
-                count.execute(params![tx.buyer as i64, units]).map_err(db_error)?;
-                c.execute("UPDATE purchase_tx SET state = ?2 WHERE id = ?1", params![id as i64, State::Committed as i64])
-                    .map_err(db_error)?;
-                load_purchase(c, id)
-            })
-            .await
+                Err(overtaken(id, found))
+            }
+            other => Err(other.unexpected()),
+        }
     }
 
     /// Tells the product database the units are sold; recovery retries on failure.
     async fn confirm(&self, id: u64) {
         match self.products.call(&product::Request::Confirm { purchase: id }).await {
-            Ok(_) => {
-                if let Err(e) = self.set_state(id, State::Done, |_| Ok(())).await {
-                    warn!(id, error = %e, "cannot record a confirmed purchase");
+            Ok(_) => match self.step(Command::PurchaseDone { id }).await {
+                Ok(Transition::Moved | Transition::AlreadyDone) => {}
+                Ok(Transition::Refused { found }) => {
+                    warn!(id, ?found, "a confirmed purchase was not committed");
                 }
-            }
+                Err(e) => warn!(id, error = %e, "cannot record a confirmed purchase"),
+            },
             Err(e) => warn!(id, error = %e, "cannot confirm a purchase yet; will retry"),
         }
     }
@@ -489,58 +368,50 @@ impl Coordinator {
         match tx.state {
             State::Committed | State::Done => {
                 let id = tx.id;
-                self.store.read(move |c| load_purchase(c, id)).await
+                self.replica.read(move |c| history::load(c, id)).await
             }
             State::Aborted => Err(tx
                 .error
                 .unwrap_or_else(|| ApiError::new(ErrorCode::Aborted, "purchase cancelled"))),
-            _ => Err(pending(tx.id)),
+            State::Started | State::Reserved | State::Resolving | State::Aborting => {
+                Err(pending(tx.id))
+            }
         }
     }
 
-    /// Drives every purchase left unfinished (by a crash, or a party that was down) to its
-    /// end. Safe to run at any time: purchases a request is driving are skipped, and every
-    /// step is idempotent.
+    /// Drives every purchase left unfinished (by a crash, a party that was down, or an
+    /// old leader) to its end. Safe to run at any time: purchases driven here are
+    /// skipped, and every step is idempotent and a compare-and-set.
     pub async fn recover(&self) {
-        let open = self
-            .store
-            .read(|c| {
-                let mut st = c
-                    .prepare_cached(
-                        "SELECT id FROM purchase_tx WHERE state NOT IN (5, 7) ORDER BY id",
-                    )
-                    .map_err(db_error)?;
-                let ids = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
-                ids.collect::<Result<Vec<_>, _>>().map_err(db_error)
-            })
-            .await;
+        let open = {
+            let _listing = self.begin_gate.write().await;
+            self.replica.read(|c| purchase_log::unfinished(c, i64::MAX)).await
+        };
         let Ok(open) = open else { return };
         for id in open {
-            let id = id as u64;
-            if !self.in_flight_set().insert(id) {
+            if !self.driven_here().insert(id) {
                 continue;
             }
             let _driving = Driving(self, id);
-            let Ok(tx) = self.tx(id).await else { continue };
+            let Ok(tx) = self.replica.read(move |c| purchase_log::load(c, id)).await else {
+                continue;
+            };
             info!(id, state = ?tx.state, "recovering purchase");
             match tx.state {
                 // Payments was never asked; the units may be reserved.
-                State::Started | State::Aborting => {
-                    if tx.state == State::Started {
-                        let error = ApiError::new(
-                            ErrorCode::Aborted,
-                            "purchase interrupted before payment; nothing was charged",
-                        );
-                        let _ = self.abort(id, error, true).await;
-                    } else {
-                        self.release(id).await;
-                    }
+                State::Started => {
+                    let error = ApiError::new(
+                        ErrorCode::Aborted,
+                        "purchase interrupted before payment; nothing was charged",
+                    );
+                    let _ = self.abort(id, State::Started, error, true).await;
                 }
+                State::Aborting => self.release(id).await,
                 // The charge may have been sent: payments decides.
                 State::Reserved | State::Resolving => {
-                    match self.resolve(id, total_of(&tx), tx.buyer).await {
+                    match self.resolve(id, tx.total(), tx.buyer).await {
                         Some(true) => {
-                            let committed = self.commit(id).await;
+                            let committed = self.commit(id, tx.state).await;
                             if committed.is_ok() {
                                 self.confirm(id).await;
                             }
@@ -550,7 +421,7 @@ impl Coordinator {
                                 ErrorCode::Aborted,
                                 "purchase interrupted; nothing was charged",
                             );
-                            let _ = self.abort(id, error, true).await;
+                            let _ = self.abort(id, tx.state, error, true).await;
                         }
                         None => {}
                     }
@@ -567,28 +438,11 @@ impl Coordinator {
     /// unfinished purchases for one message; tried again next time round.
     pub async fn report_held(&self) {
         let read = self
-            .store
+            .replica
             .read(|c| {
-                let open: Vec<u64> = {
-                    let mut st = c
-                        .prepare_cached(&format!(
-                            "SELECT id FROM purchase_tx WHERE state NOT IN ({}, {}) \
-                             ORDER BY id LIMIT {}",
-                            State::Aborted as i64,
-                            State::Done as i64,
-                            MAX_HELD_REPORT + 1
-                        ))
-                        .map_err(db_error)?;
-                    let ids = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
-                    ids.map(|id| id.map(|id| id as u64))
-                        .collect::<Result<_, _>>()
-                        .map_err(db_error)?
-                };
+                let open = purchase_log::unfinished(c, MAX_HELD_REPORT as i64 + 1)?;
                 // In the same read: every id below `next` existed when `open` was read.
-                let next: i64 = c
-                    .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM purchase_tx", [], |r| r.get(0))
-                    .map_err(db_error)?;
-                Ok((open, next as u64))
+                Ok((open, purchase_log::next_id(c)?))
             })
             .await;
         let Ok((open, next)) = read else { return };
@@ -600,39 +454,27 @@ impl Coordinator {
             debug!(error = %e, "cannot report held purchases yet");
         }
     }
-
-    async fn tx(&self, id: u64) -> Result<Tx, ApiError> {
-        self.store.read(move |c| load_tx(c, id)).await
-    }
-
-    async fn set_state<F>(&self, id: u64, state: State, also: F) -> Result<(), ApiError>
-    where
-        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    {
-        self.store
-            .write(move |c| {
-                c.execute(
-                    "UPDATE purchase_tx SET state = ?2 WHERE id = ?1",
-                    params![id as i64, state as i64],
-                )
-                .map_err(db_error)?;
-                also(c).map_err(db_error)
-            })
-            .await
-    }
 }
 
-/// Runs recovery now and then every `every` until `shutdown`.
+/// What the buyer is told when purchase `id` moved on to `found` without this driver:
+/// another driver (a new leader's recovery) took it over and will finish it, so its
+/// outcome is not this driver's to tell. The same purchase key will tell it.
+fn overtaken(id: u64, found: State) -> ApiError {
+    warn!(id, ?found, "another coordinator is driving this purchase; stepping aside");
+    pending(id)
+}
+
+/// Runs recovery now and then every `every` until `stop`.
 pub async fn recover_forever(
     coordinator: Arc<Coordinator>,
     every: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         coordinator.recover().await;
         coordinator.report_held().await;
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
     }
@@ -654,119 +496,145 @@ fn is_this_purchase(id: u64, approved: &Outcome, total: Money, buyer: UserId) ->
     ours
 }
 
-/// A logged purchase's total, from its reserved lines (zero before it has any).
-fn total_of(tx: &Tx) -> Money {
-    let cents = tx.lines.iter().flatten().fold(0i64, |sum, l| {
-        sum.saturating_add(l.unit_price.cents().saturating_mul(i64::from(l.quantity)))
-    });
-    Money::from_cents(cents)
-}
-
-/// The purchase that holds the session's cart, if any: one not yet committed or aborted.
-fn holding(c: &Connection, session: &Key) -> Result<Option<u64>, ApiError> {
-    // The states as literals, as in the partial index `purchase_tx_holding`, so that
-    // SQLite can use it (it cannot prove a bound parameter matches the index).
-    let sql = format!(
-        "SELECT id FROM purchase_tx WHERE session = ?1 AND state IN ({}, {}, {}) LIMIT 1",
-        State::Started as i64,
-        State::Reserved as i64,
-        State::Resolving as i64
-    );
-    c.prepare_cached(&sql)
-        .and_then(|mut st| st.query_row(params![&session[..]], |r| r.get::<_, i64>(0)).optional())
-        .map(|id| id.map(|id| id as u64))
-        .map_err(db_error)
-}
-
-fn find(c: &Connection, buyer: UserId, key: &str) -> Result<Option<Tx>, ApiError> {
-    let id: Option<i64> = c
-        .prepare_cached("SELECT id FROM purchase_tx WHERE buyer = ?1 AND key = ?2")
-        .and_then(|mut st| st.query_row(params![buyer as i64, key], |r| r.get(0)).optional())
-        .map_err(db_error)?;
-    id.map(|id| load_tx(c, id as u64)).transpose()
-}
-
-fn load_tx(c: &Connection, id: u64) -> Result<Tx, ApiError> {
-    type Row = (i64, Vec<u8>, i64, Option<Vec<u8>>, Option<String>, Option<String>);
-    let row: Row = c
-        .prepare_cached(
-            "SELECT buyer, session, state, lines, error_code, error FROM purchase_tx WHERE id = ?1",
-        )
-        .and_then(|mut st| {
-            st.query_row([id as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })
-        })
-        .map_err(db_error)?;
-    let (buyer, session, state, lines, code, message) = row;
-    let error = match (code, message) {
-        (Some(code), Some(message)) => Some(ApiError::new(code_of(&code), message)),
-        _ => None,
-    };
-    Ok(Tx {
-        id,
-        buyer: buyer as UserId,
-        session: Key::try_from(session.as_slice()).unwrap_or([0; 32]),
-        state: State::from_i64(state)?,
-        lines: lines.map(|b| decode(&b)).transpose()?,
-        error,
-    })
-}
-
-fn code_of(name: &str) -> ErrorCode {
-    ErrorCode::from_name(name).unwrap_or(ErrorCode::Internal)
-}
-
-/// A purchase from the history tables.
-pub(crate) fn load_purchase(c: &Connection, id: u64) -> Result<Purchase, ApiError> {
-    let (at, total): (i64, i64) = c
-        .prepare_cached("SELECT at_ms, total FROM purchases WHERE id = ?1")
-        .and_then(|mut st| st.query_row([id as i64], |r| Ok((r.get(0)?, r.get(1)?))))
-        .map_err(db_error)?;
-    let mut st = c
-        .prepare_cached(
-            "SELECT category, number, seller, name, quantity, unit_price FROM purchase_lines \
-             WHERE purchase = ?1 ORDER BY line",
-        )
-        .map_err(db_error)?;
-    let lines = st
-        .query_map([id as i64], |r| {
-            Ok(PurchaseLine {
-                item: agora_domain::ItemId {
-                    category: r.get(0)?,
-                    number: r.get::<_, i64>(1)? as u64,
-                },
-                seller_id: r.get::<_, i64>(2)? as UserId,
-                name: r.get(3)?,
-                quantity: r.get(4)?,
-                unit_price: Money::from_cents(r.get(5)?),
-            })
-        })
-        .map_err(db_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_error)?;
-    Ok(Purchase { id, at_unix_ms: at, lines, total: Money::from_cents(total) })
-}
-
 #[cfg(test)]
-mod state_tests {
-    use super::*;
+mod tests {
+    use agora_domain::{CartLine, ItemId, PurchaseLine, Role};
 
-    #[test]
-    fn every_stored_state_reads_back_and_no_other_number_does() {
-        for state in [
-            State::Started,
-            State::Reserved,
-            State::Resolving,
-            State::Aborting,
-            State::Aborted,
-            State::Committed,
-            State::Done,
-        ] {
-            assert_eq!(State::from_i64(state as i64).ok(), Some(state));
-        }
-        for corrupt in [0, 8, -1, i64::MAX] {
-            assert!(State::from_i64(corrupt).is_err(), "{corrupt}");
-        }
+    use super::*;
+    use crate::testing::{Rig, bad_card, card};
+
+    /// A rig with a seller's pen (5 units at 1.50) and a buyer holding 2 in the cart.
+    async fn buyer_with_two_pens() -> (Rig, UserId, UserId, String, ItemId) {
+        let rig = Rig::start().await;
+        let (seller, _) = rig.account(Role::Seller, "ann").await;
+        let (buyer, token) = rig.account(Role::Buyer, "bea").await;
+        let pen = rig.list(seller, 150, 5).await;
+        rig.add(&token, pen, 2, 5).await;
+        (rig, seller, buyer, token, pen)
+    }
+
+    #[tokio::test]
+    async fn a_purchase_reserves_charges_commits_confirms_and_a_retry_answers_the_same() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        let bought = rig.purchase(&token, "k1", card()).await.expect("bought");
+        assert_eq!(bought.total, Money::from_cents(300));
+        assert_eq!(bought.lines.len(), 1);
+        assert_eq!((bought.lines[0].item, bought.lines[0].quantity), (pen, 2));
+        assert_eq!(rig.state(bought.id).await, State::Done);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert!(rig.cart(&token).await.is_empty());
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+        // The same key again: the same purchase, nothing bought twice.
+        assert_eq!(rig.purchase(&token, "k1", card()).await, Ok(bought));
+        // A new key finds the bought lines gone.
+        let again = rig.purchase(&token, "k2", card()).await.expect_err("empty");
+        assert_eq!(again.code, ErrorCode::InvalidArgument);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_declined_card_aborts_releases_the_units_and_keeps_the_cart() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        let declined = rig.purchase(&token, "k1", bad_card()).await.expect_err("declined");
+        assert_eq!(declined.code, ErrorCode::PaymentDeclined);
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5);
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 2 }]);
+        assert_eq!(rig.units_counted(buyer).await, 0);
+        // A retry with the key learns the same refusal; a new key may buy the cart.
+        let retried = rig.purchase(&token, "k1", card()).await.expect_err("recorded");
+        assert_eq!(retried.code, ErrorCode::PaymentDeclined);
+        rig.purchase(&token, "k2", card()).await.expect("bought with a good card");
+        // More than is left is refused by the product database, naming what is left.
+        rig.add(&token, pen, 4, 5).await;
+        let short = rig.purchase(&token, "k3", card()).await.expect_err("not enough");
+        assert_eq!(short.code, ErrorCode::NotEnoughUnits);
+        assert_eq!(rig.state(3).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 3);
+    }
+
+    /// Purchase 1 of two pens left as a crashed coordinator would leave it after the
+    /// reservation: `Reserved` in the log, units reserved at the product database.
+    async fn left_reserved(rig: &Rig, buyer: UserId, token: &str) -> Vec<PurchaseLine> {
+        let session = crate::sessions::parse_token(token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k1".into() };
+        let Ok(Output::Begun(Begun::New(id, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        assert_eq!(id, 1);
+        let reserve = product::Request::Reserve { purchase: id, lines: cart };
+        let lines = match rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await {
+            Ok(product::Response::Reserved(lines)) => lines,
+            other => panic!("{other:?}"),
+        };
+        let total = Money::from_cents(300);
+        let reserved = Command::PurchaseReserved { id, lines: lines.clone(), total };
+        rig.replica.propose(reserved).await.expect("reserved");
+        lines
+    }
+
+    #[tokio::test]
+    async fn recovery_commits_a_charged_purchase_and_aborts_an_uncharged_one() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        assert_eq!(rig.units_left(pen).await, 3);
+        // Crashed after the charge went through: recovery asks payments and commits.
+        rig.charge(1, Money::from_cents(300), buyer).await;
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+        assert!(rig.cart(&token).await.is_empty());
+
+        // Crashed before the charge: `Resolve` cancels the key, recovery releases.
+        rig.add(&token, pen, 1, 3).await;
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k2".into() };
+        let Ok(Output::Begun(Begun::New(id, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        let reserve = product::Request::Reserve { purchase: id, lines: cart };
+        rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await.expect("reserved");
+        assert_eq!(rig.units_left(pen).await, 2);
+        // Still `Started` in the log: payments was never asked.
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(id).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 1 }]);
+        let retried = rig.purchase(&token, "k2", card()).await.expect_err("aborted");
+        assert_eq!(retried.code, ErrorCode::Aborted);
+    }
+
+    #[tokio::test]
+    async fn a_stale_coordinator_can_neither_undo_a_purchase_nor_finish_it_twice() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        rig.charge(1, Money::from_cents(300), buyer).await;
+        // The new leader's coordinator finishes the purchase.
+        let new = Rig::coordinator_over(&rig.replica, &rig.config);
+        new.recover().await;
+        assert_eq!(rig.state(1).await, State::Done);
+        let counted = (rig.units_counted(buyer).await, rig.units_counted(seller).await);
+        assert_eq!(counted, (2, 2));
+
+        // The old one still believes it `Reserved`. An abort (as if payments had said
+        // no) is refused, so nothing is released and the buyer is told to ask again...
+        let old = &rig.coordinator;
+        let declined = ApiError::new(ErrorCode::PaymentDeclined, "declined");
+        let told = old.abort(1, State::Reserved, declined, true).await;
+        assert_eq!(told.code, ErrorCode::PurchasePending);
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.units_left(pen).await, 3, "sold units stay sold");
+        // ...and a second commit answers the same purchase and counts nothing again.
+        let purchase = old.commit(1, State::Reserved).await.expect("already committed");
+        assert_eq!(purchase.id, 1);
+        old.confirm(1).await;
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.history_rows().await, 1);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), counted);
+        // The retry with the key sees the purchase.
+        assert_eq!(rig.purchase(&token, "k1", card()).await.map(|p| p.id), Ok(1));
     }
 }

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS purchase_tx (
     buyer      INTEGER NOT NULL,
     key        TEXT    NOT NULL,
     session    BLOB    NOT NULL,
-    state      INTEGER NOT NULL,       -- see purchase.rs: State
+    state      INTEGER NOT NULL,       -- see storage/purchase_log.rs: State
     cart       BLOB    NOT NULL,       -- encoded cart lines asked for
     lines      BLOB,                   -- encoded lines reserved (with sellers and prices)
     total      INTEGER,                -- cents
@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS purchase_tx (
     created_ms INTEGER NOT NULL,
     UNIQUE (buyer, key)
 );
+-- The numbers below are State::FINISHED and State::HOLDING_CART (a test checks).
 CREATE INDEX IF NOT EXISTS purchase_tx_open ON purchase_tx (state) WHERE state NOT IN (5, 7);
 -- The purchase (at most one) that holds a session's cart: Started, Reserved or Resolving.
 CREATE INDEX IF NOT EXISTS purchase_tx_holding ON purchase_tx (session) WHERE state IN (1, 2, 3);

@@ -17,7 +17,11 @@ use agora_domain::{Role, UserId};
 use agora_proto::{ApiError, ErrorCode};
 use sha2::{Digest, Sha256};
 
-use crate::Clock;
+use agora_replication::Clock;
+
+/// How long an expired session answers `SessionExpired` before it is forgotten and
+/// answers `NotLoggedIn`.
+pub const EXPIRED_GRACE_MS: i64 = 3_600_000;
 
 /// The stored form of a session token: its SHA-256.
 pub type Key = [u8; 32];
@@ -78,6 +82,25 @@ impl Sessions {
     /// The clock sessions are measured by.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// How long a session lives without activity, in ms.
+    pub fn timeout_ms(&self) -> i64 {
+        self.timeout_ms
+    }
+
+    /// Makes the table what the rows say: sessions not among `stored` go (they ended
+    /// elsewhere), the others come in; a session in both keeps the later activity.
+    pub fn replace(&self, stored: Vec<(Key, Session)>) {
+        let mut map = self.lock();
+        let mut fresh: HashMap<Key, Session> = HashMap::with_capacity(stored.len());
+        for (key, mut session) in stored {
+            if let Some(known) = map.get(&key) {
+                session.last_seen = session.last_seen.max(known.last_seen);
+            }
+            fresh.insert(key, session);
+        }
+        *map = fresh;
     }
 
     /// Adds a session (after it is on disk).
@@ -162,6 +185,30 @@ mod tests {
         assert_eq!(parse_token(&a.to_uppercase()).expect("parses"), ka);
         assert!(parse_token("short").is_err());
         assert!(parse_token(&"z".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn refilling_from_the_rows_drops_ended_sessions_and_keeps_later_activity() {
+        let clock = Clock::manual(1_000_000);
+        let sessions = Sessions::new(60_000, clock.clone());
+        let at = |last_seen| Session {
+            account: 9,
+            role: Role::Buyer,
+            last_seen,
+            stored_last_seen: last_seen,
+        };
+        let (kept, ended, new) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        sessions.insert(kept, at(1_000_000));
+        sessions.insert(ended, at(1_000_000));
+        clock.advance(Duration::from_secs(50));
+        sessions.check(&kept, Role::Buyer).expect("activity not yet in the rows");
+        // The rows: `kept` as last flushed, `ended` gone (logged out elsewhere), `new`.
+        sessions.replace(vec![(kept, at(1_000_000)), (new, at(1_040_000))]);
+        assert_eq!(sessions.role_of(&ended), None);
+        assert_eq!(sessions.check(&new, Role::Buyer).expect("new").account, 9);
+        clock.advance(Duration::from_secs(30));
+        // 80 s after the stored activity, 30 s after the one in memory: alive.
+        sessions.check(&kept, Role::Buyer).expect("kept its later activity");
     }
 
     #[test]

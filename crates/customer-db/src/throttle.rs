@@ -3,8 +3,9 @@
 //! while other accounts and the account's owner (once the spacing has passed) log in as
 //! usual. docs/semantics.md ("Sessions") states the rule.
 //!
-//! Kept in memory only: a restart forgets it, which costs an attacker a restart of ours,
-//! not the owner's account. Bounded: at most [`MAX_ACCOUNTS`] accounts are tracked, and
+//! Kept in memory only, on the replica that leads (it is never replicated): a restart or
+//! a failover forgets it, which costs an attacker a restart or failover of ours, never
+//! the owner's account. Bounded: at most [`MAX_ACCOUNTS`] accounts are tracked, and
 //! usernames are at most 32 ASCII characters, so the table stays under a few MiB.
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use agora_domain::Role;
 use agora_proto::{ApiError, ErrorCode};
 
-use crate::Clock;
+use agora_replication::Clock;
 
 /// Wrong passwords allowed in a row before tries are spaced out.
 pub const FREE_FAILURES: u32 = 5;
