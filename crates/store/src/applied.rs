@@ -146,6 +146,12 @@ mod tests {
         assert_eq!(n, 1, "one recorded answer");
     }
 
+    /// docs/protocol.md promises that a repeat is recognised for 24 hours.
+    #[test]
+    fn answers_are_remembered_for_the_24_hours_the_protocol_promises() {
+        assert_eq!(APPLIED_MEMORY_MS, 86_400_000);
+    }
+
     #[test]
     fn recorded_answers_are_forgotten_after_their_memory() {
         let c = ops_table();

@@ -35,34 +35,45 @@ impl InlineWriter {
     /// Runs the queue, batch after batch, until it is empty. Awaits only the connection
     /// (held by the checkpointer for a moment now and then); each batch runs on this
     /// thread, as short as a commit without fsync.
-    pub(crate) async fn flush(self: Arc<Self>) {
-        // If this task is dropped before it empties the queue (its runtime shuts down while
-        // it waits for the connection), the next write must schedule a flush of its own.
-        let unscheduled = Unschedule(&self.queue);
-        let conn = self.conn.lock().await;
-        let mut completions = Vec::new();
-        loop {
-            let mut jobs = {
-                let mut queue = lock(&self.queue);
-                if queue.jobs.is_empty() {
-                    queue.flush_scheduled = false;
-                    std::mem::forget(unscheduled);
-                    break;
-                }
-                let n = queue.jobs.len().min(self.max_batch);
-                queue.jobs.drain(..n).collect::<Vec<_>>()
-            };
-            run_batch(&conn, &mut jobs, &mut completions);
+    pub(crate) fn flush(self: Arc<Self>) -> impl std::future::Future<Output = ()> + Send {
+        // Armed now, not when the task first runs: if the task is dropped before it has
+        // emptied the queue (its runtime shuts down before polling it, or while it waits
+        // for the connection), the next write must schedule a flush of its own, or the
+        // jobs queued from then on would wait for ever.
+        let unscheduled = Unschedule { writer: self.clone(), armed: true };
+        async move {
+            // Moved in whole (a closure would capture only the field it writes).
+            let mut unscheduled = unscheduled;
+            let conn = self.conn.lock().await;
+            let mut completions = Vec::new();
+            loop {
+                let mut jobs = {
+                    let mut queue = lock(&self.queue);
+                    if queue.jobs.is_empty() {
+                        queue.flush_scheduled = false;
+                        unscheduled.armed = false;
+                        break;
+                    }
+                    let n = queue.jobs.len().min(self.max_batch);
+                    queue.jobs.drain(..n).collect::<Vec<_>>()
+                };
+                run_batch(&conn, &mut jobs, &mut completions);
+            }
         }
     }
 }
 
-/// Marks the queue as having no flush scheduled when dropped.
-struct Unschedule<'a>(&'a Mutex<Queue>);
+/// While armed, marks the queue as having no flush scheduled when dropped.
+struct Unschedule {
+    writer: Arc<InlineWriter>,
+    armed: bool,
+}
 
-impl Drop for Unschedule<'_> {
+impl Drop for Unschedule {
     fn drop(&mut self) {
-        lock(self.0).flush_scheduled = false;
+        if self.armed {
+            lock(&self.writer.queue).flush_scheduled = false;
+        }
     }
 }
 

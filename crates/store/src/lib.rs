@@ -399,6 +399,63 @@ mod tests {
         assert_eq!(keys, vec![1, 2]);
     }
 
+    /// A job that ends the batch's savepoint itself leaves a transaction the batch cannot
+    /// vouch for: every job of the batch fails (the one before it too, the one after it
+    /// never runs), and nothing of it stays visible, not even to reads on the write
+    /// connection. The store goes on.
+    #[tokio::test]
+    async fn a_job_that_breaks_its_batch_fails_the_whole_batch_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir, Durability::Process);
+        let insert = |k: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)
+                    })
+                    .await
+            }
+        };
+        let breaker = store.write(|c| c.execute_batch("RELEASE job").map_err(db_error));
+        // Queued together on this one-thread runtime, before the flush task runs: one batch.
+        let (before, broke, after) = tokio::join!(insert(1), breaker, insert(3));
+        assert!(before.is_err(), "{before:?}");
+        assert!(broke.is_err(), "{broke:?}");
+        assert!(after.is_err(), "{after:?}");
+        assert_eq!(keys(&store).await, Vec::<i64>::new());
+        assert_eq!(insert(4).await, Ok(1));
+        assert_eq!(keys(&store).await, vec![4]);
+    }
+
+    /// The runtime that a write scheduled its flush on shuts down before running it: the
+    /// next write, on another runtime, still gets its batch run.
+    #[test]
+    fn a_write_after_a_runtime_died_with_its_flush_unrun_still_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(&dir, Durability::Process);
+        let runtime =
+            || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let first = runtime();
+        first.block_on(async {
+            let write =
+                store.write(|c| c.execute("INSERT INTO t VALUES (1, 'x')", []).map_err(db_error));
+            // Polled once: the job is queued and a flush spawned on `first`, not yet run.
+            let mut write = std::pin::pin!(write);
+            let polled =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "the write cannot have finished without its flush");
+        });
+        drop(first);
+        let second = runtime();
+        let written = second.block_on(async {
+            let write =
+                store.write(|c| c.execute("INSERT INTO t VALUES (2, 'y')", []).map_err(db_error));
+            tokio::time::timeout(std::time::Duration::from_secs(10), write).await
+        });
+        assert_eq!(written.expect("the second write ran"), Ok(1));
+    }
+
     #[tokio::test]
     async fn a_panicking_job_fails_alone_and_the_store_goes_on() {
         for durability in BOTH {
