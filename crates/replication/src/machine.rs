@@ -8,9 +8,10 @@
 //!   exactly which entries it holds.
 //! - **Build a snapshot**: `VACUUM INTO` a new file (a consistent copy, applied state
 //!   included), fsync it, rename it over `snapshot.db`.
-//! - **Install a snapshot**: the received file is fsynced, then every table of it is
-//!   copied into the live database in one write job: the store stays open and its
-//!   readers see either the old state or the new one.
+//! - **Install a snapshot**: the received file is fsynced, attached to a connection of
+//!   our own on a blocking thread, and every table of it copied into the live database
+//!   in one write transaction: the store stays open and its readers see either the old
+//!   state or the new one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,42 +166,77 @@ fn apply_batch(
     answers
 }
 
-/// Replaces every table's rows in `to` (the live database, inside a transaction) with
-/// those of `from` (a snapshot file).
-fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
-    // Rows go in table by table; references between them are checked at the commit.
-    to.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-    let tables = |c: &Connection| -> rusqlite::Result<Vec<String>> {
-        let mut st = c.prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-             ORDER BY name",
-        )?;
+/// Replaces every table's rows in the live database with those of the snapshot
+/// attached as `snap`, inside the caller's transaction. Columns are matched by name, so
+/// a column order that differs between the two files does no harm.
+fn copy_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let tables = |schema: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare(&format!(
+            "SELECT name FROM {schema}.sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ))?;
         st.query_map([], |r| r.get(0))?.collect()
     };
+    let columns = |schema: &str, table: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("SELECT name FROM pragma_table_info(?1, ?2)")?;
+        st.query_map([table, schema], |r| r.get(0))?.collect()
+    };
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    for table in tables(to)? {
-        to.execute(&format!("DELETE FROM main.{}", quote(&table)), [])?;
+    let live = tables("main")?;
+    for table in &live {
+        conn.execute(&format!("DELETE FROM main.{}", quote(table)), [])?;
     }
-    let live = tables(to)?;
-    for table in tables(from)? {
+    for table in tables("snap")? {
         if !live.contains(&table) {
             tracing::warn!(%table, "the snapshot has a table this database does not; skipped");
             continue;
         }
-        let mut select = from.prepare(&format!("SELECT * FROM {}", quote(&table)))?;
-        let columns = select.column_count();
-        let marks = vec!["?"; columns].join(", ");
-        let mut insert =
-            to.prepare(&format!("INSERT INTO main.{} VALUES ({marks})", quote(&table)))?;
-        let mut rows = select.query([])?;
-        while let Some(row) = rows.next()? {
-            let values = (0..columns)
-                .map(|i| row.get::<_, rusqlite::types::Value>(i))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            insert.execute(rusqlite::params_from_iter(values))?;
-        }
+        let ours = columns("main", &table)?;
+        let shared: Vec<String> = columns("snap", &table)?
+            .into_iter()
+            .filter(|c| ours.contains(c))
+            .map(|c| quote(&c))
+            .collect();
+        let list = shared.join(", ");
+        conn.execute(
+            &format!(
+                "INSERT INTO main.{t} ({list}) SELECT {list} FROM snap.{t}",
+                t = quote(&table)
+            ),
+            [],
+        )?;
     }
     Ok(())
+}
+
+/// Copies the snapshot file `snapshot` into the database file `db` in one transaction of
+/// a connection of its own (on a blocking thread: a large copy must not hold the
+/// runtime that sends heartbeats), with the applied state set to the snapshot's meta.
+/// The store stays open: its readers see the old state until the commit, then the new;
+/// its writer waits for the commit (busy timeout).
+fn install_file(
+    db: &Path,
+    snapshot: &Path,
+    last: &Option<LogId<u64>>,
+    membership: &Membership,
+) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let conn = Connection::open(db).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql)?;
+    let name = snapshot.to_str().ok_or("the snapshot path is not UTF-8")?;
+    conn.execute("ATTACH DATABASE ?1 AS snap", [name]).map_err(sql)?;
+    let copied = (|| -> Result<(), String> {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        copy_tables(&conn).map_err(sql)?;
+        // The meta openraft hands over is the truth; the file says the same.
+        write_applied(&conn, last, membership).map_err(|e| e.to_string())?;
+        conn.execute_batch("COMMIT").map_err(sql)
+    })();
+    if copied.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let _ = conn.execute_batch("DETACH DATABASE snap");
+    copied
 }
 
 /// Syncs a directory, so that a rename in it survives a crash of the machine.
@@ -339,23 +375,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let SnapshotFile { file, path } = *snapshot;
         file.sync_all().await.map_err(snapshot_error)?;
         drop(file);
-        let from = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || {
-                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            })
-            .await
-            .map_err(snapshot_error)?
-            .map_err(snapshot_error)?
-        };
         let (last, membership) = (meta.last_log_id, meta.last_membership.clone());
-        self.store
-            .write(move |conn| {
-                copy_tables(&from, conn).map_err(agora_store::db_error)?;
-                // The meta openraft hands over is the truth; the file says the same.
-                write_applied(conn, &last, &membership)
-            })
+        let (db, from) = (self.db_path.clone(), path.clone());
+        tokio::task::spawn_blocking(move || install_file(&db, &from, &last, &membership))
             .await
+            .map_err(snapshot_error)?
             .map_err(snapshot_error)?;
         // The installed file becomes this replica's latest snapshot: moved if it was
         // received here, copied if it is another's.
