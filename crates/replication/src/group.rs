@@ -103,6 +103,10 @@ const SNAPSHOT_CHUNK: u64 = 512 * 1024;
 const BATCH_COMMANDS: usize = 512;
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// Largest command, encoded: an entry holding it must fit one replication message
+/// (`network::SEND_LIMIT`), whatever the database's own frame limit lets in.
+pub(crate) const MAX_COMMAND: usize = 512 * 1024;
+
 /// A running replica of the group.
 pub(crate) struct Group {
     pub raft: Raft<TypeConfig>,
@@ -357,6 +361,15 @@ impl Group {
 
     /// Queues `command` for the next log entry and waits for its answer.
     pub async fn propose(self: &Arc<Self>, command: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+        if command.len() > MAX_COMMAND {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "a write of {} bytes is larger than a replicated database takes ({MAX_COMMAND})",
+                    command.len()
+                ),
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut queue = lock(&self.proposals);

@@ -443,3 +443,16 @@ async fn a_wiped_replica_is_refused_until_it_is_removed_and_added_again() {
     let status = replica.status().await.expect("in a group");
     assert!(status.members.iter().all(|m| m.voter), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_too_large_for_one_replication_message_is_refused_before_the_log() {
+    let cluster = Cluster::start(1).await;
+    let leader = cluster.leader().await;
+    let replica = &cluster.node(leader).replica;
+    let huge = "x".repeat(2 << 20);
+    let refused = replica.propose(Command::Put(huge, 1)).await;
+    assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::InvalidArgument));
+    // The group goes on.
+    replica.propose(Command::Put("small".into(), 1)).await.expect("write");
+    assert_eq!(replica.read(count).await.expect("read"), 1);
+}
