@@ -248,6 +248,22 @@ impl Hook {
                 ),
             ));
         }
+        // The sender named in the envelope is the one whose vote the message carries.
+        let claimed = match &envelope.message {
+            Message::Hello => None,
+            Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Append(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Snapshot(rpc) => rpc.vote.leader_id().voted_for(),
+        };
+        if claimed.is_some_and(|node| node != request.from) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "a message from node {} of {} carries node {:?}'s vote",
+                    request.from, self.group, claimed
+                ),
+            ));
+        }
         match envelope.message {
             Message::Hello => unreachable_hello(),
             Message::Vote(rpc) => answer(&raft.vote(rpc).await),

@@ -379,6 +379,16 @@ async fn a_node_of_another_group_is_refused() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // A replica of the group, but the message is for another node (a wrong --peers).
+    let peer = connect(Component::ProductDb).await;
+    let misaddressed = Envelope { group: "product-db".into(), from: 2, to: 99, body: vec![] };
+    match peer.call(&misaddressed, DEADLINE).await {
+        Err(agora_proto::CallError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("for node 99"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     // A frontend may not speak for any group.
     let frontend = connect(Component::BuyerServer).await;
     let refused = frontend.call(&envelope("product-db"), DEADLINE).await;
