@@ -165,6 +165,19 @@ impl<S: Service> Channel<S> {
         max_frame: u32,
         connector: &Connector,
     ) -> Result<Self, CallError> {
+        let server = crate::Component::serving(S::ID);
+        Channel::connect_to(addr, timeout, max_frame, connector, server).await
+    }
+
+    /// Like [`Channel::connect_with`], to a server that must prove it is `server`: for a
+    /// service several components serve ([`crate::ServiceId::Replication`]).
+    pub async fn connect_to(
+        addr: &str,
+        timeout: Duration,
+        max_frame: u32,
+        connector: &Connector,
+        server: Option<crate::Component>,
+    ) -> Result<Self, CallError> {
         let unreachable = |reason: String| CallError::Unreachable {
             service: S::ID.name(),
             addr: addr.to_owned(),
@@ -173,7 +186,7 @@ impl<S: Service> Channel<S> {
         let connect = async {
             let socket = TcpStream::connect(addr).await?;
             let _ = socket.set_nodelay(true);
-            connector.connect(socket, S::ID).await
+            connector.connect_to(socket, server).await
         };
         let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,

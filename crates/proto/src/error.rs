@@ -49,11 +49,15 @@ pub enum ErrorCode {
     /// The caller may not make this request: an internal service refuses anyone without
     /// the cluster's credentials, and each component may send only what its role needs.
     Forbidden,
+    /// This replica does not lead its group, so it cannot take writes or linearizable
+    /// reads; the message ends with the leader's address when it is known
+    /// ([`ApiError::leader`] reads it), and callers try there or another replica.
+    NotLeader,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotLoggedIn,
         ErrorCode::SessionExpired,
@@ -73,6 +77,7 @@ impl ErrorCode {
         ErrorCode::PurchasePending,
         ErrorCode::Aborted,
         ErrorCode::Forbidden,
+        ErrorCode::NotLeader,
     ];
 
     /// The code named `name` (as [`ErrorCode::as_str`] writes it), if any.
@@ -102,6 +107,7 @@ impl ErrorCode {
             ErrorCode::PurchasePending => "purchase_pending",
             ErrorCode::Aborted => "aborted",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotLeader => "not_leader",
         }
     }
 }
@@ -149,6 +155,34 @@ impl ApiError {
     }
 }
 
+/// What a `not_leader` message says just before the leader's address.
+const LEADER_AT: &str = "; the leader is at ";
+
+impl ApiError {
+    /// This replica of `group` does not lead it; `leader` is the leader's address when
+    /// known. The address ends the message, where [`ApiError::leader`] finds it.
+    pub fn not_leader(group: &str, leader: Option<&str>) -> Self {
+        let message = match leader {
+            Some(addr) => {
+                format!("this replica of {group} does not lead its group{LEADER_AT}{addr}")
+            }
+            None => {
+                format!("this replica of {group} does not lead its group; no leader is known yet")
+            }
+        };
+        ApiError::new(ErrorCode::NotLeader, message)
+    }
+
+    /// The leader's address a `not_leader` answer names, if it names one.
+    pub fn leader(&self) -> Option<&str> {
+        if self.code != ErrorCode::NotLeader {
+            return None;
+        }
+        let (_, addr) = self.message.rsplit_once(LEADER_AT)?;
+        (!addr.is_empty()).then_some(addr)
+    }
+}
+
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
         ApiError::new(ErrorCode::InvalidArgument, e.to_string())
@@ -169,5 +203,15 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), ErrorCode::ALL.len());
         assert_eq!(ErrorCode::from_name("no_such_code"), None);
+    }
+
+    #[test]
+    fn a_not_leader_answer_names_the_leader_where_callers_find_it() {
+        let redirect = ApiError::not_leader("product-db", Some("10.0.0.2:7402"));
+        assert_eq!(redirect.code, ErrorCode::NotLeader);
+        assert_eq!(redirect.leader(), Some("10.0.0.2:7402"));
+        assert_eq!(ApiError::not_leader("product-db", None).leader(), None);
+        let other = ApiError::unavailable("x; the leader is at 10.0.0.2:7402");
+        assert_eq!(other.leader(), None);
     }
 }

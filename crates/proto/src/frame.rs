@@ -47,6 +47,9 @@ pub enum ServiceId {
     Buyer = 4,
     /// The payments service.
     Payments = 5,
+    /// Raft traffic between the replicas of one database's group, served on the
+    /// database's own port beside its main service (crates/replication).
+    Replication = 6,
 }
 
 impl ServiceId {
@@ -58,6 +61,7 @@ impl ServiceId {
             3 => ServiceId::Seller,
             4 => ServiceId::Buyer,
             5 => ServiceId::Payments,
+            6 => ServiceId::Replication,
             _ => return None,
         })
     }
@@ -70,6 +74,7 @@ impl ServiceId {
             ServiceId::Seller => "seller-server",
             ServiceId::Buyer => "buyer-server",
             ServiceId::Payments => "payments",
+            ServiceId::Replication => "replication",
         }
     }
 }

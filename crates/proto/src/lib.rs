@@ -23,9 +23,11 @@ pub use client::{CallError, Channel};
 pub use error::{ApiError, ErrorCode};
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameError, Kind, ServiceId};
 pub use io::{FrameReader, ReadError, frames_read};
-pub use messages::{BuyerServer, CustomerDb, Payments, ProductDb, SellerServer, Service};
+pub use messages::{
+    BuyerServer, CustomerDb, Payments, ProductDb, Replication, SellerServer, Service,
+};
 pub use pool::{Pool, PoolConfig};
-pub use server::{Handler, ServerConfig, serve};
+pub use server::{Handler, ReplicationHook, ServerConfig, serve, serve_with};
 pub use trust::{Acceptor, Caller, Component, Connector, Trust, TrustError};
 
 /// Encodes `value` as a frame of `kind` for `service` with request id `id`, header and

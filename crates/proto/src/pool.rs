@@ -124,6 +124,25 @@ impl<S: Service> Pool<S> {
                 Ok(Err(e)) => e,
                 Err(_) => return Err(CallError::Timeout { service: S::ID.name(), after: timeout }),
             };
+            // A replica that does not lead its group names the leader when it knows it:
+            // go there (or to the next replica) and ask again until the deadline, since a
+            // not_leader answer means the request was not applied.
+            if let CallError::Remote(e) = &error
+                && e.code == crate::ErrorCode::NotLeader
+                && repeatable
+            {
+                let moved = self.follow_leader(e.leader());
+                if !moved {
+                    // No new leader known yet: an election is under way.
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+                last = Some(error);
+                continue;
+            }
             let retry = match &error {
                 CallError::Unreachable { .. } => true,
                 CallError::Lost { .. } => repeatable,
@@ -184,6 +203,29 @@ impl<S: Service> Pool<S> {
                 self.any_open_channel().ok_or(e)
             }
         }
+    }
+
+    /// Points the pool at the leader a `not_leader` answer named (or, when it named none
+    /// or one not in `addrs`, at the next address) and drops the open channels, so that
+    /// the next call connects there. Returns whether it moved to a named leader.
+    fn follow_leader(&self, leader: Option<&str>) -> bool {
+        let addrs = &self.config.addrs;
+        if addrs.is_empty() {
+            return false;
+        }
+        let current = self.preferred.load(Ordering::Relaxed);
+        let named = leader.and_then(|hint| addrs.iter().position(|a| a == hint));
+        let next = named.unwrap_or((current + 1) % addrs.len());
+        if next == current && self.any_open_channel().is_some_and(|c| c.addr() == addrs[next]) {
+            // Already there: the named leader has not taken over yet.
+            return false;
+        }
+        self.preferred.store(next, Ordering::Relaxed);
+        for index in 0..self.slots.len() {
+            *self.lock(index) = None;
+        }
+        *self.lock_failed() = None;
+        named.is_some()
     }
 
     /// The slot's channel if it is open.

@@ -12,6 +12,7 @@
 //! ```
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,27 @@ pub trait Handler<S: Service>: Send + Sync + 'static {
         request: S::Request,
     ) -> impl Future<Output = Result<S::Response, ApiError>> + Send;
 }
+
+/// What serves the Raft messages ([`crate::Replication`]) that reach a replicated
+/// database on its own port, beside its main service (crates/replication implements it).
+pub trait ReplicationHandler: Send + Sync + 'static {
+    /// Answers one message. The server loop has already checked that the caller is a
+    /// node of the group the message names; the handler checks that the group and the
+    /// addressee are its own.
+    fn handle(
+        &self,
+        request: crate::messages::replication::Request,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<crate::messages::replication::Response, ApiError>>
+                + Send
+                + '_,
+        >,
+    >;
+}
+
+/// A shared [`ReplicationHandler`], as [`serve_with`] takes it.
+pub type ReplicationHook = Arc<dyn ReplicationHandler>;
 
 /// A server's limits. docs/protocol.md ("Limits") says what happens at each.
 #[derive(Debug, Clone)]
@@ -103,6 +125,20 @@ pub async fn serve<S: Service, H: Handler<S>>(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
+    serve_with(listener, handler, config, None, shutdown).await
+}
+
+/// [`serve`], and when `replication` is given, the Raft messages of the database's group
+/// on the same connections ([`crate::ServiceId::Replication`]). Those may be as large as
+/// [`crate::messages::replication::MAX_FRAME`]; the main service's requests keep
+/// `config.max_frame`.
+pub async fn serve_with<S: Service, H: Handler<S>>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    replication: Option<ReplicationHook>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let connections = Arc::new(Semaphore::new(config.max_connections));
     let mut backoff = Duration::from_millis(1);
@@ -134,6 +170,7 @@ pub async fn serve<S: Service, H: Handler<S>>(
         let conn = Conn::<S, H> {
             _service: std::marker::PhantomData,
             handler: handler.clone(),
+            replication: replication.clone(),
             config: config.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -180,6 +217,7 @@ async fn say_goodbye<S: Service, W: AsyncWrite + Unpin>(
 
 struct Conn<S, H> {
     handler: Arc<H>,
+    replication: Option<ReplicationHook>,
     config: ServerConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -252,7 +290,11 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
     ) -> Result<(), ReadError> {
         let config = &self.config;
         let (read_half, write_half): (ReadHalf<BoxStream>, _) = tokio::io::split(stream);
-        let mut reader = FrameReader::new(read_half, config.max_frame)
+        let max_read = match self.replication {
+            Some(_) => config.max_frame.max(crate::messages::replication::MAX_FRAME),
+            None => config.max_frame,
+        };
+        let mut reader = FrameReader::new(read_half, max_read)
             .with_timeouts(Some(config.idle_timeout), Some(config.frame_timeout));
         // Bounded by max_in_flight, like the tasks that fill it: a client that never
         // reads makes request tasks wait here, which stops the reader (backpressure), and
@@ -298,7 +340,23 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 goodbye::<S>(&out, frame.id, ErrorCode::Protocol, "expected a request frame").await;
                 break End::Closed(Ok(()));
             }
-            if frame.service != S::ID as u8 {
+            let replication = match &self.replication {
+                Some(hook) if frame.service == crate::ServiceId::Replication as u8 => {
+                    Some(hook.clone())
+                }
+                _ => None,
+            };
+            if replication.is_none() && frame.payload.len() > config.max_frame as usize {
+                // Read under the replication service's larger limit; the main service's
+                // own applies to its requests.
+                let error = crate::FrameError::TooLarge {
+                    len: frame.payload.len() as u32,
+                    max: config.max_frame,
+                };
+                goodbye::<S>(&out, frame.id, ErrorCode::Protocol, error.to_string()).await;
+                break End::Closed(Ok(()));
+            }
+            if frame.service != S::ID as u8 && replication.is_none() {
                 let wanted = crate::ServiceId::from_u8(frame.service).map_or_else(
                     || format!("unknown service {}", frame.service),
                     |s| s.name().into(),
@@ -315,6 +373,31 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
             let Ok(permit) = permit else { break End::Closed(Ok(())) };
             let handler = self.handler.clone();
             let out = out.clone();
+            if let Some(hook) = replication {
+                self.tracker.spawn(answering.track_future(async move {
+                    let reply = match postcard::from_bytes::<crate::messages::replication::Request>(
+                        &frame.payload,
+                    ) {
+                        Ok(request) => match crate::Replication::authorize(caller, &request) {
+                            Ok(()) => hook.handle(request).await,
+                            Err(refusal) => Err(refusal),
+                        },
+                        Err(e) => Err(ApiError::new(
+                            ErrorCode::BadRequest,
+                            format!("could not decode a replication message: {e}"),
+                        )),
+                    };
+                    let service = crate::ServiceId::Replication as u8;
+                    match encode_frame(Kind::Response, service, frame.id, &reply) {
+                        Ok(bytes) => {
+                            let _ = out.send(bytes).await;
+                        }
+                        Err(e) => warn!(error = %e, "could not encode a replication answer"),
+                    }
+                    drop(permit);
+                }));
+                continue;
+            }
             self.tracker.spawn(answering.track_future(serving(peer, async move {
                 let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
                     // Who may send what is each service's one rule (Service::authorize).

@@ -72,15 +72,23 @@ impl Component {
         }
     }
 
-    /// The component that serves `service`.
-    pub fn serving(service: ServiceId) -> Component {
+    /// The component that serves `service`; `None` for [`ServiceId::Replication`], which
+    /// every database serves (its connections name the group's component instead, see
+    /// [`Connector::connect_to`]).
+    pub fn serving(service: ServiceId) -> Option<Component> {
         match service {
-            ServiceId::CustomerDb => Component::CustomerDb,
-            ServiceId::ProductDb => Component::ProductDb,
-            ServiceId::Payments => Component::Payments,
-            ServiceId::Seller => Component::SellerServer,
-            ServiceId::Buyer => Component::BuyerServer,
+            ServiceId::CustomerDb => Some(Component::CustomerDb),
+            ServiceId::ProductDb => Some(Component::ProductDb),
+            ServiceId::Payments => Some(Component::Payments),
+            ServiceId::Seller => Some(Component::SellerServer),
+            ServiceId::Buyer => Some(Component::BuyerServer),
+            ServiceId::Replication => None,
         }
+    }
+
+    /// The component named `name` (as [`Component::name`] writes it), if any.
+    pub fn from_name(name: &str) -> Option<Component> {
+        Component::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The name its certificate carries (as a DNS subject alternative name).
@@ -200,6 +208,8 @@ pub enum TrustError {
 #[derive(Clone)]
 pub struct Trust {
     component: Component,
+    /// SHA-256 of the cluster CA's certificate, in hex: which cluster these are from.
+    fingerprint: String,
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
 }
@@ -253,6 +263,14 @@ impl Trust {
         key: PrivateKeyDer<'static>,
     ) -> Result<Trust, TrustError> {
         let tls = |source| TrustError::Tls { dir: dir.to_owned(), source };
+        let fingerprint = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            for cert in &ca {
+                hash.update(cert.as_ref());
+            }
+            hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        };
         let mut roots = rustls::RootCertStore::empty();
         for cert in ca {
             roots.add(cert).map_err(tls)?;
@@ -274,12 +292,18 @@ impl Trust {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(tls)?;
-        Ok(Trust { component, server: Arc::new(server), client: Arc::new(client) })
+        Ok(Trust { component, fingerprint, server: Arc::new(server), client: Arc::new(client) })
     }
 
     /// The component these credentials prove.
     pub fn component(&self) -> Component {
         self.component
+    }
+
+    /// Which cluster these credentials belong to: the SHA-256 of its CA certificate, in
+    /// hex. A replica stamps its data directory with it (crates/replication).
+    pub fn cluster_fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// How a server with these credentials takes connections: mutual TLS only.
@@ -486,10 +510,24 @@ impl fmt::Debug for Connector {
 impl Connector {
     /// Sets up `stream`, just connected to a server of `service`.
     pub async fn connect<S: Stream>(&self, stream: S, service: ServiceId) -> io::Result<BoxStream> {
+        let server = Component::serving(service);
+        self.connect_to(stream, server).await
+    }
+
+    /// Sets up `stream`, just connected to a server that must prove it is `server` (any
+    /// of the cluster's components when `None`, which only the clear connector allows).
+    pub async fn connect_to<S: Stream>(
+        &self,
+        stream: S,
+        server: Option<Component>,
+    ) -> io::Result<BoxStream> {
         match self {
             Connector::Open => Ok(Box::new(stream)),
             Connector::MutualTls(config) => {
-                let name = ServerName::try_from(Component::serving(service).subject())
+                let server = server.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no component named to connect to")
+                })?;
+                let name = ServerName::try_from(server.subject())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let tls =
                     tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;

@@ -27,7 +27,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 mod clock;
+mod group;
+mod log_store;
+mod machine;
+mod network;
+mod types;
+
+pub use agora_proto::server::ReplicationHook;
 pub use clock::Clock;
+pub use group::{GroupConfig, GroupError, MemberStatus, Status, check_stamp};
+pub use types::{Member, TypeConfig};
 
 /// What applying a command may know besides the command itself: the same on every replica
 /// that applies it.
@@ -71,6 +80,8 @@ pub struct Replica<M: StateMachine> {
     leader: watch::Receiver<bool>,
     /// Kept so that `leader` never reports a closed channel.
     _leads: Arc<watch::Sender<bool>>,
+    /// The group this replica belongs to; `None` alone.
+    group: Option<Arc<group::Group>>,
 }
 
 impl<M: StateMachine> Clone for Replica<M> {
@@ -81,6 +92,7 @@ impl<M: StateMachine> Clone for Replica<M> {
             clock: self.clock.clone(),
             leader: self.leader.clone(),
             _leads: self._leads.clone(),
+            group: self.group.clone(),
         }
     }
 }
@@ -97,13 +109,52 @@ impl<M: StateMachine> Replica<M> {
     /// each command's time.
     pub fn single(store: Store, machine: M, clock: Clock) -> Self {
         let (leads, leader) = watch::channel(true);
-        Replica { store, machine: Arc::new(machine), clock, leader, _leads: Arc::new(leads) }
+        Replica {
+            store,
+            machine: Arc::new(machine),
+            clock,
+            leader,
+            _leads: Arc::new(leads),
+            group: None,
+        }
+    }
+
+    /// A replica of its database's group (DESIGN.md): `store` is this replica's own
+    /// database file and `config` says who the group is. Returns the replica and the hook
+    /// the database's server registers (`agora_proto::serve_with`) so that the group's
+    /// messages reach it on the database's own port.
+    ///
+    /// Refuses to start, changing nothing, on a data directory stamped by another group,
+    /// cluster or node. On a new directory the lowest node id initializes the group once
+    /// every peer has answered that it belongs to none yet; a restarted replica never
+    /// initializes, it rejoins.
+    pub async fn group(
+        config: GroupConfig,
+        store: Store,
+        machine: M,
+        clock: Clock,
+    ) -> Result<(Self, ReplicationHook), GroupError> {
+        let machine = Arc::new(machine);
+        let apply = Arc::new(machine::Typed(machine.clone()));
+        let (node, hook) = group::Group::start(config, store.clone(), apply, clock.clone()).await?;
+        let (leads, leader) = watch::channel(false);
+        let leads = Arc::new(leads);
+        node.watch_leadership(leads.clone());
+        let replica = Replica { store, machine, clock, leader, _leads: leads, group: Some(node) };
+        Ok((replica, hook))
     }
 
     /// Applies `command` on the group and returns what applying it answered, once it is as
     /// durable as the group promises (committed on a majority and applied here). A replica
     /// that does not lead answers `not_leader` with the leader's address when it knows it.
     pub async fn propose(&self, command: M::Command) -> Result<M::Output, ApiError> {
+        if let Some(group) = &self.group {
+            let encoded = postcard::to_allocvec(&command)
+                .map_err(|e| ApiError::internal(format!("cannot encode a command: {e}")))?;
+            let output = group.propose(encoded).await?;
+            return postcard::from_bytes(&output)
+                .map_err(|e| ApiError::internal(format!("undecodable output: {e}")));
+        }
         let machine = self.machine.clone();
         let ctx = Context { index: 0, now_ms: self.clock.now_ms() };
         self.store.write(move |c| machine.apply(c, &command, &ctx)).await
@@ -116,6 +167,9 @@ impl<M: StateMachine> Replica<M> {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        if let Some(group) = &self.group {
+            group.linearize().await?;
+        }
         self.store.read(f).await
     }
 
@@ -143,5 +197,70 @@ impl<M: StateMachine> Replica<M> {
     /// The clock commands are proposed with.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The group as this replica sees it; `None` for a replica that is not in a group.
+    pub async fn status(&self) -> Option<Status> {
+        match &self.group {
+            Some(group) => Some(group.status().await),
+            None => None,
+        }
+    }
+
+    /// Adds node `id`, listening at `addr`, to the group as a learner and waits until it
+    /// has caught up (`agora cluster add`, first step). Only the leader can.
+    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<(), ApiError> {
+        self.in_group()?.add_learner(id, addr).await
+    }
+
+    /// Makes `voters` the group's voters (`agora cluster add`, second step, and
+    /// `remove`). Only the leader can.
+    pub async fn change_membership(
+        &self,
+        voters: std::collections::BTreeSet<u64>,
+    ) -> Result<(), ApiError> {
+        self.in_group()?.change_membership(voters).await
+    }
+
+    /// Forces a snapshot of this replica's database now (tests, operators); the log
+    /// before it may then be purged.
+    pub async fn snapshot(&self) -> Result<(), ApiError> {
+        let group = self.in_group()?;
+        group
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ApiError::unavailable(format!("replication stopped: {e}")))
+    }
+
+    /// Removes this replica's log up to `index` (at most up to its last snapshot).
+    pub async fn purge_log(&self, upto: u64) -> Result<(), ApiError> {
+        let group = self.in_group()?;
+        group
+            .raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("replication stopped: {e}")))
+    }
+
+    /// The openraft node's metrics, for callers that wait on its state.
+    pub fn metrics(&self) -> Option<watch::Receiver<openraft::RaftMetrics<u64, Member>>> {
+        self.group.as_ref().map(|g| g.raft.metrics())
+    }
+
+    /// Stops this replica's part in the group (its Raft and its tasks); the store stays
+    /// open. Its server should stop too.
+    pub async fn shutdown(&self) {
+        if let Some(group) = &self.group {
+            group.shutdown().await;
+        }
+    }
+
+    fn in_group(&self) -> Result<&Arc<group::Group>, ApiError> {
+        self.group.as_ref().ok_or_else(|| {
+            ApiError::new(agora_proto::ErrorCode::BadRequest, "this database is not replicated")
+        })
     }
 }

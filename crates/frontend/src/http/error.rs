@@ -56,10 +56,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotEnoughUnits | ErrorCode::UsernameTaken | ErrorCode::Aborted => {
             StatusCode::CONFLICT
         }
-        // Down, busy, or not sure yet: all are "try again shortly".
-        ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::PurchasePending => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        // Down, busy, not sure yet, or a database between leaders: all are "try again
+        // shortly".
+        ErrorCode::Unavailable
+        | ErrorCode::Overloaded
+        | ErrorCode::PurchasePending
+        | ErrorCode::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         // A database refusing a frontend is our own misconfiguration, not the user's.
         ErrorCode::Internal | ErrorCode::Protocol | ErrorCode::Forbidden => {
@@ -142,7 +144,7 @@ mod tests {
     use super::*;
 
     /// Every code's status, as docs/http.md ("Status codes") promises it.
-    const DOCUMENTED: [(ErrorCode, u16); 19] = [
+    const DOCUMENTED: [(ErrorCode, u16); 20] = [
         (ErrorCode::InvalidArgument, 400),
         (ErrorCode::BadRequest, 400),
         (ErrorCode::NotLoggedIn, 401),
@@ -161,6 +163,7 @@ mod tests {
         (ErrorCode::Unavailable, 503),
         (ErrorCode::Overloaded, 503),
         (ErrorCode::PurchasePending, 503),
+        (ErrorCode::NotLeader, 503),
         (ErrorCode::Timeout, 504),
     ];
 

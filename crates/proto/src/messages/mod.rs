@@ -8,6 +8,7 @@ pub mod customer;
 pub mod front;
 pub mod payments;
 pub mod product;
+pub mod replication;
 
 use std::fmt::Debug;
 
@@ -123,6 +124,34 @@ impl Service for ProductDb {
 
     fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
         only(caller, product::may_send(request), Self::ID, request)
+    }
+}
+
+/// Raft traffic between the replicas of one database's group, on the database's own
+/// port. The payload is the replication crate's own (opaque here); the envelope names
+/// the group and both ends so that a message that reached the wrong node is refused.
+#[derive(Debug)]
+pub struct Replication;
+
+impl Service for Replication {
+    const ID: ServiceId = ServiceId::Replication;
+    type Request = replication::Request;
+    type Response = replication::Response;
+
+    /// Only a replica of the same group: a node of the component the message names. The
+    /// server's hook checks that the group is its own.
+    fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
+        match caller {
+            Caller::Node(component) if component.name() == request.group => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{caller} may not send replication traffic for the {} group: only its \
+                     own replicas may",
+                    request.group
+                ),
+            )),
+        }
     }
 }
 

@@ -1,0 +1,451 @@
+//! The state machine openraft drives: the database's [`StateMachine`] over its
+//! [`Store`], with the last applied log id and membership kept in the database file
+//! itself, and snapshots that are copies of that file.
+//!
+//! - **Apply**: a run of entries is one job of the store's write path. Each command runs
+//!   in a savepoint of its own, so a refusal undoes only itself; the applied log id and
+//!   membership are written last, in the same transaction, so the file always says
+//!   exactly which entries it holds.
+//! - **Build a snapshot**: `VACUUM INTO` a new file (a consistent copy, applied state
+//!   included), fsync it, rename it over `snapshot.db`.
+//! - **Install a snapshot**: the received file is fsynced, attached to a connection of
+//!   our own on a blocking thread, and every table of it copied into the live database
+//!   in one write transaction: the store stays open and its readers see either the old
+//!   state or the new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agora_proto::ApiError;
+use agora_store::Store;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::types::{Answers, Member, SnapshotFile, TypeConfig};
+use crate::{Context, StateMachine};
+
+/// The table this crate keeps inside the database file: one row, the state the file's
+/// contents correspond to.
+const APPLIED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS raft_applied (
+    id         INTEGER PRIMARY KEY CHECK (id = 0),
+    log_id     BLOB NOT NULL,
+    membership BLOB NOT NULL
+);";
+
+type Membership = StoredMembership<u64, Member>;
+
+/// A database's [`StateMachine`] with its commands and outputs as bytes, so that the
+/// group's machinery is written once for every database.
+pub(crate) trait Apply: Send + Sync + 'static {
+    fn apply(&self, conn: &Connection, command: &[u8], ctx: &Context) -> Result<Vec<u8>, ApiError>;
+}
+
+/// Adapts a typed [`StateMachine`] to [`Apply`].
+pub(crate) struct Typed<M>(pub Arc<M>);
+
+impl<M: StateMachine> Apply for Typed<M> {
+    fn apply(&self, conn: &Connection, command: &[u8], ctx: &Context) -> Result<Vec<u8>, ApiError> {
+        // A command that does not decode was proposed by another build: refused the same
+        // way on every replica.
+        let command: M::Command = postcard::from_bytes(command)
+            .map_err(|e| ApiError::internal(format!("undecodable command: {e}")))?;
+        let output = self.0.apply(conn, &command, ctx)?;
+        postcard::to_allocvec(&output).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// The state machine half of the group's storage.
+pub(crate) struct Machine {
+    store: Store,
+    apply: Arc<dyn Apply>,
+    /// The database file (for `VACUUM INTO` on a connection of our own).
+    db_path: PathBuf,
+    /// Where snapshots are built and received.
+    dir: PathBuf,
+}
+
+/// Files made in the snapshot directory get distinct names.
+static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
+
+fn sm_error(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::write_state_machine(openraft::AnyError::error(e.to_string())).into()
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, openraft::AnyError::error(e.to_string())).into()
+}
+
+impl Machine {
+    /// Creates the applied-state table in the database (if missing) and the snapshot
+    /// directory `dir`.
+    pub async fn open(store: Store, apply: Arc<dyn Apply>, dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        store
+            .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(agora_store::db_error))
+            .await
+            .map_err(|e| format!("cannot prepare the database for replication: {e}"))?;
+        let db_path = store
+            .read(|c| Ok(c.path().map(PathBuf::from)))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the database has no file")?;
+        Ok(Machine { store, apply, db_path, dir: dir.to_owned() })
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.dir.join("snapshot.db")
+    }
+}
+
+/// The applied state a database file records.
+fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Membership)> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = conn
+        .query_row("SELECT log_id, membership FROM raft_applied WHERE id = 0", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((log_id, membership)) = row else {
+        return Ok((None, Membership::default()));
+    };
+    let decode = |e: postcard::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    Ok((
+        postcard::from_bytes(&log_id).map_err(decode)?,
+        postcard::from_bytes(&membership).map_err(decode)?,
+    ))
+}
+
+fn write_applied(
+    conn: &Connection,
+    log_id: &Option<LogId<u64>>,
+    membership: &Membership,
+) -> Result<(), ApiError> {
+    let encode = |e: postcard::Error| ApiError::internal(e.to_string());
+    let log_id = postcard::to_allocvec(log_id).map_err(encode)?;
+    let membership = postcard::to_allocvec(membership).map_err(encode)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO raft_applied (id, log_id, membership) VALUES (0, ?1, ?2)",
+    )
+    .and_then(|mut st| st.execute(params![log_id, membership]))
+    .map_err(agora_store::db_error)?;
+    Ok(())
+}
+
+/// Applies `commands` in order, each in a savepoint of its own: one refusal (or panic)
+/// undoes only itself.
+fn apply_batch(
+    conn: &Connection,
+    apply: &dyn Apply,
+    commands: &[Vec<u8>],
+    ctx: &Context,
+) -> Answers {
+    let mut answers = Vec::with_capacity(commands.len());
+    for command in commands {
+        if let Err(e) = conn.execute_batch("SAVEPOINT command") {
+            answers.push(Err(agora_store::db_error(e)));
+            continue;
+        }
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply.apply(conn, command, ctx)
+        }))
+        .unwrap_or_else(|_| Err(ApiError::internal("applying the command panicked")));
+        let end =
+            if answer.is_ok() { "RELEASE command" } else { "ROLLBACK TO command; RELEASE command" };
+        if let Err(e) = conn.execute_batch(end) {
+            answers.push(Err(agora_store::db_error(e)));
+            continue;
+        }
+        answers.push(answer);
+    }
+    answers
+}
+
+/// Replaces every table's rows in the live database with those of the snapshot
+/// attached as `snap`, inside the caller's transaction. Columns are matched by name, so
+/// a column order that differs between the two files does no harm.
+fn copy_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let tables = |schema: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare(&format!(
+            "SELECT name FROM {schema}.sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ))?;
+        st.query_map([], |r| r.get(0))?.collect()
+    };
+    let columns = |schema: &str, table: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("SELECT name FROM pragma_table_info(?1, ?2)")?;
+        st.query_map([table, schema], |r| r.get(0))?.collect()
+    };
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let live = tables("main")?;
+    for table in &live {
+        conn.execute(&format!("DELETE FROM main.{}", quote(table)), [])?;
+    }
+    for table in tables("snap")? {
+        if !live.contains(&table) {
+            tracing::warn!(%table, "the snapshot has a table this database does not; skipped");
+            continue;
+        }
+        let ours = columns("main", &table)?;
+        let shared: Vec<String> = columns("snap", &table)?
+            .into_iter()
+            .filter(|c| ours.contains(c))
+            .map(|c| quote(&c))
+            .collect();
+        let list = shared.join(", ");
+        conn.execute(
+            &format!(
+                "INSERT INTO main.{t} ({list}) SELECT {list} FROM snap.{t}",
+                t = quote(&table)
+            ),
+            [],
+        )?;
+    }
+    Ok(())
+}
+
+/// Copies the snapshot file `snapshot` into the database file `db` in one transaction of
+/// a connection of its own (on a blocking thread: a large copy must not hold the
+/// runtime that sends heartbeats), with the applied state set to the snapshot's meta.
+/// The store stays open: its readers see the old state until the commit, then the new;
+/// its writer waits for the commit (busy timeout).
+fn install_file(
+    db: &Path,
+    snapshot: &Path,
+    last: &Option<LogId<u64>>,
+    membership: &Membership,
+) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let conn = Connection::open(db).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql)?;
+    let name = snapshot.to_str().ok_or("the snapshot path is not UTF-8")?;
+    conn.execute("ATTACH DATABASE ?1 AS snap", [name]).map_err(sql)?;
+    let copied = (|| -> Result<(), String> {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        copy_tables(&conn).map_err(sql)?;
+        // The meta openraft hands over is the truth; the file says the same.
+        write_applied(&conn, last, membership).map_err(|e| e.to_string())?;
+        conn.execute_batch("COMMIT").map_err(sql)
+    })();
+    if copied.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let _ = conn.execute_batch("DETACH DATABASE snap");
+    copied
+}
+
+/// Syncs a directory, so that a rename in it survives a crash of the machine.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The snapshot in `path` with its meta, read from its own applied-state table.
+async fn open_snapshot(path: PathBuf) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let read_path = path.clone();
+    let (last, membership) = tokio::task::spawn_blocking(move || {
+        let conn =
+            Connection::open_with_flags(&read_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        read_applied(&conn)
+    })
+    .await
+    .map_err(snapshot_error)?
+    .map_err(snapshot_error)?;
+    let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
+    let snapshot = Box::new(SnapshotFile { file, path });
+    Ok(Some(Snapshot { meta: snapshot_meta(last, membership), snapshot }))
+}
+
+fn snapshot_meta(last: Option<LogId<u64>>, membership: Membership) -> SnapshotMeta<u64, Member> {
+    let snapshot_id = match &last {
+        Some(id) => format!("{}-{}", id.leader_id, id.index),
+        None => "empty".into(),
+    };
+    SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id }
+}
+
+/// Builds snapshots: a copy of the database file.
+pub(crate) struct Builder {
+    db_path: PathBuf,
+    dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (db_path, dir) = (self.db_path.clone(), self.dir.clone());
+        let path = dir.join("snapshot.db");
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!("building-{n}.db"));
+            let _ = std::fs::remove_file(&tmp);
+            let conn = Connection::open(&db_path).map_err(|e| e.to_string())?;
+            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let tmp_name = tmp.to_str().ok_or("the snapshot path is not UTF-8")?;
+            conn.execute("VACUUM INTO ?1", [tmp_name]).map_err(|e| e.to_string())?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &target).map_err(|e| e.to_string())?;
+            sync_dir(&dir).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(snapshot_error)?
+        .map_err(snapshot_error)?;
+        open_snapshot(path).await?.ok_or_else(|| snapshot_error("the snapshot vanished"))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for Machine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
+        self.store
+            .read(|c| read_applied(c).map_err(agora_store::db_error))
+            .await
+            .map_err(|e| StorageIOError::read_state_machine(openraft::AnyError::new(&e)).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Answers>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let apply = self.apply.clone();
+        self.store
+            .write(move |conn| {
+                let (_, mut membership) = read_applied(conn).map_err(agora_store::db_error)?;
+                let mut answers = Vec::with_capacity(entries.len());
+                let mut last = None;
+                for entry in &entries {
+                    last = Some(entry.log_id);
+                    match &entry.payload {
+                        EntryPayload::Blank => answers.push(Vec::new()),
+                        EntryPayload::Normal(batch) => {
+                            let ctx = Context { index: entry.log_id.index, now_ms: batch.now_ms };
+                            answers.push(apply_batch(conn, &*apply, &batch.commands, &ctx));
+                        }
+                        EntryPayload::Membership(m) => {
+                            membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                            answers.push(Vec::new());
+                        }
+                    }
+                }
+                write_applied(conn, &last, &membership)?;
+                Ok(answers)
+            })
+            .await
+            .map_err(sm_error)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        Builder { db_path: self.db_path.clone(), dir: self.dir.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
+        let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("receiving-{n}.db"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snapshot_error)?;
+        Ok(Box::new(SnapshotFile { file, path }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, Member>,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError<u64>> {
+        let SnapshotFile { file, path } = *snapshot;
+        file.sync_all().await.map_err(snapshot_error)?;
+        drop(file);
+        let (last, membership) = (meta.last_log_id, meta.last_membership.clone());
+        let (db, from) = (self.db_path.clone(), path.clone());
+        tokio::task::spawn_blocking(move || install_file(&db, &from, &last, &membership))
+            .await
+            .map_err(snapshot_error)?
+            .map_err(snapshot_error)?;
+        // The installed file becomes this replica's latest snapshot: moved if it was
+        // received here, copied if it is another's.
+        let target = self.snapshot_path();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if path.parent() == Some(dir.as_path()) {
+                std::fs::rename(&path, &target)?;
+            } else {
+                let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+                let tmp = dir.join(format!("copying-{n}.db"));
+                std::fs::copy(&path, &tmp)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &target)?;
+            }
+            sync_dir(&dir)
+        })
+        .await
+        .map_err(snapshot_error)?
+        .map_err(snapshot_error)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        open_snapshot(self.snapshot_path()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::log_store::LogStore;
+
+    /// A machine with no commands: openraft's suite applies only blank and membership
+    /// entries.
+    struct Nothing;
+
+    impl Apply for Nothing {
+        fn apply(&self, _: &Connection, _: &[u8], _: &Context) -> Result<Vec<u8>, ApiError> {
+            Err(ApiError::internal("no commands here"))
+        }
+    }
+
+    struct Fresh;
+
+    impl StoreBuilder<TypeConfig, LogStore, Machine, tempfile::TempDir> for Fresh {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, Machine), StorageError<u64>> {
+            let dir = tempfile::tempdir().map_err(sm_error)?;
+            let log = LogStore::open(&dir.path().join("raft.db"), Default::default())
+                .map_err(sm_error)?;
+            let config = agora_store::StoreConfig::new(dir.path().join("db.sqlite"));
+            let store = Store::open(&config, "").map_err(sm_error)?;
+            let machine = Machine::open(store, Arc::new(Nothing), &dir.path().join("snapshots"))
+                .await
+                .map_err(sm_error)?;
+            Ok((dir, log, machine))
+        }
+    }
+
+    #[test]
+    fn the_log_and_the_state_machine_pass_openraft_s_storage_suite() {
+        if let Err(e) = Suite::test_all(Fresh) {
+            panic!("openraft's storage suite failed: {e}");
+        }
+    }
+}

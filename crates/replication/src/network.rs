@@ -1,0 +1,292 @@
+//! Raft messages over our own protocol: the client side openraft sends through
+//! ([`Network`], one [`Peer`] per member) and the server side a database's port serves
+//! ([`Hook`], registered with `agora_proto::serve_with`).
+//!
+//! Every message travels in an envelope that names the group (the component), the
+//! sender and the addressee; the receiver refuses one meant for another group or node,
+//! or for an earlier incarnation of itself (a wiped data directory). Transport failures
+//! go back to openraft as such; it retries on its own schedule (heartbeats, backoff), so
+//! nothing here resends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use agora_proto::messages::replication::{Request, Response};
+use agora_proto::server::ReplicationHandler;
+use agora_proto::{ApiError, CallError, Channel, Component, Connector, ErrorCode};
+use openraft::Raft;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::{Envelope, Hello, Member, Message, TypeConfig};
+
+/// The largest message a sender puts in one frame; the receiver reads up to
+/// `agora_proto::messages::replication::MAX_FRAME`. Runs of log entries longer than this
+/// are sent in parts (openraft asks again for fewer entries).
+const SEND_LIMIT: usize = 1 << 20;
+
+/// How long connecting to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Who this node is to the others: what every message it sends says about it.
+#[derive(Clone)]
+pub(crate) struct Identity {
+    pub group: Component,
+    pub node_id: u64,
+    pub connector: Connector,
+}
+
+/// Makes a [`Peer`] for each member openraft replicates to.
+pub(crate) struct Network {
+    pub me: Identity,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &Member) -> Peer {
+        Peer { me: self.me.clone(), target, member: node.clone(), channel: None }
+    }
+}
+
+/// The connection to one member. One channel, opened on demand and dropped when it
+/// breaks; a message is sent once.
+pub(crate) struct Peer {
+    me: Identity,
+    target: u64,
+    member: Member,
+    channel: Option<Channel<agora_proto::Replication>>,
+}
+
+/// Why a message got no answer of openraft's: the transport failed, or the receiver
+/// refused the envelope.
+type SendError = CallError;
+
+impl Peer {
+    /// A peer to ask [`Message::Hello`] of, outside openraft.
+    pub fn probe(me: Identity, target: u64, addr: &str) -> Peer {
+        Peer { me, target, member: Member { addr: addr.to_owned(), incarnation: 0 }, channel: None }
+    }
+
+    /// Sends `message` and decodes the answer as `T`.
+    pub async fn send<T: DeserializeOwned>(
+        &mut self,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<T, SendError> {
+        let body = encode(&Envelope { to_incarnation: self.member.incarnation, message })?;
+        self.send_body(body, timeout).await
+    }
+
+    async fn send_body<T: DeserializeOwned>(
+        &mut self,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, SendError> {
+        let request = Request {
+            group: self.me.group.name().to_owned(),
+            from: self.me.node_id,
+            to: self.target,
+            body,
+        };
+        let channel = match self.channel.as_ref().filter(|c| !c.is_closed()) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Channel::connect_to(
+                    &self.member.addr,
+                    CONNECT_TIMEOUT.min(timeout),
+                    agora_proto::DEFAULT_MAX_FRAME,
+                    &self.me.connector,
+                    Some(self.me.group),
+                )
+                .await?;
+                self.channel = Some(channel.clone());
+                channel
+            }
+        };
+        let answer: Response = match channel.call(&request, timeout).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                if !matches!(e, CallError::Remote(_)) {
+                    self.channel = None;
+                }
+                return Err(e);
+            }
+        };
+        postcard::from_bytes(&answer)
+            .map_err(|e| CallError::Decode { service: "replication", reason: e.to_string() })
+    }
+
+    /// Sends an openraft RPC and turns every failure into openraft's error.
+    async fn rpc<R, E>(
+        &mut self,
+        message: Message,
+        option: &RPCOption,
+    ) -> Result<R, RPCError<u64, Member, RaftError<u64, E>>>
+    where
+        R: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<R, RaftError<u64, E>> =
+            self.send(message, option.hard_ttl()).await.map_err(transport_error)?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CallError> {
+    postcard::to_allocvec(value).map_err(|e| {
+        CallError::Remote(ApiError::internal(format!("cannot encode a replication message: {e}")))
+    })
+}
+
+/// A transport failure as openraft's error: unreachable (openraft backs off) or a
+/// network error (it retries at the next heartbeat).
+fn transport_error<E: std::error::Error>(e: CallError) -> RPCError<u64, Member, RaftError<u64, E>> {
+    match &e {
+        CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        _ => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        let entries = rpc.entries.len() as u64;
+        let envelope =
+            Envelope { to_incarnation: self.member.incarnation, message: Message::Append(rpc) };
+        let body = encode(&envelope).map_err(transport_error)?;
+        if body.len() > SEND_LIMIT && entries > 1 {
+            // Too long for one frame: openraft sends again with at most this many.
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        }
+        let answer: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+            self.send_body(body, option.hard_ttl()).await.map_err(transport_error)?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.rpc(Message::Snapshot(rpc), &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.rpc(Message::Vote(rpc), &option).await
+    }
+}
+
+/// Serves the group's messages that reach this node's port.
+pub(crate) struct Hook {
+    pub group: Component,
+    pub node_id: u64,
+    pub incarnation: u64,
+    /// Set once the node's Raft is running; until then messages are refused as
+    /// unavailable (the sender retries).
+    pub raft: Arc<OnceLock<Raft<TypeConfig>>>,
+}
+
+impl Hook {
+    async fn answer(&self, request: Request) -> Result<Response, ApiError> {
+        if request.group != self.group.name() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this node is a replica of {}, not of {}: check --peers",
+                    self.group, request.group
+                ),
+            ));
+        }
+        if request.to != self.node_id {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "a message for node {} of {} reached node {}: check --peers",
+                    request.to, self.group, self.node_id
+                ),
+            ));
+        }
+        let envelope: Envelope = postcard::from_bytes(&request.body).map_err(|e| {
+            ApiError::new(ErrorCode::BadRequest, format!("undecodable replication message: {e}"))
+        })?;
+        let Some(raft) = self.raft.get() else {
+            return Err(ApiError::unavailable("this replica is starting"));
+        };
+        if let Message::Hello = envelope.message {
+            let initialized = raft.is_initialized().await.unwrap_or(false);
+            return answer(&Hello { initialized, incarnation: self.incarnation });
+        }
+        if envelope.to_incarnation != 0 && envelope.to_incarnation != self.incarnation {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "node {} of {} was started on a new data directory since it joined the \
+                     group: remove it from the group and add it again",
+                    self.node_id, self.group
+                ),
+            ));
+        }
+        // The sender named in the envelope is the one whose vote the message carries.
+        let claimed = match &envelope.message {
+            Message::Hello => None,
+            Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Append(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Snapshot(rpc) => rpc.vote.leader_id().voted_for(),
+        };
+        if claimed.is_some_and(|node| node != request.from) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "a message from node {} of {} carries node {:?}'s vote",
+                    request.from, self.group, claimed
+                ),
+            ));
+        }
+        match envelope.message {
+            Message::Hello => unreachable_hello(),
+            Message::Vote(rpc) => answer(&raft.vote(rpc).await),
+            Message::Append(rpc) => answer(&raft.append_entries(rpc).await),
+            Message::Snapshot(rpc) => answer(&raft.install_snapshot(rpc).await),
+        }
+    }
+}
+
+/// Hello was answered above; this arm exists for the match to be complete.
+fn unreachable_hello() -> Result<Response, ApiError> {
+    Err(ApiError::internal("hello handled twice"))
+}
+
+fn answer<T: Serialize>(value: &T) -> Result<Response, ApiError> {
+    postcard::to_allocvec(value).map_err(|e| ApiError::internal(format!("cannot encode: {e}")))
+}
+
+impl ReplicationHandler for Hook {
+    fn handle(
+        &self,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + '_>> {
+        Box::pin(self.answer(request))
+    }
+}

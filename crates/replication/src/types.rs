@@ -1,0 +1,122 @@
+//! What the group's log carries and what travels between replicas.
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use agora_proto::ApiError;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+openraft::declare_raft_types!(
+    /// The group's types for openraft: entries carry a [`Batch`], applying one answers
+    /// [`Answers`], members are [`Member`]s, snapshots are SQLite files.
+    pub TypeConfig:
+        D = Batch,
+        R = Answers,
+        NodeId = u64,
+        Node = Member,
+        SnapshotData = SnapshotFile,
+);
+
+/// One log entry's commands: everything proposed while the previous entry was being
+/// appended (group commit), with the proposer's clock when it formed the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The proposer's time, in Unix milliseconds: [`crate::Context::now_ms`] of each
+    /// command.
+    pub now_ms: i64,
+    /// The commands, each encoded with postcard (the database's `Command` type).
+    pub commands: Vec<Vec<u8>>,
+}
+
+/// What applying an entry answered: one result per command of its batch, each output
+/// encoded with postcard (the database's `Output` type). Empty for entries without
+/// commands (blank and membership entries).
+pub type Answers = Vec<Result<Vec<u8>, ApiError>>;
+
+/// A member of the group as the group's membership records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Where it listens: the database's own port (host:port).
+    pub addr: String,
+    /// A random number drawn when its data directory was first stamped (0: unknown). A
+    /// node whose directory was wiped comes back with another one, and the group's
+    /// messages to the old one are refused until it is removed and added again.
+    pub incarnation: u64,
+}
+
+/// A replication message's body, inside [`agora_proto::messages::replication::Request`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// The incarnation the sender's membership records for the addressee (0: do not
+    /// check).
+    pub to_incarnation: u64,
+    pub message: Message,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Who are you, and do you belong to a group yet? Answered with a [`Hello`].
+    Hello,
+    Vote(VoteRequest<u64>),
+    Append(AppendEntriesRequest<TypeConfig>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The answer to [`Message::Hello`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    /// Whether this node already holds a group's state (a vote, log or membership).
+    pub initialized: bool,
+    /// Its [`Member::incarnation`].
+    pub incarnation: u64,
+}
+
+/// A snapshot: a SQLite file, open, with its path (installing one reads it as a database,
+/// not as a stream).
+#[derive(Debug)]
+pub struct SnapshotFile {
+    pub(crate) file: tokio::fs::File,
+    pub(crate) path: PathBuf,
+}
+
+impl AsyncRead for SnapshotFile {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SnapshotFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl AsyncSeek for SnapshotFile {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        Pin::new(&mut self.file).start_seek(position)
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Pin::new(&mut self.file).poll_complete(cx)
+    }
+}

@@ -1,0 +1,468 @@
+//! Three replicas of a toy key-value database in one process, each with its own store,
+//! data directory and TCP listener on 127.0.0.1, over real mutual TLS: elections,
+//! failover, restarts, catching up by snapshot, redirects and refusals.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::messages::replication::Request as Envelope;
+use agora_proto::{
+    ApiError, Channel, Component, ErrorCode, Handler, ProductDb, ServerConfig, Trust,
+};
+use agora_replication::{Clock, Context, GroupConfig, GroupError, Replica, StateMachine};
+use agora_store::{Store, StoreConfig};
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A key-value table: the smallest database with commands and refusals.
+struct Kv;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Command {
+    /// Sets `key` to `value`; answers the log index it was applied at.
+    Put(String, i64),
+    /// Writes a row, then refuses: the row must not stay.
+    Refuse(String),
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
+
+impl StateMachine for Kv {
+    type Command = Command;
+    type Output = u64;
+
+    fn apply(&self, conn: &Connection, command: &Command, ctx: &Context) -> Result<u64, ApiError> {
+        let put = |k: &str, v: i64| {
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)",
+                rusqlite::params![k, v],
+            )
+            .map_err(|e| ApiError::internal(e.to_string()))
+        };
+        match command {
+            Command::Put(k, v) => {
+                put(k, *v)?;
+                Ok(ctx.index)
+            }
+            Command::Refuse(k) => {
+                put(k, 0)?;
+                Err(ApiError::new(ErrorCode::InvalidArgument, format!("{k} is refused")))
+            }
+        }
+    }
+}
+
+fn get(conn: &Connection, key: &str) -> Result<Option<i64>, ApiError> {
+    conn.query_row("SELECT v FROM kv WHERE k = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn count(conn: &Connection) -> Result<i64, ApiError> {
+    conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The main service of the toy database's port: nothing (the tests talk to the replica
+/// directly); its port exists to carry the group's messages.
+struct NoService;
+
+impl Handler<ProductDb> for NoService {
+    async fn handle(
+        &self,
+        _request: agora_proto::messages::product::Request,
+    ) -> Result<agora_proto::messages::product::Response, ApiError> {
+        Err(ApiError::unavailable("not this test's service"))
+    }
+}
+
+/// One replica: its replica handle, its server, its files.
+struct Node {
+    id: u64,
+    addr: String,
+    dir: PathBuf,
+    replica: Replica<Kv>,
+    server: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Stops the node's server and its part in the group.
+    async fn stop(self) -> (u64, String, PathBuf) {
+        self.server.cancel();
+        self.replica.shutdown().await;
+        let _ = self.served.await;
+        (self.id, self.addr, self.dir)
+    }
+}
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    credentials: PathBuf,
+    peers: BTreeMap<u64, String>,
+    nodes: Vec<Node>,
+}
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it answers `Some`, for at most [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn trust(credentials: &Path, component: Component) -> Trust {
+    Trust::load(credentials, component).expect("credentials")
+}
+
+async fn start_node(
+    credentials: &Path,
+    peers: &BTreeMap<u64, String>,
+    id: u64,
+    dir: &Path,
+    listener: TcpListener,
+) -> Result<Node, GroupError> {
+    let trust = trust(credentials, Component::ProductDb);
+    std::fs::create_dir_all(dir).expect("data dir");
+    let store = Store::open(&StoreConfig::new(dir.join("kv.db")), SCHEMA).expect("store");
+    let config = GroupConfig::new(id, peers.clone(), dir, trust.clone());
+    let (replica, hook) = Replica::group(config, store, Kv, Clock::system()).await?;
+    let server = CancellationToken::new();
+    let served = tokio::spawn(agora_proto::serve_with(
+        listener,
+        Arc::new(NoService),
+        ServerConfig { acceptor: trust.acceptor(), ..Default::default() },
+        Some(hook),
+        server.clone(),
+    ));
+    Ok(Node { id, addr: peers[&id].clone(), dir: dir.to_owned(), replica, server, served })
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let credentials = tmp.path().join("credentials");
+        agora_proto::trust::create(&credentials).expect("credentials");
+        let mut listeners = Vec::new();
+        let mut peers = BTreeMap::new();
+        for id in 1..=n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            peers.insert(id, listener.local_addr().expect("addr").to_string());
+            listeners.push((id, listener));
+        }
+        let mut nodes = Vec::new();
+        for (id, listener) in listeners {
+            let dir = tmp.path().join(format!("node-{id}"));
+            nodes.push(start_node(&credentials, &peers, id, &dir, listener).await.expect("start"));
+        }
+        Cluster { _tmp: tmp, credentials, peers, nodes }
+    }
+
+    /// Starts node `id` again on its directory and its address.
+    async fn restart(&mut self, id: u64, dir: &Path) {
+        let listener = TcpListener::bind(&self.peers[&id]).await.expect("rebind");
+        let node =
+            start_node(&self.credentials, &self.peers, id, dir, listener).await.expect("restart");
+        self.nodes.push(node);
+    }
+
+    /// Takes node `id` out of the cluster, stopped.
+    async fn stop(&mut self, id: u64) -> PathBuf {
+        let at = self.nodes.iter().position(|n| n.id == id).expect("node");
+        self.nodes.remove(at).stop().await.2
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("node")
+    }
+
+    /// Waits until one running node leads and every running node knows it.
+    async fn leader(&self) -> u64 {
+        eventually("a leader all running nodes agree on", || async {
+            let leaders: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| *n.replica.leadership().borrow())
+                .map(|n| n.id)
+                .collect();
+            let [leader] = leaders[..] else { return None };
+            let known = self.nodes.iter().all(|n| {
+                n.replica.metrics().is_some_and(|m| m.borrow().current_leader == Some(leader))
+            });
+            known.then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until every running node holds `rows` rows.
+    async fn converged(&self, rows: i64) {
+        for node in &self.nodes {
+            eventually(&format!("node {} to hold {rows} rows", node.id), || async {
+                let n = node.replica.read_local(count).await.ok()?;
+                (n == rows).then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+/// Writes `keys` through `replica`, concurrently, and returns once all are acknowledged.
+async fn put_all(replica: &Replica<Kv>, keys: std::ops::Range<i64>) {
+    let writes = keys.map(|i| {
+        let replica = replica.clone();
+        tokio::spawn(async move { replica.propose(Command::Put(format!("k{i}"), i)).await })
+    });
+    for write in writes.collect::<Vec<_>>() {
+        write.await.expect("task").expect("acknowledged write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_is_elected_and_writes_apply_on_every_replica() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let replica = &cluster.node(leader).replica;
+    put_all(replica, 0..50).await;
+    // A refusal is an answer, and undoes only itself.
+    let refused = replica.propose(Command::Refuse("no".into())).await;
+    assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::InvalidArgument));
+    cluster.converged(50).await;
+    for node in &cluster.nodes {
+        assert_eq!(node.replica.read_local(|c| get(c, "no")).await.expect("read"), None);
+        assert_eq!(node.replica.read_local(|c| get(c, "k49")).await.expect("read"), Some(49));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_an_acknowledged_write_sees_it() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let replica = &cluster.node(leader).replica;
+    for i in 0..20 {
+        replica.propose(Command::Put("x".into(), i)).await.expect("write");
+        let seen = replica.read(|c| get(c, "x")).await.expect("read");
+        assert_eq!(seen, Some(i));
+    }
+    // A follower refuses a linearizable read: it cannot vouch for being up to date.
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).expect("follower");
+    let refused = follower.replica.read(|c| get(c, "x")).await;
+    assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::NotLeader));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_on_a_follower_answers_not_leader_with_the_leaders_address() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).expect("follower");
+    let error = follower
+        .replica
+        .propose(Command::Put("k".into(), 1))
+        .await
+        .expect_err("a follower does not take writes");
+    assert_eq!(error.code, ErrorCode::NotLeader);
+    assert_eq!(error.leader(), Some(cluster.peers[&leader].as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leader_stops_the_others_elect_a_new_one_and_keep_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3).await;
+    let first = cluster.leader().await;
+    put_all(&cluster.node(first).replica, 0..30).await;
+    cluster.stop(first).await;
+    let second = cluster.leader().await;
+    assert_ne!(first, second);
+    put_all(&cluster.node(second).replica, 30..60).await;
+    cluster.converged(60).await;
+    for node in &cluster.nodes {
+        for key in ["k0", "k29", "k30", "k59"] {
+            let found = node.replica.read_local(move |c| get(c, key)).await.expect("read");
+            assert!(found.is_some(), "node {} lost {key}", node.id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_rejoins_and_catches_up() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    put_all(&cluster.node(leader).replica, 0..10).await;
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader).expect("follower");
+    let dir = cluster.stop(follower).await;
+    put_all(&cluster.node(leader).replica, 10..40).await;
+    cluster.restart(follower, &dir).await;
+    cluster.converged(40).await;
+    // It rejoined the group as it was: no second initialization, same leader.
+    assert_eq!(cluster.leader().await, leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_far_behind_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader).expect("follower");
+    let dir = cluster.stop(follower).await;
+    put_all(&cluster.node(leader).replica, 0..100).await;
+    // The log it misses is gone from the leader: only a snapshot can bring it up to date.
+    let replica = &cluster.node(leader).replica;
+    replica.snapshot().await.expect("snapshot");
+    let metrics = replica.metrics().expect("in a group");
+    let snapshot = eventually("the leader's snapshot", || async {
+        metrics.borrow().snapshot.map(|id| id.index)
+    })
+    .await;
+    replica.purge_log(snapshot).await.expect("purge");
+    eventually("the leader's purge", || async {
+        (metrics.borrow().purged.map(|id| id.index) == Some(snapshot)).then_some(())
+    })
+    .await;
+    cluster.restart(follower, &dir).await;
+    cluster.converged(100).await;
+    // Its rows came from the snapshot (the metrics say so once the install is done).
+    let caught_up = cluster.node(follower).replica.metrics().expect("in a group");
+    eventually(&format!("node {follower} to record the installed snapshot"), || async {
+        caught_up.borrow().snapshot.is_some_and(|id| id.index >= snapshot).then_some(())
+    })
+    .await;
+    // And it goes on with the log after it.
+    put_all(&cluster.node(leader).replica, 100..110).await;
+    cluster.converged(110).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_group_is_refused() {
+    let cluster = Cluster::start(3).await;
+    cluster.leader().await;
+    let target = &cluster.nodes[0];
+    let (credentials, addr) = (&cluster.credentials, &target.addr);
+    let connect = |component| async move {
+        let trust = trust(credentials, component);
+        Channel::<agora_proto::Replication>::connect_to(
+            addr,
+            Duration::from_secs(2),
+            agora_proto::DEFAULT_MAX_FRAME,
+            &trust.connector(),
+            Some(Component::ProductDb),
+        )
+        .await
+        .expect("connect")
+    };
+    let envelope =
+        |group: &str| Envelope { group: group.into(), from: 9, to: target.id, body: vec![] };
+    // A customer-db node posing as a product-db replica: its certificate says otherwise.
+    let customer = connect(Component::CustomerDb).await;
+    let refused = customer.call(&envelope("product-db"), DEADLINE).await;
+    assert!(
+        matches!(&refused, Err(agora_proto::CallError::Remote(e)) if e.code == ErrorCode::Forbidden),
+        "{refused:?}"
+    );
+    // A customer-db replica's message, sent to a product-db node by a wrong --peers.
+    let refused = customer.call(&envelope("customer-db"), DEADLINE).await;
+    match refused {
+        Err(agora_proto::CallError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::Forbidden);
+            assert!(e.message.contains("replica of product-db"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A replica of the group, but the message is for another node (a wrong --peers).
+    let peer = connect(Component::ProductDb).await;
+    let misaddressed = Envelope { group: "product-db".into(), from: 2, to: 99, body: vec![] };
+    match peer.call(&misaddressed, DEADLINE).await {
+        Err(agora_proto::CallError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("for node 99"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A frontend may not speak for any group.
+    let frontend = connect(Component::BuyerServer).await;
+    let refused = frontend.call(&envelope("product-db"), DEADLINE).await;
+    assert!(
+        matches!(&refused, Err(agora_proto::CallError::Remote(e)) if e.code == ErrorCode::Forbidden)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_another_group_or_cluster_refuses_to_start_and_is_left_alone() {
+    let cluster = Cluster::start(1).await;
+    let node = &cluster.nodes[0];
+    let stamp = std::fs::read(node.dir.join("replica.stamp")).expect("stamp");
+    // The same directory as a customer-db replica.
+    let customer = trust(&cluster.credentials, Component::CustomerDb);
+    let refused = agora_replication::check_stamp(&node.dir, Component::CustomerDb, &customer, 1);
+    assert!(matches!(refused, Err(GroupError::Foreign { .. })), "{refused:?}");
+    // As node 2.
+    let product = trust(&cluster.credentials, Component::ProductDb);
+    let refused = agora_replication::check_stamp(&node.dir, Component::ProductDb, &product, 2);
+    assert!(matches!(refused, Err(GroupError::Foreign { .. })), "{refused:?}");
+    // With another cluster's credentials.
+    let other = tempfile::tempdir().expect("tempdir");
+    agora_proto::trust::create(other.path()).expect("credentials");
+    let stranger = trust(other.path(), Component::ProductDb);
+    let refused = agora_replication::check_stamp(&node.dir, Component::ProductDb, &stranger, 1);
+    let message = refused.expect_err("another cluster's data").to_string();
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(std::fs::read(node.dir.join("replica.stamp")).expect("stamp"), stamp);
+    // Its own start still passes.
+    assert!(agora_replication::check_stamp(&node.dir, Component::ProductDb, &product, 1).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_is_refused_until_it_is_removed_and_added_again() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    put_all(&cluster.node(leader).replica, 0..20).await;
+    let wiped = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader).expect("follower");
+    let dir = cluster.stop(wiped).await;
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    cluster.restart(wiped, &dir).await;
+    // Serving, reachable, and yet given nothing: it voted and acknowledged entries in its
+    // former life that it no longer has, so it may not take that life's place.
+    let replica = &cluster.node(leader).replica;
+    eventually("the wiped node to answer", || async {
+        let status = replica.status().await?;
+        (!status.unreachable.contains(&wiped)).then_some(())
+    })
+    .await;
+    put_all(replica, 20..30).await;
+    replica.read(count).await.expect("a read through the majority");
+    let rows = cluster.node(wiped).replica.read_local(count).await.expect("read");
+    assert_eq!(rows, 0, "the wiped node was silently taken back");
+    // Removed and added again, it catches up as the new member it is.
+    let others: std::collections::BTreeSet<u64> =
+        cluster.peers.keys().copied().filter(|&id| id != wiped).collect();
+    replica.change_membership(others.clone()).await.expect("remove");
+    replica.add_learner(wiped, &cluster.peers[&wiped]).await.expect("add as learner");
+    replica.change_membership(cluster.peers.keys().copied().collect()).await.expect("promote");
+    cluster.converged(30).await;
+    let status = replica.status().await.expect("in a group");
+    assert!(status.members.iter().all(|m| m.voter), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_too_large_for_one_replication_message_is_refused_before_the_log() {
+    let cluster = Cluster::start(1).await;
+    let leader = cluster.leader().await;
+    let replica = &cluster.node(leader).replica;
+    let huge = "x".repeat(2 << 20);
+    let refused = replica.propose(Command::Put(huge, 1)).await;
+    assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::InvalidArgument));
+    // The group goes on.
+    replica.propose(Command::Put("small".into(), 1)).await.expect("write");
+    assert_eq!(replica.read(count).await.expect("read"), 1);
+}
