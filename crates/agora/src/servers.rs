@@ -103,6 +103,55 @@ pub struct Storage {
     /// each commit batch is fsynced, concurrent writes sharing one fsync).
     #[arg(long, env = "AGORA_DURABILITY", default_value = "process")]
     pub durability: agora_store::Durability,
+    /// This replica's id in its group (a whole number from 1), with --peers: the database
+    /// then runs as one replica of a group kept in agreement by consensus, and any minority
+    /// of the group may fail (crates/replication/DESIGN.md). Without both, it runs alone.
+    #[arg(long, env = "AGORA_NODE_ID", requires = "peers")]
+    pub node_id: Option<u64>,
+    /// Every replica of the group, this one included, as ID=HOST:PORT separated by commas
+    /// (each the address that replica listens on), e.g.
+    /// `1=10.0.0.1:7402,2=10.0.0.2:7402,3=10.0.0.3:7402`.
+    #[arg(long, env = "AGORA_PEERS", value_delimiter = ',', value_parser = parse_peer, requires = "node_id")]
+    pub peers: Vec<(u64, String)>,
+}
+
+/// One `ID=HOST:PORT` of `--peers`.
+fn parse_peer(text: &str) -> Result<(u64, String), String> {
+    let rule = || format!("{text:?} is not ID=HOST:PORT, such as 2=10.0.0.2:7402");
+    let (id, addr) = text.trim().split_once('=').ok_or_else(rule)?;
+    let id: u64 = id.trim().parse().map_err(|_| rule())?;
+    let addr = addr.trim();
+    if id == 0 {
+        return Err(format!("{text:?}: replica ids start at 1"));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok((id, addr.to_owned()))
+        }
+        _ => Err(rule()),
+    }
+}
+
+impl Storage {
+    /// This replica's place in its group, when --node-id and --peers say it is one;
+    /// refuses a group that names an id twice or leaves this replica out.
+    pub fn group(&self) -> anyhow::Result<Option<agora_replication::Membership>> {
+        let Some(me) = self.node_id else { return Ok(None) };
+        let mut peers = std::collections::BTreeMap::new();
+        for (id, addr) in &self.peers {
+            if peers.insert(*id, addr.clone()).is_some() {
+                anyhow::bail!("--peers names replica {id} twice");
+            }
+        }
+        if !peers.contains_key(&me) {
+            let ids: Vec<String> = peers.keys().map(u64::to_string).collect();
+            anyhow::bail!(
+                "--node-id {me} is not among --peers ({}): list every replica, this one included",
+                ids.join(", ")
+            );
+        }
+        Ok(Some(agora_replication::Membership { node_id: me, peers }))
+    }
 }
 
 impl Common {
@@ -374,6 +423,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
         product_db: args.product_db.clone(),
         payments: args.payments.clone(),
         recovery_interval: args.recovery_interval.max(Duration::from_millis(10)),
+        group: args.storage.group()?,
         ..agora_customer_db::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
@@ -400,6 +450,7 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
         durability: args.storage.durability,
         search_candidates: args.search_candidates,
         page_cache_mib: args.page_cache_mib,
+        group: args.storage.group()?,
         ..agora_product_db::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
@@ -414,6 +465,7 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
         seed: args.seed,
         durability: args.storage.durability,
         server: args.common.server_config(),
+        group: args.storage.group()?,
         ..agora_payments::Config::new(&args.data_dir, trust)
     };
     serve(&args.common, &args.listen, |listener, shutdown| async move {
@@ -513,8 +565,15 @@ where
 
 pub fn init_logging(filter: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The consensus engine narrates every vote and heartbeat at `info`; our replication
+    // code says what matters. `--log openraft=debug` (any filter naming it) shows it all.
+    let filter = if filter.contains("openraft") {
+        filter.to_owned()
+    } else {
+        format!("{filter},openraft=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
     // Under `agora up` stderr is a pipe to the launcher, which says whether its own
     // stderr is a terminal that understands colours.
     let color = match std::env::var("AGORA_LOG_COLOR").as_deref() {
@@ -568,6 +627,53 @@ mod tests {
         assert_eq!(parse_spin("10ms"), Ok(MAX_SPIN));
         assert_eq!(parse_spin("11ms"), Err("at most 10ms".to_owned()));
         assert!(parse_spin("fast").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct StorageCli {
+        #[command(flatten)]
+        storage: Storage,
+    }
+
+    /// The replica's id and its peers in order, as `--node-id` and `--peers` give them.
+    type Group = Option<(u64, Vec<(u64, String)>)>;
+
+    fn group(line: &[&str]) -> Result<Group, String> {
+        use clap::Parser as _;
+        let cli = StorageCli::try_parse_from(std::iter::once("db").chain(line.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let group = cli.storage.group().map_err(|e| e.to_string())?;
+        Ok(group.map(|m| (m.node_id, m.peers.into_iter().collect())))
+    }
+
+    #[test]
+    fn a_replica_is_told_its_id_and_every_member_of_its_group() {
+        assert_eq!(group(&[]), Ok(None), "alone without the flags");
+        let three = "1=10.0.0.1:7402,2=10.0.0.2:7402,3=[::1]:7402";
+        assert_eq!(
+            group(&["--node-id", "2", "--peers", three]),
+            Ok(Some((
+                2,
+                vec![
+                    (1, "10.0.0.1:7402".to_owned()),
+                    (2, "10.0.0.2:7402".to_owned()),
+                    (3, "[::1]:7402".to_owned())
+                ]
+            )))
+        );
+        let refused = |line: &[&str], says: &str| {
+            let err = group(line).expect_err(says);
+            assert!(err.contains(says), "{line:?}: {err}");
+        };
+        refused(
+            &["--node-id", "4", "--peers", three],
+            "--node-id 4 is not among --peers (1, 2, 3)",
+        );
+        refused(&["--node-id", "1", "--peers", "1=a:1,1=b:2"], "names replica 1 twice");
+        refused(&["--node-id", "1", "--peers", "1=a"], "is not ID=HOST:PORT");
+        refused(&["--node-id", "1", "--peers", "0=a:1"], "replica ids start at 1");
+        refused(&["--node-id", "1"], "--peers");
+        refused(&["--peers", "1=a:1"], "--node-id");
     }
 }
 

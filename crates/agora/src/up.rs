@@ -79,6 +79,13 @@ pub struct UpArgs {
     /// one dies.
     #[arg(long, env = "AGORA_FRONTENDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub frontends: u16,
+    /// Replicas of each database and of payments (1, 3 or 5 make sense: a group survives
+    /// the loss of any minority). With more than one, replica K of each is its own
+    /// process, with its own data directory (DATA_DIR/<name>-K) and 10 × (K − 1) ports
+    /// above the usual one (free ports with --port-base 0); the replicas of each keep one
+    /// log in agreement (crates/replication/DESIGN.md).
+    #[arg(long, env = "AGORA_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub replicas: u16,
 }
 
 /// The port base of the contract's addresses: 7401 to 7405, and 8403 and 8404.
@@ -152,6 +159,94 @@ impl UpArgs {
     }
 }
 
+/// How `agora up` starts the databases and payments: alone, as today, or as groups of
+/// replicas.
+struct Databases<'a> {
+    exe: &'a std::path::Path,
+    replicas: u16,
+    data_dir: &'a std::path::Path,
+    credentials: &'a str,
+    exited: &'a mpsc::Sender<(String, String)>,
+}
+
+impl Databases<'_> {
+    /// Starts `agora <command>` with `flags`: one process listening on `first` over the
+    /// shared data directory, or `replicas` processes, each its own replica of the group.
+    async fn start(
+        &self,
+        command: &'static str,
+        first: &str,
+        flags: &[&str],
+    ) -> anyhow::Result<Vec<Component>> {
+        if self.replicas <= 1 {
+            let data_dir = self.data_dir.display().to_string();
+            let own = ["--listen", first, "--data-dir", &data_dir];
+            let args = [&own[..], flags].concat();
+            return Ok(vec![start(self.exe, command, command, &args, self.exited).await?]);
+        }
+        // Every replica is told every member's address before any starts.
+        let mut members = Vec::new();
+        for k in 1..=self.replicas {
+            members.push((k, replica_address(first, k)?));
+        }
+        let peers: Vec<String> = members.iter().map(|(k, addr)| format!("{k}={addr}")).collect();
+        let peers = peers.join(",");
+        let mut started = Vec::new();
+        for (k, addr) in &members {
+            let name = format!("{command}-{k}");
+            let data_dir = self.data_dir.join(&name).display().to_string();
+            let node_id = k.to_string();
+            let own = [
+                "--listen",
+                addr,
+                "--data-dir",
+                &data_dir,
+                "--credentials",
+                self.credentials,
+                "--node-id",
+                &node_id,
+                "--peers",
+                &peers,
+            ];
+            started.push(
+                start(self.exe, command, &name, &[&own[..], flags].concat(), self.exited).await?,
+            );
+        }
+        Ok(started)
+    }
+}
+
+/// Where replica `k` (1-based) of a group listens, given where the first would: ten ports
+/// higher per replica before it, or, for port 0, a port free now (its peers must know it
+/// before it starts).
+fn replica_address(first: &str, k: u16) -> anyhow::Result<String> {
+    let (host, port) =
+        first.rsplit_once(':').with_context(|| format!("{first:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().with_context(|| format!("{first:?} is not HOST:PORT"))?;
+    if port == 0 {
+        let probe = std::net::TcpListener::bind((host.trim_matches(['[', ']']), 0))
+            .with_context(|| format!("cannot find a free port on {host}"))?;
+        return Ok(format!("{host}:{}", probe.local_addr()?.port()));
+    }
+    let port = u32::from(port) + 10 * u32::from(k - 1);
+    let port = u16::try_from(port)
+        .with_context(|| format!("replica {k} of {first} would need port {port}"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Whether `name` is one replica of a replicated group (`product-db-2`), whose death its
+/// group survives, rather than a component the marketplace cannot do without.
+fn is_replica(name: &str) -> bool {
+    ["customer-db-", "product-db-", "payments-"]
+        .iter()
+        .any(|group| name.strip_prefix(group).is_some_and(|k| k.parse::<u16>().is_ok()))
+}
+
+/// The addresses of `components`, comma-separated: what a client of their group is given.
+fn addrs(components: &[Component]) -> String {
+    components.iter().map(|c| c.addr.as_str()).collect::<Vec<_>>().join(",")
+}
+
 /// A running child: its name, the pipe whose closing stops it, and where it listens.
 struct Component {
     name: String,
@@ -184,72 +279,32 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut started: Vec<Component> = Vec::new();
     let result = async {
-        let product = start(
-            &exe,
-            "product-db",
-            "product-db",
-            &[
-                "--listen",
-                &listen.product_db,
-                "--data-dir",
-                &data_dir,
-                "--durability",
-                &args.durability,
-                "--log",
-                &args.log,
-            ],
-            &exited_tx,
-        )
-        .await?;
-        let product_addr = product.addr.clone();
-        started.push(product);
-        let payments = start(
-            &exe,
-            "payments",
-            "payments",
-            &[
-                "--listen",
-                &listen.payments,
-                "--data-dir",
-                &data_dir,
-                "--durability",
-                &args.durability,
-                "--log",
-                &args.log,
-                "--approve-probability",
-                &args.approve_probability,
-            ],
-            &exited_tx,
-        )
-        .await?;
-        let payments_addr = payments.addr.clone();
-        started.push(payments);
+        let databases = Databases {
+            exe: &exe,
+            replicas: args.replicas.max(1),
+            data_dir: &args.data_dir,
+            credentials: &credentials,
+            exited: &exited_tx,
+        };
+        let common = ["--durability", args.durability.as_str(), "--log", args.log.as_str()];
+        let product = databases.start("product-db", &listen.product_db, &common).await?;
+        let product_addr = addrs(&product);
+        started.extend(product);
+        let payments_flags = [&common[..], &["--approve-probability", &args.approve_probability]];
+        let payments =
+            databases.start("payments", &listen.payments, &payments_flags.concat()).await?;
+        let payments_addr = addrs(&payments);
+        started.extend(payments);
         // The customer database coordinates purchases, so it needs the other two.
-        let customer = start(
-            &exe,
-            "customer-db",
-            "customer-db",
-            &[
-                "--listen",
-                &listen.customer_db,
-                "--data-dir",
-                &data_dir,
-                "--durability",
-                &args.durability,
-                "--session-timeout",
-                &args.session_timeout,
-                "--log",
-                &args.log,
-                "--product-db",
-                &product_addr,
-                "--payments",
-                &payments_addr,
-            ],
-            &exited_tx,
-        )
-        .await?;
-        let customer_addr = customer.addr.clone();
-        started.push(customer);
+        let customer_flags = [
+            &common[..],
+            &["--session-timeout", &args.session_timeout],
+            &["--product-db", &product_addr, "--payments", &payments_addr],
+        ];
+        let customer =
+            databases.start("customer-db", &listen.customer_db, &customer_flags.concat()).await?;
+        let customer_addr = addrs(&customer);
+        started.extend(customer);
         let frontends = args.frontends.max(1);
         let kinds = [
             ("seller-server", &listen.seller, &listen.seller_http),
@@ -293,17 +348,31 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     .await;
 
+    // Replicas that died: their groups go on without them.
+    let mut gone: Vec<String> = Vec::new();
     let outcome = match result {
         Err(e) => Err(e),
         Ok(()) => {
             print_banner(&started, &data_dir);
-            tokio::select! {
-                _ = stop => {
-                    eprintln!("agora: stopping");
-                    Ok(())
-                }
-                Some((name, status)) = exited.recv() => {
-                    Err(anyhow::anyhow!("{name} exited unexpectedly ({status}); stopping the rest"))
+            let mut stop = std::pin::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => {
+                        eprintln!("agora: stopping");
+                        break Ok(());
+                    }
+                    Some((name, status)) = exited.recv() => {
+                        if !is_replica(&name) {
+                            break Err(anyhow::anyhow!(
+                                "{name} exited unexpectedly ({status}); stopping the rest"
+                            ));
+                        }
+                        eprintln!(
+                            "agora: {name} exited ({status}); its group goes on while a majority \
+                             of it runs"
+                        );
+                        gone.push(name);
+                    }
                 }
             }
         }
@@ -311,6 +380,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // Frontends first, so no request is cut off by a database going away under it.
     for component in started.iter_mut().rev() {
         component.stdin.take();
+        if gone.contains(&component.name) {
+            continue;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), exited.recv()).await;
     }
     outcome
@@ -479,6 +551,13 @@ fn print_banner(started: &[Component], data_dir: &str) {
             Some(http) => println!("  {:<16} {:<21} http://{http}", c.name, c.addr),
             None => println!("  {:<16} {}", c.name, c.addr),
         }
+    }
+    let groups = started.iter().filter(|c| c.name.starts_with("product-db-")).count();
+    if groups > 1 {
+        println!(
+            "  Each database and payments: a group of {groups} replicas keeping one log; each \
+             group elects its leader, and clients and frontends find it by themselves."
+        );
     }
     println!();
     // The copy-paste lines name the servers only when the clients would not find them.

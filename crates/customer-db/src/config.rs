@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::Clock;
+use agora_replication::{Clock, Membership};
 
 /// Everything the customer database can be told at start.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Config {
     /// This database's credentials: only components of the cluster may connect, and it
     /// proves itself with them to the product database and payments.
     pub trust: Trust,
+    /// This replica's place in the database's group; `None` runs it alone.
+    pub group: Option<Membership>,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             product_db: vec!["127.0.0.1:7402".into()],
             payments: vec!["127.0.0.1:7405".into()],
             recovery_interval: Duration::from_secs(1),
+            group: None,
         }
     }
 }

@@ -43,10 +43,24 @@ pub struct CustomerDb {
     /// session table shows what it applied; held (exclusive) while the table is refilled
     /// from the rows, so that a refill can neither miss nor undo one of them.
     session_writes: tokio::sync::RwLock<()>,
+    /// Whether the session table holds the rows as of this replica's current leadership:
+    /// false from losing the lead until the next refill after taking it again.
+    sessions_current: std::sync::atomic::AtomicBool,
 }
 
 impl Handler<agora_proto::CustomerDb> for CustomerDb {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
+        // Sessions are checked from memory, a copy of the applied rows kept by the leader:
+        // a follower's copy may be stale, so a follower answers only pings and sends
+        // everyone else to the leader.
+        if !matches!(request, Request::Ping) {
+            self.replica.ensure_leader()?;
+            if !self.sessions_current.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(ApiError::unavailable(
+                    "this replica is taking over as leader; try again in a moment",
+                ));
+            }
+        }
         match request {
             Request::Ping => Ok(Response::Pong),
             Request::CreateAccount { op, role, username, password, name } => {
@@ -126,9 +140,25 @@ impl CustomerDb {
             replica,
             coordinator,
             session_writes: tokio::sync::RwLock::new(()),
+            sessions_current: std::sync::atomic::AtomicBool::new(false),
         };
-        db.load_sessions().await?;
+        // Alone, this replica leads from the start and loads its sessions now; in a group,
+        // it loads them each time it becomes the leader (a read needs a leader).
+        if *db.replica.leadership().borrow() {
+            db.load_sessions().await?;
+        }
         Ok(db)
+    }
+
+    /// Whether the session table is loaded for this replica's current leadership.
+    pub fn sessions_loaded(&self) -> bool {
+        self.sessions_current.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the session table as stale (this replica stopped leading) until the next
+    /// [`CustomerDb::load_sessions`].
+    pub fn sessions_stale(&self) {
+        self.sessions_current.store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Fills the session table from the rows: at start, and when this replica becomes the
@@ -154,6 +184,7 @@ impl CustomerDb {
             stored.push((row.key, session));
         }
         self.sessions.replace(stored);
+        self.sessions_current.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -58,6 +58,9 @@ pub enum StartError {
     /// The sessions could not be loaded.
     #[error("cannot load sessions: {0}")]
     Load(agora_proto::ApiError),
+    /// The replica could not join its group.
+    #[error(transparent)]
+    Group(#[from] agora_replication::GroupError),
 }
 
 /// Serves the customer database on `listener` until `shutdown` is cancelled.
@@ -82,7 +85,13 @@ pub async fn run(
         connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
-    let replica = Replica::single(store, CustomerMachine, config.clock.clone());
+    let group = config
+        .group
+        .as_ref()
+        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
+    let (replica, hook) =
+        Replica::start(group, store, CustomerMachine, config.clock.clone()).await?;
+    let stopping = replica.clone();
     let coordinator = Arc::new(purchase::Coordinator::new(
         replica.clone(),
         Pool::new(upstream(&config.product_db)),
@@ -103,13 +112,14 @@ pub async fn run(
         shutdown.clone(),
     ));
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve(listener, db.clone(), server, shutdown).await;
+    agora_proto::serve_with(listener, db.clone(), server, hook, shutdown).await;
     let _ = flusher.await;
     let _ = leader_work.await;
-    // Last activity goes to disk on a clean stop.
+    // Last activity goes to disk on a clean stop (in a group, only the leader's counts).
     if let Err(e) = db.flush_sessions().await {
         warn!(error = %e, "could not write session activity at shutdown");
     }
+    stopping.shutdown().await;
     Ok(())
 }
 
@@ -133,8 +143,20 @@ async fn lead(
                 changed = leadership.changed() => if changed.is_err() { return },
             }
         }
-        if !first && let Err(e) = db.load_sessions().await {
-            warn!(error = %e, "cannot reload sessions on becoming the leader");
+        // Loaded at start by a replica that led from the start; else (re)loaded now, and
+        // again until it works while this replica leads (until then it answers
+        // `unavailable`, and callers retry).
+        if !(first && db.sessions_loaded()) {
+            while let Err(e) = db.load_sessions().await {
+                warn!(error = %e, "cannot load sessions on becoming the leader; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+                if !*leadership.borrow() {
+                    break;
+                }
+            }
         }
         first = false;
         info!("leading: recovering purchases");
@@ -165,6 +187,7 @@ async fn lead(
         if !led_out {
             return;
         }
+        db.sessions_stale();
         info!("no longer leading: purchase recovery stopped");
     }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::Replica;
+use agora_replication::{Membership, Replica};
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,8 @@ pub struct Config {
     pub trust: Trust,
     /// The clock charges are decided by (a card's expiry) and recorded at.
     pub clock: Clock,
+    /// This replica's place in the service's group; `None` runs it alone.
+    pub group: Option<Membership>,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             durability: agora_store::Durability::default(),
             server: ServerConfig::default(),
             clock: Clock::system(),
+            group: None,
         }
     }
 }
@@ -81,6 +84,9 @@ pub enum StartError {
     /// The ledger of an earlier version could not be brought up to date.
     #[error("cannot upgrade the ledger {0}: {1}")]
     Upgrade(PathBuf, String),
+    /// The replica could not join its group.
+    #[error(transparent)]
+    Group(#[from] agora_replication::GroupError),
 }
 
 /// Serves the payments service on `listener` until `shutdown` is cancelled.
@@ -102,10 +108,17 @@ pub async fn run(
         .write(ledger::upgrade)
         .await
         .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
-    let replica = Replica::single(store, PaymentsMachine, config.clock.clone());
+    let group = config
+        .group
+        .as_ref()
+        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
+    let (replica, hook) =
+        Replica::start(group, store, PaymentsMachine, config.clock.clone()).await?;
+    let stopping = replica.clone();
     let handler = Arc::new(PaymentsService::new(replica, config.approve_probability, config.seed));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "payments serving");
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve(listener, handler, server, shutdown).await;
+    agora_proto::serve_with(listener, handler, server, hook, shutdown).await;
+    stopping.shutdown().await;
     Ok(())
 }

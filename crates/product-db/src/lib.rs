@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::Replica;
+use agora_replication::{Membership, Replica};
 use agora_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,8 @@ pub struct Config {
     /// The clock commands are proposed with: the time a listing or a reservation is
     /// recorded at, and what the sweep of unclaimed reservations measures against.
     pub clock: Clock,
+    /// This replica's place in the database's group; `None` runs it alone.
+    pub group: Option<Membership>,
 }
 
 /// The product database's page cache unless configured otherwise, in MiB: room for the
@@ -81,6 +83,7 @@ impl Config {
             search_candidates: 1000,
             page_cache_mib: DEFAULT_PAGE_CACHE_MIB,
             clock: Clock::system(),
+            group: None,
         }
     }
 }
@@ -100,6 +103,9 @@ pub enum StartError {
     /// Seeding a synthetic catalogue failed.
     #[error("cannot seed {0}: {1}")]
     Seed(PathBuf, rusqlite::Error),
+    /// The replica could not join its group.
+    #[error(transparent)]
+    Group(#[from] agora_replication::GroupError),
 }
 
 /// Serves the product database on `listener` until `shutdown` is cancelled.
@@ -133,10 +139,17 @@ pub async fn run(
     if moved > 0 {
         info!(postings = moved, "search index moved to blocks");
     }
-    let replica = Replica::single(store, ProductMachine, config.clock.clone());
+    let group = config
+        .group
+        .as_ref()
+        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
+    let (replica, hook) =
+        Replica::start(group, store, ProductMachine, config.clock.clone()).await?;
+    let stopping = replica.clone();
     let db = Arc::new(ProductDb::new(replica, config.search_candidates));
     info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
     let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve(listener, db, server, shutdown).await;
+    agora_proto::serve_with(listener, db, server, hook, shutdown).await;
+    stopping.shutdown().await;
     Ok(())
 }

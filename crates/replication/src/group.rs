@@ -354,6 +354,11 @@ impl Group {
         metrics.membership_config.membership().get_node(&leader).map(|m| m.addr.clone())
     }
 
+    /// `not_leader` as this node knows the leader now.
+    pub fn not_leader_here(&self) -> ApiError {
+        ApiError::not_leader(self.me.group.name(), self.leader_addr().as_deref())
+    }
+
     fn not_leader(&self, leader: Option<Member>) -> ApiError {
         let addr = leader.map(|m| m.addr).or_else(|| self.leader_addr());
         ApiError::not_leader(self.me.group.name(), addr.as_deref())

@@ -38,6 +38,31 @@ pub use clock::Clock;
 pub use group::{GroupConfig, GroupError, MemberStatus, Status, check_stamp};
 pub use types::{Member, TypeConfig};
 
+/// Who a replica is in its group (`--node-id`, `--peers`): its id, and the address of
+/// every member, its own included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// This replica's id.
+    pub node_id: u64,
+    /// Every member's id and the address its database listens on.
+    pub peers: std::collections::BTreeMap<u64, String>,
+}
+
+impl Membership {
+    /// The group settings of this replica, whose files live in `data_dir`.
+    pub fn config(
+        &self,
+        data_dir: impl Into<std::path::PathBuf>,
+        trust: agora_proto::Trust,
+        durability: agora_store::Durability,
+    ) -> GroupConfig {
+        GroupConfig {
+            durability,
+            ..GroupConfig::new(self.node_id, self.peers.clone(), data_dir, trust)
+        }
+    }
+}
+
 /// What applying a command may know besides the command itself: the same on every replica
 /// that applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -142,6 +167,34 @@ impl<M: StateMachine> Replica<M> {
         node.watch_leadership(leads.clone());
         let replica = Replica { store, machine, clock, leader, _leads: leads, group: Some(node) };
         Ok((replica, hook))
+    }
+
+    /// The replica a database runs as, the one way every database starts one: alone
+    /// without `group`, else a member of it. The hook, when there is one, is what the
+    /// database's server must serve beside the database (`agora_proto::serve_with`).
+    pub async fn start(
+        group: Option<GroupConfig>,
+        store: Store,
+        machine: M,
+        clock: Clock,
+    ) -> Result<(Self, Option<ReplicationHook>), GroupError> {
+        match group {
+            None => Ok((Replica::single(store, machine, clock), None)),
+            Some(config) => {
+                let (replica, hook) = Replica::group(config, store, machine, clock).await?;
+                Ok((replica, Some(hook)))
+            }
+        }
+    }
+
+    /// `Ok` if this replica may answer from what it holds in memory (it leads, or it is
+    /// alone); else `not_leader`, naming the leader where it is known. For answers that
+    /// come from a cache of applied state rather than through [`Replica::read`].
+    pub fn ensure_leader(&self) -> Result<(), ApiError> {
+        match &self.group {
+            Some(group) if !*self.leader.borrow() => Err(group.not_leader_here()),
+            _ => Ok(()),
+        }
     }
 
     /// Applies `command` on the group and returns what applying it answered, once it is as
