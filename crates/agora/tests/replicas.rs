@@ -1,0 +1,191 @@
+//! `agora up --replicas 3`: every database and payments as a group of three processes.
+//! The leaders of the customer and product databases are killed with SIGKILL in the middle
+//! of a session; the marketplace goes on, with nothing acknowledged lost and no purchase
+//! made twice.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use agora_client::{BuyerClient, SellerClient};
+use agora_domain::{Card, Condition, ItemId, Money, NewItem, Page};
+use agora_proto::messages::{customer, product};
+use agora_proto::{CallError, Channel, Component, DEFAULT_MAX_FRAME, ErrorCode, Trust};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+
+/// Long enough for a loaded machine; every wait below ends as soon as its condition holds.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The replica of `group` that leads it now, asked of each in turn: a follower answers
+/// `not_leader`. Waits, within the deadline, while an election is under way.
+async fn leader(servers: &BTreeMap<String, String>, group: &str, trust: &Trust) -> String {
+    let started = tokio::time::Instant::now();
+    loop {
+        for (name, addr) in servers.iter().filter(|(n, _)| n.starts_with(&format!("{group}-"))) {
+            if leads(group, addr, trust).await {
+                return name.clone();
+            }
+        }
+        assert!(started.elapsed() < DEADLINE, "no replica of {group} leads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the replica at `addr` answers a read itself rather than sending it on.
+async fn leads(group: &str, addr: &str, trust: &Trust) -> bool {
+    let connector = trust.connector();
+    let timeout = Duration::from_secs(2);
+    let not_leader = |code: ErrorCode| code == ErrorCode::NotLeader;
+    match group {
+        "product-db" => {
+            let Ok(channel) = Channel::<agora_proto::ProductDb>::connect_with(
+                addr,
+                timeout,
+                DEFAULT_MAX_FRAME,
+                &connector,
+            )
+            .await
+            else {
+                return false;
+            };
+            let read = product::Request::GetItem { item: ItemId { category: 0, number: 0 } };
+            match channel.call(&read, timeout).await {
+                Ok(_) => true,
+                Err(CallError::Remote(e)) => {
+                    !not_leader(e.code) && e.code != ErrorCode::Unavailable
+                }
+                Err(_) => false,
+            }
+        }
+        _ => {
+            let Ok(channel) = Channel::<agora_proto::CustomerDb>::connect_with(
+                addr,
+                timeout,
+                DEFAULT_MAX_FRAME,
+                &connector,
+            )
+            .await
+            else {
+                return false;
+            };
+            let read = customer::Request::GetSeller { seller_id: 1 };
+            match channel.call(&read, timeout).await {
+                Ok(_) => true,
+                Err(CallError::Remote(e)) => {
+                    !not_leader(e.code) && e.code != ErrorCode::Unavailable
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+/// The process id of the child of `up` listening on `addr`.
+fn pid_listening_on(up: u32, addr: &str) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{up}/task/{up}/children")).unwrap();
+    for child in children.split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.windows(2).any(|w| w[0] == b"--listen" && w[1] == addr.as_bytes()) {
+            return child.parse().unwrap();
+        }
+    }
+    panic!("no child of agora up listens on {addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
+    let data = tempfile::tempdir().unwrap();
+    let mut up = Command::new(AGORA)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let up_pid = up.id().unwrap();
+    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
+    // The banner's table: NAME ADDR [http://...].
+    let mut servers = BTreeMap::new();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.starts_with("Ctrl-C stops everything") {
+                break;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [name, addr, ..] = words[..]
+                && addr.starts_with("127.0.0.1:")
+            {
+                servers.insert(name.to_owned(), addr.to_owned());
+            }
+        }
+    })
+    .await
+    .expect("the banner comes");
+    for group in ["customer-db", "product-db", "payments"] {
+        for k in 1..=3 {
+            assert!(servers.contains_key(&format!("{group}-{k}")), "{group}-{k}: {servers:?}");
+        }
+    }
+    let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
+    let buyer = BuyerClient::new(vec![servers["buyer-server"].clone()]);
+    seller.create_account("ann", "long enough", "Ann").await.unwrap();
+    seller.login("ann", "long enough").await.unwrap();
+    let item = seller
+        .register_item(NewItem {
+            name: "Blue pen".into(),
+            category: 3,
+            keywords: vec!["pen".into()],
+            condition: Condition::New,
+            price: Money::from_cents(150),
+            quantity: 10,
+        })
+        .await
+        .unwrap();
+    buyer.create_account("bea", "long enough", "Bea").await.unwrap();
+    buyer.login("bea", "long enough").await.unwrap();
+    let card =
+        Card { holder: "Bea B".into(), number: "4111111111111111".into(), expiry: "12/39".into() };
+    buyer.add_to_cart(item, 2).await.unwrap();
+    let first = buyer.make_purchase_with_key("first", card.clone()).await.unwrap();
+
+    // The leaders of both databases die at once, in the middle of the buyer's session.
+    let trust = Trust::load(&data.path().join("credentials"), Component::SellerServer).unwrap();
+    let mut killed = Vec::new();
+    for group in ["customer-db", "product-db"] {
+        let name = leader(&servers, group, &trust).await;
+        let pid = pid_listening_on(up_pid, &servers[&name]);
+        let status =
+            std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        killed.push((group, name));
+    }
+
+    // The session, the cart's purchase and the stock are all still there, through the
+    // new leaders; a new purchase is made once.
+    let history = buyer.get_purchases(Page { offset: 0, limit: 10 }).await.unwrap();
+    assert_eq!(history, vec![first.clone()]);
+    buyer.add_to_cart(item, 3).await.unwrap();
+    let second = buyer.make_purchase_with_key("second", card.clone()).await.unwrap();
+    let again = buyer.make_purchase_with_key("second", card).await.unwrap();
+    assert_eq!(again, second, "a retried purchase is answered, not bought twice");
+    assert_eq!(buyer.get_item(item).await.unwrap().quantity, 5);
+    let history = buyer.get_purchases(Page { offset: 0, limit: 10 }).await.unwrap();
+    assert_eq!(history.len(), 2);
+    for (group, old) in killed {
+        let new = leader(&servers, group, &trust).await;
+        assert_ne!(new, old, "{group}: another replica leads");
+    }
+    // A replica's death is not the marketplace's: `agora up` runs on.
+    assert!(up.try_wait().unwrap().is_none(), "agora up stopped");
+    let _ = std::process::Command::new("kill").args(["-INT", &up_pid.to_string()]).status();
+    let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
+}
