@@ -92,6 +92,73 @@ async fn a_frontend_killed_mid_run_is_gone_and_every_call_is_counted() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_leader_or_follower_killed_mid_run_is_gone_and_another_leads() {
+    let data = tempfile::tempdir().unwrap();
+    let argv = [
+        "bench",
+        "--spawn",
+        "--exe",
+        AGORA,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--replicas",
+        "3",
+        "--fail",
+        "follower,leader",
+        "--fail-group",
+        "customer-db,product-db",
+        "--sellers",
+        "2",
+        "--buyers",
+        "2",
+        "--calls",
+        "200",
+        "--runs",
+        "1",
+        "--items-per-seller",
+        "5",
+        "--categories",
+        "4",
+        "--floor-calls",
+        "0",
+        "--quiet",
+    ];
+    let report = bench(Cli::try_parse_from(argv).unwrap().args).await.unwrap();
+    assert_eq!(report.scenarios.len(), 2, "one report per condition");
+    for scenario in &report.scenarios {
+        assert_eq!(scenario.replicas, 3);
+        assert_eq!(scenario.total.calls, USERS * 200, "{}", scenario.condition);
+        let run = &scenario.runs[0];
+        let failure = run.failure.as_ref().unwrap();
+        assert_eq!(failure.killed.len(), 2, "one replica of each group: {:?}", failure.killed);
+        assert!(failure.killed[0].starts_with("customer-db-"), "{:?}", failure.killed);
+        assert!(failure.killed[1].starts_with("product-db-"), "{:?}", failure.killed);
+        assert!(failure.gone, "{}: the killed replicas were still running", scenario.condition);
+        for pid in &failure.killed_pids {
+            assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid} lives");
+        }
+        let ok: u64 = run.timeline.iter().map(|b| b.ok).sum();
+        let failed: u64 = run.timeline.iter().map(|b| b.errors).sum();
+        assert_eq!((ok + failed, failed), (run.calls, run.errors));
+        match scenario.condition {
+            Condition::Leader => {
+                // Other replicas lead now, one per group, none of them a killed one.
+                let took_over = failure.took_over.clone().unwrap();
+                let leaders: Vec<&str> = took_over.split(", ").collect();
+                assert_eq!(leaders.len(), 2, "{took_over}");
+                for leader in leaders {
+                    assert!(!failure.killed.iter().any(|k| k == leader), "{took_over}");
+                }
+            }
+            condition => {
+                assert_eq!(condition, Condition::Follower);
+                assert_eq!(failure.took_over, None);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_failure_the_bench_cannot_cause_is_refused_before_anything_runs() {
     let refuse = |argv: &[&str]| {
@@ -105,4 +172,8 @@ async fn a_failure_the_bench_cannot_cause_is_refused_before_anything_runs() {
     assert!(refuse(&["--fail", "frontend"]).is_err(), "--fail needs --spawn");
     assert!(refuse(&["--spawn", "--fail", "meteor"]).is_err());
     assert!(refuse(&["--spawn", "--fail-at", "1.5"]).is_err());
+    let one_replica = refuse(&["--spawn", "--exe", AGORA, "--fail", "leader"]).unwrap();
+    let err = bench(one_replica).await.unwrap_err().to_string();
+    assert!(err.contains("--replicas 3 or more"), "{err}");
+    assert!(refuse(&["--spawn", "--fail-group", "seller-server"]).is_err());
 }

@@ -111,11 +111,20 @@ pub struct BenchArgs {
     /// (user i with frontend i mod N), and moves to the next when one fails.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), requires = "spawn")]
     pub frontends: u16,
+    /// With --spawn: replicas of each database and of payments, each group kept in
+    /// agreement by consensus (1: no replication).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9), requires = "spawn")]
+    pub replicas: u16,
     /// With --spawn: the conditions to measure, comma-separated, each its own set of runs
-    /// on fresh servers: `none` (nothing fails) or `frontend` (one seller server and one
-    /// buyer server are killed in each run; needs --frontends 2 or more).
+    /// on fresh servers: `none` (nothing fails), `frontend` (one seller server and one
+    /// buyer server are killed in each run; needs --frontends 2 or more), `follower` (a
+    /// replica that does not lead, of each group in --fail-group) or `leader` (the
+    /// leader of each group in --fail-group); the last two need --replicas 3 or more.
     #[arg(long, value_delimiter = ',', default_value = "none", requires = "spawn")]
     pub fail: Vec<Condition>,
+    /// The groups `follower` and `leader` kill a replica of, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "customer-db,product-db,payments", value_parser = ["customer-db", "product-db", "payments"])]
+    pub fail_group: Vec<String>,
     /// When, in each run, the failure happens: the fraction of the run's calls done by then.
     #[arg(long, default_value = "0.33", value_parser = parse_fraction)]
     pub fail_at: f64,
@@ -180,6 +189,10 @@ pub enum Condition {
     None,
     /// One seller server and one buyer server, each with clients on it.
     Frontend,
+    /// A replica that does not lead, of each group named.
+    Follower,
+    /// The leader of each group named.
+    Leader,
 }
 
 impl Condition {
@@ -188,6 +201,8 @@ impl Condition {
         match self {
             Condition::None => "none",
             Condition::Frontend => "frontend",
+            Condition::Follower => "follower",
+            Condition::Leader => "leader",
         }
     }
 }

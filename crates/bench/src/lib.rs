@@ -75,7 +75,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("cannot find the agora executable")?,
     };
-    let bulk = args.spawn && args.catalogue > 0 && spawn::can_bulk_load(&exe).await;
+    // Replicas are filled through their group's log, so a catalogue is listed through the
+    // API for them rather than bulk-loaded into one file.
+    let bulk =
+        args.spawn && args.catalogue > 0 && args.replicas <= 1 && spawn::can_bulk_load(&exe).await;
     let settings = settings(&args, &shapes, bulk);
     let data_note = match &args.data_dir {
         Some(dir) => format!(" under {}", dir.display()),
@@ -129,6 +132,13 @@ fn check(args: &BenchArgs, shapes: &[Shape]) -> anyhow::Result<()> {
     }
     if conditions(args).iter().any(|c| *c != Condition::None) && !args.spawn {
         bail!("--fail kills servers the bench started itself: add --spawn");
+    }
+    let replicated = [Condition::Follower, Condition::Leader];
+    if conditions(args).iter().any(|c| replicated.contains(c)) && args.replicas < 3 {
+        bail!(
+            "--fail follower and leader kill one replica of a group that must go on with a \
+             majority: give --replicas 3 or more"
+        );
     }
     if conditions(args).contains(&Condition::Frontend) && args.frontends < 2 {
         bail!(
@@ -210,6 +220,7 @@ fn spawn_options(args: &BenchArgs, exe: &std::path::Path, bulk: bool) -> SpawnOp
         // A fresh customer database gives its first account id 1: the catalogue's owner.
         bulk_catalogue: bulk.then_some((args.catalogue, 1)),
         frontends: args.frontends,
+        replicas: args.replicas,
     }
 }
 
@@ -237,7 +248,9 @@ async fn scenario(
         buyer: spawned.as_ref().map(|s| s.buyer_addrs()).unwrap_or(args.buyer_server.clone()),
         timeout: args.timeout,
     };
-    let failing = spawned.as_mut().map(|spawned| Failing { spawned, options: &options, condition });
+    let groups = &args.fail_group;
+    let failing =
+        spawned.as_mut().map(|spawned| Failing { spawned, options: &options, condition, groups });
     let measured = measure(args, shape, &targets, failing, bulk).await;
     match (spawned, measured) {
         (Some(spawned), Ok((mut report, window))) => {
@@ -258,6 +271,7 @@ async fn scenario(
     .map(|mut report| {
         report.condition = condition;
         report.frontends = if args.spawn { args.frontends } else { 1 };
+        report.replicas = if args.spawn { args.replicas } else { 1 };
         report
     })
 }
@@ -267,19 +281,49 @@ struct Failing<'a> {
     spawned: &'a mut Spawned,
     options: &'a SpawnOptions,
     condition: Condition,
+    groups: &'a [String],
 }
 
 impl Failing<'_> {
     /// The servers the condition kills.
-    fn victims(&self) -> Vec<String> {
+    async fn victims(&self) -> anyhow::Result<Vec<String>> {
+        let mut victims = Vec::new();
         match self.condition {
-            Condition::None => Vec::new(),
+            Condition::None => {}
             // The first of each kind: users 0, N, 2N ... start on it.
-            Condition::Frontend => ["seller-server", "buyer-server"]
-                .iter()
-                .filter_map(|command| self.spawned.names_of(command).into_iter().next())
-                .collect(),
+            Condition::Frontend => {
+                for command in ["seller-server", "buyer-server"] {
+                    victims.extend(self.spawned.names_of(command).into_iter().next());
+                }
+            }
+            Condition::Leader | Condition::Follower => {
+                for group in self.groups {
+                    let leader = self.spawned.leader_of(group).await?;
+                    let victim = if self.condition == Condition::Leader {
+                        Some(leader)
+                    } else {
+                        // The last replica that does not lead.
+                        self.spawned.names_of(group).into_iter().rev().find(|n| *n != leader)
+                    };
+                    victims.extend(victim);
+                }
+            }
         }
+        Ok(victims)
+    }
+
+    /// Who leads the groups a victim belonged to now, where a leader was killed.
+    async fn took_over(&self) -> Option<String> {
+        if self.condition != Condition::Leader {
+            return None;
+        }
+        let mut leaders = Vec::new();
+        for group in self.groups {
+            leaders.push(
+                self.spawned.leader_of(group).await.unwrap_or_else(|e| format!("{group}: {e}")),
+            );
+        }
+        Some(leaders.join(", "))
     }
 }
 
@@ -292,7 +336,10 @@ async fn run_once(
     bar: &indicatif::ProgressBar,
     failing: &mut Option<Failing<'_>>,
 ) -> anyhow::Result<(Vec<workload::User>, driver::Phase, Option<Kill>)> {
-    let victims = failing.as_ref().map(Failing::victims).unwrap_or_default();
+    let victims = match failing.as_ref() {
+        Some(failing) => failing.victims().await?,
+        None => Vec::new(),
+    };
     let (Some(failing), false) = (failing.as_mut(), victims.is_empty()) else {
         let (users, measured) =
             phase(users, mix, Work::Mix, args.calls, args.rate, bar, None).await?;
@@ -321,6 +368,7 @@ async fn run_once(
         return Ok((users, measured, None));
     };
     let gone = victims.iter().all(|v| !failing.spawned.is_running(v));
+    let took_over = failing.took_over().await;
     for victim in &victims {
         failing.spawned.restart(failing.options, victim).await?;
     }
@@ -330,7 +378,7 @@ async fn run_once(
         pids,
         at: killed_at.saturating_duration_since(measured.started),
         gone,
-        took_over: None,
+        took_over,
     };
     Ok((users, measured, Some(kill)))
 }
@@ -462,6 +510,7 @@ async fn measure(
         scenario: shape.clone(),
         condition: Condition::None,
         frontends: 1,
+        replicas: 1,
         catalogue_sample,
         runs,
         total: total.stats(None),

@@ -32,7 +32,8 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for scenario in &report.scenarios {
         let path = dir.join(format!("latency-{}.svg", name(scenario)));
         written.push(draw(path.clone(), latency(scenario, &path))?);
-        if scenario.condition != Condition::None || scenario.frontends > 1 {
+        if scenario.condition != Condition::None || scenario.frontends > 1 || scenario.replicas > 1
+        {
             for run in &scenario.runs {
                 let file = format!(
                     "timeline-{}-{}-run{}.svg",

@@ -85,6 +85,8 @@ pub struct ScenarioReport {
     pub condition: Condition,
     /// Seller servers, and buyer servers, the users were spread over (1 without --spawn).
     pub frontends: u16,
+    /// Replicas of each database and of payments (1 without --spawn).
+    pub replicas: u16,
     /// Items buyers could find in the catalogue (the sample set-up learnt).
     pub catalogue_sample: usize,
     /// Each run, all calls together.
@@ -287,14 +289,17 @@ pub fn print_settings(settings: &Settings, machine: &Machine, data_note: &str) {
 
 /// A scenario's tables, Locust style.
 pub fn print_scenario(s: &ScenarioReport, runs: u32, cores: usize) {
-    match s.condition {
-        Condition::None if s.frontends <= 1 => println!("== {} ==", s.scenario.describe()),
-        condition => println!(
-            "== {}, {} frontends of each kind, failure: {condition} ==",
-            s.scenario.describe(),
-            s.frontends
-        ),
+    let mut title = s.scenario.describe();
+    if s.frontends > 1 {
+        title.push_str(&format!(", {} frontends of each kind", s.frontends));
     }
+    if s.replicas > 1 {
+        title.push_str(&format!(", {} replicas of each database", s.replicas));
+    }
+    if s.condition != Condition::None {
+        title.push_str(&format!(", failure: {}", s.condition));
+    }
+    println!("== {title} ==");
     let floor_avg = s.floor.as_ref().map(|f| f.ping_deep.avg_response_us);
     let mut table = Table::new();
     table.load_style(STYLE);

@@ -88,6 +88,8 @@ pub struct SpawnOptions {
     pub bulk_catalogue: Option<(u64, u64)>,
     /// Seller servers, and buyer servers, to start.
     pub frontends: u16,
+    /// Replicas of each database and of payments.
+    pub replicas: u16,
 }
 
 impl Spawned {
@@ -108,7 +110,6 @@ impl Spawned {
             if options.keep { (temp.keep(), None) } else { (temp.path().to_owned(), Some(temp)) };
         let mut spawned = Spawned { servers: Vec::new(), dir: dir.clone(), _temp: temp };
 
-        let data = dir.display().to_string();
         if let Some((items, seller)) = options.bulk_catalogue {
             bulk_load(&options.exe, &dir, items, seller).await?;
         }
@@ -121,27 +122,19 @@ impl Spawned {
             make_credentials(&options.exe, &credentials).await?;
             frontend_args.extend(["--credentials", &credentials]);
         }
-        let product = spawned
-            .launch(options, "product-db", "product-db", &["--data-dir", &data, "--log", log])
-            .await?;
-        let mut customer_args = vec!["--data-dir", &data, "--log", log];
+        let product = spawned.launch_group(options, "product-db", &["--log", log]).await?;
+        let mut customer_args = vec!["--log", log];
         // An agora with MakePurchase has a payments service, which the customer database
         // calls along with the product database. The bench measures the purchase path, not
         // the processor's whims: every valid card is approved.
         let payments;
         if accepts(&options.exe, &["payments"]).await {
             payments = spawned
-                .launch(
-                    options,
-                    "payments",
-                    "payments",
-                    &["--data-dir", &data, "--log", log, "--approve-probability", "1"],
-                )
+                .launch_group(options, "payments", &["--log", log, "--approve-probability", "1"])
                 .await?;
             customer_args.extend(["--product-db", &product, "--payments", &payments]);
         }
-        let customer =
-            spawned.launch(options, "customer-db", "customer-db", &customer_args).await?;
+        let customer = spawned.launch_group(options, "customer-db", &customer_args).await?;
         let frontends = options.frontends.max(1);
         for command in ["seller-server", "buyer-server"] {
             for k in 1..=frontends {
@@ -246,6 +239,73 @@ impl Spawned {
         self.servers.iter().map(|s| cpu_seconds(s.pid).unwrap_or(0.0)).collect()
     }
 
+    /// Starts the database or service `command` with `args`: one process over the data
+    /// directory, or `--replicas` processes, each a replica of the group with its own
+    /// directory under it. Returns the addresses, comma-separated (what its clients are
+    /// given).
+    async fn launch_group(
+        &mut self,
+        options: &SpawnOptions,
+        command: &'static str,
+        args: &[&str],
+    ) -> anyhow::Result<String> {
+        let data = self.dir.display().to_string();
+        if options.replicas <= 1 {
+            let own = [&["--data-dir", data.as_str()][..], args].concat();
+            return self.launch(options, command, command, &own).await;
+        }
+        // Every replica is told every member's address before any starts: free ports,
+        // found now.
+        let mut members = Vec::new();
+        for k in 1..=options.replicas {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
+            members.push((k, format!("127.0.0.1:{}", probe.local_addr()?.port())));
+        }
+        let peers: Vec<String> = members.iter().map(|(k, a)| format!("{k}={a}")).collect();
+        let peers = peers.join(",");
+        let credentials = self.dir.join("credentials").display().to_string();
+        let mut addrs = Vec::new();
+        for (k, addr) in &members {
+            let name = format!("{command}-{k}");
+            let dir = self.dir.join(&name).display().to_string();
+            let node = k.to_string();
+            let own = [
+                "--data-dir",
+                dir.as_str(),
+                "--credentials",
+                &credentials,
+                "--node-id",
+                &node,
+                "--peers",
+                &peers,
+            ];
+            let server = self
+                .start_process(options, command, &name, addr, &[&own[..], args].concat())
+                .await?;
+            addrs.push(server.addr.clone());
+            self.servers.push(server);
+        }
+        Ok(addrs.join(","))
+    }
+
+    /// The replica of `group` that leads it now: each is asked a read in turn, and a
+    /// follower answers `not_leader`. Waits up to 10 s for an election to end.
+    pub async fn leader_of(&self, group: &str) -> anyhow::Result<String> {
+        let credentials = self.dir.join("credentials");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            for server in self.servers.iter().filter(|s| s.command == group) {
+                if leads(group, &server.addr, &credentials).await {
+                    return Ok(server.name.clone());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no replica of {group} leads");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts `agora <command>` as server `name` on a free port and returns its address.
     async fn launch(
         &mut self,
@@ -344,6 +404,59 @@ impl Spawned {
             (order.iter().position(|n| r.name.starts_with(n)), r.name.clone())
         });
         reports
+    }
+}
+
+/// Whether the replica of `group` at `addr` answers a read itself (it leads) rather than
+/// naming another (`not_leader`). Asked with the credentials of a component that may send
+/// the read: a frontend's for the databases, customer-db's for payments, whose only
+/// read-like call, resolving a key, records that key as cancelled the first time.
+async fn leads(group: &str, addr: &str, credentials: &Path) -> bool {
+    use agora_proto::messages::{customer, payments, product};
+    use agora_proto::{
+        CallError, Channel, Component, DEFAULT_MAX_FRAME, ErrorCode, Service, Trust,
+    };
+    async fn ask<S: Service>(addr: &str, trust: Trust, request: S::Request) -> bool {
+        let timeout = Duration::from_secs(2);
+        let connector = trust.connector();
+        let Ok(channel) =
+            Channel::<S>::connect_with(addr, timeout, DEFAULT_MAX_FRAME, &connector).await
+        else {
+            return false;
+        };
+        match channel.call(&request, timeout).await {
+            Ok(_) => true,
+            Err(CallError::Remote(e)) => {
+                !matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
+            }
+            Err(_) => false,
+        }
+    }
+    let as_ = |component| Trust::load(credentials, component);
+    match group {
+        "product-db" => match as_(Component::SellerServer) {
+            Ok(trust) => {
+                let read = product::Request::GetItem {
+                    item: agora_domain::ItemId { category: 0, number: 0 },
+                };
+                ask::<agora_proto::ProductDb>(addr, trust, read).await
+            }
+            Err(_) => false,
+        },
+        "customer-db" => match as_(Component::SellerServer) {
+            Ok(trust) => {
+                let read = customer::Request::GetSeller { seller_id: 0 };
+                ask::<agora_proto::CustomerDb>(addr, trust, read).await
+            }
+            Err(_) => false,
+        },
+        _ => match as_(Component::CustomerDb) {
+            Ok(trust) => {
+                let read = payments::Request::Resolve { key: "agora-bench-leader-probe".into() };
+                ask::<agora_proto::Payments>(addr, trust, read).await
+            }
+            Err(_) => false,
+        },
     }
 }
 
