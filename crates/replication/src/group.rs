@@ -39,6 +39,10 @@ pub struct GroupConfig {
     pub durability: Durability,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// How long a proposal or a linearizable read waits for the group (a leader cut
+    /// off from its majority cannot commit) before it answers `timeout`. A proposal that
+    /// timed out may still be applied later; its op id makes a retry safe.
+    pub patience: Duration,
 }
 
 impl GroupConfig {
@@ -56,6 +60,7 @@ impl GroupConfig {
             trust,
             durability: Durability::default(),
             snapshot_every: 10_000,
+            patience: Duration::from_secs(5),
         }
     }
 }
@@ -112,6 +117,7 @@ pub(crate) struct Group {
     pub raft: Raft<TypeConfig>,
     pub me: Identity,
     clock: Clock,
+    patience: Duration,
     proposals: Mutex<Queue<Proposal>>,
     reads: Mutex<Queue<oneshot::Sender<Result<(), ApiError>>>>,
     stop: CancellationToken,
@@ -278,6 +284,7 @@ impl Group {
             raft,
             me,
             clock,
+            patience: config.patience,
             proposals: Mutex::new(Queue::default()),
             reads: Mutex::new(Queue::default()),
             stop: CancellationToken::new(),
@@ -379,7 +386,7 @@ impl Group {
         if start {
             tokio::spawn(self.clone().run_proposals());
         }
-        rx.await.map_err(|_| ApiError::unavailable("the replica stopped before answering"))?
+        self.patiently(rx, "committed").await
     }
 
     /// Appends what is queued, one entry at a time, until the queue is empty: the
@@ -447,7 +454,28 @@ impl Group {
         if start {
             tokio::spawn(self.clone().run_reads());
         }
-        rx.await.map_err(|_| ApiError::unavailable("the replica stopped before answering"))?
+        self.patiently(rx, "confirmed").await
+    }
+
+    /// Waits for `answer` at most [`GroupConfig::patience`].
+    async fn patiently<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, ApiError>>,
+        what: &str,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.patience, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ApiError::unavailable("the replica stopped before answering")),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{} could not be {what} by a majority of {} within {:?}",
+                    if what == "committed" { "the write" } else { "the read" },
+                    self.me.group,
+                    self.patience
+                ),
+            )),
+        }
     }
 
     async fn run_reads(self: Arc<Self>) {
