@@ -35,7 +35,7 @@ mod types;
 
 pub use agora_proto::server::ReplicationHook;
 pub use clock::Clock;
-pub use group::{GroupConfig, GroupError, MemberStatus, Status, check_stamp};
+pub use group::{GroupConfig, GroupError, MemberStatus, Status, check_stamp, parse_peers};
 pub use types::{Member, TypeConfig};
 
 /// What applying a command may know besides the command itself: the same on every replica
