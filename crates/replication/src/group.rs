@@ -39,6 +39,10 @@ pub struct GroupConfig {
     pub durability: Durability,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// How long a proposal or a linearizable read waits for the group (a leader cut
+    /// off from its majority cannot commit) before it answers `timeout`. A proposal that
+    /// timed out may still be applied later; its op id makes a retry safe.
+    pub patience: Duration,
 }
 
 impl GroupConfig {
@@ -56,8 +60,33 @@ impl GroupConfig {
             trust,
             durability: Durability::default(),
             snapshot_every: 10_000,
+            patience: Duration::from_secs(5),
         }
     }
+}
+
+/// Reads a peer list as `--peers` takes it: `1=host:port,2=host:port,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (id, addr) =
+            item.split_once('=').ok_or_else(|| format!("{item:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        let addr = addr.trim();
+        let valid = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(format!("{addr:?} is not HOST:PORT"));
+        }
+        if peers.insert(id, addr.to_owned()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers: list every voter as ID=HOST:PORT, separated by commas".into());
+    }
+    Ok(peers)
 }
 
 /// Why a replica could not start in its group.
@@ -93,9 +122,14 @@ pub enum GroupError {
 }
 
 /// Timing of the group (DESIGN.md says why these numbers).
-const HEARTBEAT_MS: u64 = 50;
-const ELECTION_MIN_MS: u64 = 150;
-const ELECTION_MAX_MS: u64 = 300;
+///
+/// openraft 0.9 gives every append (heartbeats included) the heartbeat interval as its
+/// timeout, so the interval must leave room for a follower's commit (an fsync with
+/// `--durability machine`) on a busy machine: 100 ms, not the 50 ms first planned.
+/// Elections wait 3 to 6 heartbeats; failover stays well under a second.
+const HEARTBEAT_MS: u64 = 100;
+const ELECTION_MIN_MS: u64 = 300;
+const ELECTION_MAX_MS: u64 = 600;
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
 const SNAPSHOT_CHUNK: u64 = 512 * 1024;
 
@@ -112,6 +146,7 @@ pub(crate) struct Group {
     pub raft: Raft<TypeConfig>,
     pub me: Identity,
     clock: Clock,
+    patience: Duration,
     proposals: Mutex<Queue<Proposal>>,
     reads: Mutex<Queue<oneshot::Sender<Result<(), ApiError>>>>,
     stop: CancellationToken,
@@ -278,6 +313,7 @@ impl Group {
             raft,
             me,
             clock,
+            patience: config.patience,
             proposals: Mutex::new(Queue::default()),
             reads: Mutex::new(Queue::default()),
             stop: CancellationToken::new(),
@@ -384,7 +420,7 @@ impl Group {
         if start {
             tokio::spawn(self.clone().run_proposals());
         }
-        rx.await.map_err(|_| ApiError::unavailable("the replica stopped before answering"))?
+        self.patiently(rx, "committed").await
     }
 
     /// Appends what is queued, one entry at a time, until the queue is empty: the
@@ -452,7 +488,28 @@ impl Group {
         if start {
             tokio::spawn(self.clone().run_reads());
         }
-        rx.await.map_err(|_| ApiError::unavailable("the replica stopped before answering"))?
+        self.patiently(rx, "confirmed").await
+    }
+
+    /// Waits for `answer` at most [`GroupConfig::patience`].
+    async fn patiently<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, ApiError>>,
+        what: &str,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.patience, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ApiError::unavailable("the replica stopped before answering")),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{} could not be {what} by a majority of {} within {:?}",
+                    if what == "committed" { "the write" } else { "the read" },
+                    self.me.group,
+                    self.patience
+                ),
+            )),
+        }
     }
 
     async fn run_reads(self: Arc<Self>) {
@@ -465,7 +522,22 @@ impl Group {
                 }
                 std::mem::take(&mut queue.waiting)
             };
-            let result = match self.raft.ensure_linearizable().await {
+            // A round of heartbeats that missed the majority (a follower slower than
+            // the heartbeat interval this once) is tried again while the readers wait.
+            let deadline = tokio::time::Instant::now() + self.patience;
+            let checked = loop {
+                let checked = self.raft.ensure_linearizable().await;
+                let missed = matches!(
+                    checked,
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))
+                );
+                let pause = Duration::from_millis(HEARTBEAT_MS);
+                if !missed || tokio::time::Instant::now() + pause >= deadline {
+                    break checked;
+                }
+                tokio::time::sleep(pause).await;
+            };
+            let result = match checked {
                 Ok(_) => Ok(()),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(self.not_leader(f.leader_node))
@@ -607,4 +679,28 @@ pub struct MemberStatus {
     pub voter: bool,
     /// The last index the leader knows it holds (only on the leader).
     pub matched: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_list_reads_as_ids_and_addresses() {
+        let peers = parse_peers("1=10.0.0.1:7402, 2=db2:7402,3=[::1]:7402").expect("valid");
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[&2], "db2:7402");
+        assert_eq!(peers[&3], "[::1]:7402");
+        for bad in ["", "1", "x=a:1", "1=a", "1=:7402", "1=a:port", "1=a:1,1=b:2"] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+
+    #[test]
+    fn a_stamp_reads_back_as_written() {
+        let stamp =
+            Stamp { group: "payments".into(), cluster: "ab12".into(), node: 3, incarnation: 9 };
+        assert_eq!(Stamp::parse(&stamp.render()), Some(stamp));
+        assert_eq!(Stamp::parse("group=payments\ncluster=ab12\nnode=3\n"), None);
+    }
 }

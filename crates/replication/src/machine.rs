@@ -87,6 +87,16 @@ impl Machine {
     pub async fn open(store: Store, apply: Arc<dyn Apply>, dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // Files a crash left half made or half received are of no use: only
+        // snapshot.db is ever complete (it is renamed into place).
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| !n.starts_with("snapshot.db")) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         store
             .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(agora_store::db_error))
             .await

@@ -13,7 +13,7 @@ use agora_proto::{
     ApiError, Channel, Component, ErrorCode, Handler, ProductDb, ServerConfig, Trust,
 };
 use agora_replication::{Clock, Context, GroupConfig, GroupError, Replica, StateMachine};
-use agora_store::{Store, StoreConfig};
+use agora_store::{Durability, Store, StoreConfig};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -103,6 +103,7 @@ impl Node {
 
 struct Cluster {
     _tmp: tempfile::TempDir,
+    durability: Durability,
     credentials: PathBuf,
     peers: BTreeMap<u64, String>,
     nodes: Vec<Node>,
@@ -126,6 +127,11 @@ where
     }
 }
 
+/// Waits for `step` at most [`DEADLINE`].
+async fn within<T>(step: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, step).await.expect("done within the deadline")
+}
+
 fn trust(credentials: &Path, component: Component) -> Trust {
     Trust::load(credentials, component).expect("credentials")
 }
@@ -136,11 +142,14 @@ async fn start_node(
     id: u64,
     dir: &Path,
     listener: TcpListener,
+    durability: Durability,
 ) -> Result<Node, GroupError> {
     let trust = trust(credentials, Component::ProductDb);
     std::fs::create_dir_all(dir).expect("data dir");
-    let store = Store::open(&StoreConfig::new(dir.join("kv.db")), SCHEMA).expect("store");
-    let config = GroupConfig::new(id, peers.clone(), dir, trust.clone());
+    let store_config = StoreConfig { durability, ..StoreConfig::new(dir.join("kv.db")) };
+    let store = Store::open(&store_config, SCHEMA).expect("store");
+    let config =
+        GroupConfig { durability, ..GroupConfig::new(id, peers.clone(), dir, trust.clone()) };
     let (replica, hook) = Replica::group(config, store, Kv, Clock::system()).await?;
     let server = CancellationToken::new();
     let served = tokio::spawn(agora_proto::serve_with(
@@ -155,6 +164,10 @@ async fn start_node(
 
 impl Cluster {
     async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, Durability::Process).await
+    }
+
+    async fn start_with(n: u64, durability: Durability) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let credentials = tmp.path().join("credentials");
         agora_proto::trust::create(&credentials).expect("credentials");
@@ -168,16 +181,18 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (id, listener) in listeners {
             let dir = tmp.path().join(format!("node-{id}"));
-            nodes.push(start_node(&credentials, &peers, id, &dir, listener).await.expect("start"));
+            let node = start_node(&credentials, &peers, id, &dir, listener, durability).await;
+            nodes.push(node.expect("start"));
         }
-        Cluster { _tmp: tmp, credentials, peers, nodes }
+        Cluster { _tmp: tmp, durability, credentials, peers, nodes }
     }
 
     /// Starts node `id` again on its directory and its address.
     async fn restart(&mut self, id: u64, dir: &Path) {
         let listener = TcpListener::bind(&self.peers[&id]).await.expect("rebind");
-        let node =
-            start_node(&self.credentials, &self.peers, id, dir, listener).await.expect("restart");
+        let node = start_node(&self.credentials, &self.peers, id, dir, listener, self.durability)
+            .await
+            .expect("restart");
         self.nodes.push(node);
     }
 
@@ -228,6 +243,7 @@ async fn put_all(replica: &Replica<Kv>, keys: std::ops::Range<i64>) {
         tokio::spawn(async move { replica.propose(Command::Put(format!("k{i}"), i)).await })
     });
     for write in writes.collect::<Vec<_>>() {
+        // The replica's own patience (5 s) bounds each write.
         write.await.expect("task").expect("acknowledged write");
     }
 }
@@ -446,9 +462,10 @@ async fn a_wiped_replica_is_refused_until_it_is_removed_and_added_again() {
     // Removed and added again, it catches up as the new member it is.
     let others: std::collections::BTreeSet<u64> =
         cluster.peers.keys().copied().filter(|&id| id != wiped).collect();
-    replica.change_membership(others.clone()).await.expect("remove");
-    replica.add_learner(wiped, &cluster.peers[&wiped]).await.expect("add as learner");
-    replica.change_membership(cluster.peers.keys().copied().collect()).await.expect("promote");
+    within(replica.change_membership(others.clone())).await.expect("remove");
+    within(replica.add_learner(wiped, &cluster.peers[&wiped])).await.expect("add as learner");
+    let all = cluster.peers.keys().copied().collect();
+    within(replica.change_membership(all)).await.expect("promote");
     cluster.converged(30).await;
     let status = replica.status().await.expect("in a group");
     assert!(status.members.iter().all(|m| m.voter), "{status:?}");
@@ -465,4 +482,32 @@ async fn a_command_too_large_for_one_replication_message_is_refused_before_the_l
     // The group goes on.
     replica.propose(Command::Put("small".into(), 1)).await.expect("write");
     assert_eq!(replica.read(count).await.expect("read"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_group_restarted_on_its_directories_goes_on_where_it_was() {
+    // Machine durability: the store's writer thread and a fully synced log.
+    let mut cluster = Cluster::start_with(3, Durability::Machine).await;
+    let leader = cluster.leader().await;
+    put_all(&cluster.node(leader).replica, 0..30).await;
+    let before = cluster.node(leader).replica.status().await.expect("in a group");
+    let mut dirs = Vec::new();
+    for id in 1..=3 {
+        dirs.push((id, cluster.stop(id).await));
+    }
+    for (id, dir) in &dirs {
+        cluster.restart(*id, dir).await;
+    }
+    // No node initializes again: the group goes on from its logs and votes (openraft
+    // lets a leader whose vote was committed take up its term again).
+    let leader = cluster.leader().await;
+    cluster.converged(30).await;
+    put_all(&cluster.node(leader).replica, 30..40).await;
+    cluster.converged(40).await;
+    let after = cluster.node(leader).replica.status().await.expect("in a group");
+    assert!(after.term >= before.term, "{before:?} then {after:?}");
+    let shape = |s: &agora_replication::Status| {
+        s.members.iter().map(|m| (m.id, m.addr.clone(), m.voter)).collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&after), shape(&before));
 }
