@@ -111,38 +111,15 @@ pub struct Storage {
     /// Every replica of the group, this one included, as ID=HOST:PORT separated by commas
     /// (each the address that replica listens on), e.g.
     /// `1=10.0.0.1:7402,2=10.0.0.2:7402,3=10.0.0.3:7402`.
-    #[arg(long, env = "AGORA_PEERS", value_delimiter = ',', value_parser = parse_peer, requires = "node_id")]
-    pub peers: Vec<(u64, String)>,
-}
-
-/// One `ID=HOST:PORT` of `--peers`.
-fn parse_peer(text: &str) -> Result<(u64, String), String> {
-    let rule = || format!("{text:?} is not ID=HOST:PORT, such as 2=10.0.0.2:7402");
-    let (id, addr) = text.trim().split_once('=').ok_or_else(rule)?;
-    let id: u64 = id.trim().parse().map_err(|_| rule())?;
-    let addr = addr.trim();
-    if id == 0 {
-        return Err(format!("{text:?}: replica ids start at 1"));
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-            Ok((id, addr.to_owned()))
-        }
-        _ => Err(rule()),
-    }
+    #[arg(long, env = "AGORA_PEERS", value_parser = agora_replication::parse_peers, requires = "node_id")]
+    pub peers: Option<std::collections::BTreeMap<u64, String>>,
 }
 
 impl Storage {
     /// This replica's place in its group, when --node-id and --peers say it is one;
-    /// refuses a group that names an id twice or leaves this replica out.
+    /// refuses a group that leaves this replica out.
     pub fn group(&self) -> anyhow::Result<Option<agora_replication::Membership>> {
-        let Some(me) = self.node_id else { return Ok(None) };
-        let mut peers = std::collections::BTreeMap::new();
-        for (id, addr) in &self.peers {
-            if peers.insert(*id, addr.clone()).is_some() {
-                anyhow::bail!("--peers names replica {id} twice");
-            }
-        }
+        let (Some(me), Some(peers)) = (self.node_id, self.peers.clone()) else { return Ok(None) };
         if !peers.contains_key(&me) {
             let ids: Vec<String> = peers.keys().map(u64::to_string).collect();
             anyhow::bail!(
@@ -669,9 +646,9 @@ mod tests {
             &["--node-id", "4", "--peers", three],
             "--node-id 4 is not among --peers (1, 2, 3)",
         );
-        refused(&["--node-id", "1", "--peers", "1=a:1,1=b:2"], "names replica 1 twice");
-        refused(&["--node-id", "1", "--peers", "1=a"], "is not ID=HOST:PORT");
-        refused(&["--node-id", "1", "--peers", "0=a:1"], "replica ids start at 1");
+        refused(&["--node-id", "1", "--peers", "1=a:1,1=b:2"], "node 1 is listed twice");
+        refused(&["--node-id", "1", "--peers", "1=a"], "\"a\" is not HOST:PORT");
+        refused(&["--node-id", "1", "--peers", "0=a:1"], "node ids start at 1");
         refused(&["--node-id", "1"], "--peers");
         refused(&["--peers", "1=a:1"], "--node-id");
     }

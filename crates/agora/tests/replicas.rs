@@ -189,3 +189,70 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
     let _ = std::process::Command::new("kill").args(["-INT", &up_pid.to_string()]).status();
     let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
 }
+
+/// A replica pointed at another group's data directory refuses to start, and leaves the
+/// directory exactly as it was.
+#[tokio::test]
+async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let credentials = data.path().join("credentials");
+    agora_proto::trust::create(&credentials).unwrap();
+    let dir = data.path().join("product-db-1");
+    let args = |command: &str| {
+        let mut cmd = std::process::Command::new(AGORA);
+        cmd.args([
+            command,
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "1",
+            "--peers",
+            "1=127.0.0.1:9",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--credentials")
+        .arg(&credentials)
+        .args(["--log", "warn"]);
+        cmd
+    };
+    // A product-db replica's directory: stamped at its first start.
+    let mut product = tokio::process::Command::from(args("product-db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stamp = dir.join("replica.stamp");
+    tokio::time::timeout(DEADLINE, async {
+        while !stamp.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the directory is stamped");
+    product.kill().await.unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&dir);
+    let stamped = std::fs::read(&stamp).unwrap();
+
+    let refused =
+        tokio::time::timeout(DEADLINE, tokio::process::Command::from(args("customer-db")).output())
+            .await
+            .expect("it stops by itself")
+            .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("holds the data of node 1 of product-db"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(listing(&dir), before, "no customer.db beside product.db");
+    assert_eq!(std::fs::read(&stamp).unwrap(), stamped);
+}

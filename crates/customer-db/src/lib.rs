@@ -72,6 +72,15 @@ pub async fn run(
     agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("customer.db");
+    let group = config
+        .group
+        .as_ref()
+        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
+    // Before the file is opened: a directory of another group, cluster or node is left
+    // exactly as it is.
+    if let Some(group) = &group {
+        group.refuse_foreign_data()?;
+    }
     let store = Store::open(
         &StoreConfig {
             readers: config.readers,
@@ -85,10 +94,6 @@ pub async fn run(
         connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
-    let group = config
-        .group
-        .as_ref()
-        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
     let (replica, hook) =
         Replica::start(group, store, CustomerMachine, config.clock.clone()).await?;
     let stopping = replica.clone();

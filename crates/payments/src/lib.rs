@@ -98,6 +98,15 @@ pub async fn run(
     agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("payments.db");
+    let group = config
+        .group
+        .as_ref()
+        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
+    // Before the file is opened: a directory of another group, cluster or node is left
+    // exactly as it is.
+    if let Some(group) = &group {
+        group.refuse_foreign_data()?;
+    }
     let store = Store::open(
         &StoreConfig { durability: config.durability, ..StoreConfig::new(&path) },
         SCHEMA,
@@ -108,10 +117,6 @@ pub async fn run(
         .write(ledger::upgrade)
         .await
         .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
-    let group = config
-        .group
-        .as_ref()
-        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
     let (replica, hook) =
         Replica::start(group, store, PaymentsMachine, config.clock.clone()).await?;
     let stopping = replica.clone();

@@ -72,6 +72,9 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
         let (id, addr) =
             item.split_once('=').ok_or_else(|| format!("{item:?} is not ID=HOST:PORT"))?;
         let id: u64 = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        if id == 0 {
+            return Err(format!("{item:?}: node ids start at 1"));
+        }
         let addr = addr.trim();
         let valid = addr
             .rsplit_once(':')
@@ -208,6 +211,18 @@ impl Stamp {
             "group={}\ncluster={}\nnode={}\nincarnation={}\n",
             self.group, self.cluster, self.node, self.incarnation
         )
+    }
+}
+
+impl GroupConfig {
+    /// Refuses, changing nothing, a data directory stamped by another group, cluster or
+    /// node; a directory with no stamp yet passes (it is stamped when the replica joins).
+    /// A database calls this before it opens its file there.
+    pub fn refuse_foreign_data(&self) -> Result<(), GroupError> {
+        if !self.data_dir.join(STAMP).exists() {
+            return Ok(());
+        }
+        check_stamp(&self.data_dir, self.trust.component(), &self.trust, self.node_id).map(|_| ())
     }
 }
 
