@@ -11,7 +11,7 @@ use std::time::Duration;
 use agora_client::{BuyerClient, SellerClient};
 use agora_domain::{Card, Condition, ItemId, Money, NewItem, Page};
 use agora_proto::messages::{customer, product};
-use agora_proto::{CallError, Channel, Component, DEFAULT_MAX_FRAME, ErrorCode, Trust};
+use agora_proto::{CallError, Channel, Component, DEFAULT_MAX_FRAME, ErrorCode, Service, Trust};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -37,50 +37,34 @@ async fn leader(servers: &BTreeMap<String, String>, group: &str, trust: &Trust) 
 
 /// Whether the replica at `addr` answers a read itself rather than sending it on.
 async fn leads(group: &str, addr: &str, trust: &Trust) -> bool {
-    let connector = trust.connector();
-    let timeout = Duration::from_secs(2);
-    let not_leader = |code: ErrorCode| code == ErrorCode::NotLeader;
     match group {
         "product-db" => {
-            let Ok(channel) = Channel::<agora_proto::ProductDb>::connect_with(
-                addr,
-                timeout,
-                DEFAULT_MAX_FRAME,
-                &connector,
-            )
-            .await
-            else {
-                return false;
-            };
             let read = product::Request::GetItem { item: ItemId { category: 0, number: 0 } };
-            match channel.call(&read, timeout).await {
-                Ok(_) => true,
-                Err(CallError::Remote(e)) => {
-                    !not_leader(e.code) && e.code != ErrorCode::Unavailable
-                }
-                Err(_) => false,
-            }
+            answers::<agora_proto::ProductDb>(addr, trust, read).await
         }
         _ => {
-            let Ok(channel) = Channel::<agora_proto::CustomerDb>::connect_with(
-                addr,
-                timeout,
-                DEFAULT_MAX_FRAME,
-                &connector,
-            )
-            .await
-            else {
-                return false;
-            };
             let read = customer::Request::GetSeller { seller_id: 1 };
-            match channel.call(&read, timeout).await {
-                Ok(_) => true,
-                Err(CallError::Remote(e)) => {
-                    !not_leader(e.code) && e.code != ErrorCode::Unavailable
-                }
-                Err(_) => false,
-            }
+            answers::<agora_proto::CustomerDb>(addr, trust, read).await
         }
+    }
+}
+
+/// Whether `request` to the replica at `addr` is answered (refusals included) rather
+/// than sent to the leader, or left unanswered by a replica taking over.
+async fn answers<S: Service>(addr: &str, trust: &Trust, request: S::Request) -> bool {
+    let timeout = Duration::from_secs(2);
+    let connector = trust.connector();
+    let Ok(channel) =
+        Channel::<S>::connect_with(addr, timeout, DEFAULT_MAX_FRAME, &connector).await
+    else {
+        return false;
+    };
+    match channel.call(&request, timeout).await {
+        Ok(_) => true,
+        Err(CallError::Remote(e)) => {
+            !matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
+        }
+        Err(_) => false,
     }
 }
 

@@ -98,15 +98,13 @@ pub async fn run(
     agora_store::private_dir(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let path = config.data_dir.join("payments.db");
-    let group = config
-        .group
-        .as_ref()
-        .map(|m| m.config(&config.data_dir, config.trust.clone(), config.durability));
-    // Before the file is opened: a directory of another group, cluster or node is left
-    // exactly as it is.
-    if let Some(group) = &group {
-        group.refuse_foreign_data()?;
-    }
+    // Before the file is opened: a directory of another group is left as it is.
+    let group = Membership::prepare(
+        config.group.as_ref(),
+        &config.data_dir,
+        &config.trust,
+        config.durability,
+    )?;
     let store = Store::open(
         &StoreConfig { durability: config.durability, ..StoreConfig::new(&path) },
         SCHEMA,

@@ -49,6 +49,22 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// How a database whose files live in `data_dir` runs: alone without `membership`,
+    /// else with these group settings, once a directory that belongs to another group,
+    /// cluster or node has been refused. Called before the database opens its file
+    /// there, so that a refused directory is left exactly as it was.
+    pub fn prepare(
+        membership: Option<&Membership>,
+        data_dir: &std::path::Path,
+        trust: &agora_proto::Trust,
+        durability: agora_store::Durability,
+    ) -> Result<Option<GroupConfig>, GroupError> {
+        let Some(membership) = membership else { return Ok(None) };
+        let config = membership.config(data_dir, trust.clone(), durability);
+        config.refuse_foreign_data()?;
+        Ok(Some(config))
+    }
+
     /// The group settings of this replica, whose files live in `data_dir`.
     pub fn config(
         &self,
