@@ -7,6 +7,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cluster;
 mod servers;
 mod spin;
 mod up;
@@ -50,6 +51,9 @@ enum Command {
     /// Make the cluster's credentials (mutual TLS between the components), for running
     /// them on separate hosts; `agora up` makes its own.
     Credentials(servers::CredentialsArgs),
+    /// See how the replicated groups stand (`agora up --replicas N`, or replicas on their
+    /// own hosts): members, leaders, terms, and each replica's lag.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::BuyerServer(args) => report(servers::buyer_server(args)),
         Command::Bench(args) => report(agora_bench::run(args)),
         Command::Credentials(args) => report(servers::credentials(args)),
+        Command::Cluster(args) => report(cluster::run(args)),
     }
 }
 

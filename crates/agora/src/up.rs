@@ -353,7 +353,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let outcome = match result {
         Err(e) => Err(e),
         Ok(()) => {
-            print_banner(&started, &data_dir);
+            let leaders = if args.replicas > 1 {
+                map_the_groups(&started, &args.data_dir).await?
+            } else {
+                Vec::new()
+            };
+            print_banner(&started, &data_dir, &leaders);
             let mut stop = std::pin::pin!(stop);
             loop {
                 tokio::select! {
@@ -538,7 +543,53 @@ async fn forward<R: tokio::io::AsyncBufRead + Unpin>(
     last
 }
 
-fn print_banner(started: &[Component], data_dir: &str) {
+/// Writes the cluster map (`agora cluster status` reads it) and waits, up to a few
+/// seconds, for each group to elect its leader; returns each group's leader, by name.
+async fn map_the_groups(
+    started: &[Component],
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::cluster::{ClusterMap, Replica};
+    let mut map = ClusterMap::default();
+    for component in started.iter().filter(|c| is_replica(&c.name)) {
+        let Some((group, _)) = component.name.rsplit_once('-') else { continue };
+        let replica = Replica { name: component.name.clone(), addr: component.addr.clone() };
+        map.groups.entry(group.to_owned()).or_default().push(replica);
+    }
+    map.write(data_dir)?;
+    let trust =
+        agora_proto::Trust::load(&data_dir.join("credentials"), agora_proto::Component::Admin)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut leaders = Vec::new();
+    for (group, replicas) in &map.groups {
+        let Some(component) = agora_proto::Component::from_name(group) else { continue };
+        let leader = loop {
+            let mut found = None;
+            for replica in replicas {
+                let asked = agora_replication::status_of(
+                    component,
+                    &replica.addr,
+                    &trust,
+                    Duration::from_secs(1),
+                );
+                if let Ok(status) = asked.await
+                    && let Some(id) = status.leader
+                {
+                    found = Some(format!("{group}-{id}"));
+                    break;
+                }
+            }
+            if found.is_some() || tokio::time::Instant::now() > deadline {
+                break found.unwrap_or_else(|| "not elected yet".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        leaders.push((group.clone(), leader));
+    }
+    Ok(leaders)
+}
+
+fn print_banner(started: &[Component], data_dir: &str, leaders: &[(String, String)]) {
     // Every server of a kind (`seller-server`, or `seller-server-1` and on).
     let of_kind = |kind: &'static str| {
         started.iter().filter(move |c| c.name == kind || c.name.starts_with(&format!("{kind}-")))
@@ -555,9 +606,12 @@ fn print_banner(started: &[Component], data_dir: &str) {
     let groups = started.iter().filter(|c| c.name.starts_with("product-db-")).count();
     if groups > 1 {
         println!(
-            "  Each database and payments: a group of {groups} replicas keeping one log; each \
-             group elects its leader, and clients and frontends find it by themselves."
+            "  Each database and payments: a group of {groups} replicas keeping one log; \
+             clients and frontends find its leader by themselves."
         );
+        let leading: Vec<String> =
+            leaders.iter().map(|(group, leader)| format!("{group}: {leader}")).collect();
+        println!("  Leaders now: {}. `agora cluster status` shows more.", leading.join(", "));
     }
     println!();
     // The copy-paste lines name the servers only when the clients would not find them.

@@ -164,9 +164,33 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
     assert_eq!(buyer.get_item(item).await.unwrap().quantity, 5);
     let history = buyer.get_purchases(Page { offset: 0, limit: 10 }).await.unwrap();
     assert_eq!(history.len(), 2);
-    for (group, old) in killed {
+    for (group, old) in &killed {
         let new = leader(&servers, group, &trust).await;
-        assert_ne!(new, old, "{group}: another replica leads");
+        assert_ne!(&new, old, "{group}: another replica leads");
+    }
+    // `agora cluster status` sees the same: the killed replicas do not answer, and the
+    // others name the new leaders.
+    let status = Command::new(AGORA)
+        .args(["cluster", "status", "--json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for (group, old) in &killed {
+        let answers = report[group].as_array().unwrap();
+        assert_eq!(answers.len(), 3, "{group}: {answers:?}");
+        let new = leader(&servers, group, &trust).await;
+        for answer in answers {
+            let name = answer["name"].as_str().unwrap();
+            if name == old {
+                assert!(answer["error"].is_string(), "{name} answered: {answer}");
+            } else {
+                let leader_id = answer["status"]["leader"].as_u64().unwrap();
+                assert_eq!(format!("{group}-{leader_id}"), new, "{name}: {answer}");
+            }
+        }
     }
     // A replica's death is not the marketplace's: `agora up` runs on.
     assert!(up.try_wait().unwrap().is_none(), "agora up stopped");

@@ -59,11 +59,13 @@ pub trait Handler<S: Service>: Send + Sync + 'static {
 /// What serves the Raft messages ([`crate::Replication`]) that reach a replicated
 /// database on its own port, beside its main service (crates/replication implements it).
 pub trait ReplicationHandler: Send + Sync + 'static {
-    /// Answers one message. The server loop has already checked that the caller is a
-    /// node of the group the message names; the handler checks that the group and the
-    /// addressee are its own.
+    /// Answers one message from `caller`. The server loop has already checked that the
+    /// caller is a node of the group the message names, or the cluster's admin; the
+    /// handler checks that the group and the addressee are its own, and what an admin may
+    /// ask.
     fn handle(
         &self,
+        caller: Caller,
         request: crate::messages::replication::Request,
     ) -> Pin<
         Box<
@@ -379,7 +381,7 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                         &frame.payload,
                     ) {
                         Ok(request) => match crate::Replication::authorize(caller, &request) {
-                            Ok(()) => hook.handle(request).await,
+                            Ok(()) => hook.handle(caller, request).await,
                             Err(refusal) => Err(refusal),
                         },
                         Err(e) => Err(ApiError::new(

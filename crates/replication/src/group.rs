@@ -214,6 +214,19 @@ impl Stamp {
     }
 }
 
+/// How the group `group` stands as its replica at `addr` sees it, asked with `trust`
+/// (the admin's credentials, or a node's of that group): `agora cluster status`.
+pub async fn status_of(
+    group: Component,
+    addr: &str,
+    trust: &Trust,
+    timeout: Duration,
+) -> Result<Status, ApiError> {
+    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let mut peer = Peer::probe(me, 0, addr);
+    peer.send(Message::Status, timeout).await.map_err(|e| e.into_api())
+}
+
 impl GroupConfig {
     /// Refuses, changing nothing, a data directory stamped by another group, cluster or
     /// node; a directory with no stamp yet passes (it is stamped when the replica joins).
@@ -322,8 +335,14 @@ impl Group {
             .map_err(|e| GroupError::Start(e.to_string()))?;
         let cell = Arc::new(OnceLock::new());
         let _ = cell.set(raft.clone());
-        let hook: ReplicationHook =
-            Arc::new(Hook { group, node_id: config.node_id, incarnation, raft: cell });
+        let node_cell = Arc::new(OnceLock::new());
+        let hook: ReplicationHook = Arc::new(Hook {
+            group,
+            node_id: config.node_id,
+            incarnation,
+            raft: cell,
+            node: node_cell.clone(),
+        });
         let node = Arc::new(Group {
             raft,
             me,
@@ -333,6 +352,7 @@ impl Group {
             reads: Mutex::new(Queue::default()),
             stop: CancellationToken::new(),
         });
+        let _ = node_cell.set(Arc::downgrade(&node));
         let lowest = config.peers.keys().next().copied();
         let initialized = node.raft.is_initialized().await.unwrap_or(true);
         // A group is initialized once, by its lowest node on its very first start. A

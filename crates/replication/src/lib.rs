@@ -35,7 +35,9 @@ mod types;
 
 pub use agora_proto::server::ReplicationHook;
 pub use clock::Clock;
-pub use group::{GroupConfig, GroupError, MemberStatus, Status, check_stamp, parse_peers};
+pub use group::{
+    GroupConfig, GroupError, MemberStatus, Status, check_stamp, parse_peers, status_of,
+};
 pub use types::{Member, TypeConfig};
 
 /// Who a replica is in its group (`--node-id`, `--peers`): its id, and the address of

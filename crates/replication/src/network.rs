@@ -10,12 +10,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use agora_proto::messages::replication::{Request, Response};
 use agora_proto::server::ReplicationHandler;
-use agora_proto::{ApiError, CallError, Channel, Component, Connector, ErrorCode};
+use agora_proto::{ApiError, CallError, Caller, Channel, Component, Connector, ErrorCode};
 use openraft::Raft;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -206,10 +206,12 @@ pub(crate) struct Hook {
     /// Set once the node's Raft is running; until then messages are refused as
     /// unavailable (the sender retries).
     pub raft: Arc<OnceLock<Raft<TypeConfig>>>,
+    /// The node, for [`Message::Status`]; set once it runs.
+    pub node: Arc<OnceLock<Weak<crate::group::Group>>>,
 }
 
 impl Hook {
-    async fn answer(&self, request: Request) -> Result<Response, ApiError> {
+    async fn answer(&self, caller: Caller, request: Request) -> Result<Response, ApiError> {
         if request.group != self.group.name() {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
@@ -217,6 +219,23 @@ impl Hook {
                     "this node is a replica of {}, not of {}: check --peers",
                     self.group, request.group
                 ),
+            ));
+        }
+        let envelope: Envelope = postcard::from_bytes(&request.body).map_err(|e| {
+            ApiError::new(ErrorCode::BadRequest, format!("undecodable replication message: {e}"))
+        })?;
+        // How the group stands: for its own nodes and the admin, from any node (to 0).
+        if let Message::Status = envelope.message {
+            let node = self.node.get().and_then(Weak::upgrade);
+            let Some(node) = node else {
+                return Err(ApiError::unavailable("this replica is starting"));
+            };
+            return answer(&node.status().await);
+        }
+        if caller == Caller::Node(Component::Admin) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the admin may ask a replica how its group stands, nothing else",
             ));
         }
         if request.to != self.node_id {
@@ -228,9 +247,6 @@ impl Hook {
                 ),
             ));
         }
-        let envelope: Envelope = postcard::from_bytes(&request.body).map_err(|e| {
-            ApiError::new(ErrorCode::BadRequest, format!("undecodable replication message: {e}"))
-        })?;
         let Some(raft) = self.raft.get() else {
             return Err(ApiError::unavailable("this replica is starting"));
         };
@@ -250,7 +266,7 @@ impl Hook {
         }
         // The sender named in the envelope is the one whose vote the message carries.
         let claimed = match &envelope.message {
-            Message::Hello => None,
+            Message::Hello | Message::Status => None,
             Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Append(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Snapshot(rpc) => rpc.vote.leader_id().voted_for(),
@@ -265,7 +281,7 @@ impl Hook {
             ));
         }
         match envelope.message {
-            Message::Hello => unreachable_hello(),
+            Message::Hello | Message::Status => unreachable_hello(),
             Message::Vote(rpc) => answer(&raft.vote(rpc).await),
             Message::Append(rpc) => answer(&raft.append_entries(rpc).await),
             Message::Snapshot(rpc) => answer(&raft.install_snapshot(rpc).await),
@@ -273,9 +289,9 @@ impl Hook {
     }
 }
 
-/// Hello was answered above; this arm exists for the match to be complete.
+/// Hello and Status were answered above; this arm exists for the match to be complete.
 fn unreachable_hello() -> Result<Response, ApiError> {
-    Err(ApiError::internal("hello handled twice"))
+    Err(ApiError::internal("hello or status handled twice"))
 }
 
 fn answer<T: Serialize>(value: &T) -> Result<Response, ApiError> {
@@ -285,8 +301,9 @@ fn answer<T: Serialize>(value: &T) -> Result<Response, ApiError> {
 impl ReplicationHandler for Hook {
     fn handle(
         &self,
+        caller: Caller,
         request: Request,
     ) -> Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + '_>> {
-        Box::pin(self.answer(request))
+        Box::pin(self.answer(caller, request))
     }
 }

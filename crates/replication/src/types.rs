@@ -61,6 +61,10 @@ pub(crate) struct Envelope {
 pub(crate) enum Message {
     /// Who are you, and do you belong to a group yet? Answered with a [`Hello`].
     Hello,
+    /// How does the group stand, as you see it? Answered with a [`crate::Status`]; the
+    /// one message the cluster's admin may send (`agora cluster status`), to any node
+    /// (addressee 0).
+    Status,
     Vote(VoteRequest<u64>),
     Append(AppendEntriesRequest<TypeConfig>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),

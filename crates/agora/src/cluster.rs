@@ -1,0 +1,230 @@
+//! `agora cluster status`: how each replicated group stands, asked of every replica with
+//! the cluster's admin credentials. The replicas' addresses come from the flags, or from
+//! the map `agora up --replicas` writes into its data directory (`cluster.json`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agora_proto::{Component, Trust};
+use agora_replication::Status;
+use anyhow::{Context, bail};
+use clap::Args;
+use comfy_table::{Cell, Table, presets};
+use serde::{Deserialize, Serialize};
+
+/// The file `agora up --replicas` writes: each group's replicas, name and address.
+pub const MAP_FILE: &str = "cluster.json";
+
+/// The groups, in the order they are shown.
+const GROUPS: [Component; 3] = [Component::CustomerDb, Component::ProductDb, Component::Payments];
+
+/// Each group's replicas: group name → (replica name, address), in node order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMap {
+    /// By group name (`customer-db`, ...).
+    pub groups: BTreeMap<String, Vec<Replica>>,
+}
+
+/// One replica on the map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// `product-db-2`.
+    pub name: String,
+    /// Where it listens.
+    pub addr: String,
+}
+
+impl ClusterMap {
+    /// Writes the map to `DATA_DIR/cluster.json`.
+    pub fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let path = data_dir.join(MAP_FILE);
+        let json = serde_json::to_string_pretty(self).context("cannot encode the cluster map")?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn read(data_dir: &Path) -> anyhow::Result<ClusterMap> {
+        let path = data_dir.join(MAP_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no cluster map at {} (agora up --replicas writes one): name the replicas with \
+                 --customer-db, --product-db and --payments",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a cluster map", path.display()))
+    }
+}
+
+/// `agora cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+/// What `agora cluster` can do.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterAction {
+    /// Show each replicated group: its members, which leads, the term, each replica's last
+    /// log index, applied index and lag behind the leader, and which replicas do not
+    /// answer. Every replica is asked, with the cluster's admin credentials.
+    Status(StatusArgs),
+}
+
+/// `agora cluster status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where `agora up` keeps its data: the cluster map (cluster.json) and the
+    /// credentials are read from there unless given.
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
+    pub data_dir: PathBuf,
+    /// Directory of the cluster's credentials (the admin's certificate and key).
+    /// [default: DATA_DIR/credentials]
+    #[arg(long, env = "AGORA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// The customer database's replicas, comma-separated (instead of the map).
+    #[arg(long, value_delimiter = ',')]
+    pub customer_db: Vec<String>,
+    /// The product database's replicas, comma-separated (instead of the map).
+    #[arg(long, value_delimiter = ',')]
+    pub product_db: Vec<String>,
+    /// The payments service's replicas, comma-separated (instead of the map).
+    #[arg(long, value_delimiter = ',')]
+    pub payments: Vec<String>,
+    /// Print JSON: per group, each replica's name, address and status (or error).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one replica said, or why it said nothing.
+#[derive(Debug, Serialize)]
+struct Answer {
+    name: String,
+    addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match args.action {
+        ClusterAction::Status(args) => runtime.block_on(status(args)),
+    }
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let given = [&args.customer_db, &args.product_db, &args.payments];
+    let map = if given.iter().all(|addrs| addrs.is_empty()) {
+        ClusterMap::read(&args.data_dir)?
+    } else {
+        let mut map = ClusterMap::default();
+        for (group, addrs) in GROUPS.iter().zip(given) {
+            let replicas = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| Replica { name: format!("{group}-{}", i + 1), addr: addr.clone() })
+                .collect();
+            map.groups.insert(group.name().to_owned(), replicas);
+        }
+        map
+    };
+    let credentials = args.credentials.clone().unwrap_or_else(|| args.data_dir.join("credentials"));
+    let trust = Trust::load(&credentials, Component::Admin)?;
+    let mut report: BTreeMap<String, Vec<Answer>> = BTreeMap::new();
+    for group in GROUPS {
+        let Some(replicas) = map.groups.get(group.name()).filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let mut answers = Vec::new();
+        for replica in replicas {
+            let asked = agora_replication::status_of(group, &replica.addr, &trust, TIMEOUT).await;
+            answers.push(Answer {
+                name: replica.name.clone(),
+                addr: replica.addr.clone(),
+                error: asked.as_ref().err().map(ToString::to_string),
+                status: asked.ok(),
+            });
+        }
+        report.insert(group.name().to_owned(), answers);
+    }
+    if report.is_empty() {
+        bail!("no replicas to ask: the map and the flags name none");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("cannot encode")?);
+        return Ok(());
+    }
+    for group in GROUPS {
+        if let Some(answers) = report.get(group.name()) {
+            print_group(group, answers);
+        }
+    }
+    Ok(())
+}
+
+/// How long one replica may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn print_group(group: Component, answers: &[Answer]) {
+    let statuses: Vec<&Status> = answers.iter().filter_map(|a| a.status.as_ref()).collect();
+    // The leader as the replicas of the highest term know it.
+    let latest = statuses.iter().max_by_key(|s| s.term);
+    let leader = latest.and_then(|s| s.leader);
+    let leader_log =
+        statuses.iter().find(|s| Some(s.node_id) == leader).and_then(|s| s.last_log_index);
+    let leader_name = answers
+        .iter()
+        .find(|a| a.status.as_ref().is_some_and(|s| Some(s.node_id) == leader))
+        .map_or("none known".to_owned(), |a| a.name.clone());
+    println!(
+        "{group}: leader {leader_name}, term {}, {} of {} replicas answer",
+        latest.map_or(0, |s| s.term),
+        statuses.len(),
+        answers.len()
+    );
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec!["replica", "address", "node", "role", "last log", "applied", "lag"]);
+    for answer in answers {
+        let row = match &answer.status {
+            Some(s) => {
+                let role = if Some(s.node_id) == leader { "leader" } else { "follower" };
+                let lag = match (leader_log, s.applied_index) {
+                    (Some(top), Some(applied)) => top.saturating_sub(applied).to_string(),
+                    (Some(top), None) => top.to_string(),
+                    _ => "-".to_owned(),
+                };
+                let index = |i: Option<u64>| i.map_or("-".to_owned(), |i| i.to_string());
+                vec![
+                    answer.name.clone(),
+                    answer.addr.clone(),
+                    s.node_id.to_string(),
+                    role.to_owned(),
+                    index(s.last_log_index),
+                    index(s.applied_index),
+                    lag,
+                ]
+            }
+            // Why is in the JSON (`error`); the table stays narrow.
+            None => vec![
+                answer.name.clone(),
+                answer.addr.clone(),
+                "-".into(),
+                "unreachable".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        };
+        table.add_row(row.into_iter().map(Cell::new).collect::<Vec<_>>());
+    }
+    println!("{table}\n");
+}
