@@ -72,11 +72,41 @@ pub enum ClusterAction {
     /// log index, applied index and lag behind the leader, and which replicas do not
     /// answer. Every replica is asked, with the cluster's admin credentials.
     Status(StatusArgs),
+    /// Add a replica to a group: start it first, on an empty data directory with the
+    /// cluster's credentials, its --node-id, and --peers listing the group's replicas and
+    /// itself (`agora product-db --node-id 4 --peers 2=A:7402,3=B:7402,4=C:7402 ...`: it
+    /// then waits to be added instead of starting a group of its own); it joins as a
+    /// learner, catches up from the leader's log or a snapshot, and then becomes a voter.
+    /// How a dead machine is replaced by a new one.
+    Add(ChangeArgs),
+    /// Take a replica out of a group (a dead one, before it is replaced, or one to retire);
+    /// the others go on as a smaller group.
+    Remove(ChangeArgs),
 }
 
-/// `agora cluster status`.
+/// `agora cluster add` and `remove`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub struct ChangeArgs {
+    /// The group: customer-db, product-db or payments.
+    #[arg(long, value_parser = ["customer-db", "product-db", "payments"])]
+    pub group: String,
+    /// The replica's node id.
+    #[arg(long)]
+    pub node_id: u64,
+    /// Where the new replica listens (host:port); `add` only.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// How long the new replica may take to catch up before `add` gives up (it stays a
+    /// learner; run `add` again to finish).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub catch_up: Duration,
+    #[command(flatten)]
+    pub cluster: Where,
+}
+
+/// Where `agora cluster` finds the replicas and the admin's credentials.
+#[derive(Debug, Args)]
+pub struct Where {
     /// Where `agora up` keeps its data: the cluster map (cluster.json) and the
     /// credentials are read from there unless given.
     #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data")]
@@ -94,6 +124,13 @@ pub struct StatusArgs {
     /// The payments service's replicas, comma-separated (instead of the map).
     #[arg(long, value_delimiter = ',')]
     pub payments: Vec<String>,
+}
+
+/// `agora cluster status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: Where,
     /// Print JSON: per group, each replica's name, address and status (or error).
     #[arg(long)]
     pub json: bool,
@@ -117,27 +154,105 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match args.action {
         ClusterAction::Status(args) => runtime.block_on(status(args)),
+        ClusterAction::Add(args) => runtime.block_on(change(args, true)),
+        ClusterAction::Remove(args) => runtime.block_on(change(args, false)),
     }
 }
 
-async fn status(args: StatusArgs) -> anyhow::Result<()> {
+/// The replicas' map: from the flags if any name replicas, else from the data directory.
+/// The second value says whether it came from the file (and so should follow a change).
+fn map_of(args: &Where) -> anyhow::Result<(ClusterMap, bool)> {
     let given = [&args.customer_db, &args.product_db, &args.payments];
-    let map = if given.iter().all(|addrs| addrs.is_empty()) {
-        ClusterMap::read(&args.data_dir)?
-    } else {
-        let mut map = ClusterMap::default();
-        for (group, addrs) in GROUPS.iter().zip(given) {
-            let replicas = addrs
-                .iter()
-                .enumerate()
-                .map(|(i, addr)| Replica { name: format!("{group}-{}", i + 1), addr: addr.clone() })
-                .collect();
-            map.groups.insert(group.name().to_owned(), replicas);
-        }
-        map
-    };
+    if given.iter().all(|addrs| addrs.is_empty()) {
+        return Ok((ClusterMap::read(&args.data_dir)?, true));
+    }
+    let mut map = ClusterMap::default();
+    for (group, addrs) in GROUPS.iter().zip(given) {
+        let replicas = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| Replica { name: format!("{group}-{}", i + 1), addr: addr.clone() })
+            .collect();
+        map.groups.insert(group.name().to_owned(), replicas);
+    }
+    Ok((map, false))
+}
+
+fn admin(args: &Where) -> anyhow::Result<Trust> {
     let credentials = args.credentials.clone().unwrap_or_else(|| args.data_dir.join("credentials"));
-    let trust = Trust::load(&credentials, Component::Admin)?;
+    Ok(Trust::load(&credentials, Component::Admin)?)
+}
+
+/// The address of `group`'s leader: a replica that answers and says it leads. Waits, up
+/// to ten seconds, while the group elects one (its replicas may still name a dead one).
+async fn leader_of(group: Component, map: &ClusterMap, trust: &Trust) -> anyhow::Result<String> {
+    let replicas = map.groups.get(group.name()).map(Vec::as_slice).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        for replica in replicas {
+            if let Ok(status) =
+                agora_replication::status_of(group, &replica.addr, trust, TIMEOUT).await
+                && status.leader == Some(status.node_id)
+            {
+                return Ok(replica.addr.clone());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no replica of {group} leads: is a majority of it running?");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn change(args: ChangeArgs, add: bool) -> anyhow::Result<()> {
+    let group = Component::from_name(&args.group).context("not a group")?;
+    let (mut map, from_file) = map_of(&args.cluster)?;
+    let trust = admin(&args.cluster)?;
+    let leader = leader_of(group, &map, &trust).await?;
+    let status = agora_replication::status_of(group, &leader, &trust, TIMEOUT).await?;
+    let mut voters: std::collections::BTreeSet<u64> =
+        status.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    let replicas = map.groups.entry(group.name().to_owned()).or_default();
+    let name = format!("{group}-{}", args.node_id);
+    if add {
+        let Some(addr) = args.addr.clone() else { bail!("--addr: where the new replica listens") };
+        println!("adding {name} at {addr} as a learner; waiting for it to catch up");
+        agora_replication::add_learner_at(
+            group,
+            &leader,
+            &trust,
+            args.node_id,
+            &addr,
+            args.catch_up,
+        )
+        .await
+        .with_context(|| format!("{name} did not join as a learner"))?;
+        voters.insert(args.node_id);
+        replicas.retain(|r| r.name != name);
+        replicas.push(Replica { name: name.clone(), addr });
+    } else {
+        if !voters.remove(&args.node_id) {
+            bail!("node {} is not a voter of {group}", args.node_id);
+        }
+        if voters.is_empty() {
+            bail!("{group} would have no voters left");
+        }
+        replicas.retain(|r| r.name != name);
+    }
+    agora_replication::set_voters_at(group, &leader, &trust, voters.clone(), args.catch_up)
+        .await
+        .with_context(|| format!("cannot change {group}'s voters"))?;
+    let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
+    println!("{group}: voters now {}", ids.join(", "));
+    if from_file {
+        map.write(&args.cluster.data_dir)?;
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let (map, _) = map_of(&args.cluster)?;
+    let trust = admin(&args.cluster)?;
     let mut report: BTreeMap<String, Vec<Answer>> = BTreeMap::new();
     for group in GROUPS {
         let Some(replicas) = map.groups.get(group.name()).filter(|r| !r.is_empty()) else {

@@ -264,3 +264,134 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
     assert_eq!(listing(&dir), before, "no customer.db beside product.db");
     assert_eq!(std::fs::read(&stamp).unwrap(), stamped);
 }
+
+/// A dead replica is replaced by a new, empty one: `agora cluster remove` takes it out,
+/// `agora cluster add` brings the new one in as a learner that catches up and then votes.
+/// The proof that it votes: with another of the original replicas killed too, the group
+/// still has a majority (the survivor and the new one) and the marketplace writes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() {
+    let data = tempfile::tempdir().unwrap();
+    let mut up = Command::new(AGORA)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let up_pid = up.id().unwrap();
+    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut servers = BTreeMap::new();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.starts_with("Ctrl-C stops everything") {
+                break;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [name, addr, ..] = words[..]
+                && addr.starts_with("127.0.0.1:")
+            {
+                servers.insert(name.to_owned(), addr.to_owned());
+            }
+        }
+    })
+    .await
+    .expect("the banner comes");
+    let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
+    seller.create_account("ann", "long enough", "Ann").await.unwrap();
+    seller.login("ann", "long enough").await.unwrap();
+    let pen = |n: u32| NewItem {
+        name: format!("Pen {n}"),
+        category: 3,
+        keywords: vec!["pen".into()],
+        condition: Condition::New,
+        price: Money::from_cents(150),
+        quantity: 10,
+    };
+    for n in 0..5 {
+        seller.register_item(pen(n)).await.unwrap();
+    }
+    let cluster = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(AGORA);
+        cmd.arg("cluster").args(args).arg("--data-dir").arg(data.path());
+        cmd
+    };
+    let run = |mut cmd: std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // Replica 1 dies for good and is taken out.
+    let kill = |name: &str| {
+        let pid = pid_listening_on(up_pid, &servers[name]);
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("product-db-1");
+    let removed = run(cluster(&["remove", "--group", "product-db", "--node-id", "1"]));
+    assert!(removed.contains("voters now 2, 3"), "{removed}");
+
+    // A new machine: an empty directory, the cluster's credentials, node 4.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let peers = format!("2={},3={},4={addr}", servers["product-db-2"], servers["product-db-3"]);
+    let mut fourth = Command::new(AGORA)
+        .args([
+            "product-db",
+            "--listen",
+            &addr,
+            "--node-id",
+            "4",
+            "--peers",
+            &peers,
+            "--log",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(data.path().join("product-db-4"))
+        .arg("--credentials")
+        .arg(data.path().join("credentials"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(fourth.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(DEADLINE, said.next_line()).await.unwrap().unwrap();
+    assert_eq!(first.as_deref(), Some(format!("listening on {addr}").as_str()));
+    let added = run(cluster(&["add", "--group", "product-db", "--node-id", "4", "--addr", &addr]));
+    assert!(added.contains("voters now 2, 3, 4"), "{added}");
+
+    // It holds what was written before it came.
+    let report: serde_json::Value =
+        serde_json::from_str(&run(cluster(&["status", "--json"]))).unwrap();
+    let replicas = report["product-db"].as_array().unwrap();
+    let applied = |name: &str| {
+        replicas.iter().find(|r| r["name"] == name).unwrap()["status"]["applied_index"].as_u64()
+    };
+    let (new, old) = (applied("product-db-4").unwrap(), applied("product-db-3").unwrap());
+    // Five listings and the group's own entries; the membership change may be in flight.
+    assert!(new >= 5 && new + 2 >= old, "product-db-4 applied {new}, product-db-3 {old}");
+
+    // Replica 2 dies too: 3 and 4 are a majority of the three voters, and writes go on.
+    kill("product-db-2");
+    let item = seller.register_item(pen(9)).await.unwrap();
+    let listed = seller.list_items(Page { offset: 0, limit: 20 }).await.unwrap();
+    assert_eq!(listed.len(), 6);
+    assert!(listed.iter().any(|i| i.id == item));
+    let _ = fourth.kill().await;
+    let _ = std::process::Command::new("kill").args(["-INT", &up_pid.to_string()]).status();
+    let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
+}

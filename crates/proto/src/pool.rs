@@ -67,9 +67,17 @@ pub struct Pool<S: Service> {
     /// Serialises reconnects so a burst of calls after an outage makes one attempt.
     connecting: tokio::sync::Mutex<()>,
     next: AtomicUsize,
-    /// Index into `addrs` of the address that answered last.
+    /// Index into [`Pool::addrs`] of the address that answered last.
     preferred: AtomicUsize,
+    /// Leaders' addresses learnt from `not_leader` answers that were not among the
+    /// configured ones (a replica added to its group since this pool was set up); at most
+    /// [`MAX_LEARNT`], the oldest forgotten first. Each comes from a server that proved
+    /// itself with the cluster's credentials, and is connected to with them too.
+    learnt: Mutex<Vec<String>>,
 }
+
+/// Most leader addresses a pool learns beyond its configured ones.
+const MAX_LEARNT: usize = 8;
 
 impl<S: Service> std::fmt::Debug for Pool<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,7 +99,14 @@ impl<S: Service> Pool<S> {
             connecting: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
             preferred: AtomicUsize::new(0),
+            learnt: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The addresses to try: the configured ones, then any leaders learnt since.
+    fn addrs(&self) -> Vec<String> {
+        let learnt = self.learnt.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.config.addrs.iter().chain(learnt.iter()).cloned().collect()
     }
 
     /// The pool's settings.
@@ -209,7 +224,16 @@ impl<S: Service> Pool<S> {
     /// or one not in `addrs`, at the next address) and drops the open channels, so that
     /// the next call connects there. Returns whether it moved to a named leader.
     fn follow_leader(&self, leader: Option<&str>) -> bool {
-        let addrs = &self.config.addrs;
+        if let Some(hint) = leader
+            && !self.addrs().iter().any(|a| a == hint)
+        {
+            let mut learnt = self.learnt.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if learnt.len() == MAX_LEARNT {
+                learnt.remove(0);
+            }
+            learnt.push(hint.to_owned());
+        }
+        let addrs = self.addrs();
         if addrs.is_empty() {
             return false;
         }
@@ -251,7 +275,7 @@ impl<S: Service> Pool<S> {
 
     /// Tries each address in turn, starting with the one that answered last.
     async fn connect_any(&self) -> Result<Channel<S>, CallError> {
-        let addrs = &self.config.addrs;
+        let addrs = self.addrs();
         if addrs.is_empty() {
             return Err(CallError::Unreachable {
                 service: S::ID.name(),

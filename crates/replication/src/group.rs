@@ -227,6 +227,35 @@ pub async fn status_of(
     peer.send(Message::Status, timeout).await.map_err(|e| e.into_api())
 }
 
+/// Adds node `id` at `addr` to group `group` as a learner, through its leader at
+/// `leader`, and returns once it has caught up (`agora cluster add`, first step).
+pub async fn add_learner_at(
+    group: Component,
+    leader: &str,
+    trust: &Trust,
+    id: u64,
+    addr: &str,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let message = Message::AddLearner { id, addr: addr.to_owned() };
+    Peer::probe(me, 0, leader).send(message, timeout).await.map_err(|e| e.into_api())
+}
+
+/// Makes `voters` the voters of group `group`, through its leader at `leader`
+/// (`agora cluster add`, second step, and `remove`).
+pub async fn set_voters_at(
+    group: Component,
+    leader: &str,
+    trust: &Trust,
+    voters: BTreeSet<u64>,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let message = Message::SetVoters { voters };
+    Peer::probe(me, 0, leader).send(message, timeout).await.map_err(|e| e.into_api())
+}
+
 impl GroupConfig {
     /// Refuses, changing nothing, a data directory stamped by another group, cluster or
     /// node; a directory with no stamp yet passes (it is stamped when the replica joins).
@@ -648,6 +677,17 @@ impl Group {
     /// for its incarnation; waits until it has caught up.
     pub async fn add_learner(&self, id: u64, addr: &str) -> Result<(), ApiError> {
         let hello = self.hello(id, addr, Duration::from_secs(2)).await?;
+        // A node that already holds a group's state (it initialized one of its own, or it
+        // is another group's) would take this group's log on top of its own.
+        if hello.initialized {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "node {id} at {addr} already belongs to a group: start it on an empty data \
+                     directory with --peers listing this group's replicas and itself"
+                ),
+            ));
+        }
         let member = Member { addr: addr.to_owned(), incarnation: hello.incarnation };
         self.raft.add_learner(id, member, true).await.map(|_| ()).map_err(|e| self.write_error(e))
     }

@@ -224,18 +224,25 @@ impl Hook {
         let envelope: Envelope = postcard::from_bytes(&request.body).map_err(|e| {
             ApiError::new(ErrorCode::BadRequest, format!("undecodable replication message: {e}"))
         })?;
-        // How the group stands: for its own nodes and the admin, from any node (to 0).
-        if let Message::Status = envelope.message {
+        // The operator's messages (`agora cluster`): for the group's own nodes and the
+        // admin, to any node (addressee 0).
+        if let Message::Status | Message::AddLearner { .. } | Message::SetVoters { .. } =
+            &envelope.message
+        {
             let node = self.node.get().and_then(Weak::upgrade);
             let Some(node) = node else {
                 return Err(ApiError::unavailable("this replica is starting"));
             };
-            return answer(&node.status().await);
+            return match envelope.message {
+                Message::AddLearner { id, addr } => answer(&node.add_learner(id, &addr).await?),
+                Message::SetVoters { voters } => answer(&node.change_membership(voters).await?),
+                _ => answer(&node.status().await),
+            };
         }
         if caller == Caller::Node(Component::Admin) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                "the admin may ask a replica how its group stands, nothing else",
+                "the admin may ask how a group stands and change its members, nothing else",
             ));
         }
         if request.to != self.node_id {
@@ -267,6 +274,7 @@ impl Hook {
         // The sender named in the envelope is the one whose vote the message carries.
         let claimed = match &envelope.message {
             Message::Hello | Message::Status => None,
+            Message::AddLearner { .. } | Message::SetVoters { .. } => None,
             Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Append(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Snapshot(rpc) => rpc.vote.leader_id().voted_for(),
@@ -281,7 +289,10 @@ impl Hook {
             ));
         }
         match envelope.message {
-            Message::Hello | Message::Status => unreachable_hello(),
+            Message::Hello
+            | Message::Status
+            | Message::AddLearner { .. }
+            | Message::SetVoters { .. } => unreachable_hello(),
             Message::Vote(rpc) => answer(&raft.vote(rpc).await),
             Message::Append(rpc) => answer(&raft.append_entries(rpc).await),
             Message::Snapshot(rpc) => answer(&raft.install_snapshot(rpc).await),
@@ -289,7 +300,7 @@ impl Hook {
     }
 }
 
-/// Hello and Status were answered above; this arm exists for the match to be complete.
+/// Hello and the operator's messages were answered above; this arm exists for the match to be complete.
 fn unreachable_hello() -> Result<Response, ApiError> {
     Err(ApiError::internal("hello or status handled twice"))
 }

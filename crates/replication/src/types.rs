@@ -65,6 +65,18 @@ pub(crate) enum Message {
     /// one message the cluster's admin may send (`agora cluster status`), to any node
     /// (addressee 0).
     Status,
+    /// Add node `id`, listening at `addr`, as a learner, and answer once it has caught up
+    /// (`agora cluster add`, first step). Only the leader can.
+    AddLearner {
+        id: u64,
+        addr: String,
+    },
+    /// Make `voters` the group's voters: a learner among them becomes one, a member left
+    /// out leaves the group (`agora cluster add`, second step, and `remove`). Only the
+    /// leader can.
+    SetVoters {
+        voters: std::collections::BTreeSet<u64>,
+    },
     Vote(VoteRequest<u64>),
     Append(AppendEntriesRequest<TypeConfig>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
