@@ -288,8 +288,8 @@ impl Spawned {
         Ok(addrs.join(","))
     }
 
-    /// The replica of `group` that leads it now: each is asked a read in turn, and a
-    /// follower answers `not_leader`. Waits up to 10 s for an election to end.
+    /// The replica of `group` that leads it now: each is asked in turn whether it does.
+    /// Waits up to 10 s for an election to end.
     pub async fn leader_of(&self, group: &str) -> anyhow::Result<String> {
         let credentials = self.dir.join("credentials");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -407,56 +407,19 @@ impl Spawned {
     }
 }
 
-/// Whether the replica of `group` at `addr` answers a read itself (it leads) rather than
-/// naming another (`not_leader`). Asked with the credentials of a component that may send
-/// the read: a frontend's for the databases, customer-db's for payments, whose only
-/// read-like call, resolving a key, records that key as cancelled the first time.
+/// Whether the replica of `group` at `addr` says it leads its group, asked how the group
+/// stands with the cluster's admin credentials (as `agora cluster status` asks).
 async fn leads(group: &str, addr: &str, credentials: &Path) -> bool {
-    use agora_proto::messages::{customer, payments, product};
-    use agora_proto::{
-        CallError, Channel, Component, DEFAULT_MAX_FRAME, ErrorCode, Service, Trust,
+    use agora_proto::{Component, Trust};
+    let (Some(component), Ok(admin)) =
+        (Component::from_name(group), Trust::load(credentials, Component::Admin))
+    else {
+        return false;
     };
-    async fn ask<S: Service>(addr: &str, trust: Trust, request: S::Request) -> bool {
-        let timeout = Duration::from_secs(2);
-        let connector = trust.connector();
-        let Ok(channel) =
-            Channel::<S>::connect_with(addr, timeout, DEFAULT_MAX_FRAME, &connector).await
-        else {
-            return false;
-        };
-        match channel.call(&request, timeout).await {
-            Ok(_) => true,
-            Err(CallError::Remote(e)) => {
-                !matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
-            }
-            Err(_) => false,
-        }
-    }
-    let as_ = |component| Trust::load(credentials, component);
-    match group {
-        "product-db" => match as_(Component::SellerServer) {
-            Ok(trust) => {
-                let read = product::Request::GetItem {
-                    item: agora_domain::ItemId { category: 0, number: 0 },
-                };
-                ask::<agora_proto::ProductDb>(addr, trust, read).await
-            }
-            Err(_) => false,
-        },
-        "customer-db" => match as_(Component::SellerServer) {
-            Ok(trust) => {
-                let read = customer::Request::GetSeller { seller_id: 0 };
-                ask::<agora_proto::CustomerDb>(addr, trust, read).await
-            }
-            Err(_) => false,
-        },
-        _ => match as_(Component::CustomerDb) {
-            Ok(trust) => {
-                let read = payments::Request::Resolve { key: "agora-bench-leader-probe".into() };
-                ask::<agora_proto::Payments>(addr, trust, read).await
-            }
-            Err(_) => false,
-        },
+    let timeout = Duration::from_secs(1);
+    match agora_replication::status_of(component, addr, &admin, timeout).await {
+        Ok(status) => status.leader == Some(status.node_id),
+        Err(_) => false,
     }
 }
 

@@ -221,11 +221,21 @@ impl Hook {
                 ),
             ));
         }
+        // Addressee 0 is "whichever node this is": only the operator's messages use it.
+        if request.to != self.node_id && request.to != 0 {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "a message for node {} of {} reached node {}: check --peers",
+                    request.to, self.group, self.node_id
+                ),
+            ));
+        }
         let envelope: Envelope = postcard::from_bytes(&request.body).map_err(|e| {
             ApiError::new(ErrorCode::BadRequest, format!("undecodable replication message: {e}"))
         })?;
         // The operator's messages (`agora cluster`): for the group's own nodes and the
-        // admin, to any node (addressee 0).
+        // admin, to any node.
         if let Message::Status | Message::AddLearner { .. } | Message::SetVoters { .. } =
             &envelope.message
         {
@@ -248,10 +258,7 @@ impl Hook {
         if request.to != self.node_id {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
-                format!(
-                    "a message for node {} of {} reached node {}: check --peers",
-                    request.to, self.group, self.node_id
-                ),
+                format!("a Raft message must name its addressee, node {}", self.node_id),
             ));
         }
         let Some(raft) = self.raft.get() else {
