@@ -224,9 +224,9 @@ fn replica_address(first: &str, k: u16) -> anyhow::Result<String> {
         first.rsplit_once(':').with_context(|| format!("{first:?} is not HOST:PORT"))?;
     let port: u16 = port.parse().with_context(|| format!("{first:?} is not HOST:PORT"))?;
     if port == 0 {
-        let probe = std::net::TcpListener::bind((host.trim_matches(['[', ']']), 0))
+        let port = agora_proto::ports::free_port(host)
             .with_context(|| format!("cannot find a free port on {host}"))?;
-        return Ok(format!("{host}:{}", probe.local_addr()?.port()));
+        return Ok(format!("{host}:{port}"));
     }
     let port = u32::from(port) + 10 * u32::from(k - 1);
     let port = u16::try_from(port)

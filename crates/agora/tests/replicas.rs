@@ -342,9 +342,7 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
     assert!(removed.contains("voters now 2, 3"), "{removed}");
 
     // A new machine: an empty directory, the cluster's credentials, node 4.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap().to_string();
-    drop(free);
+    let addr = format!("127.0.0.1:{}", agora_proto::ports::free_port("127.0.0.1").unwrap());
     let peers = format!("2={},3={},4={addr}", servers["product-db-2"], servers["product-db-3"]);
     let mut fourth = Command::new(AGORA)
         .args([

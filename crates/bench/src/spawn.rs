@@ -258,8 +258,8 @@ impl Spawned {
         // found now.
         let mut members = Vec::new();
         for k in 1..=options.replicas {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-            members.push((k, format!("127.0.0.1:{}", probe.local_addr()?.port())));
+            let port = agora_proto::ports::free_port("127.0.0.1").context("no free port")?;
+            members.push((k, format!("127.0.0.1:{port}")));
         }
         let peers: Vec<String> = members.iter().map(|(k, a)| format!("{k}={a}")).collect();
         let peers = peers.join(",");

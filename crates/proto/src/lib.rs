@@ -16,6 +16,7 @@ pub mod frame;
 mod io;
 pub mod messages;
 pub mod pool;
+pub mod ports;
 pub mod server;
 pub mod trust;
 
