@@ -185,7 +185,11 @@ fn admin(args: &Where) -> anyhow::Result<Trust> {
 
 /// The address of `group`'s leader: a replica that answers and says it leads. Waits, up
 /// to ten seconds, while the group elects one (its replicas may still name a dead one).
-async fn leader_of(group: Component, map: &ClusterMap, trust: &Trust) -> anyhow::Result<String> {
+pub async fn leader_of(
+    group: Component,
+    map: &ClusterMap,
+    trust: &Trust,
+) -> anyhow::Result<String> {
     let replicas = map.groups.get(group.name()).map(Vec::as_slice).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -543,8 +543,8 @@ async fn forward<R: tokio::io::AsyncBufRead + Unpin>(
     last
 }
 
-/// Writes the cluster map (`agora cluster status` reads it) and waits, up to a few
-/// seconds, for each group to elect its leader; returns each group's leader, by name.
+/// Writes the cluster map (`agora cluster status` reads it) and waits, as `agora cluster`
+/// does, for each group to elect its leader; returns each group's leader, by name.
 async fn map_the_groups(
     started: &[Component],
     data_dir: &std::path::Path,
@@ -559,32 +559,14 @@ async fn map_the_groups(
     map.write(data_dir)?;
     let trust =
         agora_proto::Trust::load(&data_dir.join("credentials"), agora_proto::Component::Admin)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut leaders = Vec::new();
     for (group, replicas) in &map.groups {
         let Some(component) = agora_proto::Component::from_name(group) else { continue };
-        let leader = loop {
-            let mut found = None;
-            for replica in replicas {
-                let asked = agora_replication::status_of(
-                    component,
-                    &replica.addr,
-                    &trust,
-                    Duration::from_secs(1),
-                );
-                if let Ok(status) = asked.await
-                    && let Some(id) = status.leader
-                {
-                    found = Some(format!("{group}-{id}"));
-                    break;
-                }
-            }
-            if found.is_some() || tokio::time::Instant::now() > deadline {
-                break found.unwrap_or_else(|| "not elected yet".to_owned());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let leader = match crate::cluster::leader_of(component, &map, &trust).await {
+            Ok(addr) => replicas.iter().find(|r| r.addr == addr).map(|r| r.name.clone()),
+            Err(_) => None,
         };
-        leaders.push((group.clone(), leader));
+        leaders.push((group.clone(), leader.unwrap_or_else(|| "not elected yet".to_owned())));
     }
     Ok(leaders)
 }

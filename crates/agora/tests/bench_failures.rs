@@ -19,37 +19,23 @@ const USERS: u64 = 4;
 const CALLS: u64 = 300;
 const RUNS: u64 = 2;
 
+/// `agora bench --spawn` of a tiny shape (2 sellers, 2 buyers, a small catalogue, no
+/// floor) on servers under `data`, with `flags` for the rest.
+async fn tiny_bench(data: &tempfile::TempDir, flags: &[&str]) -> agora_bench::Report {
+    let mut argv = vec!["bench", "--spawn", "--exe", AGORA, "--quiet"];
+    argv.extend(["--data-dir", data.path().to_str().unwrap()]);
+    argv.extend(["--sellers", "2", "--buyers", "2", "--items-per-seller", "5"]);
+    argv.extend(["--categories", "4", "--floor-calls", "0"]);
+    argv.extend_from_slice(flags);
+    bench(Cli::try_parse_from(argv).unwrap().args).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frontend_killed_mid_run_is_gone_and_every_call_is_counted() {
     let data = tempfile::tempdir().unwrap();
-    let argv = [
-        "bench",
-        "--spawn",
-        "--exe",
-        AGORA,
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--frontends",
-        "2",
-        "--fail",
-        "none,frontend",
-        "--sellers",
-        "2",
-        "--buyers",
-        "2",
-        "--calls",
-        &CALLS.to_string(),
-        "--runs",
-        &RUNS.to_string(),
-        "--items-per-seller",
-        "5",
-        "--categories",
-        "4",
-        "--floor-calls",
-        "0",
-        "--quiet",
-    ];
-    let report = bench(Cli::try_parse_from(argv).unwrap().args).await.unwrap();
+    let (calls, runs) = (CALLS.to_string(), RUNS.to_string());
+    let flags = ["--frontends", "2", "--fail", "none,frontend", "--calls", &calls, "--runs", &runs];
+    let report = tiny_bench(&data, &flags).await;
     assert_eq!(report.scenarios.len(), 2, "one report per condition");
     let none = &report.scenarios[0];
     let frontend = &report.scenarios[1];
@@ -95,36 +81,19 @@ async fn a_frontend_killed_mid_run_is_gone_and_every_call_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_leader_or_follower_killed_mid_run_is_gone_and_another_leads() {
     let data = tempfile::tempdir().unwrap();
-    let argv = [
-        "bench",
-        "--spawn",
-        "--exe",
-        AGORA,
-        "--data-dir",
-        data.path().to_str().unwrap(),
+    let flags = [
         "--replicas",
         "3",
         "--fail",
         "follower,leader",
         "--fail-group",
         "customer-db,product-db",
-        "--sellers",
-        "2",
-        "--buyers",
-        "2",
         "--calls",
         "200",
         "--runs",
         "1",
-        "--items-per-seller",
-        "5",
-        "--categories",
-        "4",
-        "--floor-calls",
-        "0",
-        "--quiet",
     ];
-    let report = bench(Cli::try_parse_from(argv).unwrap().args).await.unwrap();
+    let report = tiny_bench(&data, &flags).await;
     assert_eq!(report.scenarios.len(), 2, "one report per condition");
     for scenario in &report.scenarios {
         assert_eq!(scenario.replicas, 3);

@@ -68,6 +68,66 @@ async fn answers<S: Service>(addr: &str, trust: &Trust, request: S::Request) -> 
     }
 }
 
+/// `agora up --replicas 3 --port-base 0` as a child process, with the addresses its banner
+/// gave each server (`product-db-2` -> `127.0.0.1:PORT`).
+struct Up {
+    child: tokio::process::Child,
+    pid: u32,
+    servers: BTreeMap<String, String>,
+}
+
+impl Up {
+    /// Starts it on a fresh data directory and reads its banner.
+    async fn start() -> (tempfile::TempDir, Up) {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(AGORA)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The banner's table: NAME ADDR [http://...].
+        let mut servers = BTreeMap::new();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = stdout.next_line().await.unwrap() {
+                if line.starts_with("Ctrl-C stops everything") {
+                    break;
+                }
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let [name, addr, ..] = words[..]
+                    && addr.starts_with("127.0.0.1:")
+                {
+                    servers.insert(name.to_owned(), addr.to_owned());
+                }
+            }
+        })
+        .await
+        .expect("the banner comes");
+        (data, Up { child, pid, servers })
+    }
+
+    /// Kills server `name` with SIGKILL.
+    fn kill(&self, name: &str) {
+        let pid = pid_listening_on(self.pid, &self.servers[name]);
+        let killed =
+            std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        assert!(killed.success(), "kill {name}");
+    }
+
+    /// Stops it as Ctrl-C would, and waits for it.
+    async fn stop(mut self) {
+        let _ = std::process::Command::new("kill").args(["-INT", &self.pid.to_string()]).status();
+        let _ = tokio::time::timeout(DEADLINE, self.child.wait()).await;
+    }
+}
+
 /// The process id of the child of `up` listening on `addr`.
 fn pid_listening_on(up: u32, addr: &str) -> u32 {
     let children = std::fs::read_to_string(format!("/proc/{up}/task/{up}/children")).unwrap();
@@ -83,37 +143,8 @@ fn pid_listening_on(up: u32, addr: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
-    let data = tempfile::tempdir().unwrap();
-    let mut up = Command::new(AGORA)
-        .arg("up")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let up_pid = up.id().unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
-    // The banner's table: NAME ADDR [http://...].
-    let mut servers = BTreeMap::new();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if line.starts_with("Ctrl-C stops everything") {
-                break;
-            }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let [name, addr, ..] = words[..]
-                && addr.starts_with("127.0.0.1:")
-            {
-                servers.insert(name.to_owned(), addr.to_owned());
-            }
-        }
-    })
-    .await
-    .expect("the banner comes");
+    let (data, mut up) = Up::start().await;
+    let servers = up.servers.clone();
     for group in ["customer-db", "product-db", "payments"] {
         for k in 1..=3 {
             assert!(servers.contains_key(&format!("{group}-{k}")), "{group}-{k}: {servers:?}");
@@ -146,10 +177,7 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
     let mut killed = Vec::new();
     for group in ["customer-db", "product-db"] {
         let name = leader(&servers, group, &trust).await;
-        let pid = pid_listening_on(up_pid, &servers[&name]);
-        let status =
-            std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-        assert!(status.success());
+        up.kill(&name);
         killed.push((group, name));
     }
 
@@ -193,9 +221,8 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
         }
     }
     // A replica's death is not the marketplace's: `agora up` runs on.
-    assert!(up.try_wait().unwrap().is_none(), "agora up stopped");
-    let _ = std::process::Command::new("kill").args(["-INT", &up_pid.to_string()]).status();
-    let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
+    assert!(up.child.try_wait().unwrap().is_none(), "agora up stopped");
+    up.stop().await;
 }
 
 /// A replica pointed at another group's data directory refuses to start, and leaves the
@@ -271,36 +298,8 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
 /// still has a majority (the survivor and the new one) and the marketplace writes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() {
-    let data = tempfile::tempdir().unwrap();
-    let mut up = Command::new(AGORA)
-        .arg("up")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let up_pid = up.id().unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut servers = BTreeMap::new();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if line.starts_with("Ctrl-C stops everything") {
-                break;
-            }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let [name, addr, ..] = words[..]
-                && addr.starts_with("127.0.0.1:")
-            {
-                servers.insert(name.to_owned(), addr.to_owned());
-            }
-        }
-    })
-    .await
-    .expect("the banner comes");
+    let (data, up) = Up::start().await;
+    let servers = up.servers.clone();
     let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
     seller.create_account("ann", "long enough", "Ann").await.unwrap();
     seller.login("ann", "long enough").await.unwrap();
@@ -327,17 +326,7 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
     };
 
     // Replica 1 dies for good and is taken out.
-    let kill = |name: &str| {
-        let pid = pid_listening_on(up_pid, &servers[name]);
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    kill("product-db-1");
+    up.kill("product-db-1");
     let removed = run(cluster(&["remove", "--group", "product-db", "--node-id", "1"]));
     assert!(removed.contains("voters now 2, 3"), "{removed}");
 
@@ -384,12 +373,11 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
     assert!(new >= 5 && new + 2 >= old, "product-db-4 applied {new}, product-db-3 {old}");
 
     // Replica 2 dies too: 3 and 4 are a majority of the three voters, and writes go on.
-    kill("product-db-2");
+    up.kill("product-db-2");
     let item = seller.register_item(pen(9)).await.unwrap();
     let listed = seller.list_items(Page { offset: 0, limit: 20 }).await.unwrap();
     assert_eq!(listed.len(), 6);
     assert!(listed.iter().any(|i| i.id == item));
     let _ = fourth.kill().await;
-    let _ = std::process::Command::new("kill").args(["-INT", &up_pid.to_string()]).status();
-    let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
+    up.stop().await;
 }
