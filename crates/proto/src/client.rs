@@ -225,6 +225,11 @@ impl<S: Service> Channel<S> {
         &self.addr
     }
 
+    /// Whether `other` is a clone of this channel (the same connection).
+    pub fn same_connection(&self, other: &Channel<S>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Whether the connection has ended; a closed channel fails every call.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()

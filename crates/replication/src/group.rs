@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::Clock;
 use crate::log_store::LogStore;
 use crate::machine::{Apply, Machine};
-use crate::network::{Hook, Identity, Network, Peer};
+use crate::network::{Channels, Hook, Identity, Network, Peer};
 use crate::types::{Batch, Hello, Member, Message, TypeConfig};
 
 /// How one replica joins its group.
@@ -129,10 +129,13 @@ pub enum GroupError {
 /// openraft 0.9 gives every append (heartbeats included) the heartbeat interval as its
 /// timeout, so the interval must leave room for a follower's commit (an fsync with
 /// `--durability machine`) on a busy machine: 100 ms, not the 50 ms first planned.
-/// Elections wait 3 to 6 heartbeats; failover stays well under a second.
+/// openraft also makes a follower that has a leader wait out a lease of
+/// `election_timeout_max` before its election timeout starts, so a follower stands after
+/// 450 to 600 ms without a heartbeat (4.5 to 6 heartbeats lost): failover in about half a
+/// second plus one election round.
 const HEARTBEAT_MS: u64 = 100;
-const ELECTION_MIN_MS: u64 = 300;
-const ELECTION_MAX_MS: u64 = 600;
+const ELECTION_MIN_MS: u64 = 150;
+const ELECTION_MAX_MS: u64 = 300;
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
 const SNAPSHOT_CHUNK: u64 = 512 * 1024;
 
@@ -358,7 +361,7 @@ impl Group {
         .validate()
         .map_err(|e| GroupError::Start(e.to_string()))?;
         let me = Identity { group, node_id: config.node_id, connector: config.trust.connector() };
-        let network = Network { me: me.clone() };
+        let network = Network { me: me.clone(), channels: Channels::default() };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| GroupError::Start(e.to_string()))?;

@@ -3,19 +3,22 @@
 //!
 //! Every call is a job for that thread, answered through a oneshot: a slow disk holds up
 //! the log's own callers, never the runtime that sends heartbeats. Jobs run in the order
-//! they were sent, so an append, a truncation and a purge never overtake each other. An
-//! append, a vote and a purge are committed (and, with `synchronous=FULL`, fsynced)
-//! before the call returns.
+//! they were sent, so an append, a truncation and a purge never overtake each other. A
+//! vote and a purge are committed (and, with `synchronous=FULL`, fsynced) before the call
+//! returns; an append returns once queued and reports its commit through openraft's
+//! callback, so the core replicates while the log writes.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use agora_store::Durability;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+    Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -33,6 +36,86 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);";
 #[derive(Clone)]
 pub struct LogStore {
     jobs: mpsc::Sender<Job>,
+    tail: Arc<Mutex<Tail>>,
+}
+
+/// The newest entries, in memory, for the reads of the replication streams.
+///
+/// A leader sends each new entry to its followers right after appending it; read from
+/// `raft.db`, that read would queue behind the append's own commit on the log's thread,
+/// and the followers would wait for the leader's disk. From here it is sent while the
+/// commit runs. Holds a contiguous run of indexes, the newest ones, at most
+/// [`TAIL_ENTRIES`] entries and [`TAIL_BYTES`] bytes of commands; a read it cannot answer
+/// whole goes to the file.
+#[derive(Default)]
+struct Tail {
+    entries: VecDeque<Entry<TypeConfig>>,
+    bytes: usize,
+}
+
+const TAIL_ENTRIES: usize = 1024;
+const TAIL_BYTES: usize = 8 << 20;
+
+fn entry_bytes(entry: &Entry<TypeConfig>) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(batch) => batch.commands.iter().map(Vec::len).sum(),
+        _ => 0,
+    }
+}
+
+impl Tail {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry<TypeConfig>) {
+        let next = self.entries.back().map(|e| e.log_id.index + 1);
+        if next.is_some_and(|next| next != entry.log_id.index) {
+            // Not contiguous (openraft appends after a truncation it told us of, so this
+            // does not happen): start over rather than hold a hole.
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += entry_bytes(&entry);
+        self.entries.push_back(entry);
+        while self.entries.len() > TAIL_ENTRIES
+            || (self.bytes > TAIL_BYTES && self.entries.len() > 1)
+        {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= entry_bytes(&old);
+            }
+        }
+    }
+
+    /// Forgets every entry from index `from` on.
+    fn truncate(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= from) {
+            if let Some(gone) = self.entries.pop_back() {
+                self.bytes -= entry_bytes(&gone);
+            }
+        }
+    }
+
+    /// Forgets every entry up to index `upto`.
+    fn purge(&mut self, upto: u64) {
+        while self.entries.front().is_some_and(|e| e.log_id.index <= upto) {
+            if let Some(gone) = self.entries.pop_front() {
+                self.bytes -= entry_bytes(&gone);
+            }
+        }
+    }
+
+    /// The entries `[start, end)`, if all of them are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.first()?;
+        let last = first + self.entries.len() as u64;
+        if start < first || end > last || start >= end {
+            return None;
+        }
+        let from = usize::try_from(start - first).ok()?;
+        let to = usize::try_from(end - first).ok()?;
+        Some(self.entries.range(from..to).cloned().collect())
+    }
 }
 
 /// Why a job failed: SQLite's error, or the thread is gone.
@@ -68,7 +151,7 @@ impl LogStore {
                 }
             })
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(LogStore { jobs })
+        Ok(LogStore { jobs, tail: Arc::default() })
     }
 
     /// Runs `f` on the log's thread and waits for its answer.
@@ -121,6 +204,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => sql_index(i),
             Bound::Unbounded => i64::MAX,
         };
+        // The newest entries, whole, from memory (the tail's newest entry is the log's
+        // last one, so an open end stops there too).
+        let cached = {
+            let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            let last = tail.first().map(|first| first + tail.entries.len() as u64);
+            let (start, end) = (u64::try_from(start).ok(), u64::try_from(end).ok());
+            match (start, end, last) {
+                (Some(start), Some(end), Some(last)) => tail.get(start, end.min(last)),
+                _ => None,
+            }
+        };
+        if let Some(entries) = cached {
+            return Ok(entries);
+        }
         self.run(move |conn| {
             let mut st = conn.prepare_cached(
                 "SELECT entry FROM log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
@@ -198,15 +295,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = postcard::to_allocvec(&entry)
                 .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)))?;
             rows.push((sql_index(entry.log_id.index), bytes));
+            appended.push(entry);
         }
-        // The callback fires on the log's thread right after the commit: only then are
-        // the entries durable (as durable as `synchronous` makes a commit).
-        let result = self
-            .run(move |conn| {
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(first) = appended.first() {
+                // An append over existing indexes replaces them (openraft truncates
+                // first; this keeps the tail right if it did not).
+                tail.truncate(first.log_id.index);
+            }
+            for entry in appended {
+                tail.push(entry);
+            }
+        }
+        // Submitted, not awaited: the core goes on (sending the entries to the followers,
+        // taking their answers) while the log's thread commits. The callback fires there
+        // right after the commit: only then are the entries durable (as durable as
+        // `synchronous` makes a commit). Jobs run in order, so a read sent after this
+        // append sees its entries.
+        let job: Job = Box::new(move |conn| {
+            let written = (|| -> Result<(), LogError> {
                 let tx = conn.transaction()?;
                 {
                     let mut st = tx.prepare_cached(
@@ -218,21 +331,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 tx.commit()?;
                 Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
-            }
-        }
+            })();
+            callback.log_io_completed(written.map_err(|e| std::io::Error::other(e.to_string())));
+        });
+        self.jobs.send(job).map_err(|_| {
+            StorageIOError::write_logs(openraft::AnyError::new(&LogError::Stopped)).into()
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).truncate(log_id.index);
         let from = sql_index(log_id.index);
         self.run(move |conn| {
             conn.execute("DELETE FROM log WHERE idx >= ?1", [from])?;
@@ -243,6 +351,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).purge(log_id.index);
         let upto = sql_index(log_id.index);
         self.run(move |conn| {
             let tx = conn.transaction()?;
@@ -253,5 +362,61 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::types::Batch;
+
+    fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Batch { now_ms: 0, commands: vec![vec![0; bytes]] }),
+        }
+    }
+
+    fn indexes(entries: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+        entries.map(|e| e.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn the_tail_answers_only_runs_it_holds_whole() {
+        let mut tail = Tail::default();
+        for i in 5..10 {
+            tail.push(entry(i, 1));
+        }
+        assert_eq!(indexes(tail.get(6, 9)), Some(vec![6, 7, 8]));
+        assert_eq!(indexes(tail.get(5, 10)), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(indexes(tail.get(4, 7)), None, "index 4 is only in the file");
+        assert_eq!(indexes(tail.get(8, 11)), None, "index 10 does not exist");
+        tail.truncate(8);
+        assert_eq!(indexes(tail.get(5, 10)), None);
+        assert_eq!(indexes(tail.get(5, 8)), Some(vec![5, 6, 7]));
+        tail.purge(6);
+        assert_eq!(indexes(tail.get(5, 8)), None);
+        assert_eq!(indexes(tail.get(7, 8)), Some(vec![7]));
+        tail.push(entry(20, 1));
+        assert_eq!(indexes(tail.get(7, 8)), None, "a gap starts the tail over");
+        assert_eq!(indexes(tail.get(20, 21)), Some(vec![20]));
+    }
+
+    #[test]
+    fn the_tail_keeps_its_bounds() {
+        let mut tail = Tail::default();
+        for i in 0..(TAIL_ENTRIES as u64 + 10) {
+            tail.push(entry(i, 1));
+        }
+        assert_eq!(tail.entries.len(), TAIL_ENTRIES);
+        assert_eq!(tail.first(), Some(10));
+        let big = TAIL_BYTES / 4 + 1;
+        for i in 0..8 {
+            tail.push(entry(TAIL_ENTRIES as u64 + 10 + i, big));
+        }
+        assert!(tail.bytes <= TAIL_BYTES, "{} bytes held", tail.bytes);
+        assert_eq!(tail.bytes, tail.entries.iter().map(entry_bytes).sum::<usize>());
     }
 }

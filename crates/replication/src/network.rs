@@ -8,9 +8,10 @@
 //! go back to openraft as such; it retries on its own schedule (heartbeats, backoff), so
 //! nothing here resends.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use agora_proto::messages::replication::{Request, Response};
@@ -47,26 +48,67 @@ pub(crate) struct Identity {
     pub connector: Connector,
 }
 
-/// Makes a [`Peer`] for each member openraft replicates to.
+/// Makes a [`Peer`] for each member openraft sends to.
 pub(crate) struct Network {
     pub me: Identity,
+    pub channels: Channels,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Peer {
-        Peer { me: self.me.clone(), target, member: node.clone(), channel: None }
+        Peer {
+            me: self.me.clone(),
+            target,
+            member: node.clone(),
+            channel: None,
+            shared: Some(self.channels.clone()),
+        }
     }
 }
 
-/// The connection to one member. One channel, opened on demand and dropped when it
-/// breaks; a message is sent once.
+/// One open channel per member, shared by every [`Peer`] of it.
+///
+/// openraft 0.9 makes a new client for each leadership check (every linearizable read's
+/// round of heartbeats) and each vote, beside the long-lived one of the replication
+/// stream. Without this, each of those would open a new TLS connection: a read would
+/// pay a handshake per follower (about a millisecond) instead of a round trip. Channels
+/// are multiplexed, so the stream, the checks and the votes share one connection; one
+/// that breaks is dropped here by whoever sees it break. Bounded by the group's size
+/// (keyed by member id and address; a member's new address replaces its old one).
+#[derive(Clone, Default)]
+pub(crate) struct Channels(Arc<Mutex<HashMap<u64, Channel<agora_proto::Replication>>>>);
+
+impl Channels {
+    fn get(&self, target: u64, addr: &str) -> Option<Channel<agora_proto::Replication>> {
+        let channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        channels.get(&target).filter(|c| !c.is_closed() && c.addr() == addr).cloned()
+    }
+
+    fn put(&self, target: u64, channel: &Channel<agora_proto::Replication>) {
+        let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        channels.insert(target, channel.clone());
+    }
+
+    /// Forgets `channel` if it is still the one kept for `target`.
+    fn drop_broken(&self, target: u64, channel: &Channel<agora_proto::Replication>) {
+        let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if channels.get(&target).is_some_and(|c| c.same_connection(channel)) {
+            channels.remove(&target);
+        }
+    }
+}
+
+/// The connection to one member: the channel shared by the node's peers of it (or its
+/// own, for a probe outside openraft), opened on demand and dropped when it breaks; a
+/// message is sent once.
 pub(crate) struct Peer {
     me: Identity,
     target: u64,
     member: Member,
     channel: Option<Channel<agora_proto::Replication>>,
+    shared: Option<Channels>,
 }
 
 /// Why a message got no answer of openraft's: the transport failed, or the receiver
@@ -76,7 +118,13 @@ type SendError = CallError;
 impl Peer {
     /// A peer to ask [`Message::Hello`] of, outside openraft.
     pub fn probe(me: Identity, target: u64, addr: &str) -> Peer {
-        Peer { me, target, member: Member { addr: addr.to_owned(), incarnation: 0 }, channel: None }
+        Peer {
+            me,
+            target,
+            member: Member { addr: addr.to_owned(), incarnation: 0 },
+            channel: None,
+            shared: None,
+        }
     }
 
     /// Sends `message` and decodes the answer as `T`.
@@ -100,8 +148,10 @@ impl Peer {
             to: self.target,
             body,
         };
-        let channel = match self.channel.as_ref().filter(|c| !c.is_closed()) {
-            Some(channel) => channel.clone(),
+        let kept = self.channel.as_ref().filter(|c| !c.is_closed()).cloned();
+        let shared = || self.shared.as_ref()?.get(self.target, &self.member.addr);
+        let channel = match kept.or_else(shared) {
+            Some(channel) => channel,
             None => {
                 let channel = Channel::connect_to(
                     &self.member.addr,
@@ -111,15 +161,21 @@ impl Peer {
                     Some(self.me.group),
                 )
                 .await?;
-                self.channel = Some(channel.clone());
+                if let Some(shared) = &self.shared {
+                    shared.put(self.target, &channel);
+                }
                 channel
             }
         };
+        self.channel = Some(channel.clone());
         let answer: Response = match channel.call(&request, timeout).await {
             Ok(answer) => answer,
             Err(e) => {
                 if !matches!(e, CallError::Remote(_)) {
                     self.channel = None;
+                    if let Some(shared) = &self.shared {
+                        shared.drop_broken(self.target, &channel);
+                    }
                 }
                 return Err(e);
             }
