@@ -50,13 +50,19 @@ pub(crate) struct Identity {
 /// Makes a [`Peer`] for each member openraft replicates to.
 pub(crate) struct Network {
     pub me: Identity,
+    /// This node's own addresses for some members (`GroupConfig::routes`).
+    pub routes: Arc<std::collections::BTreeMap<u64, String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Peer {
-        Peer { me: self.me.clone(), target, member: node.clone(), channel: None }
+        let mut member = node.clone();
+        if let Some(addr) = self.routes.get(&target) {
+            member.addr.clone_from(addr);
+        }
+        Peer { me: self.me.clone(), target, member, channel: None }
     }
 }
 
