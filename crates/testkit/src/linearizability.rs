@@ -314,11 +314,17 @@ fn refuted<I: Debug, O: Debug>(
             Outcome::Unknown => format!("client {}: {:?} -> unknown", op.client, op.input),
         }
     };
-    let order: Vec<String> = longest.iter().map(|&i| describe(i)).collect();
+    // The end of the longest order is what the stuck call had to follow; the start
+    // of a long history would only bury it.
+    const SHOWN: usize = 8;
+    let skipped = longest.len().saturating_sub(SHOWN);
+    let order: Vec<String> = longest[skipped..].iter().map(|&i| describe(i)).collect();
     Verdict::NotLinearizable {
         explanation: format!(
-            "no order places [{}] before its return; the longest order found was [{}]",
+            "no order places [{}] before its return; the longest order found places {} \
+             calls, ending [{}]",
             describe(stuck),
+            longest.len(),
             order.join(", ")
         ),
     }
