@@ -43,6 +43,12 @@ pub struct GroupConfig {
     /// off from its majority cannot commit) before it answers `timeout`. A proposal that
     /// timed out may still be applied later; its op id makes a retry safe.
     pub patience: Duration,
+    /// Where this node dials other members instead of the address the membership gives
+    /// them, by member id. The membership's addresses are the group's, the same on every
+    /// node; these are this node's alone: for a node that reaches a peer through a relay
+    /// (a tunnel, a NAT). Tests route each link through a proxy they can cut this way
+    /// (tests/partition.rs), which no shared address could do. Empty by default.
+    pub routes: BTreeMap<u64, String>,
 }
 
 impl GroupConfig {
@@ -61,6 +67,7 @@ impl GroupConfig {
             durability: Durability::default(),
             snapshot_every: 10_000,
             patience: Duration::from_secs(5),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -151,6 +158,8 @@ pub(crate) const MAX_COMMAND: usize = 512 * 1024;
 pub(crate) struct Group {
     pub raft: Raft<TypeConfig>,
     pub me: Identity,
+    /// [`GroupConfig::routes`].
+    routes: Arc<BTreeMap<u64, String>>,
     clock: Clock,
     patience: Duration,
     proposals: Mutex<Queue<Proposal>>,
@@ -361,7 +370,9 @@ impl Group {
         .validate()
         .map_err(|e| GroupError::Start(e.to_string()))?;
         let me = Identity { group, node_id: config.node_id, connector: config.trust.connector() };
-        let network = Network { me: me.clone(), channels: Channels::default() };
+        let routes = Arc::new(config.routes.clone());
+        let network =
+            Network { me: me.clone(), routes: routes.clone(), channels: Channels::default() };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| GroupError::Start(e.to_string()))?;
@@ -378,6 +389,7 @@ impl Group {
         let node = Arc::new(Group {
             raft,
             me,
+            routes,
             clock,
             patience: config.patience,
             proposals: Mutex::new(Queue::default()),
@@ -444,8 +456,9 @@ impl Group {
         }
     }
 
-    /// Asks node `id` at `addr` who it is.
+    /// Asks node `id` at `addr` (or where [`GroupConfig::routes`] sends it) who it is.
     pub async fn hello(&self, id: u64, addr: &str, timeout: Duration) -> Result<Hello, ApiError> {
+        let addr = self.routes.get(&id).map_or(addr, String::as_str);
         let mut peer = Peer::probe(self.me.clone(), id, addr);
         peer.send(Message::Hello, timeout).await.map_err(|e| e.into_api())
     }

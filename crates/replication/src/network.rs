@@ -51,6 +51,8 @@ pub(crate) struct Identity {
 /// Makes a [`Peer`] for each member openraft sends to.
 pub(crate) struct Network {
     pub me: Identity,
+    /// This node's own addresses for some members (`GroupConfig::routes`).
+    pub routes: Arc<std::collections::BTreeMap<u64, String>>,
     pub channels: Channels,
 }
 
@@ -58,10 +60,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Peer {
+        let mut member = node.clone();
+        if let Some(addr) = self.routes.get(&target) {
+            member.addr.clone_from(addr);
+        }
         Peer {
             me: self.me.clone(),
             target,
-            member: node.clone(),
+            member,
             channel: None,
             shared: Some(self.channels.clone()),
         }

@@ -5,7 +5,14 @@
 //!   tasks and shutdown; frontends can be restarted on the same port.
 //! - [`Process`]: one component as a real child process of the `agora` binary, for tests
 //!   that must `kill -9` it.
+//! - [`Proxy`]: a TCP link a test can cut and heal (`proxy`).
+//! - [`linearizability`]: a checker for histories recorded by concurrent clients.
 #![allow(clippy::unwrap_used)]
+
+pub mod linearizability;
+pub mod proxy;
+
+pub use proxy::Proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
