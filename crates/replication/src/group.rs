@@ -164,7 +164,35 @@ pub(crate) struct Group {
     patience: Duration,
     proposals: Mutex<Queue<Proposal>>,
     reads: Mutex<Queue<oneshot::Sender<Result<(), ApiError>>>>,
+    lease: Mutex<Option<Lease>>,
     stop: CancellationToken,
+}
+
+/// How long after a leadership check began the leader serves reads without another
+/// (DESIGN.md, "Reads"). openraft's followers refuse to vote for `election_timeout_max`
+/// after they last heard from a leader (a restarted one too: its lease starts at its
+/// start), and every follower that answered the check heard from this leader after the
+/// check began; so no other leader can exist before `election_timeout_max` has passed
+/// since. The lease stops 50 ms short of that, for clock drift between hosts.
+const LEASE: Duration = Duration::from_millis(ELECTION_MAX_MS - 50);
+
+/// A leadership confirmed by a majority: valid until `until`, in `term`, under the
+/// membership of log id `membership` (a changed membership ends it: a new majority may
+/// not contain the one that confirmed).
+#[derive(Clone, Copy)]
+struct Lease {
+    until: tokio::time::Instant,
+    term: u64,
+    membership: Option<openraft::LogId<u64>>,
+}
+
+impl Lease {
+    /// The lease's leadership as the metrics show it now.
+    fn holds(&self, metrics: &openraft::RaftMetrics<u64, Member>) -> bool {
+        metrics.state == ServerState::Leader
+            && metrics.current_term == self.term
+            && metrics.membership_config.log_id() == &self.membership
+    }
 }
 
 /// A command waiting for its entry, and where its answer goes.
@@ -394,6 +422,7 @@ impl Group {
             patience: config.patience,
             proposals: Mutex::new(Queue::default()),
             reads: Mutex::new(Queue::default()),
+            lease: Mutex::new(None),
             stop: CancellationToken::new(),
         });
         let _ = node_cell.set(Arc::downgrade(&node));
@@ -557,8 +586,22 @@ impl Group {
 
     /// Waits until this node has confirmed, with a majority, that it leads, and has
     /// applied everything committed before: the reads that arrive while one check is in
-    /// flight share the next one.
+    /// flight share the next one. Within the lease of a check, answers at once (and,
+    /// past the lease's middle, starts the next check without waiting for it).
     pub async fn linearize(self: &Arc<Self>) -> Result<(), ApiError> {
+        let lease = *lock(&self.lease);
+        if let Some(lease) = lease {
+            let now = tokio::time::Instant::now();
+            if now < lease.until && lease.holds(&self.raft.metrics().borrow()) {
+                if now + LEASE / 2 >= lease.until {
+                    let start = !std::mem::replace(&mut lock(&self.reads).running, true);
+                    if start {
+                        tokio::spawn(self.clone().run_reads(true));
+                    }
+                }
+                return Ok(());
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut queue = lock(&self.reads);
@@ -566,7 +609,7 @@ impl Group {
             !std::mem::replace(&mut queue.running, true)
         };
         if start {
-            tokio::spawn(self.clone().run_reads());
+            tokio::spawn(self.clone().run_reads(false));
         }
         self.patiently(rx, "confirmed").await
     }
@@ -592,21 +635,38 @@ impl Group {
         }
     }
 
-    async fn run_reads(self: Arc<Self>) {
+    /// Runs leadership checks while reads wait for one; `renew` runs one even if none
+    /// waits (a lease past its middle, renewed before it ends).
+    async fn run_reads(self: Arc<Self>, mut renew: bool) {
         loop {
             let waiters = {
                 let mut queue = lock(&self.reads);
-                if queue.waiting.is_empty() {
+                if queue.waiting.is_empty() && !renew {
                     queue.running = false;
                     return;
                 }
                 std::mem::take(&mut queue.waiting)
             };
+            renew = false;
             // A round of heartbeats that missed the majority (a follower slower than
             // the heartbeat interval this once) is tried again while the readers wait.
             let deadline = tokio::time::Instant::now() + self.patience;
             let checked = loop {
+                let began = tokio::time::Instant::now();
+                let before = {
+                    let metrics = self.raft.metrics();
+                    let m = metrics.borrow();
+                    Lease {
+                        until: began + LEASE,
+                        term: m.current_term,
+                        membership: *m.membership_config.log_id(),
+                    }
+                };
                 let checked = self.raft.ensure_linearizable().await;
+                *lock(&self.lease) = match checked {
+                    Ok(_) if before.holds(&self.raft.metrics().borrow()) => Some(before),
+                    _ => None,
+                };
                 let missed = matches!(
                     checked,
                     Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))

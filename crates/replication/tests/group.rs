@@ -252,8 +252,8 @@ async fn a_command_too_large_for_one_replication_message_is_refused_before_the_l
 async fn a_whole_group_restarted_on_its_directories_goes_on_where_it_was() {
     // Machine durability: the store's writer thread and a fully synced log.
     let mut cluster = Cluster::start_with(3, Durability::Machine).await;
+    cluster.put_all_through_the_leader(0..30).await;
     let leader = cluster.leader().await;
-    put_all(&cluster.node(leader).replica, 0..30).await;
     let before = cluster.node(leader).replica.status().await.expect("in a group");
     let mut dirs = Vec::new();
     for id in 1..=3 {
@@ -264,10 +264,11 @@ async fn a_whole_group_restarted_on_its_directories_goes_on_where_it_was() {
     }
     // No node initializes again: the group goes on from its logs and votes (openraft
     // lets a leader whose vote was committed take up its term again).
-    let leader = cluster.leader().await;
+    cluster.leader().await;
     cluster.converged(30).await;
-    put_all(&cluster.node(leader).replica, 30..40).await;
+    cluster.put_all_through_the_leader(30..40).await;
     cluster.converged(40).await;
+    let leader = cluster.leader().await;
     let after = cluster.node(leader).replica.status().await.expect("in a group");
     assert!(after.term >= before.term, "{before:?} then {after:?}");
     let shape = |s: &agora_replication::Status| {

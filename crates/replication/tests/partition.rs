@@ -83,6 +83,9 @@ async fn a_leader_cut_off_from_the_others_can_neither_write_nor_read_and_catches
     let (cluster, links) = partitionable(3).await;
     let old = cluster.leader().await;
     put_all(&cluster.node(old).replica, 0..10).await;
+    // A read just before the cut: the leader now holds a lease (DESIGN.md, "Reads"),
+    // which must have ended by the time the others have elected a new leader.
+    assert_eq!(cluster.node(old).replica.read(count).await.expect("read"), 10);
     links.isolate(old);
     let new = cluster.leader_among(|id| id != old).await;
     put_all(&cluster.node(new).replica, 10..20).await;

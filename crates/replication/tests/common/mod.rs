@@ -268,6 +268,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Writes `keys` through whichever node leads, concurrently, and returns once all are
+    /// acknowledged: a write a deposed leader refused goes again to the next leader (a
+    /// put is safe to repeat). For tests that are about the data, not about one leader.
+    pub async fn put_all_through_the_leader(&self, keys: std::ops::Range<i64>) {
+        let mut left: Vec<i64> = keys.collect();
+        while !left.is_empty() {
+            let leader = &self.node(self.leader().await).replica;
+            let writes = left.iter().map(|&i| {
+                let replica = leader.clone();
+                tokio::spawn(
+                    async move { (i, replica.propose(Command::Put(format!("k{i}"), i)).await) },
+                )
+            });
+            let mut refused = Vec::new();
+            for write in writes.collect::<Vec<_>>() {
+                match write.await.expect("task") {
+                    (_, Ok(_)) => {}
+                    (i, Err(e)) if e.code == ErrorCode::NotLeader => refused.push(i),
+                    (i, Err(e)) => panic!("write {i}: {e:?}"),
+                }
+            }
+            left = refused;
+        }
+    }
+}
+
 /// Writes `keys` through `replica`, concurrently, and returns once all are acknowledged.
 pub async fn put_all(replica: &Replica<Kv>, keys: std::ops::Range<i64>) {
     let writes = keys.map(|i| {
