@@ -270,20 +270,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(openraft::AnyError::new(&e)).into())
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<u64>>,
-    ) -> Result<(), StorageError<u64>> {
-        self.run(move |conn| put_meta(conn, "committed", &committed))
-            .await
-            .map_err(|e| StorageIOError::write(openraft::AnyError::new(&e)).into())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        self.run(|conn| Ok(get_meta::<Option<LogId<u64>>>(conn, "committed")?.flatten()))
-            .await
-            .map_err(|e| StorageIOError::read(openraft::AnyError::new(&e)).into())
-    }
+    // `save_committed` / `read_committed` keep openraft's defaults (nothing saved): the
+    // core awaits `save_committed` before every apply, and a log job there (behind the
+    // appends queued on the log's thread) slowed every write on every replica. Nothing
+    // needs it: the applied position is in the database file, and a restarted node
+    // learns the commit index from its leader.
 
     async fn append<I>(
         &mut self,
