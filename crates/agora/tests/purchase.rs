@@ -467,3 +467,97 @@ async fn crash_of_the_product_database_before_acknowledging_a_reservation() {
 async fn crash_of_payments_before_acknowledging_a_charge() {
     crash_and_recover("payments", "charge-before-ack", true).await;
 }
+
+/// A TCP proxy in front of `upstream` that holds every byte coming back from it for
+/// `latency`: a slow link, or a slow card processor.
+async fn slow_answers(upstream: std::net::SocketAddr, latency: Duration) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+            let (mut client_in, mut client_out) = client.into_split();
+            let (mut server_in, mut server_out) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_in, &mut server_out).await;
+                let _ = server_out.shutdown().await;
+            });
+            let (late, mut due) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = server_in.read(&mut buf).await {
+                    let at = tokio::time::Instant::now() + latency;
+                    if late.send((at, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = due.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    if client_out.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = client_out.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The buyer gives up on a purchase while the customer database is still completing it
+/// (payments answers slowly), as when the frontend carrying it dies, and asks again with
+/// the same key: the retry waits for the purchase and answers it, rather than
+/// `purchase_pending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_while_the_purchase_is_being_completed_answers_its_outcome() {
+    use agora_proto::Component;
+    use agora_testkit::{
+        frontend_config, start_buyer, start_customer_db, start_payments, start_product_db,
+        start_seller, trust,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let product_db = start_product_db(dir, "127.0.0.1:0").await;
+    let payments = start_payments(dir, &Options::default(), "127.0.0.1:0").await;
+    // Each answer from payments (its TLS handshake, then the charge's approval) comes
+    // 400 ms late: the charge is approved about 800 ms after it is sent.
+    let slow_payments = slow_answers(payments.addr, Duration::from_millis(400)).await;
+    let options =
+        Options { upstream: Some((product_db.addr, slow_payments)), ..Options::default() };
+    let customer_db = start_customer_db(dir, &options, "127.0.0.1:0").await;
+    let front =
+        |component| frontend_config(customer_db.addr, product_db.addr, trust(dir, component));
+    let seller_server = start_seller(&front(Component::SellerServer), "127.0.0.1:0").await;
+    let buyer_server = start_buyer(&front(Component::BuyerServer), "127.0.0.1:0").await;
+
+    let seller = seller(seller_server.addr.to_string()).await;
+    let mugs = seller.register_item(mug(10)).await.unwrap();
+    let buyer = buyer(buyer_server.addr.to_string(), "bea").await;
+
+    // The same buyer in another session, on a client that gives up after 150 ms.
+    let impatient = BuyerClient::with_timeouts(
+        vec![buyer_server.addr.to_string()],
+        None,
+        Some(Duration::from_millis(150)),
+    );
+    impatient.login("bea", "password1").await.unwrap();
+    impatient.add_to_cart(mugs, 3).await.unwrap();
+    let first = impatient.make_purchase_with_key("k1", card()).await;
+    assert!(first.is_err(), "the charge takes longer than the buyer waits: {first:?}");
+
+    // Asked again at once, while the customer database still waits for payments.
+    let again = buyer.make_purchase_with_key("k1", card()).await;
+    let purchase = again.expect("the retry answers the purchase once it is made");
+    assert_eq!(purchase.total, Money::from_cents(3 * 450));
+    assert_eq!(buyer.get_purchases(Page::default()).await.unwrap(), vec![purchase.clone()]);
+    assert_eq!(buyer.get_item(mugs).await.unwrap().quantity, 7);
+    // And again, once it is all done: the same answer.
+    assert_eq!(buyer.make_purchase_with_key("k1", card()).await.unwrap(), purchase);
+
+    for server in [seller_server, buyer_server, customer_db, product_db, payments] {
+        server.stop().await;
+    }
+}

@@ -2,18 +2,26 @@
 //! payments and frontends with SIGKILL at random moments and restarts them. Afterwards a
 //! checker compares what the clients saw acknowledged with what the databases hold.
 //!
+//! Two shapes, one workload, chaos loop and checker: each database and payments as one
+//! process (killed and restarted one at a time, so each group is down now and then), and
+//! each as a group of three replicas with two frontends of each kind (any replica, the
+//! leaders too, killed at random, at most one of each group down at a time; afterwards
+//! every replica of a group must hold the same data).
+//!
 //! Bounded: `AGORA_SOAK_SECONDS` (default 8; CI runs the default) of load, a fixed seed
 //! (`AGORA_SOAK_SEED`, printed) for the chaos schedule and the workload, traffic to
-//! 127.0.0.1 only. `AGORA_SOAK_SECONDS=300 cargo test --release --test soak` is the long run.
+//! 127.0.0.1 only. `AGORA_SOAK_SECONDS=600 cargo test --release -p agora --test soak` is
+//! the long run.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agora_bench::{SpawnOptions, Spawned, Window};
 use agora_client::{BuyerClient, ClientError, ErrorCode, SellerClient};
 use agora_domain::{Card, Condition, ItemId, Money, NewItem, Page};
-use agora_testkit::Process;
 use tokio::sync::Mutex;
 
 const AGORA: &str = env!("CARGO_BIN_EXE_agora");
@@ -45,72 +53,85 @@ impl Rng {
     }
 }
 
-/// Every process of the system, by name, each restartable on its address.
+/// The groups of processes, in the order their names are listed by [`Spawned::names_of`]:
+/// the three stateful ones, then the frontends.
+const GROUPS: [&str; 5] =
+    ["customer-db", "product-db", "payments", "seller-server", "buyer-server"];
+
+/// Every process of the system as child processes of the `agora` binary (the bench's
+/// `--spawn`), each restartable on its address and data directory.
 struct System {
-    procs: Vec<(&'static str, Process)>,
-    data: tempfile::TempDir,
+    spawned: Spawned,
+    options: SpawnOptions,
+    /// The data directory's parent, deleted at the end.
+    _parent: tempfile::TempDir,
 }
 
 impl System {
-    fn start() -> System {
-        let data = tempfile::tempdir().unwrap();
-        let dir = data.path().to_str().unwrap().to_owned();
-        let credentials = agora_testkit::credentials(data.path()).to_str().unwrap().to_owned();
-        let exe = std::path::Path::new(AGORA);
-        let spawn = |name: &str, extra: &[&str]| {
-            let base = [name, "--listen", "127.0.0.1:0", "--data-dir", &dir, "--log", "error"];
-            Process::spawn(exe, &[&base[..], extra].concat())
+    async fn start(replicas: u16, frontends: u16) -> System {
+        let parent = tempfile::tempdir().unwrap();
+        let options = SpawnOptions {
+            exe: PathBuf::from(AGORA),
+            parent: Some(parent.path().to_owned()),
+            keep: true,
+            log: "error".into(),
+            bulk_catalogue: None,
+            frontends,
+            replicas,
+            approve_probability: 0.8,
         };
-        let product = spawn("product-db", &[]);
-        let payments = spawn("payments", &["--approve-probability", "0.8", "--seed", "7"]);
-        let customer = spawn(
-            "customer-db",
-            &[
-                "--recovery-interval",
-                "50ms",
-                "--product-db",
-                &product.addr,
-                "--payments",
-                &payments.addr,
-            ],
-        );
-        let frontend = |name| {
-            Process::spawn(
-                exe,
-                &[
-                    name,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--log",
-                    "error",
-                    "--http-listen",
-                    "off",
-                    "--credentials",
-                    &credentials,
-                    "--customer-db",
-                    &customer.addr,
-                    "--product-db",
-                    &product.addr,
-                ],
-            )
-        };
-        let seller = frontend("seller-server");
-        let buyer = frontend("buyer-server");
-        System {
-            procs: vec![
-                ("customer-db", customer),
-                ("product-db", product),
-                ("payments", payments),
-                ("seller-server", seller),
-                ("buyer-server", buyer),
-            ],
-            data,
+        let spawned = Spawned::start(&options).await.unwrap();
+        System { spawned, options, _parent: parent }
+    }
+
+    /// Where the frontends of `group` (`seller-server`, `buyer-server`) listen.
+    fn addrs(&self, group: &str) -> Vec<String> {
+        match group {
+            "seller-server" => self.spawned.seller_addrs(),
+            _ => self.spawned.buyer_addrs(),
         }
     }
 
-    fn addr(&self, name: &str) -> String {
-        self.procs.iter().find(|(n, _)| *n == name).unwrap().1.addr.clone()
+    /// The database files of replica `k` (1-based) of each group: customer, product,
+    /// payments. Unreplicated, the one set in the data directory.
+    fn files(&self, k: usize) -> Files {
+        let dir = self.spawned.dir();
+        let at = |group: &str, file: &str| {
+            if self.options.replicas <= 1 {
+                dir.join(file)
+            } else {
+                dir.join(format!("{group}-{k}")).join(file)
+            }
+        };
+        Files {
+            customer: at("customer-db", "customer.db"),
+            product: at("product-db", "product.db"),
+            payments: at("payments", "payments.db"),
+        }
     }
+}
+
+/// One replica's database file of each stateful group.
+struct Files {
+    customer: PathBuf,
+    product: PathBuf,
+    payments: PathBuf,
+}
+
+impl Files {
+    /// The file of `group` (`customer-db`, `product-db`, `payments`).
+    fn of(&self, group: &str) -> &Path {
+        match group {
+            "customer-db" => &self.customer,
+            "product-db" => &self.product,
+            _ => &self.payments,
+        }
+    }
+}
+
+fn read_only(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// What the clients saw. "Maybe" is a request whose outcome the client never learned.
@@ -333,18 +354,39 @@ async fn record(seen: &Mutex<Seen>, outcome: Result<(), ClientError>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_under_chaos_loses_nothing() {
+    soak(1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_soak_under_chaos_loses_nothing() {
+    soak(3, 2).await;
+}
+
+/// What the chaos loop did.
+#[derive(Debug, Default)]
+struct Chaos {
+    kills: u64,
+    /// Of which, replicas that led their group when killed.
+    leaders: u64,
+    restarts: u64,
+}
+
+/// The workload over `replicas` replicas of each stateful group and `frontends` frontends
+/// of each kind, under chaos, then the checks.
+async fn soak(replicas: u16, frontends: u16) {
     let seconds: u64 =
         std::env::var("AGORA_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let seed: u64 =
         std::env::var("AGORA_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(2026);
-    println!("soak: {seconds} s, seed {seed}");
-    let mut system = System::start();
+    println!("soak: {seconds} s, seed {seed}, {replicas} replicas, {frontends} frontends");
+    let mut system = System::start(replicas, frontends).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
 
-    // Accounts and sessions, before the chaos starts.
+    // Accounts and sessions, before the chaos starts. Clients know every frontend of
+    // their kind and move on when one dies.
     let mut sellers = Vec::new();
     for i in 0..SELLERS {
-        let s = SellerClient::new(vec![system.addr("seller-server")]);
+        let s = SellerClient::new(system.addrs("seller-server"));
         s.create_account(&format!("s{i}"), "password1", "").await.unwrap();
         s.login(&format!("s{i}"), "password1").await.unwrap();
         let first = item(i as u64 + 1_000_000);
@@ -357,7 +399,7 @@ async fn soak_under_chaos_loses_nothing() {
     }
     let mut buyers = Vec::new();
     for i in 0..BUYERS {
-        let b = BuyerClient::new(vec![system.addr("buyer-server")]);
+        let b = BuyerClient::new(system.addrs("buyer-server"));
         b.create_account(&format!("b{i}"), "password1", "").await.unwrap();
         b.login(&format!("b{i}"), "password1").await.unwrap();
         buyers.push(b);
@@ -383,38 +425,25 @@ async fn soak_under_chaos_loses_nothing() {
             until,
         )));
     }
-
-    // Chaos: kill -9 a random process, let it stay down a moment, restart it.
-    let mut rng = Rng(seed);
-    let mut kills = 0;
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
-        let victim = rng.below(system.procs.len() as u64) as usize;
-        let (name, process) = &mut system.procs[victim];
-        process.kill9();
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
-        process.restart();
-        kills += 1;
-        println!("chaos: killed and restarted {name}");
-    }
+    let chaos = chaos(&mut system, Rng(seed), until).await;
     for task in tasks {
         task.await.unwrap();
     }
 
-    // Let interrupted purchases settle, then check the books.
-    let dir = system.data.path().to_owned();
-    let mut open = i64::MAX;
-    for _ in 0..400 {
-        open = books_open(&dir);
-        if open == 0 {
-            break;
-        }
+    // Let interrupted purchases settle, then check the books, and that every replica of
+    // a group holds the same.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut open = books_open(&system.files(1));
+    while open != 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(25)).await;
+        open = books_open(&system.files(1));
     }
     let seen = seen.lock().await;
     println!(
-        "soak: {} calls, {kills} kills, failures {:?}, {} items listed (+{} unknown), {} purchases (+{} unknown)",
+        "soak: {} calls, {} kills ({} leaders), failures {:?}, {} items listed (+{} unknown), {} purchases (+{} unknown)",
         seen.calls,
+        chaos.kills,
+        chaos.leaders,
         seen.failures,
         seen.listed.len(),
         seen.maybe_listed,
@@ -433,20 +462,151 @@ async fn soak_under_chaos_loses_nothing() {
     );
     assert!(seen.listed.len() > SELLERS, "no listing acknowledged under chaos");
     assert!(!seen.bought.is_empty(), "no purchase acknowledged");
-    check(&dir, &seen);
+    if replicas > 1 {
+        assert!(chaos.leaders > 0 || seconds < 4, "no leader was killed: {chaos:?}");
+        converged(&system, replicas, deadline).await;
+    }
+    check(&system.files(1), &seen);
+    system.spawned.stop(&Window::default()).await;
 }
 
-fn books_open(dir: &std::path::Path) -> i64 {
-    let open = |name: &str| {
-        rusqlite::Connection::open_with_flags(
-            dir.join(name),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap()
-    };
+/// Kills a random process now and then until `until`, each of a group none of whose
+/// members is down (so at most one of a group's three replicas, a minority), a group's
+/// leader one time in two; brings each back on its address and data after a while.
+/// Unreplicated, one process is down at a time, briefly, as its group's whole.
+async fn chaos(system: &mut System, mut rng: Rng, until: Instant) -> Chaos {
+    let replicated = system.options.replicas > 1;
+    let members: Vec<Vec<String>> = GROUPS.iter().map(|g| system.spawned.names_of(g)).collect();
+    let mut down: Vec<(usize, String, Instant)> = Vec::new();
+    let mut done = Chaos::default();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+        // Bring back those whose time has come.
+        let now = Instant::now();
+        for (_, name, _) in down.iter().filter(|(_, _, back)| *back <= now) {
+            system.spawned.restart(&system.options, name).await.unwrap();
+            done.restarts += 1;
+        }
+        down.retain(|(_, _, back)| *back > now);
+        let group = rng.below(GROUPS.len() as u64) as usize;
+        if down.iter().any(|(g, _, _)| *g == group) {
+            continue;
+        }
+        let replicas = &members[group];
+        let leader = replicated && group < 3 && rng.below(2) == 0;
+        let victim = if leader {
+            match system.spawned.leader_of(GROUPS[group]).await {
+                Ok(name) => name,
+                // An election under way: no leader to kill this time.
+                Err(_) => continue,
+            }
+        } else {
+            replicas[rng.below(replicas.len() as u64) as usize].clone()
+        };
+        system.spawned.kill(&victim).await.unwrap();
+        done.kills += 1;
+        done.leaders += u64::from(leader);
+        println!("chaos: killed {victim}{}", if leader { " (the leader)" } else { "" });
+        if replicated {
+            let back = Instant::now() + Duration::from_millis(200 + rng.below(1300));
+            down.push((group, victim, back));
+        } else {
+            tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
+            system.spawned.restart(&system.options, &victim).await.unwrap();
+            done.restarts += 1;
+        }
+    }
+    for (_, name, _) in down {
+        system.spawned.restart(&system.options, &name).await.unwrap();
+        done.restarts += 1;
+    }
+    done
+}
+
+/// Waits until the replicas of each group have applied the same log position, and checks
+/// that they then hold the same rows, table by table. Read from each replica's file while
+/// it runs, in one read transaction with the position it records.
+async fn converged(system: &System, replicas: u16, deadline: Instant) {
+    for group in &GROUPS[..3] {
+        loop {
+            let copies: Vec<Contents> = (1..=replicas as usize)
+                .map(|k| Contents::read(system.files(k).of(group)))
+                .collect();
+            if copies.iter().all(|c| c.applied == copies[0].applied) {
+                for (k, copy) in copies.iter().enumerate().skip(1) {
+                    for (table, rows) in &copies[0].tables {
+                        assert_eq!(
+                            copy.tables.get(table),
+                            Some(rows),
+                            "{group}: replica {} and replica 1 differ in {table}",
+                            k + 1
+                        );
+                    }
+                    assert_eq!(copy.tables.len(), copies[0].tables.len(), "{group}: tables");
+                }
+                let rows: usize = copies[0].tables.values().map(Vec::len).sum();
+                println!(
+                    "soak: the {replicas} replicas of {group} hold the same {rows} rows in {} tables",
+                    copies[0].tables.len()
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{group}: the replicas never caught up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// What one replica's database holds.
+struct Contents {
+    /// The log position it has applied, as recorded.
+    applied: Vec<u8>,
+    /// Every row of every table but the position's own, by table, sorted.
+    tables: BTreeMap<String, Vec<String>>,
+}
+
+impl Contents {
+    /// Reads it in one transaction.
+    fn read(path: &Path) -> Contents {
+        let mut c = read_only(path);
+        let tx = c.transaction().unwrap();
+        let applied: Vec<u8> = tx
+            .query_row("SELECT log_id FROM raft_applied WHERE id = 0", [], |r| r.get(0))
+            .unwrap_or_default();
+        let names: Vec<String> = tx
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name != 'raft_applied'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut tables = BTreeMap::new();
+        for name in names {
+            let mut st = tx.prepare(&format!("SELECT * FROM \"{name}\"")).unwrap();
+            let columns = st.column_count();
+            let mut rows: Vec<String> = st
+                .query_map([], |r| {
+                    let values: Vec<rusqlite::types::Value> =
+                        (0..columns).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+                    Ok(format!("{values:?}"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows.sort_unstable();
+            tables.insert(name, rows);
+        }
+        Contents { applied, tables }
+    }
+}
+
+fn books_open(files: &Files) -> i64 {
     let unfinished = format!("SELECT count(*) FROM purchase_tx WHERE {}", open_purchase());
-    let c: i64 = open("customer.db").query_row(&unfinished, [], |r| r.get(0)).unwrap();
-    let p: i64 = open("product.db")
+    let c: i64 = read_only(&files.customer).query_row(&unfinished, [], |r| r.get(0)).unwrap();
+    let p: i64 = read_only(&files.product)
         .query_row(
             "SELECT count(*) FROM reservations WHERE state = ?1",
             [agora_product_db::reservation::RESERVED],
@@ -466,17 +626,10 @@ fn open_purchase() -> &'static str {
 }
 
 /// Compares what clients saw acknowledged with what the databases hold.
-fn check(dir: &std::path::Path, seen: &Seen) {
-    let open = |name: &str| {
-        rusqlite::Connection::open_with_flags(
-            dir.join(name),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap()
-    };
-    let product = open("product.db");
-    let customer = open("customer.db");
-    let payments = open("payments.db");
+fn check(files: &Files, seen: &Seen) {
+    let product = read_only(&files.product);
+    let customer = read_only(&files.customer);
+    let payments = read_only(&files.payments);
 
     // Items: every acknowledged listing is there as listed; nothing appeared that no one
     // asked for.

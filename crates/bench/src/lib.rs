@@ -33,7 +33,7 @@ pub use args::{BenchArgs, Condition, Shape};
 pub use machine::Machine;
 pub use mix::{Api, Mix, Role};
 pub use report::{Floor, Report, ScenarioReport, Settings};
-pub use spawn::ServerReport;
+pub use spawn::{ServerReport, SpawnOptions, Spawned, Window};
 pub use stats::{RunStats, Stats};
 pub use timeline::{Bucket, Failure};
 
@@ -46,7 +46,6 @@ use anyhow::{Context, bail};
 
 use crate::driver::{Work, phase};
 use crate::setup::{Plan, Targets};
-use crate::spawn::{SpawnOptions, Spawned, Window};
 use crate::stats::Accum;
 use crate::timeline::Kill;
 use crate::workload::{FLOOR_DEEP, FLOOR_SHALLOW, SLOTS, Trigger};
@@ -221,6 +220,8 @@ fn spawn_options(args: &BenchArgs, exe: &std::path::Path, bulk: bool) -> SpawnOp
         bulk_catalogue: bulk.then_some((args.catalogue, 1)),
         frontends: args.frontends,
         replicas: args.replicas,
+        // The bench measures the purchase path, not the processor's whims.
+        approve_probability: 1.0,
     }
 }
 

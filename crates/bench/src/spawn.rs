@@ -90,6 +90,8 @@ pub struct SpawnOptions {
     pub frontends: u16,
     /// Replicas of each database and of payments.
     pub replicas: u16,
+    /// Chance that payments approves a valid card (`--approve-probability`).
+    pub approve_probability: f64,
 }
 
 impl Spawned {
@@ -125,13 +127,12 @@ impl Spawned {
         let product = spawned.launch_group(options, "product-db", &["--log", log]).await?;
         let mut customer_args = vec!["--log", log];
         // An agora with MakePurchase has a payments service, which the customer database
-        // calls along with the product database. The bench measures the purchase path, not
-        // the processor's whims: every valid card is approved.
+        // calls along with the product database.
         let payments;
         if accepts(&options.exe, &["payments"]).await {
-            payments = spawned
-                .launch_group(options, "payments", &["--log", log, "--approve-probability", "1"])
-                .await?;
+            let approve = options.approve_probability.to_string();
+            let args = ["--log", log, "--approve-probability", &approve];
+            payments = spawned.launch_group(options, "payments", &args).await?;
             customer_args.extend(["--product-db", &product, "--payments", &payments]);
         }
         let customer = spawned.launch_group(options, "customer-db", &customer_args).await?;

@@ -32,6 +32,16 @@ const MAX_HELD_REPORT: usize = 10_000;
 /// answers `purchase_pending`: under the frontends' deadline on a customer-db call.
 const CART_HELD_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a retried purchase waits for the outcome of the earlier one with its key,
+/// while another driver finishes it, before it answers `purchase_pending`: as long as a
+/// purchase waits for its cart, under the frontends' deadline on a customer-db call.
+const OUTCOME_WAIT: Duration = CART_HELD_WAIT;
+
+/// The first and the longest pause between two reads of a purchase's row while its
+/// outcome is awaited and no driver in this process holds it.
+const OUTCOME_POLL_FIRST: Duration = Duration::from_millis(10);
+const OUTCOME_POLL_MAX: Duration = Duration::from_millis(200);
+
 /// What every purchase's charge key at the payments service starts with; the purchase id
 /// follows.
 pub const PAYMENT_KEY_PREFIX: &str = "agora-purchase-";
@@ -75,7 +85,7 @@ pub struct Coordinator {
     /// begun, and aborts it under the request's feet.
     begin_gate: tokio::sync::RwLock<()>,
     /// Woken whenever a purchase stops being driven, for purchases waiting for another
-    /// purchase of the same cart to end.
+    /// purchase of the same cart to end and for retries awaiting a purchase's outcome.
     finished: tokio::sync::Notify,
 }
 
@@ -363,19 +373,54 @@ impl Coordinator {
         }
     }
 
-    /// What a retried request learns about an earlier purchase with the same key.
-    async fn outcome(&self, tx: Tx) -> Result<Purchase, ApiError> {
-        match tx.state {
-            State::Committed | State::Done => {
-                let id = tx.id;
-                self.replica.read(move |c| history::load(c, id)).await
+    /// What a retried request learns about an earlier purchase with the same key: the
+    /// purchase, or the error its first try was (or will be) told. While another driver
+    /// is still finishing it (the first try's, which lost its buyer when a frontend died;
+    /// recovery here, after the leader that began it died), waits up to `OUTCOME_WAIT`
+    /// for the outcome, holding no lock: woken when a driver here lets go of a purchase,
+    /// and reading the row again with a growing pause for drivers elsewhere. Still
+    /// unknown at the deadline: `purchase_pending`.
+    async fn outcome(&self, mut tx: Tx) -> Result<Purchase, ApiError> {
+        let id = tx.id;
+        let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+        let mut pause = OUTCOME_POLL_FIRST;
+        loop {
+            match (tx.state, tx.error) {
+                (State::Committed | State::Done, _) => {
+                    return self.replica.read(move |c| history::load(c, id)).await;
+                }
+                (State::Aborted, error) => {
+                    return Err(error.unwrap_or_else(|| {
+                        ApiError::new(ErrorCode::Aborted, "purchase cancelled")
+                    }));
+                }
+                // Decided: nothing is or will be charged, only the units are still on
+                // their way back; the first try was told this error.
+                (State::Aborting, Some(error)) => return Err(error),
+                (State::Started | State::Reserved | State::Resolving | State::Aborting, _) => {}
             }
-            State::Aborted => Err(tx
-                .error
-                .unwrap_or_else(|| ApiError::new(ErrorCode::Aborted, "purchase cancelled"))),
-            State::Started | State::Reserved | State::Resolving | State::Aborting => {
-                Err(pending(tx.id))
+            if tokio::time::Instant::now() >= deadline {
+                return Err(pending(id));
             }
+            // Until a driver here lets go of this purchase (no need to read the row
+            // before), or, when none here holds it, for a pause.
+            loop {
+                let let_go = self.finished.notified();
+                tokio::pin!(let_go);
+                let_go.as_mut().enable();
+                let wake = if self.driven_here().contains(&id) {
+                    deadline
+                } else {
+                    let wake = (tokio::time::Instant::now() + pause).min(deadline);
+                    pause = (pause * 2).min(OUTCOME_POLL_MAX);
+                    wake
+                };
+                let timed_out = tokio::time::timeout_at(wake, let_go).await.is_err();
+                if timed_out || !self.driven_here().contains(&id) {
+                    break;
+                }
+            }
+            tx = self.replica.read(move |c| purchase_log::load(c, id)).await?;
         }
     }
 
