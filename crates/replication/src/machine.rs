@@ -157,7 +157,7 @@ fn apply_batch(
 ) -> Answers {
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
-        if let Err(e) = conn.execute_batch("SAVEPOINT command") {
+        if let Err(e) = agora_store::exec(conn, "SAVEPOINT command") {
             answers.push(Err(agora_store::db_error(e)));
             continue;
         }
@@ -165,9 +165,12 @@ fn apply_batch(
             apply.apply(conn, command, ctx)
         }))
         .unwrap_or_else(|_| Err(ApiError::internal("applying the command panicked")));
-        let end =
-            if answer.is_ok() { "RELEASE command" } else { "ROLLBACK TO command; RELEASE command" };
-        if let Err(e) = conn.execute_batch(end) {
+        let end = if answer.is_ok() {
+            agora_store::exec(conn, "RELEASE command")
+        } else {
+            agora_store::undo_savepoint(conn, "command")
+        };
+        if let Err(e) = end {
             answers.push(Err(agora_store::db_error(e)));
             continue;
         }

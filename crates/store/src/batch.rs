@@ -92,6 +92,18 @@ pub(crate) fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batc
     }
 }
 
+/// Runs one statement of transaction control, prepared once per connection: these run
+/// several times for every write, and parsing them each time showed in profiles.
+pub fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Undoes the work since savepoint `name` and ends it.
+pub fn undo_savepoint(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    exec(conn, &format!("ROLLBACK TO {name}"))?;
+    exec(conn, &format!("RELEASE {name}"))
+}
+
 /// Runs `batch` as one transaction, each job in its own savepoint, commits, and then
 /// tells every job whether its work is committed. If the transaction stops being one the
 /// batch can vouch for (a savepoint cannot be ended, or SQLite rolled the transaction back
@@ -99,16 +111,16 @@ pub(crate) fn write_loop(conn: WriteConn, rx: mpsc::Receiver<WriteJob>, max_batc
 fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec<Completion>) {
     if !conn.is_autocommit() {
         // Left open by an earlier batch whose COMMIT and ROLLBACK both failed.
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = exec(conn, "ROLLBACK");
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         warn!(error = %e, "cannot begin a write batch");
         batch.clear();
         return;
     }
     let mut intact = true;
     for job in batch.drain(..) {
-        if !intact || conn.execute_batch("SAVEPOINT job").is_err() {
+        if !intact || exec(conn, "SAVEPOINT job").is_err() {
             // Without a savepoint the job could not be undone alone: fail it unrun.
             drop(job);
             continue;
@@ -117,13 +129,11 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
         // error when its answer is dropped, and the batch and the store go on.
         let (ended, completion) =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
-                Ok((true, completion)) => (conn.execute_batch("RELEASE job"), Some(completion)),
-                Ok((false, completion)) => {
-                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), Some(completion))
-                }
+                Ok((true, completion)) => (exec(conn, "RELEASE job"), Some(completion)),
+                Ok((false, completion)) => (undo_savepoint(conn, "job"), Some(completion)),
                 Err(_) => {
                     error!("a write job panicked; its work is undone");
-                    (conn.execute_batch("ROLLBACK TO job; RELEASE job"), None)
+                    (undo_savepoint(conn, "job"), None)
                 }
             };
         if let Err(e) = &ended {
@@ -135,7 +145,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
         completions.extend(completion);
     }
     let committed = intact
-        && match conn.execute_batch("COMMIT") {
+        && match exec(conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 error!(error = %e, "write batch failed to commit");
@@ -144,7 +154,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
         };
     if !committed
         && !conn.is_autocommit()
-        && let Err(e) = conn.execute_batch("ROLLBACK")
+        && let Err(e) = exec(conn, "ROLLBACK")
     {
         error!(error = %e, "cannot roll back a failed write batch");
     }

@@ -47,6 +47,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 pub use applied::{APPLIED_MEMORY_MS, once};
+pub use batch::{exec, undo_savepoint};
 pub use error::db_error;
 pub use files::private_dir;
 
