@@ -14,7 +14,7 @@ use agora_domain::{CART_LINES_MAX, CartLine, ItemId, Money, Purchase, PurchaseLi
 use agora_proto::messages::OpId;
 use agora_proto::{ApiError, ErrorCode};
 use agora_replication::{Context, StateMachine};
-use agora_store::once;
+use agora_store::at_most_once;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -241,7 +241,7 @@ impl StateMachine for CustomerMachine {
         let now = ctx.now_ms;
         match command {
             Command::CreateAccount { op, role, username, name, password_hash } => {
-                let id = once(c, 0, op, now, |c| {
+                let id = at_most_once(c, 0, op, now, |c| {
                     accounts::create(c, *role, username, name, password_hash, now)
                 })?;
                 Ok(Output::Account(id))
@@ -265,13 +265,13 @@ impl StateMachine for CustomerMachine {
                 Ok(Output::Done)
             }
             Command::AddToCart { op, buyer, session, item, quantity, available } => {
-                let lines = once(c, *buyer as i64, op, now, |c| {
+                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
                     add_to_cart(c, session, *item, *quantity, *available)
                 })?;
                 Ok(Output::Cart(lines))
             }
             Command::RemoveFromCart { op, buyer, session, item, quantity } => {
-                let lines = once(c, *buyer as i64, op, now, |c| {
+                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
                     remove_from_cart(c, session, *item, *quantity)
                 })?;
                 Ok(Output::Cart(lines))

@@ -33,7 +33,13 @@ pub const APPLIED_MEMORY_MS: i64 = 24 * 3600 * 1000;
 /// [`APPLIED_MEMORY_MS`] before it are forgotten now and then. It is an argument, not a
 /// reading of this machine's clock, so that replicas applying the same command with the
 /// same time (the leader's) keep the same table.
-pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, now_ms: i64, f: F) -> Result<T, ApiError>
+pub fn at_most_once<T, F>(
+    c: &Connection,
+    scope: i64,
+    op: &OpId,
+    now_ms: i64,
+    f: F,
+) -> Result<T, ApiError>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce(&Connection) -> Result<T, ApiError>,
@@ -97,7 +103,7 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        once(c, scope, &op, T0, |c| {
+                        at_most_once(c, scope, &op, T0, |c| {
                             c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
                             Ok(k)
                         })
@@ -158,19 +164,19 @@ mod tests {
         // Ops whose first byte is 0 also sweep out answers past their memory.
         let (old, recent, sweep) =
             ([1; 16], [2; 16], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("first"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("first"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("first"), 1);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("first"), 2);
         // Repeats get the recorded answers and change nothing.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("repeat"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("repeat"), 1);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
 
         // One answer just past its memory, one a minute short of it.
         age(&c, &old, APPLIED_MEMORY_MS + 1_000);
         age(&c, &recent, APPLIED_MEMORY_MS - 60_000);
-        assert_eq!(once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
+        assert_eq!(at_most_once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
         // The old op is new again, and runs; the recent one is still remembered.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
     }
 }
