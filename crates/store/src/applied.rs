@@ -179,4 +179,41 @@ mod tests {
         assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
         assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
     }
+
+    /// The boundary, to the millisecond: an answer exactly as old as the memory is still
+    /// remembered; one a millisecond older is forgotten at the next sweep.
+    #[test]
+    fn an_answer_is_remembered_to_the_last_millisecond_of_its_memory() {
+        let c = ops_table();
+        let (edge, past) = ([1; 16], [2; 16]);
+        // First byte 0: sweeps; not all zero: recorded.
+        let mut sweep = [3; 16];
+        sweep[0] = 0;
+        assert_eq!(at_most_once(&c, 7, &edge, T0, bump).expect("first"), 1);
+        assert_eq!(at_most_once(&c, 7, &past, T0, bump).expect("first"), 2);
+        age(&c, &edge, APPLIED_MEMORY_MS);
+        age(&c, &past, APPLIED_MEMORY_MS + 1);
+        assert_eq!(at_most_once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
+        assert_eq!(at_most_once(&c, 7, &edge, T0, bump).expect("remembered"), 1);
+        assert_eq!(at_most_once(&c, 7, &past, T0, bump).expect("forgotten, so run again"), 4);
+    }
+
+    /// Only an op whose first byte is 0 sweeps (about one in 256), so most writes do not
+    /// pay for it; any op is recorded, and the all-zero op (no op id) never is.
+    #[test]
+    fn only_some_ops_sweep_and_the_zero_op_is_never_recorded() {
+        let c = ops_table();
+        let (old, other) = ([1; 16], [2; 16]);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("first"), 1);
+        age(&c, &old, APPLIED_MEMORY_MS + 1);
+        // Not a sweeping op: the old answer is still there.
+        assert_eq!(at_most_once(&c, 7, &other, T0, bump).expect("other"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("not swept yet"), 1);
+        // No op id: runs every time, recorded never.
+        assert_eq!(at_most_once(&c, 7, &[0; 16], T0, bump).expect("zero"), 3);
+        assert_eq!(at_most_once(&c, 7, &[0; 16], T0, bump).expect("zero again"), 4);
+        let recorded: i64 =
+            c.query_row("SELECT count(*) FROM applied_ops", [], |r| r.get(0)).expect("count");
+        assert_eq!(recorded, 2);
+    }
 }
