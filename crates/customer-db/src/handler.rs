@@ -483,4 +483,23 @@ mod tests {
         // More of an item already in the cart is still fine.
         rig.add(&token, ItemId { category: 1, number: 100 }, 1, 9).await;
     }
+
+    /// A restart loads the sessions that may still answer `session_expired`: those active
+    /// within the timeout and the grace after it, to the millisecond. Older rows stay
+    /// behind, and their tokens answer `not_logged_in`.
+    #[tokio::test]
+    async fn a_restart_loads_sessions_expired_within_their_grace_and_no_older() {
+        let mut rig = Rig::start().await;
+        let (_, older) = rig.account(Role::Buyer, "bea").await;
+        rig.config.clock.advance(std::time::Duration::from_millis(1));
+        let edge = rig.login(Role::Buyer, "bea").await;
+        let timeout = rig.config.session_timeout.as_millis() as u64;
+        let grace = crate::sessions::EXPIRED_GRACE_MS as u64;
+        rig.config.clock.advance(std::time::Duration::from_millis(timeout + grace));
+        rig.restart_handler().await;
+        let check =
+            |token: &str| Request::Authenticate { session: token.into(), role: Role::Buyer };
+        assert_eq!(code(rig.call(check(&edge)).await), ErrorCode::SessionExpired);
+        assert_eq!(code(rig.call(check(&older)).await), ErrorCode::NotLoggedIn);
+    }
 }
