@@ -422,17 +422,30 @@ fn begin_purchase(
 /// command leading there finds it already done. Any other pair is a bug in the proposer.
 fn rule(to: State) -> (&'static [State], &'static [State]) {
     match to {
+        // Only `begin_purchase` creates a purchase, never a move.
         State::Started => (&[], &[]),
+        // The product database took the units: the lines and total are now fixed, and
+        // the charge may be sent.
         State::Reserved => (&[State::Started], &[State::Reserved]),
+        // The charge was sent and its answer lost: from here only payments' `Resolve`
+        // decides, never the coordinator's guess.
         State::Resolving => (&[State::Reserved], &[State::Resolving]),
+        // Decided not to happen, before anything was charged (payments declined, or
+        // cancelled the key on `Resolve`); units may still be reserved and are released
+        // next. Not from `Committed`: what payments charged is never undone.
         State::Aborting => (
             &[State::Started, State::Reserved, State::Resolving],
             &[State::Aborting, State::Aborted],
         ),
+        // Nothing is held any more: straight from `Started` when the product database
+        // refused the reservation (it took nothing), else once the release is done.
         State::Aborted => (&[State::Started, State::Aborting], &[State::Aborted]),
+        // Payments charged exactly this purchase: the commit point. History, counters
+        // and carts change in the same transaction as the state.
         State::Committed => {
             (&[State::Reserved, State::Resolving], &[State::Committed, State::Done])
         }
+        // The product database knows the units are sold: nothing is left to do.
         State::Done => (&[State::Committed], &[State::Done]),
     }
 }
