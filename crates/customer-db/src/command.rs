@@ -14,7 +14,7 @@ use agora_domain::{CART_LINES_MAX, CartLine, ItemId, Money, Purchase, PurchaseLi
 use agora_proto::messages::OpId;
 use agora_proto::{ApiError, ErrorCode};
 use agora_replication::{Context, StateMachine};
-use agora_store::once;
+use agora_store::at_most_once;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -241,7 +241,7 @@ impl StateMachine for CustomerMachine {
         let now = ctx.now_ms;
         match command {
             Command::CreateAccount { op, role, username, name, password_hash } => {
-                let id = once(c, 0, op, now, |c| {
+                let id = at_most_once(c, 0, op, now, |c| {
                     accounts::create(c, *role, username, name, password_hash, now)
                 })?;
                 Ok(Output::Account(id))
@@ -265,13 +265,13 @@ impl StateMachine for CustomerMachine {
                 Ok(Output::Done)
             }
             Command::AddToCart { op, buyer, session, item, quantity, available } => {
-                let lines = once(c, *buyer as i64, op, now, |c| {
+                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
                     add_to_cart(c, session, *item, *quantity, *available)
                 })?;
                 Ok(Output::Cart(lines))
             }
             Command::RemoveFromCart { op, buyer, session, item, quantity } => {
-                let lines = once(c, *buyer as i64, op, now, |c| {
+                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
                     remove_from_cart(c, session, *item, *quantity)
                 })?;
                 Ok(Output::Cart(lines))
@@ -422,17 +422,30 @@ fn begin_purchase(
 /// command leading there finds it already done. Any other pair is a bug in the proposer.
 fn rule(to: State) -> (&'static [State], &'static [State]) {
     match to {
+        // Only `begin_purchase` creates a purchase, never a move.
         State::Started => (&[], &[]),
+        // The product database took the units: the lines and total are now fixed, and
+        // the charge may be sent.
         State::Reserved => (&[State::Started], &[State::Reserved]),
+        // The charge was sent and its answer lost: from here only payments' `Resolve`
+        // decides, never the coordinator's guess.
         State::Resolving => (&[State::Reserved], &[State::Resolving]),
+        // Decided not to happen, before anything was charged (payments declined, or
+        // cancelled the key on `Resolve`); units may still be reserved and are released
+        // next. Not from `Committed`: what payments charged is never undone.
         State::Aborting => (
             &[State::Started, State::Reserved, State::Resolving],
             &[State::Aborting, State::Aborted],
         ),
+        // Nothing is held any more: straight from `Started` when the product database
+        // refused the reservation (it took nothing), else once the release is done.
         State::Aborted => (&[State::Started, State::Aborting], &[State::Aborted]),
+        // Payments charged exactly this purchase: the commit point. History, counters
+        // and carts change in the same transaction as the state.
         State::Committed => {
             (&[State::Reserved, State::Resolving], &[State::Committed, State::Done])
         }
+        // The product database knows the units are sold: nothing is left to do.
         State::Done => (&[State::Committed], &[State::Done]),
     }
 }

@@ -483,4 +483,56 @@ mod tests {
         // More of an item already in the cart is still fine.
         rig.add(&token, ItemId { category: 1, number: 100 }, 1, 9).await;
     }
+
+    /// A restart loads the sessions that may still answer `session_expired`: those active
+    /// within the timeout and the grace after it, to the millisecond. Older rows stay
+    /// behind, and their tokens answer `not_logged_in`.
+    #[tokio::test]
+    async fn a_restart_loads_sessions_expired_within_their_grace_and_no_older() {
+        let mut rig = Rig::start().await;
+        let (_, older) = rig.account(Role::Buyer, "bea").await;
+        rig.config.clock.advance(std::time::Duration::from_millis(1));
+        let edge = rig.login(Role::Buyer, "bea").await;
+        let timeout = rig.config.session_timeout.as_millis() as u64;
+        let grace = crate::sessions::EXPIRED_GRACE_MS as u64;
+        rig.config.clock.advance(std::time::Duration::from_millis(timeout + grace));
+        rig.restart_handler().await;
+        let check =
+            |token: &str| Request::Authenticate { session: token.into(), role: Role::Buyer };
+        assert_eq!(code(rig.call(check(&edge)).await), ErrorCode::SessionExpired);
+        assert_eq!(code(rig.call(check(&older)).await), ErrorCode::NotLoggedIn);
+    }
+
+    /// Rows of `table` (the tests' own SQL: what is on disk, not what the table in memory
+    /// says).
+    async fn count(rig: &Rig, table: &'static str) -> i64 {
+        rig.replica
+            .read(move |c| {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .map_err(agora_store::db_error)
+            })
+            .await
+            .expect("count")
+    }
+
+    /// The flush sweeps sessions expired for longer than the grace off disk, cart and all;
+    /// one expired exactly the grace ago stays, answering `session_expired`.
+    #[tokio::test]
+    async fn the_flush_deletes_sessions_past_their_grace_with_their_carts() {
+        let rig = Rig::start().await;
+        let (_, older) = rig.account(Role::Buyer, "bea").await;
+        rig.add(&older, ItemId { category: 3, number: 7 }, 1, 5).await;
+        rig.config.clock.advance(std::time::Duration::from_millis(1));
+        let edge = rig.login(Role::Buyer, "bea").await;
+        assert_eq!((count(&rig, "sessions").await, count(&rig, "session_cart").await), (2, 1));
+        let timeout = rig.config.session_timeout.as_millis() as u64;
+        let grace = crate::sessions::EXPIRED_GRACE_MS as u64;
+        rig.config.clock.advance(std::time::Duration::from_millis(timeout + grace));
+        rig.db.flush_sessions().await.expect("flush");
+        assert_eq!((count(&rig, "sessions").await, count(&rig, "session_cart").await), (1, 0));
+        let check =
+            |token: &str| Request::Authenticate { session: token.into(), role: Role::Buyer };
+        assert_eq!(code(rig.call(check(&older)).await), ErrorCode::NotLoggedIn);
+        assert_eq!(code(rig.call(check(&edge)).await), ErrorCode::SessionExpired);
+    }
 }

@@ -682,4 +682,111 @@ mod tests {
         // The retry with the key sees the purchase.
         assert_eq!(rig.purchase(&token, "k1", card()).await.map(|p| p.id), Ok(1));
     }
+
+    #[tokio::test]
+    async fn a_purchase_key_is_1_to_64_bytes() {
+        let (rig, _, _, token, pen) = buyer_with_two_pens().await;
+        for key in [String::new(), "k".repeat(65)] {
+            let refused = rig.purchase(&token, &key, card()).await.expect_err("bad key");
+            assert_eq!(refused.code, ErrorCode::InvalidArgument, "{key:?}");
+            assert!(refused.message.contains("purchase key"), "{refused}");
+        }
+        assert_eq!(rig.units_left(pen).await, 5, "nothing reserved");
+        let bought = rig.purchase(&token, &"k".repeat(64), card()).await.expect("64 bytes");
+        assert_eq!(bought.id, 1, "the refused keys began no purchase");
+    }
+
+    /// Two purchases of one cart at once: the second waits for the first to end (woken
+    /// when it does; were it not, it would answer `purchase_pending` at its deadline),
+    /// then finds the cart bought, the bought lines gone, so nothing is bought twice.
+    #[tokio::test]
+    async fn a_second_purchase_of_a_cart_waits_for_the_first_and_finds_it_bought() {
+        let (rig, _, _, token, pen) = buyer_with_two_pens().await;
+        // Both begin in one batch of the store: the first holds the cart, the second waits.
+        let (first, second) =
+            tokio::join!(rig.purchase(&token, "k1", card()), rig.purchase(&token, "k2", card()));
+        assert_eq!(first.map(|p| p.id), Ok(1));
+        let second = second.expect_err("nothing left to buy");
+        assert_eq!(second.code, ErrorCode::InvalidArgument, "{second}");
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.history_rows().await, 1);
+    }
+
+    /// Crashed after the reservation, before the charge reached payments: recovery asks
+    /// payments, whose `Resolve` cancels the key, and aborts, putting the units back.
+    #[tokio::test]
+    async fn recovery_aborts_a_reserved_purchase_payments_never_charged() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5);
+        assert_eq!(rig.history_rows().await, 0);
+        assert_eq!(rig.units_counted(buyer).await, 0);
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 2 }]);
+    }
+
+    /// An approved charge under the purchase's key for another amount is not this
+    /// purchase's (someone else's charge, or a bug): the purchase is not bought on it.
+    #[tokio::test]
+    async fn a_charge_for_another_amount_under_the_key_does_not_buy_the_purchase() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        rig.charge(1, Money::from_cents(299), buyer).await;
+        rig.coordinator.recover().await;
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.history_rows().await, 0);
+        assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (0, 0));
+        assert_eq!(rig.units_left(pen).await, 5);
+    }
+
+    /// Writes `n` unfinished purchases (ids `from` on) straight into the log, as a long
+    /// outage of payments would leave them.
+    fn unfinished_purchases(rig: &Rig, from: i64, n: i64) {
+        let raw = rusqlite::Connection::open(rig.dir.path().join("customer.db")).expect("open");
+        raw.execute(
+            "WITH RECURSIVE ids(id) AS (SELECT ?1 UNION ALL SELECT id + 1 FROM ids \
+             WHERE id < ?1 + ?2 - 1) \
+             INSERT INTO purchase_tx (id, buyer, key, session, state, cart, created_ms) \
+             SELECT id, 0, 'k' || id, x'00', ?3, x'00', 0 FROM ids",
+            rusqlite::params![from, n, State::Started as i64],
+        )
+        .expect("insert");
+    }
+
+    /// The coordinator reports its unfinished purchases so that the product database
+    /// releases reservations none of them claims; with more unfinished purchases than fit
+    /// in one report it sends none (a partial list would free the units of the others).
+    #[tokio::test]
+    async fn reporting_held_purchases_releases_unclaimed_units_and_never_a_partial_list() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        // Purchase 1 aborted without its release reaching the product database.
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k1".into() };
+        let Ok(Output::Begun(Begun::New(1, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        let reserve = product::Request::Reserve { purchase: 1, lines: cart };
+        rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await.expect("reserved");
+        let error = Some(ApiError::new(ErrorCode::Aborted, "cancelled"));
+        let aborted = Command::PurchaseAborted { id: 1, from: State::Started, error };
+        rig.replica.propose(aborted).await.expect("aborted");
+        assert_eq!(rig.units_left(pen).await, 3);
+
+        // One more unfinished purchase than a report holds: no report at all.
+        let max = MAX_HELD_REPORT as i64;
+        unfinished_purchases(&rig, 2, max + 1);
+        rig.coordinator.report_held().await;
+        assert_eq!(rig.units_left(pen).await, 3, "nothing released on a partial list");
+
+        // Exactly as many as a report holds: reported, and purchase 1's units come back.
+        let raw = rusqlite::Connection::open(rig.dir.path().join("customer.db")).expect("open");
+        raw.execute(
+            "UPDATE purchase_tx SET state = ?2 WHERE id = ?1",
+            rusqlite::params![max + 2, State::Aborted as i64],
+        )
+        .expect("finish one");
+        rig.coordinator.report_held().await;
+        assert_eq!(rig.units_left(pen).await, 5);
+    }
 }

@@ -243,4 +243,54 @@ mod tests {
             ErrorCode::NotLoggedIn
         );
     }
+
+    /// A session of account 9 last active at `at`.
+    fn buyer_at(at: i64) -> Session {
+        Session { account: 9, role: Role::Buyer, last_seen: at, stored_last_seen: at }
+    }
+
+    /// "Expires after the timeout without activity": idle for exactly the timeout it is
+    /// still alive; one millisecond more and it has expired.
+    #[test]
+    fn a_session_idle_for_exactly_the_timeout_is_still_alive() {
+        let clock = Clock::manual(1_000_000);
+        let sessions = Sessions::new(60_000, clock.clone());
+        let (edge, past) = ([1u8; 32], [2u8; 32]);
+        sessions.insert(edge, buyer_at(1_000_000));
+        sessions.insert(past, buyer_at(1_000_000 - 1));
+        clock.advance(Duration::from_millis(60_000));
+        sessions.check(&edge, Role::Buyer).expect("idle exactly the timeout: alive");
+        let expired = sessions.check(&past, Role::Buyer).expect_err("a millisecond more");
+        assert_eq!(expired.code, ErrorCode::SessionExpired);
+        assert!(expired.message.contains("after 60 s"), "{expired}");
+    }
+
+    /// The sweep forgets a session once it has been expired for longer than the grace:
+    /// at exactly timeout + grace it is kept (and answers `SessionExpired`), a
+    /// millisecond later it is gone (and answers `NotLoggedIn`).
+    #[test]
+    fn the_sweep_forgets_a_session_a_millisecond_after_its_grace() {
+        let clock = Clock::manual(1_000_000);
+        let sessions = Sessions::new(60_000, clock.clone());
+        let (edge, past, alive) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let start = clock.now_ms();
+        let grace = 3_600_000;
+        sessions.insert(edge, buyer_at(start));
+        sessions.insert(past, buyer_at(start - 1));
+        sessions.insert(alive, buyer_at(start + grace + 60_000));
+        clock.advance(Duration::from_millis(60_000 + 3_600_000));
+        assert_eq!(sessions.take_long_expired(grace), vec![past]);
+        assert_eq!(
+            sessions.check(&edge, Role::Buyer).expect_err("in its grace").code,
+            ErrorCode::SessionExpired
+        );
+        assert_eq!(
+            sessions.check(&past, Role::Buyer).expect_err("gone").code,
+            ErrorCode::NotLoggedIn
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(sessions.take_long_expired(grace), vec![edge]);
+        assert!(sessions.take_long_expired(grace).is_empty(), "taken once");
+        sessions.check(&alive, Role::Buyer).expect("the active one stays");
+    }
 }

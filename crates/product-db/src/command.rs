@@ -8,7 +8,7 @@ use agora_proto::ApiError;
 use agora_proto::messages::OpId;
 use agora_proto::messages::product::Response;
 use agora_replication::{Context, StateMachine};
-use agora_store::once;
+use agora_store::at_most_once;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -55,13 +55,13 @@ impl StateMachine for ProductMachine {
         command: &Command,
         ctx: &Context,
     ) -> Result<Response, ApiError> {
-        // Op ids are recorded per seller. The answers `once` records keep the types they
-        // had before commands existed (an `ItemId`, a `u32`), so answers recorded by an
-        // earlier version still decode.
+        // Op ids are recorded per seller. The answers `at_most_once` records keep the types
+        // they had before commands existed (an `ItemId`, a `u32`), so answers recorded by
+        // an earlier version still decode.
         match command {
             Command::RegisterItem { op, seller_id, item } => {
                 let scope = *seller_id as i64;
-                let id = once(c, scope, op, ctx.now_ms, |c| {
+                let id = at_most_once(c, scope, op, ctx.now_ms, |c| {
                     items::register(c, *seller_id, item, ctx.now_ms)
                 })?;
                 Ok(Response::ItemId(id))
@@ -72,7 +72,7 @@ impl StateMachine for ProductMachine {
             }
             Command::RemoveUnits { op, seller_id, item, quantity } => {
                 let scope = *seller_id as i64;
-                let left = once(c, scope, op, ctx.now_ms, |c| {
+                let left = at_most_once(c, scope, op, ctx.now_ms, |c| {
                     items::remove_units(c, *seller_id, *item, *quantity)
                 })?;
                 Ok(Response::Quantity(left))

@@ -20,14 +20,21 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         match request {
             Request::Ping => Ok(Response::Pong),
+            // A listing is checked here (name, keywords, price, units), so a bad one never
+            // reaches the log; its op id makes a retry answer the same item rather than list
+            // it twice.
             Request::RegisterItem { op, seller_id, item } => {
                 let item = item.validate()?;
                 self.replica.propose(Command::RegisterItem { op, seller_id, item }).await
             }
+            // No op id: setting a price twice leaves it set. Units already reserved keep the
+            // price they were reserved at; a seller changes only their own items.
             Request::ChangePrice { seller_id, item, price } => {
                 let price = price.check_price()?;
                 self.replica.propose(Command::ChangePrice { seller_id, item, price }).await
             }
+            // An op id, since removing twice would remove twice as many. Units only go down,
+            // and an item taken to 0 is withdrawn for good (items.rs).
             Request::RemoveUnits { op, seller_id, item, quantity } => {
                 check_quantity(quantity)?;
                 self.replica.propose(Command::RemoveUnits { op, seller_id, item, quantity }).await
@@ -51,9 +58,13 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
             Request::GetItem { item } => {
                 Ok(Response::Item(self.replica.read(move |c| items::item(c, item)).await?))
             }
+            // One vote per buyer and item: a new vote replaces the earlier one, so a repeat
+            // changes nothing and needs no op id.
             Request::Vote { buyer_id, item, up } => {
                 self.replica.propose(Command::Vote { buyer_id, item, thumbs_up: up }).await
             }
+            // The purchase coordinator's steps (only the customer database may send them):
+            // keyed by purchase id, each idempotent, in the order reserve.rs draws.
             Request::Reserve { purchase, lines } => {
                 let reserved = self.replica.propose(Command::Reserve { purchase, lines }).await?;
                 fault::crash_point("reserve-before-ack");

@@ -324,4 +324,87 @@ mod tests {
         assert_eq!(release_unclaimed(&c, &[], 10, NOW + UNCLAIMED_AFTER_MS).unwrap(), 1);
         assert_eq!(left(&c), 9);
     }
+
+    /// Adds `n` items of `units` each (numbers 2 on), for tests that need many.
+    fn more_items(c: &Connection, n: usize, units: u32) -> Vec<ItemId> {
+        (0..n)
+            .map(|_| {
+                c.execute(
+                    "INSERT INTO items (category, seller, name, keywords, condition, price, \
+                     quantity, listed_ms) VALUES (3, 1, 'Cup', 'cup', 0, 100, ?1, 0)",
+                    [units],
+                )
+                .unwrap();
+                ItemId { category: 3, number: c.last_insert_rowid() as u64 }
+            })
+            .collect()
+    }
+
+    fn code(answer: Result<Vec<PurchaseLine>, ApiError>) -> ErrorCode {
+        answer.unwrap_err().code
+    }
+
+    /// A purchase has 1 to `CART_LINES_MAX` lines, counted as sent.
+    #[test]
+    fn a_purchase_has_one_to_the_most_lines_a_cart_holds() {
+        let c = db();
+        let items = more_items(&c, CART_LINES_MAX + 1, 5);
+        let lines: Vec<CartLine> =
+            items.iter().map(|&item| CartLine { item, quantity: 1 }).collect();
+        assert_eq!(code(reserve(&c, 1, &[], NOW)), ErrorCode::InvalidArgument);
+        assert_eq!(code(reserve(&c, 2, &lines, NOW)), ErrorCode::InvalidArgument);
+        let most = reserve(&c, 3, &lines[..CART_LINES_MAX], NOW).unwrap();
+        assert_eq!(most.len(), CART_LINES_MAX);
+    }
+
+    /// An item's quantity, summed over the lines that name it, is 1 to `QUANTITY_MAX`;
+    /// outside that the request is wrong (`invalid_argument`), whatever is in stock.
+    #[test]
+    fn a_line_asks_for_one_to_the_most_units_a_line_may_hold() {
+        let c = db();
+        let [big] = more_items(&c, 1, QUANTITY_MAX + 1)[..] else { unreachable!() };
+        let line = |quantity| CartLine { item: big, quantity };
+        assert_eq!(code(reserve(&c, 1, &[line(0)], NOW)), ErrorCode::InvalidArgument);
+        let over = [line(QUANTITY_MAX), line(1)];
+        assert_eq!(code(reserve(&c, 2, &over, NOW)), ErrorCode::InvalidArgument);
+        let most = reserve(&c, 3, &[line(QUANTITY_MAX)], NOW).unwrap();
+        assert_eq!(most[0].quantity, QUANTITY_MAX);
+        // Asking for more than is left is another matter: not enough units.
+        assert_eq!(code(reserve(&c, 4, &[line(2)], NOW)), ErrorCode::NotEnoughUnits);
+    }
+
+    /// The sweep's two rules at their edges: an id equal to `next` was never given (so
+    /// only time releases it), and an unclaimed id is released after 10 minutes held,
+    /// not a millisecond before.
+    #[test]
+    fn the_unclaimed_sweep_at_its_edges() {
+        let c = db();
+        take(&c, 10, 1, NOW); // == next: not given yet
+        take(&c, 11, 2, NOW - 10 * 60_000); // held exactly 10 minutes
+        take(&c, 12, 3, NOW - 10 * 60_000 + 1); // a millisecond short of it
+        assert_eq!(left(&c), 4);
+        assert_eq!(release_unclaimed(&c, &[], 10, NOW).unwrap(), 1);
+        assert_eq!(left(&c), 6, "only the one held 10 minutes");
+        assert_eq!(release_unclaimed(&c, &[], 11, NOW).unwrap(), 1);
+        assert_eq!(left(&c), 7, "10 is below next now, and not open");
+    }
+
+    /// A reservations table from before `reserved_ms` was kept gets the column (its rows
+    /// 0, long held); a table that has it is left alone, however often this runs.
+    #[test]
+    fn upgrade_adds_the_reservation_time_once() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE reservations (purchase INTEGER PRIMARY KEY, state INTEGER NOT NULL, \
+             lines BLOB NOT NULL); INSERT INTO reservations VALUES (1, 1, x'00');",
+        )
+        .unwrap();
+        upgrade(&c).unwrap();
+        upgrade(&c).unwrap();
+        let at: i64 =
+            c.query_row("SELECT reserved_ms FROM reservations", [], |r| r.get(0)).unwrap();
+        assert_eq!(at, 0);
+        let current = db();
+        upgrade(&current).unwrap();
+    }
 }

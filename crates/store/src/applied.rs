@@ -33,7 +33,13 @@ pub const APPLIED_MEMORY_MS: i64 = 24 * 3600 * 1000;
 /// [`APPLIED_MEMORY_MS`] before it are forgotten now and then. It is an argument, not a
 /// reading of this machine's clock, so that replicas applying the same command with the
 /// same time (the leader's) keep the same table.
-pub fn once<T, F>(c: &Connection, scope: i64, op: &OpId, now_ms: i64, f: F) -> Result<T, ApiError>
+pub fn at_most_once<T, F>(
+    c: &Connection,
+    scope: i64,
+    op: &OpId,
+    now_ms: i64,
+    f: F,
+) -> Result<T, ApiError>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce(&Connection) -> Result<T, ApiError>,
@@ -97,7 +103,7 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        once(c, scope, &op, T0, |c| {
+                        at_most_once(c, scope, &op, T0, |c| {
                             c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
                             Ok(k)
                         })
@@ -158,19 +164,56 @@ mod tests {
         // Ops whose first byte is 0 also sweep out answers past their memory.
         let (old, recent, sweep) =
             ([1; 16], [2; 16], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("first"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("first"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("first"), 1);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("first"), 2);
         // Repeats get the recorded answers and change nothing.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("repeat"), 1);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("repeat"), 1);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("repeat"), 2);
 
         // One answer just past its memory, one a minute short of it.
         age(&c, &old, APPLIED_MEMORY_MS + 1_000);
         age(&c, &recent, APPLIED_MEMORY_MS - 60_000);
-        assert_eq!(once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
+        assert_eq!(at_most_once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
         // The old op is new again, and runs; the recent one is still remembered.
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
-        assert_eq!(once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
-        assert_eq!(once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("forgotten"), 4);
+        assert_eq!(at_most_once(&c, 7, &recent, T0, bump).expect("remembered"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("recorded again"), 4);
+    }
+
+    /// The boundary, to the millisecond: an answer exactly as old as the memory is still
+    /// remembered; one a millisecond older is forgotten at the next sweep.
+    #[test]
+    fn an_answer_is_remembered_to_the_last_millisecond_of_its_memory() {
+        let c = ops_table();
+        let (edge, past) = ([1; 16], [2; 16]);
+        // First byte 0: sweeps; not all zero: recorded.
+        let mut sweep = [3; 16];
+        sweep[0] = 0;
+        assert_eq!(at_most_once(&c, 7, &edge, T0, bump).expect("first"), 1);
+        assert_eq!(at_most_once(&c, 7, &past, T0, bump).expect("first"), 2);
+        age(&c, &edge, APPLIED_MEMORY_MS);
+        age(&c, &past, APPLIED_MEMORY_MS + 1);
+        assert_eq!(at_most_once(&c, 7, &sweep, T0, bump).expect("sweep"), 3);
+        assert_eq!(at_most_once(&c, 7, &edge, T0, bump).expect("remembered"), 1);
+        assert_eq!(at_most_once(&c, 7, &past, T0, bump).expect("forgotten, so run again"), 4);
+    }
+
+    /// Only an op whose first byte is 0 sweeps (about one in 256), so most writes do not
+    /// pay for it; any op is recorded, and the all-zero op (no op id) never is.
+    #[test]
+    fn only_some_ops_sweep_and_the_zero_op_is_never_recorded() {
+        let c = ops_table();
+        let (old, other) = ([1; 16], [2; 16]);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("first"), 1);
+        age(&c, &old, APPLIED_MEMORY_MS + 1);
+        // Not a sweeping op: the old answer is still there.
+        assert_eq!(at_most_once(&c, 7, &other, T0, bump).expect("other"), 2);
+        assert_eq!(at_most_once(&c, 7, &old, T0, bump).expect("not swept yet"), 1);
+        // No op id: runs every time, recorded never.
+        assert_eq!(at_most_once(&c, 7, &[0; 16], T0, bump).expect("zero"), 3);
+        assert_eq!(at_most_once(&c, 7, &[0; 16], T0, bump).expect("zero again"), 4);
+        let recorded: i64 =
+            c.query_row("SELECT count(*) FROM applied_ops", [], |r| r.get(0)).expect("count");
+        assert_eq!(recorded, 2);
     }
 }

@@ -168,3 +168,73 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, completions: &mut Vec
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a fresh database with a table `t(k)`.
+    fn conn() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY);").expect("schema");
+        (dir, conn)
+    }
+
+    /// A job running `sql`, recording in `fates` whether its batch committed.
+    fn job(sql: &'static str, fates: &Arc<Mutex<Vec<(&'static str, bool)>>>) -> WriteJob {
+        let fates = fates.clone();
+        Box::new(move |c| {
+            let ok = c.execute_batch(sql).is_ok();
+            let completion: Completion =
+                Box::new(move |committed| lock(&fates).push((sql, committed)));
+            (ok, completion)
+        })
+    }
+
+    fn keys(c: &Connection) -> Vec<i64> {
+        let mut st = c.prepare("SELECT k FROM t ORDER BY k").expect("prepare");
+        let rows = st.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    /// The writer thread takes at most `max_batch` jobs into one transaction, and as many
+    /// as are waiting up to that. Seen through a job that breaks its batch: it fails the
+    /// jobs of its own batch and no others.
+    #[test]
+    fn the_writer_thread_batches_at_most_max_batch_jobs() {
+        let (_dir, c) = conn();
+        let fates = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        // Queued before the writer starts: [1, breaker] is the first batch, [3, 4] the next.
+        let jobs = [
+            "INSERT INTO t VALUES (1)",
+            "RELEASE job",
+            "INSERT INTO t VALUES (3)",
+            "INSERT INTO t VALUES (4)",
+        ];
+        for sql in jobs {
+            tx.send(job(sql, &fates)).expect("send");
+        }
+        drop(tx);
+        write_loop(Arc::new(tokio::sync::Mutex::new(c)), rx, 2);
+        let fates = lock(&fates).clone();
+        let committed: Vec<bool> = fates.iter().map(|(_, committed)| *committed).collect();
+        assert_eq!(committed, [false, false, true, true], "{fates:?}");
+    }
+
+    /// A transaction left open (an earlier batch's COMMIT and ROLLBACK both failed) is
+    /// rolled back before the next batch begins, so the store does not stop writing.
+    #[test]
+    fn a_batch_after_a_transaction_left_open_still_commits() {
+        let (_dir, c) = conn();
+        c.execute_batch("BEGIN; INSERT INTO t VALUES (1);").expect("left open");
+        let fates = Arc::new(Mutex::new(Vec::new()));
+        let mut batch = vec![job("INSERT INTO t VALUES (2)", &fates)];
+        run_batch(&c, &mut batch, &mut Vec::new());
+        assert_eq!(*lock(&fates), [("INSERT INTO t VALUES (2)", true)]);
+        assert!(c.is_autocommit());
+        // The half-done work of the transaction left open is gone; the batch's is in.
+        assert_eq!(keys(&c), [2]);
+    }
+}

@@ -27,7 +27,7 @@
 //!
 //! Callers are async; jobs are closures, answers come back through oneshot channels.
 //!
-//! [`once`] makes a mutation idempotent: its answer is recorded under the request's
+//! [`at_most_once`] makes a mutation idempotent: its answer is recorded under the request's
 //! [`OpId`](agora_proto::messages::OpId) in the same transaction, and a repeat gets the
 //! recorded answer.
 
@@ -46,7 +46,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::error;
 
-pub use applied::{APPLIED_MEMORY_MS, once};
+pub use applied::{APPLIED_MEMORY_MS, at_most_once};
 pub use batch::{exec, undo_savepoint};
 pub use error::db_error;
 pub use files::private_dir;

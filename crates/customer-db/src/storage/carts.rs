@@ -42,6 +42,8 @@ pub fn units_of(c: &Connection, session: &Key, item: ItemId) -> Result<u32, ApiE
         .map_err(db_error)?;
     Ok(match line {
         Some((category, quantity)) if category == i64::from(item.category) => quantity as u32,
+        // A line of this number under another category: the buyer named an item that
+        // does not exist, so the cart holds none of it (and the line is not touched).
         _ => 0,
     })
 }
@@ -84,6 +86,8 @@ pub fn take_units(
     quantity: u32,
     held: u32,
 ) -> Result<(), ApiError> {
+    // A cart never keeps a line of 0 units: taking them all takes the line. (`?3 >= 0`
+    // only binds the third parameter, which both statements are given.)
     let sql = if quantity == held {
         "DELETE FROM session_cart WHERE session = ?1 AND number = ?2 AND ?3 >= 0"
     } else {
@@ -103,7 +107,9 @@ pub fn clear(c: &Connection, session: &Key) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Makes the session's active cart the buyer's saved cart, replacing what was saved.
+/// Makes the session's active cart the buyer's saved cart, replacing what was saved. The
+/// saved cart is per buyer, not per session: it is what the buyer's next session starts
+/// with, so the last save from any session wins.
 pub fn save(c: &Connection, session: &Key, buyer: UserId) -> Result<(), ApiError> {
     c.prepare_cached("DELETE FROM saved_cart WHERE buyer = ?1")
         .and_then(|mut st| st.execute([buyer as i64]))

@@ -69,11 +69,6 @@ impl State {
             .find(|s| *s as i64 == n)
             .ok_or_else(|| ApiError::internal(format!("corrupt purchase log: state {n}")))
     }
-
-    /// Whether the purchase has ended.
-    pub fn is_finished(self) -> bool {
-        State::FINISHED.contains(&self)
-    }
 }
 
 /// `states` as an SQL list, for `state IN (...)`. Literals rather than bound parameters,
@@ -269,5 +264,20 @@ mod tests {
         let holding = format!("WHERE state IN ({});", sql_list(&State::HOLDING_CART));
         assert!(schema.contains(&open), "purchase_tx_open should say {open}");
         assert!(schema.contains(&holding), "purchase_tx_holding should say {holding}");
+    }
+
+    /// `next_id` is what the product database's sweep trusts: every id below it was given
+    /// by this log, so a reservation under such an id that is not open has no purchase.
+    #[test]
+    fn the_next_id_is_one_past_the_highest_given() {
+        let c = Connection::open_in_memory().expect("open");
+        c.execute_batch(crate::SCHEMA).expect("schema");
+        assert_eq!(next_id(&c), Ok(1));
+        let cart =
+            [CartLine { item: agora_domain::ItemId { category: 1, number: 1 }, quantity: 1 }];
+        for key in ["k1", "k2", "k3"] {
+            begin(&c, 5, key, &[0; 32], &cart, 0).expect("begin");
+        }
+        assert_eq!(next_id(&c), Ok(4));
     }
 }

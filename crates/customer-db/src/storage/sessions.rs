@@ -95,3 +95,39 @@ pub fn recent(c: &Connection, cutoff_ms: i64) -> Result<Vec<Row>, ApiError> {
     }
     Ok(sessions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `end` says whether there was a session to end: logging out twice ends one.
+    #[test]
+    fn ending_a_session_says_whether_there_was_one() {
+        let c = Connection::open_in_memory().expect("open");
+        c.execute_batch(crate::SCHEMA).expect("schema");
+        let (key, other) = ([1u8; 32], [2u8; 32]);
+        start(&c, &key, 1, Role::Buyer, 1_000).expect("start");
+        start(&c, &other, 1, Role::Buyer, 1_000).expect("start");
+        assert_eq!(end(&c, &key), Ok(true));
+        assert_eq!(end(&c, &key), Ok(false));
+        assert_eq!(require(&c, &key).map_err(|e| e.code), Err(agora_proto::ErrorCode::NotLoggedIn));
+        // The other session is untouched.
+        assert_eq!(require(&c, &other), Ok(()));
+        assert_eq!(recent(&c, 0).expect("rows").len(), 1);
+    }
+
+    /// The rows a restart loads: those active at or after the cutoff, to the millisecond.
+    #[test]
+    fn recent_sessions_include_the_cutoff_itself() {
+        let c = Connection::open_in_memory().expect("open");
+        c.execute_batch(crate::SCHEMA).expect("schema");
+        start(&c, &[1u8; 32], 1, Role::Buyer, 999).expect("start");
+        start(&c, &[2u8; 32], 1, Role::Seller, 1_000).expect("start");
+        let rows = recent(&c, 1_000).expect("rows");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].key, rows[0].role, rows[0].last_seen_ms),
+            ([2u8; 32], Some(Role::Seller), 1_000)
+        );
+    }
+}
