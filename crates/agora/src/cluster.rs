@@ -183,8 +183,9 @@ fn admin(args: &Where) -> anyhow::Result<Trust> {
     Ok(Trust::load(&credentials, Component::Admin)?)
 }
 
-/// The address of `group`'s leader: a replica that answers and says it leads. Waits, up
-/// to ten seconds, while the group elects one (its replicas may still name a dead one).
+/// The address of `group`'s leader: the replica a majority names in the newest term
+/// (`agora_replication::agreed_leader`). Waits, up to ten seconds, while the group elects
+/// one (its replicas may still name a dead one, and a restarted one may name itself).
 pub async fn leader_of(
     group: Component,
     map: &ClusterMap,
@@ -193,13 +194,14 @@ pub async fn leader_of(
     let replicas = map.groups.get(group.name()).map(Vec::as_slice).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
+        let mut statuses = Vec::new();
         for replica in replicas {
-            if let Ok(status) =
-                agora_replication::status_of(group, &replica.addr, trust, TIMEOUT).await
-                && status.leader == Some(status.node_id)
-            {
-                return Ok(replica.addr.clone());
-            }
+            statuses.push(
+                agora_replication::status_of(group, &replica.addr, trust, TIMEOUT).await.ok(),
+            );
+        }
+        if let Some(at) = agora_replication::agreed_leader(&statuses) {
+            return Ok(replicas[at].addr.clone());
         }
         if tokio::time::Instant::now() > deadline {
             bail!("no replica of {group} leads: is a majority of it running?");

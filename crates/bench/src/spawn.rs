@@ -294,14 +294,17 @@ impl Spawned {
     pub async fn leader_of(&self, group: &str) -> anyhow::Result<String> {
         let credentials = self.dir.join("credentials");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let replicas: Vec<&Server> = self.servers.iter().filter(|s| s.command == group).collect();
         loop {
-            for server in self.servers.iter().filter(|s| s.command == group) {
-                if leads(group, &server.addr, &credentials).await {
-                    return Ok(server.name.clone());
-                }
+            let mut statuses = Vec::new();
+            for server in &replicas {
+                statuses.push(status(group, &server.addr, &credentials).await);
+            }
+            if let Some(at) = agora_replication::agreed_leader(&statuses) {
+                return Ok(replicas[at].name.clone());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("no replica of {group} leads");
+                bail!("no replica of {group} leads with a majority's agreement");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -408,20 +411,14 @@ impl Spawned {
     }
 }
 
-/// Whether the replica of `group` at `addr` says it leads its group, asked how the group
-/// stands with the cluster's admin credentials (as `agora cluster status` asks).
-async fn leads(group: &str, addr: &str, credentials: &Path) -> bool {
+/// How the replica of `group` at `addr` says its group stands, asked with the cluster's
+/// admin credentials (as `agora cluster status` asks); `None` if it does not answer.
+async fn status(group: &str, addr: &str, credentials: &Path) -> Option<agora_replication::Status> {
     use agora_proto::{Component, Trust};
-    let (Some(component), Ok(admin)) =
-        (Component::from_name(group), Trust::load(credentials, Component::Admin))
-    else {
-        return false;
-    };
+    let component = Component::from_name(group)?;
+    let admin = Trust::load(credentials, Component::Admin).ok()?;
     let timeout = Duration::from_secs(1);
-    match agora_replication::status_of(component, addr, &admin, timeout).await {
-        Ok(status) => status.leader == Some(status.node_id),
-        Err(_) => false,
-    }
+    agora_replication::status_of(component, addr, &admin, timeout).await.ok()
 }
 
 /// Whether this `agora` can bulk-load a catalogue (`agora product-db seed`).

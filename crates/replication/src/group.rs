@@ -798,6 +798,20 @@ impl Group {
     }
 }
 
+/// Which of the replicas (by position) leads: one that says it leads, in the highest
+/// term any of them reports, and that a majority of the group names as leader. A replica
+/// restarted a moment ago may still call itself the leader of the term it led before it
+/// was killed; asked alone, it would be taken for the leader.
+pub fn agreed_leader(statuses: &[Option<Status>]) -> Option<usize> {
+    let newest = statuses.iter().flatten().map(|s| s.term).max()?;
+    let at = statuses.iter().position(|s| {
+        s.as_ref().is_some_and(|s| s.term == newest && s.leader == Some(s.node_id))
+    })?;
+    let id = statuses[at].as_ref()?.node_id;
+    let naming = statuses.iter().flatten().filter(|s| s.leader == Some(id)).count();
+    (naming * 2 > statuses.len()).then_some(at)
+}
+
 /// A group as one of its replicas sees it (`agora cluster status`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Status {
@@ -835,6 +849,32 @@ pub struct MemberStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(node_id: u64, leader: Option<u64>, term: u64) -> Option<Status> {
+        Some(Status {
+            group: "customer-db".into(),
+            node_id,
+            leader,
+            term,
+            last_log_index: None,
+            applied_index: None,
+            members: Vec::new(),
+            unreachable: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_leader_is_the_one_a_majority_names_in_the_newest_term() {
+        // Replica 1, restarted, still calls itself the leader of term 3; 2 leads term 4.
+        let statuses = [seen(1, Some(1), 3), seen(2, Some(2), 4), seen(3, Some(2), 4)];
+        assert_eq!(agreed_leader(&statuses), Some(1));
+        // Before the others have heard of 2, nobody leads with a majority.
+        let statuses = [seen(1, Some(1), 3), seen(2, Some(2), 4), seen(3, Some(1), 3)];
+        assert_eq!(agreed_leader(&statuses), None);
+        // One that does not answer is not counted as naming anyone.
+        let statuses = [None, seen(2, Some(2), 4), None];
+        assert_eq!(agreed_leader(&statuses), None);
+    }
 
     #[test]
     fn a_peer_list_reads_as_ids_and_addresses() {

@@ -36,8 +36,8 @@ mod types;
 pub use agora_proto::server::ReplicationHook;
 pub use clock::Clock;
 pub use group::{
-    GroupConfig, GroupError, MemberStatus, Status, add_learner_at, check_stamp, parse_peers,
-    set_voters_at, status_of,
+    GroupConfig, GroupError, MemberStatus, Status, add_learner_at, agreed_leader, check_stamp,
+    parse_peers, set_voters_at, status_of,
 };
 pub use types::{Member, TypeConfig};
 
