@@ -79,15 +79,26 @@ struct Up {
 impl Up {
     /// Starts it on a fresh data directory and reads its banner.
     async fn start() -> (tempfile::TempDir, Up) {
+        Up::start_with(&[], &[]).await
+    }
+
+    /// [`Up::start`] with extra flags and environment variables for every server.
+    async fn start_with(flags: &[&str], env: &[(&str, &str)]) -> (tempfile::TempDir, Up) {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(AGORA)
             .arg("up")
             .arg("--data-dir")
             .arg(data.path())
             .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
+            .args(flags)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("AGORA_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -379,5 +390,112 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
     assert_eq!(listed.len(), 6);
     assert!(listed.iter().any(|i| i.id == item));
     let _ = fourth.kill().await;
+    up.stop().await;
+}
+
+/// The customer database's leader dies (an injected crash) after recording a purchase and
+/// before asking payments. The new leader cannot charge it (cards are never stored), so
+/// it leaves the purchase to the buyer's retry, which carries the card: the retry with
+/// the same key buys it, once. (Before, the new leader cancelled it at once and the retry
+/// answered `aborted`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_whose_leader_died_before_payment_is_bought_by_its_retry_once() {
+    // Every replica would crash there, but only a leader's request reaches that point:
+    // a retry taking a purchase over does not pass it, and nothing else is bought.
+    let flags = ["--approve-probability", "1"];
+    let (data, up) = Up::start_with(&flags, &[("AGORA_CRASH_AT", "after-begin")]).await;
+    let servers = up.servers.clone();
+    let trust = Trust::load(&data.path().join("credentials"), Component::SellerServer).unwrap();
+    let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
+    let buyer = BuyerClient::new(vec![servers["buyer-server"].clone()]);
+    seller.create_account("ann", "long enough", "Ann").await.unwrap();
+    seller.login("ann", "long enough").await.unwrap();
+    let item = seller
+        .register_item(NewItem {
+            name: "Blue pen".into(),
+            category: 3,
+            keywords: vec!["pen".into()],
+            condition: Condition::New,
+            price: Money::from_cents(150),
+            quantity: 10,
+        })
+        .await
+        .unwrap();
+    buyer.create_account("bea", "long enough", "Bea").await.unwrap();
+    buyer.login("bea", "long enough").await.unwrap();
+    buyer.add_to_cart(item, 3).await.unwrap();
+    let old = leader(&servers, "customer-db", &trust).await;
+    let card =
+        Card { holder: "Bea B".into(), number: "4111111111111111".into(), expiry: "12/39".into() };
+
+    // The buyer asks, and asks again with the same key while the call fails on the way
+    // (the leader gone, an election under way).
+    let started = tokio::time::Instant::now();
+    let bought = loop {
+        match buyer.make_purchase_with_key("k1", card.clone()).await {
+            Ok(purchase) => break purchase,
+            Err(e)
+                if e.is_transport()
+                    || matches!(
+                        e.code(),
+                        Some(
+                            ErrorCode::PurchasePending
+                                | ErrorCode::Unavailable
+                                | ErrorCode::Timeout
+                                | ErrorCode::NotLeader
+                        )
+                    ) =>
+            {
+                assert!(started.elapsed() < DEADLINE, "never settled: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the retried purchase failed: {e}"),
+        }
+    };
+    let new = leader(&servers, "customer-db", &trust).await;
+    assert_ne!(new, old, "the leader crashed and another took over");
+    assert!(
+        !answers::<agora_proto::CustomerDb>(
+            &servers[&old],
+            &trust,
+            customer::Request::GetSeller { seller_id: 1 }
+        )
+        .await
+    );
+
+    // Bought once: the stock dropped once, the history has it once, the cart is empty.
+    assert_eq!(bought.total, Money::from_cents(450));
+    assert_eq!(buyer.get_item(item).await.unwrap().quantity, 7);
+    let history = buyer.get_purchases(Page { offset: 0, limit: 10 }).await.unwrap();
+    assert_eq!(history, vec![bought.clone()]);
+    assert!(buyer.display_cart().await.unwrap().is_empty());
+    let again = buyer.make_purchase_with_key("k1", card).await.unwrap();
+    assert_eq!(again, bought, "the key answers the same purchase");
+    // Charged once, under the purchase's key: every payments replica's ledger comes to
+    // say so (each applies the group's log in its own time).
+    let expected = vec![(format!("agora-purchase-{}", bought.id), 450)];
+    for k in 1..=3 {
+        let path = data.path().join(format!("payments-{k}")).join("payments.db");
+        loop {
+            let ledger = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let approved = ledger
+                .prepare("SELECT key, amount FROM charges WHERE state = ?1 ORDER BY key")
+                .unwrap()
+                .query_map([agora_payments::APPROVED], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<Vec<(String, i64)>, _>>()
+                .unwrap();
+            if approved == expected {
+                break;
+            }
+            assert!(approved.is_empty(), "payments-{k}: {approved:?}");
+            assert!(started.elapsed() < DEADLINE, "payments-{k} never applied the charge");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     up.stop().await;
 }

@@ -29,6 +29,10 @@ pub struct Config {
     pub payments: Vec<String>,
     /// How often unfinished purchases are driven to their end.
     pub recovery_interval: Duration,
+    /// How long recovery leaves a purchase it finds `Started` (payments never asked, so
+    /// nothing charged) to a retry of its request, which carries the card recovery does
+    /// not have, before cancelling it (DESIGN.md, "Recovery").
+    pub retry_grace: Duration,
     /// This database's credentials: only components of the cluster may connect, and it
     /// proves itself with them to the product database and payments.
     pub trust: Trust,
@@ -51,6 +55,7 @@ impl Config {
             product_db: vec!["127.0.0.1:7402".into()],
             payments: vec!["127.0.0.1:7405".into()],
             recovery_interval: Duration::from_secs(1),
+            retry_grace: Duration::from_secs(10),
             group: None,
         }
     }

@@ -99,6 +99,7 @@ pub async fn run(
         replica.clone(),
         Pool::new(upstream(&config.product_db)),
         Pool::new(upstream(&config.payments)),
+        config.retry_grace,
     ));
     let leadership = replica.leadership();
     let db = Arc::new(

@@ -9,7 +9,7 @@
 //! saw it changes nothing: another coordinator (a new leader's recovery) has taken the
 //! purchase over, and this one steps aside.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -87,6 +87,11 @@ pub struct Coordinator {
     /// Woken whenever a purchase stops being driven, for purchases waiting for another
     /// purchase of the same cart to end and for retries awaiting a purchase's outcome.
     finished: tokio::sync::Notify,
+    /// How long recovery leaves a `Started` purchase to a retry of its request.
+    retry_grace: Duration,
+    /// When recovery first found each purchase `Started` with no driver here, since this
+    /// replica began to lead: it cancels one only once `retry_grace` has passed since.
+    started_seen: Mutex<HashMap<u64, tokio::time::Instant>>,
 }
 
 /// Removes a purchase from `driven_here` when its driver is done, however it ends.
@@ -105,6 +110,7 @@ impl Coordinator {
         replica: Replica<CustomerMachine>,
         products: Pool<ProductDb>,
         payments: Pool<Payments>,
+        retry_grace: Duration,
     ) -> Self {
         Coordinator {
             replica,
@@ -113,12 +119,25 @@ impl Coordinator {
             driven_here: Mutex::default(),
             begin_gate: tokio::sync::RwLock::new(()),
             finished: tokio::sync::Notify::new(),
+            retry_grace,
+            started_seen: Mutex::default(),
         }
     }
 
     // Held for a set insert or remove; nothing awaits under it.
     fn driven_here(&self) -> MutexGuard<'_, HashSet<u64>> {
         self.driven_here.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // Held for a look-up, insert or sweep; nothing awaits under it.
+    fn started_seen(&self) -> MutexGuard<'_, HashMap<u64, tokio::time::Instant>> {
+        self.started_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Purchase `id` becomes driven here, unless a driver here already holds it; the
+    /// guard lets go of it however the driving ends.
+    fn claim(&self, id: u64) -> Option<Driving<'_>> {
+        self.driven_here().insert(id).then_some(Driving(self, id))
     }
 
     /// Buys the session's cart. `key` makes retries safe: a key already used returns that
@@ -147,7 +166,7 @@ impl Coordinator {
             finished.as_mut().enable();
             match self.begin(session, buyer, key.clone()).await? {
                 Begun::New(id, cart) => break (id, cart),
-                Begun::Earlier(earlier) => return self.outcome(earlier).await,
+                Begun::Earlier(earlier) => return self.outcome(earlier, card).await,
                 Begun::Busy(other) => {
                     if tokio::time::timeout_at(deadline, finished).await.is_err() {
                         return Err(ApiError::new(
@@ -161,7 +180,10 @@ impl Coordinator {
                 }
             }
         };
-        self.drive(id, buyer, cart, card).await
+        // `begin` put the purchase in `driven_here`: from here on the guard owns it.
+        let driving = Driving(self, id);
+        fault::crash_point("after-begin");
+        self.drive(driving, id, buyer, cart, card).await
     }
 
     /// Step 1: claims the session's cart for a new purchase (or finds the key's earlier
@@ -179,17 +201,16 @@ impl Coordinator {
         }
     }
 
-    /// Steps 2 to 5 of a purchase just begun: reserve, charge, commit, confirm.
+    /// Steps 2 to 5 of a purchase left `Started` (just begun, or taken over by a retry),
+    /// driven here for as long as `_driving` lives: reserve, charge, commit, confirm.
     async fn drive(
         &self,
+        _driving: Driving<'_>,
         id: u64,
         buyer: UserId,
         cart: Vec<CartLine>,
         card: Card,
     ) -> Result<Purchase, ApiError> {
-        let _driving = Driving(self, id);
-        fault::crash_point("after-begin");
-
         // Phase one: reserve the units.
         let lines = match self
             .products
@@ -380,8 +401,14 @@ impl Coordinator {
     /// for the outcome, holding no lock: woken when a driver here lets go of a purchase,
     /// and reading the row again with a growing pause for drivers elsewhere. Still
     /// unknown at the deadline: `purchase_pending`.
-    async fn outcome(&self, mut tx: Tx) -> Result<Purchase, ApiError> {
-        let id = tx.id;
+    ///
+    /// A purchase still `Started` that no driver here holds lost its driver before
+    /// payments was asked (with a crashed process or an old leader), and recovery, which
+    /// has no card, leaves it to its retry for a while: this retry carries `card` and
+    /// drives the purchase on itself, under its id, and answers what that gives.
+    async fn outcome(&self, mut tx: Tx, card: Card) -> Result<Purchase, ApiError> {
+        let (id, buyer) = (tx.id, tx.buyer);
+        let mut card = Some(card);
         let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
         let mut pause = OUTCOME_POLL_FIRST;
         loop {
@@ -397,7 +424,14 @@ impl Coordinator {
                 // Decided: nothing is or will be charged, only the units are still on
                 // their way back; the first try was told this error.
                 (State::Aborting, Some(error)) => return Err(error),
-                (State::Started | State::Reserved | State::Resolving | State::Aborting, _) => {}
+                (State::Started, _) => {
+                    if let Some(driving) = self.claim_left_purchase(id).await
+                        && let Some(card) = card.take()
+                    {
+                        return self.take_over(driving, id, buyer, card).await;
+                    }
+                }
+                (State::Reserved | State::Resolving | State::Aborting, _) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(pending(id));
@@ -424,6 +458,42 @@ impl Coordinator {
         }
     }
 
+    /// Claims purchase `id` for a retry taking it over, unless a driver here holds it.
+    /// The write side of `begin_gate` first lets every `BeginPurchase` in flight here
+    /// record its purchase in `driven_here`: the request that began this purchase here a
+    /// moment ago, and is about to drive it, keeps it.
+    async fn claim_left_purchase(&self, id: u64) -> Option<Driving<'_>> {
+        let _begins_recorded = self.begin_gate.write().await;
+        self.claim(id)
+    }
+
+    /// A retry drives on purchase `id` of `buyer`, found `Started` with no driver here,
+    /// with its own card. It is the same purchase: the same id, so the same reservation
+    /// (a reserve answers the lines recorded under the id) and the same payment key
+    /// (payments charges a key at most once, whichever card comes first). A driver of it
+    /// elsewhere (an old leader) is safe beside this one as recovery is: every step is a
+    /// compare-and-set and every remote step idempotent.
+    async fn take_over(
+        &self,
+        driving: Driving<'_>,
+        id: u64,
+        buyer: UserId,
+        card: Card,
+    ) -> Result<Purchase, ApiError> {
+        let cart = self.replica.read(move |c| purchase_log::cart(c, id)).await?;
+        info!(id, "a retry takes over a purchase left before payment");
+        self.started_seen().remove(&id);
+        self.drive(driving, id, buyer, cart, card).await
+    }
+
+    /// Whether recovery may cancel purchase `id`, found `Started` with no driver here:
+    /// once `retry_grace` has passed since it first found it so.
+    fn grace_over(&self, id: u64) -> bool {
+        let now = tokio::time::Instant::now();
+        let first = *self.started_seen().entry(id).or_insert(now);
+        now.duration_since(first) >= self.retry_grace
+    }
+
     /// Drives every purchase left unfinished (by a crash, a party that was down, or an
     /// old leader) to its end. Safe to run at any time: purchases driven here are
     /// skipped, and every step is idempotent and a compare-and-set.
@@ -433,6 +503,8 @@ impl Coordinator {
             self.replica.read(|c| purchase_log::unfinished(c, i64::MAX)).await
         };
         let Ok(open) = open else { return };
+        let still_open: HashSet<u64> = open.iter().copied().collect();
+        self.started_seen().retain(|id, _| still_open.contains(id));
         for id in open {
             if !self.driven_here().insert(id) {
                 continue;
@@ -441,9 +513,14 @@ impl Coordinator {
             let Ok(tx) = self.replica.read(move |c| purchase_log::load(c, id)).await else {
                 continue;
             };
+            if tx.state == State::Started && !self.grace_over(id) {
+                // Left to a retry of its request, which has the card: `outcome`.
+                continue;
+            }
             info!(id, state = ?tx.state, "recovering purchase");
             match tx.state {
-                // Payments was never asked; the units may be reserved.
+                // Payments was never asked; the units may be reserved. No retry came to
+                // finish it within the grace.
                 State::Started => {
                     let error = ApiError::new(
                         ErrorCode::Aborted,
@@ -515,6 +592,8 @@ pub async fn recover_forever(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    // A new leadership gives every purchase it finds `Started` the whole grace.
+    coordinator.started_seen().clear();
     loop {
         coordinator.recover().await;
         coordinator.report_held().await;
@@ -650,6 +729,100 @@ mod tests {
         assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 1 }]);
         let retried = rig.purchase(&token, "k2", card()).await.expect_err("aborted");
         assert_eq!(retried.code, ErrorCode::Aborted);
+    }
+
+    /// Purchase 1 of two pens begun as a leader that died before payment would leave it:
+    /// `Started` in the log, and (when `reserved`) the units reserved under its id.
+    async fn left_started(rig: &Rig, buyer: UserId, token: &str, reserved: bool) {
+        let session = crate::sessions::parse_token(token).expect("token");
+        let begin = Command::BeginPurchase { session, buyer, key: "k1".into() };
+        let Ok(Output::Begun(Begun::New(1, cart))) = rig.replica.propose(begin).await else {
+            panic!("not begun")
+        };
+        if reserved {
+            let reserve = product::Request::Reserve { purchase: 1, lines: cart };
+            rig.as_coordinator.call(&reserve, Duration::from_secs(5)).await.expect("reserved");
+        }
+    }
+
+    /// The coordinator of a new leader, which leaves `Started` purchases to their retries
+    /// for a minute.
+    fn patient_coordinator(rig: &Rig) -> Coordinator {
+        let config = crate::Config { retry_grace: Duration::from_secs(60), ..rig.config.clone() };
+        Rig::coordinator_over(&rig.replica, &config)
+    }
+
+    #[tokio::test]
+    async fn a_retry_finishes_a_purchase_its_leader_left_before_payment_once() {
+        for reserved in [false, true] {
+            let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+            left_started(&rig, buyer, &token, reserved).await;
+            // The new leader's recovery cannot charge (it has no card): it leaves it be.
+            let new = patient_coordinator(&rig);
+            new.recover().await;
+            assert_eq!(rig.state(1).await, State::Started);
+
+            // The buyer's retry, with the card, buys it under the same id.
+            let session = crate::sessions::parse_token(&token).expect("token");
+            let bought = new.purchase(session, buyer, "k1".into(), card()).await.expect("bought");
+            assert_eq!((bought.id, bought.total), (1, Money::from_cents(300)), "{reserved}");
+            assert_eq!(rig.state(1).await, State::Done);
+            assert_eq!(rig.units_left(pen).await, 3, "the units are taken once");
+            assert_eq!(rig.history_rows().await, 1);
+            assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), (2, 2));
+            assert!(rig.cart(&token).await.is_empty());
+            let resolve = payments::Request::Resolve { key: payment_key(1) };
+            match rig.payments_channel.call(&resolve, Duration::from_secs(5)).await {
+                Ok(payments::Response::Charge(Outcome::Approved { amount, .. })) => {
+                    assert_eq!(amount, Money::from_cents(300));
+                }
+                other => panic!("{other:?}"),
+            }
+            // Asked again, the key answers the same purchase and buys nothing more.
+            let again = new.purchase(session, buyer, "k1".into(), card()).await;
+            assert_eq!(again, Ok(bought));
+            new.recover().await;
+            assert_eq!(rig.units_left(pen).await, 3);
+            assert_eq!(rig.history_rows().await, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_takes_over_with_a_declined_card_records_the_refusal() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        left_started(&rig, buyer, &token, true).await;
+        let new = patient_coordinator(&rig);
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let declined = new.purchase(session, buyer, "k1".into(), bad_card()).await;
+        assert_eq!(declined.map_err(|e| e.code), Err(ErrorCode::PaymentDeclined));
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5);
+        // A real refusal is the key's answer from now on, whatever card comes with it.
+        let retried = new.purchase(session, buyer, "k1".into(), card()).await;
+        assert_eq!(retried.map_err(|e| e.code), Err(ErrorCode::PaymentDeclined));
+        assert_eq!(rig.history_rows().await, 0);
+    }
+
+    #[tokio::test]
+    async fn recovery_cancels_a_started_purchase_no_retry_came_for_within_the_grace() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        left_started(&rig, buyer, &token, true).await;
+        let config = crate::Config { retry_grace: Duration::from_millis(50), ..rig.config.clone() };
+        let new = Rig::coordinator_over(&rig.replica, &config);
+        new.recover().await;
+        assert_eq!(rig.state(1).await, State::Started, "within the grace");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while rig.state(1).await != State::Aborted {
+            assert!(tokio::time::Instant::now() < deadline, "never cancelled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            new.recover().await;
+        }
+        assert_eq!(rig.units_left(pen).await, 5);
+        // Now the retry learns the cancellation: nothing was charged.
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let retried = new.purchase(session, buyer, "k1".into(), card()).await;
+        assert_eq!(retried.map_err(|e| e.code), Err(ErrorCode::Aborted));
+        assert_eq!(rig.history_rows().await, 0);
     }
 
     #[tokio::test]

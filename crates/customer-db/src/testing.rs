@@ -84,6 +84,8 @@ impl Rig {
             clock: Clock::manual(1_800_000_000_000),
             product_db: vec![product_db.addr.to_string()],
             payments: vec![payments.addr.to_string()],
+            // Recovery cancels a `Started` purchase at once unless a test says otherwise.
+            retry_grace: Duration::ZERO,
             ..Config::new(dir.path(), trust.clone())
         };
         let store = Store::open(&StoreConfig::new(dir.path().join("customer.db")), SCHEMA).unwrap();
@@ -115,6 +117,7 @@ impl Rig {
             replica.clone(),
             pool(&config.product_db, config),
             pool(&config.payments, config),
+            config.retry_grace,
         )
     }
 

@@ -190,6 +190,16 @@ pub fn load(c: &Connection, id: u64) -> Result<Tx, ApiError> {
     })
 }
 
+/// The cart lines purchase `id` was begun with: what a retry taking it over reserves.
+pub fn cart(c: &Connection, id: u64) -> Result<Vec<CartLine>, ApiError> {
+    let blob: Option<Vec<u8>> = c
+        .prepare_cached("SELECT cart FROM purchase_tx WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id as i64], |r| r.get(0)).optional())
+        .map_err(db_error)?;
+    let blob = blob.ok_or_else(|| ApiError::internal(format!("no purchase {id} in the log")))?;
+    decode(&blob)
+}
+
 /// Moves purchase `id` from `from` to `to` if it is in `from` now (a compare-and-set);
 /// whether it moved.
 pub fn move_state(c: &Connection, id: u64, from: State, to: State) -> Result<bool, ApiError> {
