@@ -37,6 +37,9 @@ use crate::types::{Envelope, Hello, Member, Message, TypeConfig};
 /// are sent in parts (openraft asks again for fewer entries).
 const SEND_LIMIT: usize = 1 << 20;
 
+/// The longest wait between tries to reach a member that did not answer.
+const HEARTBEAT_BACKOFF_MS: u64 = 100;
+
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -222,6 +225,18 @@ fn transport_error<E: std::error::Error>(e: CallError) -> RPCError<u64, Member, 
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    /// After a member could not be reached, openraft waits this long before each next
+    /// try: 25, 50, then every 100 ms (one heartbeat). openraft's default, 500 ms each
+    /// time, left a replica restarted after a crash without the entries it missed for up
+    /// to half a second; if the leader died then, that replica (its log short) stood for
+    /// election, was refused, and its own vote made the others' first election fail too:
+    /// failovers of 1.2 to 1.8 s instead of 0.6. Refused connections on a dead member
+    /// cost little; a host that drops packets costs a connect timeout per try anyway.
+    fn backoff(&self) -> openraft::network::Backoff {
+        let steps = [25, 50].into_iter().chain(std::iter::repeat(HEARTBEAT_BACKOFF_MS));
+        openraft::network::Backoff::new(steps.map(Duration::from_millis))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
