@@ -535,14 +535,14 @@ mod tests {
                 let tables: Vec<String> = c
                     .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
                     .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>())
-                    .map_err(agora_store::db_error)?;
+                    .map_err(agora_replication::db_error)?;
                 for table in tables {
                     let mut st = c
                         .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
-                        .map_err(agora_store::db_error)?;
+                        .map_err(agora_replication::db_error)?;
                     let columns = st.column_count();
-                    let mut found = st.query([]).map_err(agora_store::db_error)?;
-                    while let Some(row) = found.next().map_err(agora_store::db_error)? {
+                    let mut found = st.query([]).map_err(agora_replication::db_error)?;
+                    while let Some(row) = found.next().map_err(agora_replication::db_error)? {
                         let values: Vec<String> = (0..columns)
                             .map(|i| match row.get_ref(i) {
                                 Ok(ValueRef::Null) => "NULL".to_owned(),

@@ -138,8 +138,8 @@ pub async fn run(
     // they depend only on the file's own version, so every replica does the same.
     let moved = store
         .write(|c| {
-            reserve::upgrade(c).map_err(agora_store::db_error)?;
-            postings::upgrade(c).map_err(agora_store::db_error)
+            reserve::upgrade(c).map_err(agora_replication::db_error)?;
+            postings::upgrade(c).map_err(agora_replication::db_error)
         })
         .await
         .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;

@@ -34,6 +34,9 @@ mod network;
 mod types;
 
 pub use agora_proto::server::ReplicationHook;
+/// How a SQLite failure inside a database's job is answered. Databases take it from
+/// here, the crate between their handlers and the store, rather than from the store.
+pub use agora_store::db_error;
 pub use clock::Clock;
 pub use group::{
     GroupConfig, GroupError, MemberStatus, Status, add_learner_at, check_stamp, parse_peers,

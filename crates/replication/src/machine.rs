@@ -98,7 +98,7 @@ impl Machine {
             }
         }
         store
-            .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(agora_store::db_error))
+            .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(crate::db_error))
             .await
             .map_err(|e| format!("cannot prepare the database for replication: {e}"))?;
         let db_path = store
@@ -143,7 +143,7 @@ fn write_applied(
         "INSERT OR REPLACE INTO raft_applied (id, log_id, membership) VALUES (0, ?1, ?2)",
     )
     .and_then(|mut st| st.execute(params![log_id, membership]))
-    .map_err(agora_store::db_error)?;
+    .map_err(crate::db_error)?;
     Ok(())
 }
 
@@ -158,7 +158,7 @@ fn apply_batch(
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
         if let Err(e) = agora_store::exec(conn, "SAVEPOINT command") {
-            answers.push(Err(agora_store::db_error(e)));
+            answers.push(Err(crate::db_error(e)));
             continue;
         }
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -171,7 +171,7 @@ fn apply_batch(
             agora_store::undo_savepoint(conn, "command")
         };
         if let Err(e) = end {
-            answers.push(Err(agora_store::db_error(e)));
+            answers.push(Err(crate::db_error(e)));
             continue;
         }
         answers.push(answer);
@@ -321,7 +321,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         &mut self,
     ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
         self.store
-            .read(|c| read_applied(c).map_err(agora_store::db_error))
+            .read(|c| read_applied(c).map_err(crate::db_error))
             .await
             .map_err(|e| StorageIOError::read_state_machine(openraft::AnyError::new(&e)).into())
     }
@@ -338,7 +338,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let apply = self.apply.clone();
         self.store
             .write(move |conn| {
-                let (_, mut membership) = read_applied(conn).map_err(agora_store::db_error)?;
+                let (_, mut membership) = read_applied(conn).map_err(crate::db_error)?;
                 let mut answers = Vec::with_capacity(entries.len());
                 let mut last = None;
                 for entry in &entries {
