@@ -31,17 +31,16 @@ mod group;
 mod log_store;
 mod machine;
 mod network;
+mod store_errors;
 mod types;
 
 pub use agora_proto::server::ReplicationHook;
-/// How a SQLite failure inside a database's job is answered. Databases take it from
-/// here, the crate between their handlers and the store, rather than from the store.
-pub use agora_store::db_error;
 pub use clock::Clock;
 pub use group::{
     GroupConfig, GroupError, MemberStatus, Status, add_learner_at, check_stamp, parse_peers,
     set_voters_at, status_of,
 };
+pub use store_errors::{db_error, store_answer, store_error};
 pub use types::{Member, TypeConfig};
 
 /// Who a replica is in its group (`--node-id`, `--peers`): its id, and the address of
@@ -232,7 +231,7 @@ impl<M: StateMachine> Replica<M> {
         }
         let machine = self.machine.clone();
         let ctx = Context { index: 0, now_ms: self.clock.now_ms() };
-        self.store.write(move |c| machine.apply(c, &command, &ctx)).await
+        store_answer(self.store.write(move |c| machine.apply(c, &command, &ctx)).await)
     }
 
     /// Runs `f` on a state that includes every write acknowledged before this call began
@@ -245,7 +244,7 @@ impl<M: StateMachine> Replica<M> {
         if let Some(group) = &self.group {
             group.linearize().await?;
         }
-        self.store.read(f).await
+        store_answer(self.store.read(f).await)
     }
 
     /// Runs `f` on this replica's own copy, which may lag the group's latest writes: for
@@ -255,7 +254,7 @@ impl<M: StateMachine> Replica<M> {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
-        self.store.read(f).await
+        store_answer(self.store.read(f).await)
     }
 
     /// Whether this replica leads its group now, and a way to wait for that to change:

@@ -98,11 +98,12 @@ impl Machine {
             }
         }
         store
-            .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(crate::db_error))
+            .write(|c| c.execute_batch(APPLIED_SCHEMA))
             .await
+            .and_then(|created| Ok(created?))
             .map_err(|e| format!("cannot prepare the database for replication: {e}"))?;
         let db_path = store
-            .read(|c| Ok(c.path().map(PathBuf::from)))
+            .read(|c| c.path().map(PathBuf::from))
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the database has no file")?;
@@ -321,8 +322,9 @@ impl RaftStateMachine<TypeConfig> for Machine {
         &mut self,
     ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
         self.store
-            .read(|c| read_applied(c).map_err(crate::db_error))
+            .read(read_applied)
             .await
+            .and_then(|applied| Ok(applied?))
             .map_err(|e| StorageIOError::read_state_machine(openraft::AnyError::new(&e)).into())
     }
 
@@ -356,9 +358,10 @@ impl RaftStateMachine<TypeConfig> for Machine {
                     }
                 }
                 write_applied(conn, &last, &membership)?;
-                Ok(answers)
+                Ok::<_, ApiError>(answers)
             })
             .await
+            .map_err(sm_error)?
             .map_err(sm_error)
     }
 
