@@ -13,7 +13,7 @@
 use agora_domain::{CART_LINES_MAX, CartLine, ItemId, Money, Purchase, PurchaseLine, Role, UserId};
 use agora_proto::messages::OpId;
 use agora_proto::{ApiError, ErrorCode};
-use agora_replication::{Context, StateMachine};
+use agora_replication::{Context, StateMachine, store_answer};
 use agora_store::at_most_once;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -241,9 +241,9 @@ impl StateMachine for CustomerMachine {
         let now = ctx.now_ms;
         match command {
             Command::CreateAccount { op, role, username, name, password_hash } => {
-                let id = at_most_once(c, 0, op, now, |c| {
+                let id = store_answer(at_most_once(c, 0, op, now, |c| {
                     accounts::create(c, *role, username, name, password_hash, now)
-                })?;
+                }))?;
                 Ok(Output::Account(id))
             }
             Command::StartSession { session, account, role } => {
@@ -265,15 +265,15 @@ impl StateMachine for CustomerMachine {
                 Ok(Output::Done)
             }
             Command::AddToCart { op, buyer, session, item, quantity, available } => {
-                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
+                let lines = store_answer(at_most_once(c, *buyer as i64, op, now, |c| {
                     add_to_cart(c, session, *item, *quantity, *available)
-                })?;
+                }))?;
                 Ok(Output::Cart(lines))
             }
             Command::RemoveFromCart { op, buyer, session, item, quantity } => {
-                let lines = at_most_once(c, *buyer as i64, op, now, |c| {
+                let lines = store_answer(at_most_once(c, *buyer as i64, op, now, |c| {
                     remove_from_cart(c, session, *item, *quantity)
-                })?;
+                }))?;
                 Ok(Output::Cart(lines))
             }
             Command::SaveCart { session, buyer } => {
@@ -524,25 +524,25 @@ mod tests {
     /// Applies `command` with `ctx`, as a replica applies a log entry.
     async fn apply(store: &Store, command: &Command, ctx: Context) -> Result<Output, ApiError> {
         let command = command.clone();
-        store.write(move |c| CustomerMachine.apply(c, &command, &ctx)).await
+        store_answer(store.write(move |c| CustomerMachine.apply(c, &command, &ctx)).await)
     }
 
     /// Every row of every table, in a fixed order, spelled out.
     async fn rows(store: &Store) -> Vec<String> {
-        store
+        let rows = store
             .read(|c| {
                 let mut all = Vec::new();
                 let tables: Vec<String> = c
                     .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
                     .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>())
-                    .map_err(agora_store::db_error)?;
+                    .map_err(agora_replication::db_error)?;
                 for table in tables {
                     let mut st = c
                         .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
-                        .map_err(agora_store::db_error)?;
+                        .map_err(agora_replication::db_error)?;
                     let columns = st.column_count();
-                    let mut found = st.query([]).map_err(agora_store::db_error)?;
-                    while let Some(row) = found.next().map_err(agora_store::db_error)? {
+                    let mut found = st.query([]).map_err(agora_replication::db_error)?;
+                    while let Some(row) = found.next().map_err(agora_replication::db_error)? {
                         let values: Vec<String> = (0..columns)
                             .map(|i| match row.get_ref(i) {
                                 Ok(ValueRef::Null) => "NULL".to_owned(),
@@ -560,8 +560,8 @@ mod tests {
                 }
                 Ok(all)
             })
-            .await
-            .expect("rows")
+            .await;
+        store_answer(rows).expect("rows")
     }
 
     fn line(item: ItemId, seller: UserId, quantity: u32, cents: i64) -> PurchaseLine {

@@ -344,7 +344,7 @@ mod tests {
             .replica
             .read(|c| {
                 c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
-                    .map_err(agora_store::db_error)
+                    .map_err(agora_replication::db_error)
             })
             .await
             .expect("count");
@@ -509,7 +509,7 @@ mod tests {
         rig.replica
             .read(move |c| {
                 c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-                    .map_err(agora_store::db_error)
+                    .map_err(agora_replication::db_error)
             })
             .await
             .expect("count")

@@ -235,7 +235,7 @@ impl Rig {
                     [account as i64],
                     |r| r.get(0),
                 )
-                .map_err(agora_store::db_error)
+                .map_err(agora_replication::db_error)
             })
             .await
             .unwrap()
@@ -246,7 +246,7 @@ impl Rig {
         self.replica
             .read(|c| {
                 c.query_row("SELECT count(*) FROM purchases", [], |r| r.get(0))
-                    .map_err(agora_store::db_error)
+                    .map_err(agora_replication::db_error)
             })
             .await
             .unwrap()

@@ -198,9 +198,10 @@ impl StoreBench {
                         store
                             .write(|c| {
                                 c.execute("INSERT INTO rows (v) VALUES (?1)", [&[b'r'; RECORD][..]])
-                                    .map_err(agora_store::db_error)
+                                    .map_err(agora_store::StoreError::from)
                             })
                             .await
+                            .and_then(|inserted| inserted)
                     });
                     sent += 1;
                 }

@@ -109,7 +109,9 @@ mod tests {
     /// Applies `command` as `Replica::single` does: one job of the store's batch.
     async fn apply(store: &Store, command: &Command, ctx: Context) -> Result<Outcome, ApiError> {
         let command = command.clone();
-        store.write(move |c| PaymentsMachine.apply(c, &command, &ctx)).await
+        agora_replication::store_answer(
+            store.write(move |c| PaymentsMachine.apply(c, &command, &ctx)).await,
+        )
     }
 
     /// Every row of the ledger, sorted by key.
@@ -125,7 +127,7 @@ mod tests {
                         Ok(format!("{values:?}"))
                     })
                     .unwrap();
-                Ok(rows.map(Result::unwrap).collect())
+                rows.map(Result::unwrap).collect()
             })
             .await
             .unwrap()
@@ -196,7 +198,7 @@ mod tests {
             .2
             .read(|c| {
                 let mut st = c.prepare("SELECT at_ms FROM charges ORDER BY key").unwrap();
-                Ok(st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect())
+                st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
             })
             .await
             .unwrap();

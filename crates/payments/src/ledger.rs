@@ -5,7 +5,7 @@
 use agora_domain::{Money, UserId};
 use agora_proto::ApiError;
 use agora_proto::messages::payments::Outcome;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The ledger's table.

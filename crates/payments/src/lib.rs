@@ -111,9 +111,7 @@ pub async fn run(
     )?;
     // Upgrades run at start, outside commands: they depend only on the file's own
     // version, so every replica does the same.
-    store
-        .write(ledger::upgrade)
-        .await
+    agora_replication::store_answer(store.write(ledger::upgrade).await)
         .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
     let (replica, hook) =
         Replica::start(group, store, PaymentsMachine, config.clock.clone()).await?;

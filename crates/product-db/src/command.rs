@@ -7,7 +7,7 @@ use agora_domain::{CartLine, ItemId, Money, NewItem, UserId};
 use agora_proto::ApiError;
 use agora_proto::messages::OpId;
 use agora_proto::messages::product::Response;
-use agora_replication::{Context, StateMachine};
+use agora_replication::{Context, StateMachine, store_answer};
 use agora_store::at_most_once;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -61,9 +61,9 @@ impl StateMachine for ProductMachine {
         match command {
             Command::RegisterItem { op, seller_id, item } => {
                 let scope = *seller_id as i64;
-                let id = at_most_once(c, scope, op, ctx.now_ms, |c| {
+                let id = store_answer(at_most_once(c, scope, op, ctx.now_ms, |c| {
                     items::register(c, *seller_id, item, ctx.now_ms)
-                })?;
+                }))?;
                 Ok(Response::ItemId(id))
             }
             Command::ChangePrice { seller_id, item, price } => {
@@ -72,9 +72,9 @@ impl StateMachine for ProductMachine {
             }
             Command::RemoveUnits { op, seller_id, item, quantity } => {
                 let scope = *seller_id as i64;
-                let left = at_most_once(c, scope, op, ctx.now_ms, |c| {
+                let left = store_answer(at_most_once(c, scope, op, ctx.now_ms, |c| {
                     items::remove_units(c, *seller_id, *item, *quantity)
-                })?;
+                }))?;
                 Ok(Response::Quantity(left))
             }
             Command::Vote { buyer_id, item, thumbs_up } => {
@@ -128,7 +128,7 @@ mod tests {
     /// writes undone if it answers an error.
     async fn apply(store: &Store, command: &Command, ctx: Context) -> Result<Response, ApiError> {
         let command = command.clone();
-        store.write(move |c| ProductMachine.apply(c, &command, &ctx)).await
+        store_answer(store.write(move |c| ProductMachine.apply(c, &command, &ctx)).await)
     }
 
     async fn at(store: &Store, now_ms: i64, command: Command) -> Result<Response, ApiError> {
@@ -145,7 +145,7 @@ mod tests {
                     .unwrap();
                 let names: Vec<String> =
                     tables.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-                Ok(names
+                names
                     .into_iter()
                     .map(|name| {
                         let mut st = c.prepare(&format!("SELECT * FROM \"{name}\"")).unwrap();
@@ -162,27 +162,27 @@ mod tests {
                         all.sort();
                         (name, all)
                     })
-                    .collect())
+                    .collect()
             })
             .await
             .unwrap()
     }
 
     async fn units_left(store: &Store, id: ItemId) -> u32 {
-        store.read(move |c| items::item(c, id)).await.unwrap().quantity
+        store.read(move |c| items::item(c, id)).await.unwrap().unwrap().quantity
     }
 
     async fn reservation_state(store: &Store, purchase: u64) -> Option<i64> {
         store
             .read(move |c| {
                 use rusqlite::OptionalExtension;
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT state FROM reservations WHERE purchase = ?1",
                     [purchase as i64],
                     |r| r.get(0),
                 )
                 .optional()
-                .unwrap())
+                .unwrap()
             })
             .await
             .unwrap()
@@ -314,7 +314,7 @@ mod tests {
                     .unwrap();
                 let answered: i64 =
                     c.query_row("SELECT max(at_ms) FROM applied_ops", [], |r| r.get(0)).unwrap();
-                Ok((listed, reserved, answered))
+                (listed, reserved, answered)
             })
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 use agora_domain::{Feedback, ItemId, UserId};
 use agora_proto::ApiError;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::items::item;

@@ -4,7 +4,7 @@
 
 use agora_domain::{Condition, Feedback, Item, ItemId, Money, NewItem, Page, UserId};
 use agora_proto::{ApiError, ErrorCode};
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::postings;

@@ -136,13 +136,15 @@ pub async fn run(
     // A database from before the index was kept in blocks moves over once, at start; one
     // from before reservations were timed gains the column. Upgrades run outside commands:
     // they depend only on the file's own version, so every replica does the same.
-    let moved = store
-        .write(|c| {
-            reserve::upgrade(c).map_err(agora_store::db_error)?;
-            postings::upgrade(c).map_err(agora_store::db_error)
-        })
-        .await
-        .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
+    let moved = agora_replication::store_answer(
+        store
+            .write(|c| {
+                reserve::upgrade(c).map_err(agora_replication::db_error)?;
+                postings::upgrade(c).map_err(agora_replication::db_error)
+            })
+            .await,
+    )
+    .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
     if moved > 0 {
         info!(postings = moved, "search index moved to blocks");
     }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use agora_domain::{CART_LINES_MAX, CartLine, ItemId, PurchaseLine, QUANTITY_MAX};
 use agora_proto::{ApiError, ErrorCode};
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::items::{is_withdrawn, item, set_quantity};

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use agora_domain::{Item, Page};
 use agora_proto::ApiError;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, params};
 
 use crate::items::{ITEM_COLUMNS, item_from_row};

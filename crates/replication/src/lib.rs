@@ -31,6 +31,7 @@ mod group;
 mod log_store;
 mod machine;
 mod network;
+mod store_errors;
 mod types;
 
 pub use agora_proto::server::ReplicationHook;
@@ -39,6 +40,7 @@ pub use group::{
     GroupConfig, GroupError, MemberStatus, Status, add_learner_at, agreed_leader, check_stamp,
     parse_peers, set_voters_at, status_of,
 };
+pub use store_errors::{db_error, store_answer, store_error};
 pub use types::{Member, TypeConfig};
 
 /// Who a replica is in its group (`--node-id`, `--peers`): its id, and the address of
@@ -229,7 +231,7 @@ impl<M: StateMachine> Replica<M> {
         }
         let machine = self.machine.clone();
         let ctx = Context { index: 0, now_ms: self.clock.now_ms() };
-        self.store.write(move |c| machine.apply(c, &command, &ctx)).await
+        store_answer(self.store.write(move |c| machine.apply(c, &command, &ctx)).await)
     }
 
     /// Runs `f` on a state that includes every write acknowledged before this call began
@@ -242,7 +244,7 @@ impl<M: StateMachine> Replica<M> {
         if let Some(group) = &self.group {
             group.linearize().await?;
         }
-        self.store.read(f).await
+        store_answer(self.store.read(f).await)
     }
 
     /// Runs `f` on this replica's own copy, which may lag the group's latest writes: for
@@ -252,7 +254,7 @@ impl<M: StateMachine> Replica<M> {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
-        self.store.read(f).await
+        store_answer(self.store.read(f).await)
     }
 
     /// Whether this replica leads its group now, and a way to wait for that to change:

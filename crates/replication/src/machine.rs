@@ -98,11 +98,12 @@ impl Machine {
             }
         }
         store
-            .write(|c| c.execute_batch(APPLIED_SCHEMA).map_err(agora_store::db_error))
+            .write(|c| c.execute_batch(APPLIED_SCHEMA))
             .await
+            .and_then(|created| Ok(created?))
             .map_err(|e| format!("cannot prepare the database for replication: {e}"))?;
         let db_path = store
-            .read(|c| Ok(c.path().map(PathBuf::from)))
+            .read(|c| c.path().map(PathBuf::from))
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the database has no file")?;
@@ -143,7 +144,7 @@ fn write_applied(
         "INSERT OR REPLACE INTO raft_applied (id, log_id, membership) VALUES (0, ?1, ?2)",
     )
     .and_then(|mut st| st.execute(params![log_id, membership]))
-    .map_err(agora_store::db_error)?;
+    .map_err(crate::db_error)?;
     Ok(())
 }
 
@@ -158,7 +159,7 @@ fn apply_batch(
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
         if let Err(e) = agora_store::exec(conn, "SAVEPOINT command") {
-            answers.push(Err(agora_store::db_error(e)));
+            answers.push(Err(crate::db_error(e)));
             continue;
         }
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -171,7 +172,7 @@ fn apply_batch(
             agora_store::undo_savepoint(conn, "command")
         };
         if let Err(e) = end {
-            answers.push(Err(agora_store::db_error(e)));
+            answers.push(Err(crate::db_error(e)));
             continue;
         }
         answers.push(answer);
@@ -321,8 +322,9 @@ impl RaftStateMachine<TypeConfig> for Machine {
         &mut self,
     ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
         self.store
-            .read(|c| read_applied(c).map_err(agora_store::db_error))
+            .read(read_applied)
             .await
+            .and_then(|applied| Ok(applied?))
             .map_err(|e| StorageIOError::read_state_machine(openraft::AnyError::new(&e)).into())
     }
 
@@ -338,7 +340,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let apply = self.apply.clone();
         self.store
             .write(move |conn| {
-                let (_, mut membership) = read_applied(conn).map_err(agora_store::db_error)?;
+                let (_, mut membership) = read_applied(conn).map_err(crate::db_error)?;
                 let mut answers = Vec::with_capacity(entries.len());
                 let mut last = None;
                 for entry in &entries {
@@ -356,9 +358,10 @@ impl RaftStateMachine<TypeConfig> for Machine {
                     }
                 }
                 write_applied(conn, &last, &membership)?;
-                Ok(answers)
+                Ok::<_, ApiError>(answers)
             })
             .await
+            .map_err(sm_error)?
             .map_err(sm_error)
     }
 

@@ -25,11 +25,13 @@
 //!   on a thread of their own with its own connection, never inside a commit, so no
 //!   write waits for them.
 //!
-//! Callers are async; jobs are closures, answers come back through oneshot channels.
+//! Callers are async; jobs are closures, answers come back through oneshot channels. A
+//! job's answer, error type and all, is the caller's own; the store's failures (it is
+//! shutting down, a batch did not commit, SQLite failed outside any job) are a
+//! [`StoreError`], kept apart from it, for the caller to answer as it sees fit.
 //!
 //! [`at_most_once`] makes a mutation idempotent: its answer is recorded under the request's
-//! [`OpId`](agora_proto::messages::OpId) in the same transaction, and a repeat gets the
-//! recorded answer.
+//! [`OpId`] in the same transaction, and a repeat gets the recorded answer.
 
 mod applied;
 mod batch;
@@ -41,14 +43,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use agora_proto::ApiError;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::error;
 
-pub use applied::{APPLIED_MEMORY_MS, at_most_once};
+pub use applied::{APPLIED_MEMORY_MS, OpId, at_most_once};
 pub use batch::{exec, undo_savepoint};
-pub use error::db_error;
+pub use error::StoreError;
 pub use files::private_dir;
 
 use applied::APPLIED_SCHEMA;
@@ -231,31 +232,34 @@ impl Store {
 
     /// Runs `f` on a read connection: a consistent snapshot of committed data. On the
     /// calling thread if the store's inline connection is free, else on a reader thread.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Returns what `f` returned, or why the store could not run it.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> T + Send + 'static,
     {
         // `f` does not await, so the lock is held for one read and never across a yield.
         if let Ok(conn) = self.inline.try_lock() {
-            return f(&conn);
+            return Ok(f(&conn));
         }
         let (tx, rx) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
             let _ = tx.send(f(conn));
         });
         if self.reads.send(job).is_err() {
-            return Err(ApiError::unavailable("storage is shutting down"));
+            return Err(StoreError::ShuttingDown);
         }
-        rx.await.map_err(|_| ApiError::internal("storage reader stopped"))?
+        rx.await.map_err(|_| StoreError::ReaderStopped)
     }
 
-    /// Runs `f` in the writer's current batch. `Ok` is returned only once the batch is
-    /// durably committed; an `Err` from `f` undoes everything `f` did, and nothing else.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Runs `f` in the writer's current batch. An `Err` from `f` undoes everything `f`
+    /// did, and nothing else. Returns what `f` returned, its `Ok` only once the batch is
+    /// durably committed; or why the store could not run `f` or keep its work.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
@@ -263,8 +267,8 @@ impl Store {
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |committed| {
                 let _ = tx.send(match result {
-                    Ok(_) if !committed => Err(ApiError::internal("storage commit failed")),
-                    other => other,
+                    Ok(_) if !committed => Err(StoreError::CommitFailed),
+                    answer => Ok(answer),
                 });
             });
             (ok, completion)
@@ -282,18 +286,18 @@ impl Store {
                 if spawn {
                     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                         lock(&writer.queue).flush_scheduled = false;
-                        return Err(ApiError::internal("storage used outside an async runtime"));
+                        return Err(StoreError::NoRuntime);
                     };
                     runtime.spawn(writer.clone().flush());
                 }
             }
             Writer::Thread(writes) => {
                 if writes.send(job).is_err() {
-                    return Err(ApiError::unavailable("storage is shutting down"));
+                    return Err(StoreError::ShuttingDown);
                 }
             }
         }
-        rx.await.map_err(|_| ApiError::internal("storage writer stopped"))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
@@ -326,7 +330,6 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agora_proto::ErrorCode;
 
     const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
 
@@ -339,12 +342,13 @@ mod tests {
     async fn keys(store: &Store) -> Vec<i64> {
         store
             .read(|c| {
-                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(db_error)?;
-                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(db_error)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                let mut st = c.prepare("SELECT k FROM t ORDER BY k").map_err(StoreError::from)?;
+                let rows = st.query_map([], |r| r.get::<_, i64>(0)).map_err(StoreError::from)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
             })
             .await
             .expect("read")
+            .expect("rows")
     }
 
     /// Each test runs with both writers: inline (process) and on a thread (machine).
@@ -362,10 +366,12 @@ mod tests {
             let store = Store::open(&config, SCHEMA).expect("open");
             let size = store
                 .read(|c| {
-                    c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)).map_err(db_error)
+                    c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))
+                        .map_err(StoreError::from)
                 })
                 .await
-                .expect("read");
+                .expect("read")
+                .expect("pragma");
             assert_eq!(size, -8192, "{durability:?}");
         }
     }
@@ -385,17 +391,18 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(StoreError::from)
                     })
                     .await
             }
         };
+        // The job's own error type, not the store's: it comes back as it was.
         let refused = store.write(|c| {
-            c.execute("INSERT INTO t VALUES (100, 'y')", []).map_err(db_error)?;
-            Err::<(), _>(ApiError::new(ErrorCode::InvalidArgument, "no"))
+            c.execute("INSERT INTO t VALUES (100, 'y')", []).map_err(|_| "insert failed")?;
+            Err::<(), _>("no")
         });
         let (a, b, r) = tokio::join!(ok(1), ok(2), refused);
-        assert!(a.is_ok() && b.is_ok() && r.is_err());
+        assert_eq!((a, b, r), (Ok(Ok(1)), Ok(Ok(1)), Ok(Err("no"))));
         let keys = keys(&store).await;
         assert_eq!(keys, vec![1, 2]);
     }
@@ -413,19 +420,19 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(StoreError::from)
                     })
                     .await
             }
         };
-        let breaker = store.write(|c| c.execute_batch("RELEASE job").map_err(db_error));
+        let breaker = store.write(|c| c.execute_batch("RELEASE job").map_err(StoreError::from));
         // Queued together on this one-thread runtime, before the flush task runs: one batch.
         let (before, broke, after) = tokio::join!(insert(1), breaker, insert(3));
         assert!(before.is_err(), "{before:?}");
         assert!(broke.is_err(), "{broke:?}");
         assert!(after.is_err(), "{after:?}");
         assert_eq!(keys(&store).await, Vec::<i64>::new());
-        assert_eq!(insert(4).await, Ok(1));
+        assert_eq!(insert(4).await, Ok(Ok(1)));
         assert_eq!(keys(&store).await, vec![4]);
     }
 
@@ -439,8 +446,9 @@ mod tests {
             || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let first = runtime();
         first.block_on(async {
-            let write =
-                store.write(|c| c.execute("INSERT INTO t VALUES (1, 'x')", []).map_err(db_error));
+            let write = store.write(|c| {
+                c.execute("INSERT INTO t VALUES (1, 'x')", []).map_err(StoreError::from)
+            });
             // Polled once: the job is queued and a flush spawned on `first`, not yet run.
             let mut write = std::pin::pin!(write);
             let polled =
@@ -450,11 +458,12 @@ mod tests {
         drop(first);
         let second = runtime();
         let written = second.block_on(async {
-            let write =
-                store.write(|c| c.execute("INSERT INTO t VALUES (2, 'y')", []).map_err(db_error));
+            let write = store.write(|c| {
+                c.execute("INSERT INTO t VALUES (2, 'y')", []).map_err(StoreError::from)
+            });
             tokio::time::timeout(std::time::Duration::from_secs(10), write).await
         });
-        assert_eq!(written.expect("the second write ran"), Ok(1));
+        assert_eq!(written.expect("the second write ran"), Ok(Ok(1)));
     }
 
     #[tokio::test]
@@ -472,17 +481,17 @@ mod tests {
             async move {
                 store
                     .write(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k]).map_err(db_error)?;
+                        c.execute("INSERT INTO t VALUES (?1, 'x')", [k])?;
                         assert!(k != 2, "a bug in a job");
-                        Ok(k)
+                        Ok::<_, StoreError>(k)
                     })
                     .await
             }
         };
         let (a, b, c) = tokio::join!(insert(1), insert(2), insert(3));
-        assert_eq!((a, c), (Ok(1), Ok(3)));
-        assert_eq!(b.map_err(|e| e.code), Err(ErrorCode::Internal));
-        assert_eq!(insert(4).await, Ok(4));
+        assert_eq!((a, c), (Ok(Ok(1)), Ok(Ok(3))));
+        assert_eq!(b, Err(StoreError::WriterStopped));
+        assert_eq!(insert(4).await, Ok(Ok(4)));
         let keys = keys(&store).await;
         assert_eq!(keys, vec![1, 3, 4]);
     }
@@ -529,10 +538,11 @@ mod tests {
                 store
                     .write(move |c| {
                         c.execute("INSERT OR REPLACE INTO t VALUES (?1, ?2)", (k % 100, v))
-                            .map_err(db_error)
+                            .map_err(StoreError::from)
                     })
                     .await
-                    .expect("write");
+                    .expect("write")
+                    .expect("insert");
                 let salt = wal_salt(&db);
                 if first_salt.is_none() {
                     first_salt = salt;
@@ -563,18 +573,21 @@ mod tests {
             for k in 0..50 {
                 store
                     .write(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1, 'v')", [k]).map_err(db_error)
+                        c.execute("INSERT INTO t VALUES (?1, 'v')", [k]).map_err(StoreError::from)
                     })
                     .await
-                    .expect("write");
+                    .expect("write")
+                    .expect("insert");
             }
         }
         let store = store(&dir, durability);
         let n = store
             .read(|c| {
-                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).map_err(db_error)
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                    .map_err(StoreError::from)
             })
             .await
+            .expect("read")
             .expect("count");
         assert_eq!(n, 50);
     }

@@ -3,7 +3,7 @@
 
 use agora_domain::{Role, UserId};
 use agora_proto::{ApiError, ErrorCode};
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// How `role` is stored.

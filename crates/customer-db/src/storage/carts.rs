@@ -6,7 +6,7 @@
 
 use agora_domain::{CartLine, ItemId, UserId};
 use agora_proto::ApiError;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sessions::Key;

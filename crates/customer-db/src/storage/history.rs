@@ -3,7 +3,7 @@
 
 use agora_domain::{ItemId, Money, Page, Purchase, PurchaseLine, UserId};
 use agora_proto::ApiError;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, params};
 
 /// Records purchase `id` of `lines` by `buyer` at `at_ms`, with their total. A second

@@ -4,7 +4,7 @@
 
 use agora_domain::{CartLine, Money, PurchaseLine, UserId};
 use agora_proto::{ApiError, ErrorCode};
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 
 use agora_domain::{Role, UserId};
 use agora_proto::ApiError;
-use agora_store::db_error;
+use agora_replication::db_error;
 use rusqlite::{Connection, params};
 
 use crate::sessions::Key;
