@@ -137,7 +137,11 @@ impl Coordinator {
     /// Purchase `id` becomes driven here, unless a driver here already holds it; the
     /// guard lets go of it however the driving ends.
     fn claim(&self, id: u64) -> Option<Driving<'_>> {
-        self.driven_here().insert(id).then_some(Driving(self, id))
+        // The set's lock ends with this statement: a guard made (and dropped) under it
+        // would lock it again. And no guard for a purchase already held: dropping one
+        // would take the purchase from the driver that holds it.
+        let claimed = self.driven_here().insert(id);
+        claimed.then(|| Driving(self, id))
     }
 
     /// Buys the session's cart. `key` makes retries safe: a key already used returns that
@@ -626,6 +630,24 @@ mod tests {
 
     use super::*;
     use crate::testing::{Rig, bad_card, card};
+
+    #[tokio::test]
+    async fn a_purchase_driven_here_cannot_be_claimed_again_and_is_free_after() {
+        let rig = Rig::start().await;
+        let coordinator = &rig.coordinator;
+        let first = coordinator.claim(7).expect("a purchase nobody drives is claimed");
+        // A second claim of the same purchase: refused, without locking up the process
+        // (it once locked the set again under its own lock: the test then fails on the
+        // deadline instead of hanging) or taking the purchase from its driver.
+        let again = coordinator.clone();
+        let second = tokio::task::spawn_blocking(move || again.claim(7).is_none());
+        let refused = tokio::time::timeout(Duration::from_secs(10), second).await;
+        assert!(matches!(refused, Ok(Ok(true))), "a second claim: {refused:?}");
+        assert!(coordinator.driven_here().contains(&7), "the first driver still holds it");
+        drop(first);
+        assert!(!coordinator.driven_here().contains(&7));
+        assert!(coordinator.claim(7).is_some(), "free again once its driver is done");
+    }
 
     /// A rig with a seller's pen (5 units at 1.50) and a buyer holding 2 in the cart.
     async fn buyer_with_two_pens() -> (Rig, UserId, UserId, String, ItemId) {
