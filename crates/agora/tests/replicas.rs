@@ -152,15 +152,11 @@ fn pid_listening_on(up: u32, addr: &str) -> u32 {
     panic!("no child of agora up listens on {addr}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
-    let (data, mut up) = Up::start().await;
-    let servers = up.servers.clone();
-    for group in ["customer-db", "product-db", "payments"] {
-        for k in 1..=3 {
-            assert!(servers.contains_key(&format!("{group}-{k}")), "{group}-{k}: {servers:?}");
-        }
-    }
+/// Ann, a seller, lists ten blue pens at 1.50; Bea, a buyer, is logged in through the
+/// first buyer server: her client and the pen.
+async fn seller_with_a_pen_and_a_buyer(
+    servers: &BTreeMap<String, String>,
+) -> (BuyerClient, ItemId) {
     let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
     let buyer = BuyerClient::new(vec![servers["buyer-server"].clone()]);
     seller.create_account("ann", "long enough", "Ann").await.unwrap();
@@ -178,8 +174,25 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
         .unwrap();
     buyer.create_account("bea", "long enough", "Bea").await.unwrap();
     buyer.login("bea", "long enough").await.unwrap();
-    let card =
-        Card { holder: "Bea B".into(), number: "4111111111111111".into(), expiry: "12/39".into() };
+    (buyer, item)
+}
+
+/// Bea's card, which payments approves.
+fn bea_card() -> Card {
+    Card { holder: "Bea B".into(), number: "4111111111111111".into(), expiry: "12/39".into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
+    let (data, mut up) = Up::start().await;
+    let servers = up.servers.clone();
+    for group in ["customer-db", "product-db", "payments"] {
+        for k in 1..=3 {
+            assert!(servers.contains_key(&format!("{group}-{k}")), "{group}-{k}: {servers:?}");
+        }
+    }
+    let (buyer, item) = seller_with_a_pen_and_a_buyer(&servers).await;
+    let card = bea_card();
     buyer.add_to_cart(item, 2).await.unwrap();
     let first = buyer.make_purchase_with_key("first", card.clone()).await.unwrap();
 
@@ -406,27 +419,10 @@ async fn a_purchase_whose_leader_died_before_payment_is_bought_by_its_retry_once
     let (data, up) = Up::start_with(&flags, &[("AGORA_CRASH_AT", "after-begin")]).await;
     let servers = up.servers.clone();
     let trust = Trust::load(&data.path().join("credentials"), Component::SellerServer).unwrap();
-    let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
-    let buyer = BuyerClient::new(vec![servers["buyer-server"].clone()]);
-    seller.create_account("ann", "long enough", "Ann").await.unwrap();
-    seller.login("ann", "long enough").await.unwrap();
-    let item = seller
-        .register_item(NewItem {
-            name: "Blue pen".into(),
-            category: 3,
-            keywords: vec!["pen".into()],
-            condition: Condition::New,
-            price: Money::from_cents(150),
-            quantity: 10,
-        })
-        .await
-        .unwrap();
-    buyer.create_account("bea", "long enough", "Bea").await.unwrap();
-    buyer.login("bea", "long enough").await.unwrap();
+    let (buyer, item) = seller_with_a_pen_and_a_buyer(&servers).await;
     buyer.add_to_cart(item, 3).await.unwrap();
     let old = leader(&servers, "customer-db", &trust).await;
-    let card =
-        Card { holder: "Bea B".into(), number: "4111111111111111".into(), expiry: "12/39".into() };
+    let card = bea_card();
 
     // The buyer asks, and asks again with the same key while the call fails on the way
     // (the leader gone, an election under way).
