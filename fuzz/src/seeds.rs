@@ -128,7 +128,7 @@ fn customer_requests() -> Vec<customer::Request> {
             name: "Bea".into(),
         },
         Login { role: Role::Seller, username: "ann".into(), password: "long enough".into() },
-        Logout { session: session(), role: Role::Buyer },
+        Logout { op: OP, session: session(), role: Role::Buyer },
         Authenticate { session: session(), role: Role::Seller },
         GetSeller { seller_id: 1 },
         GetCart { session: session() },

@@ -51,8 +51,11 @@ pub enum Command {
         /// Its role.
         role: Role,
     },
-    /// Logout: the session and its unsaved cart go.
+    /// Logout: the session and its unsaved cart go. Applied at most once per `op`, so a
+    /// resend learns that the session was there to end.
     EndSession {
+        /// The frontend's op id for this logout.
+        op: OpId,
         /// The session's key.
         session: Key,
     },
@@ -229,6 +232,11 @@ pub enum Transition {
     },
 }
 
+/// The op table's scope of logouts. Their op ids come from the frontends (a user never
+/// chooses one) and their answer is only whether the session was there, so they need no
+/// account's scope; -1 is none's.
+const LOGOUT_SCOPE: i64 = -1;
+
 /// The customer database's state machine: how each [`Command`] changes the rows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CustomerMachine;
@@ -254,7 +262,12 @@ impl StateMachine for CustomerMachine {
                 }
                 Ok(Output::SessionStarted { account: *account, role: *role, at_ms: now })
             }
-            Command::EndSession { session } => Ok(Output::SessionEnded(sessions::end(c, session)?)),
+            Command::EndSession { op, session } => {
+                let ended = store_answer(at_most_once(c, LOGOUT_SCOPE, op, now, |c| {
+                    sessions::end(c, session)
+                }))?;
+                Ok(Output::SessionEnded(ended))
+            }
             Command::FlushSessions { seen, ended } => {
                 for (session, at_ms) in seen {
                     sessions::touch(c, session, *at_ms)?;
@@ -650,7 +663,7 @@ mod tests {
             },
             Command::PurchaseAborted { id: 2, from: State::Aborting, error: None },
             Command::FlushSessions { seen: vec![(LATER_SESSION, T0 + 30_000)], ended: vec![] },
-            Command::EndSession { session: BUYER_SESSION },
+            Command::EndSession { op: [10; 16], session: BUYER_SESSION },
             Command::ClearCart { session: BUYER_SESSION }, // logged out: refused
         ]
     }

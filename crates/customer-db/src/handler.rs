@@ -69,7 +69,7 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
             Request::Login { role, username, password } => {
                 self.login(role, username, password).await
             }
-            Request::Logout { session, role } => self.logout(&session, role).await,
+            Request::Logout { op, session, role } => self.logout(op, &session, role).await,
             Request::Authenticate { session, role } => {
                 let key = parse_token(&session)?;
                 let account = self.sessions.check(&key, role)?.account;
@@ -269,7 +269,7 @@ impl CustomerDb {
         }
     }
 
-    async fn logout(&self, session: &str, role: Role) -> Result<Response, ApiError> {
+    async fn logout(&self, op: OpId, session: &str, role: Role) -> Result<Response, ApiError> {
         let key = parse_token(session)?;
         // A seller server cannot end a buyer's session, nor the reverse.
         match self.sessions.role_of(&key) {
@@ -282,12 +282,14 @@ impl CustomerDb {
             _ => {}
         }
         let _writing = self.session_writes.read().await;
-        self.replica.propose(Command::EndSession { session: key }).await?;
-        // Logging out of an expired session is fine; of an unknown one, not.
-        match self.sessions.remove(&key) {
-            Some(_) => Ok(Response::Done),
-            None => Err(ApiError::not_logged_in()),
-        }
+        let ended = match self.replica.propose(Command::EndSession { op, session: key }).await? {
+            Output::SessionEnded(ended) => ended,
+            other => return Err(other.unexpected()),
+        };
+        // Logging out of an expired session is fine; of an unknown one, not. The file
+        // (through the op table, for a resend) says whether the session was there.
+        let held = self.sessions.remove(&key).is_some();
+        if ended || held { Ok(Response::Done) } else { Err(ApiError::not_logged_in()) }
     }
 
     async fn add_to_cart(
@@ -368,16 +370,20 @@ mod tests {
         );
         assert_eq!(code(rig.call(check(Role::Seller)).await), ErrorCode::NotLoggedIn);
         // The seller server cannot end a buyer's session: it goes on.
-        let logout = |role| Request::Logout { session: token.clone(), role };
-        assert_eq!(code(rig.call(logout(Role::Seller)).await), ErrorCode::NotLoggedIn);
+        let logout = |op, role| Request::Logout { op, session: token.clone(), role };
+        assert_eq!(code(rig.call(logout(rig.op(), Role::Seller)).await), ErrorCode::NotLoggedIn);
         assert!(rig.call(check(Role::Buyer)).await.is_ok());
-        assert_eq!(rig.call(logout(Role::Buyer)).await, Ok(Response::Done));
-        assert_eq!(code(rig.call(logout(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        let op = rig.op();
+        assert_eq!(rig.call(logout(op, Role::Buyer)).await, Ok(Response::Done));
+        assert_eq!(code(rig.call(logout(rig.op(), Role::Buyer)).await), ErrorCode::NotLoggedIn);
         assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
-        // Gone from the rows too: a restart does not bring it back.
+        // Gone from the rows too: a restart (a new leader, its memory empty) does not bring
+        // it back, and answers a resend of the logout as the first time.
         let mut rig = rig;
         rig.restart_handler().await;
         assert_eq!(code(rig.call(check(Role::Buyer)).await), ErrorCode::NotLoggedIn);
+        assert_eq!(rig.call(logout(op, Role::Buyer)).await, Ok(Response::Done));
+        assert_eq!(code(rig.call(logout(rig.op(), Role::Buyer)).await), ErrorCode::NotLoggedIn);
     }
 
     #[tokio::test]
@@ -453,7 +459,7 @@ mod tests {
         let second = rig.login(Role::Buyer, "bea").await;
         assert_eq!(rig.cart(&second).await, saved);
         // A session that logged out has no cart to write to.
-        let out = Request::Logout { session: second.clone(), role: Role::Buyer };
+        let out = Request::Logout { op: rig.op(), session: second.clone(), role: Role::Buyer };
         rig.call(out).await.expect("logged out");
         let add = Request::AddToCart {
             op: rig.op(),

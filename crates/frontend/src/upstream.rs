@@ -147,8 +147,14 @@ impl Upstream {
         // Untrusted here first, so this frontend stops trusting it even if the call fails,
         // and again after: until the database has answered it may still accept the session.
         self.sessions.logged_out(&session);
-        let answer =
-            self.customer(customer::Request::Logout { session: session.clone(), role }).await;
+        // One op id for every attempt: a resend to a new leader after the first ended the
+        // session answers `Done`, not `NotLoggedIn`.
+        let request = customer::Request::Logout {
+            op: agora_proto::messages::new_op_id(),
+            session: session.clone(),
+            role,
+        };
+        let answer = self.customer(request).await;
         self.sessions.logged_out(&session);
         answer?;
         Ok(())

@@ -17,8 +17,10 @@ pub enum Request {
     /// Checks credentials and opens a session; answers `LoggedIn`.
     Login { role: Role, username: String, password: String },
     /// Ends a session of `role` and drops its unsaved cart; answers `Done`. A session of
-    /// the other role is refused (`NotLoggedIn`) and left alone.
-    Logout { session: String, role: Role },
+    /// the other role is refused (`NotLoggedIn`) and left alone. Applied at most once per
+    /// `op`: a resend (after a lost answer or a failover) gets the first answer, not
+    /// `NotLoggedIn` for the session it ended.
+    Logout { op: OpId, session: String, role: Role },
     /// Checks a session of `role` and records activity; answers `Authenticated`.
     Authenticate { session: String, role: Role },
     /// A seller's public record; answers `Seller`.
