@@ -1,12 +1,20 @@
 //! The Raft log in `raft.db`: the vote, the entries and the last purged log id, in a
-//! SQLite file of its own beside the database, on a thread of its own.
+//! SQLite file of its own beside the database.
 //!
-//! Every call is a job for that thread, answered through a oneshot: a slow disk holds up
-//! the log's own callers, never the runtime that sends heartbeats. Jobs run in the order
-//! they were sent, so an append, a truncation and a purge never overtake each other. A
-//! vote and a purge are committed (and, with `synchronous=FULL`, fsynced) before the call
-//! returns; an append returns once queued and reports its commit through openraft's
-//! callback, so the core replicates while the log writes.
+//! openraft 0.9's core waits for every append to be flushed before it goes on (sending
+//! the entries to the followers, answering the leader), so the append is on the path of
+//! every write twice: on the leader, then on a follower. Where it runs follows the
+//! durability:
+//! - `Durability::Process` (`synchronous=NORMAL`, no fsync): on the caller's thread, under
+//!   a lock. A commit is a few writes to the page cache, tens of microseconds; handing it
+//!   to another thread and back cost two thread wake-ups, more than the commit itself.
+//! - `Durability::Machine` (`synchronous=FULL`, an fsync per commit): on a thread of its
+//!   own, so that a slow disk holds up the log's callers, never the runtime that sends
+//!   heartbeats. Jobs run in the order they were sent, so an append, a truncation and a
+//!   purge never overtake each other.
+//!
+//! Either way a vote and a purge are committed (and, with `FULL`, fsynced) before the
+//! call returns, and an append's callback fires only after its commit.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -31,12 +39,26 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);";
 
-/// A handle to the log's thread. Cheap to clone (the log reader is a clone); the thread
-/// stops when the last handle is dropped.
+/// A handle to the log. Cheap to clone (the log reader is a clone); the log's thread, if
+/// it has one, stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct LogStore {
-    jobs: mpsc::Sender<Job>,
+    writer: Writer,
     tail: Arc<Mutex<Tail>>,
+}
+
+/// Where the log's jobs run (the module's documentation says why).
+#[derive(Clone)]
+enum Writer {
+    /// On the caller's thread; a checkpointer thread copies the WAL into the file (held
+    /// here so that it runs as long as the log is open).
+    Inline {
+        conn: Arc<Mutex<Connection>>,
+        #[cfg_attr(not(test), allow(dead_code))]
+        checkpointer: Arc<Checkpointer>,
+    },
+    /// On the log's thread, in order.
+    Thread(mpsc::Sender<Job>),
 }
 
 /// The newest entries, in memory, for the reads of the replication streams.
@@ -141,31 +163,136 @@ impl LogStore {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.execute_batch(SCHEMA)?;
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("raft-log".into())
-            .spawn(move || {
-                let mut conn = conn;
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+        let writer = match durability {
+            Durability::Process => {
+                // A commit on the caller's thread must not also checkpoint (a checkpoint
+                // syncs the file): the checkpointer's thread does.
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                let checkpointer = Checkpointer::start(path)?;
+                Writer::Inline {
+                    conn: Arc::new(Mutex::new(conn)),
+                    checkpointer: Arc::new(checkpointer),
                 }
-            })
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(LogStore { jobs, tail: Arc::default() })
+            }
+            Durability::Machine => {
+                let (jobs, rx) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("raft-log".into())
+                    .spawn(move || {
+                        let mut conn = conn;
+                        while let Ok(job) = rx.recv() {
+                            job(&mut conn);
+                        }
+                    })
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                Writer::Thread(jobs)
+            }
+        };
+        Ok(LogStore { writer, tail: Arc::default() })
     }
 
-    /// Runs `f` on the log's thread and waits for its answer.
+    /// Runs `job` where the log's jobs run: now, or queued for the log's thread.
+    fn submit(&self, job: Job) -> Result<(), LogError> {
+        match &self.writer {
+            Writer::Inline { conn, .. } => {
+                job(&mut conn.lock().unwrap_or_else(|e| e.into_inner()));
+                Ok(())
+            }
+            Writer::Thread(jobs) => jobs.send(job).map_err(|_| LogError::Stopped),
+        }
+    }
+
+    /// Runs `f` where the log's jobs run and waits for its answer.
     async fn run<T, F>(&self, f: F) -> Result<T, LogError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, LogError> + Send + 'static,
     {
+        if let Writer::Inline { conn, .. } = &self.writer {
+            return f(&mut conn.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        self.submit(Box::new(move |conn| {
             let _ = tx.send(f(conn));
-        });
-        self.jobs.send(job).map_err(|_| LogError::Stopped)?;
+        }))?;
         rx.await.map_err(|_| LogError::Stopped)?
+    }
+}
+
+/// How often the checkpointer of an inline log copies the WAL into `raft.db`.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the WAL of an inline log into `raft.db` every [`CHECKPOINT_EVERY`], on a thread
+/// with its own connection (a PASSIVE checkpoint runs beside the writer; once it has
+/// copied everything, the next append starts the WAL over, so the WAL holds about one
+/// period of appends). When dropped, checkpoints once more and stops before the drop
+/// returns, so that a stopped log leaves its files alone.
+struct Checkpointer {
+    /// Checkpoints run so far (for tests to wait on).
+    #[cfg_attr(not(test), allow(dead_code))]
+    done: Arc<std::sync::atomic::AtomicU64>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> rusqlite::Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = done.clone();
+        let checkpoint = move || {
+            if let Err(e) =
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
+            {
+                tracing::warn!(error = %e, "cannot checkpoint the raft log");
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let thread = std::thread::Builder::new()
+            .name("raft-log-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    checkpoint();
+                }
+                checkpoint();
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Checkpointer { done, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+/// Runs `f` in a transaction, committed if `f` succeeds. The statements that begin and end
+/// it are prepared once (the log writes several times per client write; parsing them
+/// showed in profiles).
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, LogError>,
+) -> Result<T, LogError> {
+    agora_store::exec(conn, "BEGIN")?;
+    match f(conn) {
+        Ok(value) => {
+            if let Err(e) = agora_store::exec(conn, "COMMIT") {
+                let _ = agora_store::exec(conn, "ROLLBACK");
+                return Err(e.into());
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = agora_store::exec(conn, "ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -304,30 +431,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 tail.push(entry);
             }
         }
-        // Submitted, not awaited: the core goes on (sending the entries to the followers,
-        // taking their answers) while the log's thread commits. The callback fires there
-        // right after the commit: only then are the entries durable (as durable as
-        // `synchronous` makes a commit). Jobs run in order, so a read sent after this
-        // append sees its entries.
+        // The callback fires right after the commit: only then are the entries durable
+        // (as durable as `synchronous` makes a commit). Jobs run in order, so a read sent
+        // after this append sees its entries.
         let job: Job = Box::new(move |conn| {
-            let written = (|| -> Result<(), LogError> {
-                let tx = conn.transaction()?;
-                {
-                    let mut st = tx.prepare_cached(
-                        "INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)",
-                    )?;
-                    for (idx, bytes) in &rows {
-                        st.execute(params![idx, bytes])?;
-                    }
+            let written = in_transaction(conn, |conn| {
+                let mut st =
+                    conn.prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")?;
+                for (idx, bytes) in &rows {
+                    st.execute(params![idx, bytes])?;
                 }
-                tx.commit()?;
                 Ok(())
-            })();
+            });
             callback.log_io_completed(written.map_err(|e| std::io::Error::other(e.to_string())));
         });
-        self.jobs.send(job).map_err(|_| {
-            StorageIOError::write_logs(openraft::AnyError::new(&LogError::Stopped)).into()
-        })
+        self.submit(job).map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -345,11 +463,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.tail.lock().unwrap_or_else(|e| e.into_inner()).purge(log_id.index);
         let upto = sql_index(log_id.index);
         self.run(move |conn| {
-            let tx = conn.transaction()?;
-            put_meta(&tx, "purged", &log_id)?;
-            tx.execute("DELETE FROM log WHERE idx <= ?1", [upto])?;
-            tx.commit()?;
-            Ok(())
+            in_transaction(conn, |conn| {
+                put_meta(conn, "purged", &log_id)?;
+                conn.execute("DELETE FROM log WHERE idx <= ?1", [upto])?;
+                Ok(())
+            })
         })
         .await
         .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
@@ -393,6 +511,48 @@ mod tests {
         tail.push(entry(20, 1));
         assert_eq!(indexes(tail.get(7, 8)), None, "a gap starts the tail over");
         assert_eq!(indexes(tail.get(20, 21)), Some(vec![20]));
+    }
+
+    /// Writes `entries` rows of `bytes` at `first..` the way an append does.
+    async fn append(log: &LogStore, first: u64, entries: u64, bytes: usize) {
+        log.run(move |conn| {
+            in_transaction(conn, |conn| {
+                let mut st = conn.prepare_cached("INSERT INTO log (idx, entry) VALUES (?1, ?2)")?;
+                for i in first..first + entries {
+                    st.execute(params![sql_index(i), postcard::to_allocvec(&entry(i, bytes))?])?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .expect("append");
+    }
+
+    #[tokio::test]
+    async fn an_inline_log_s_wal_is_checkpointed_off_the_writer_s_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.db");
+        let mut log = LogStore::open(&path, Durability::Process).expect("open");
+        let Writer::Inline { checkpointer, .. } = log.writer.clone() else {
+            panic!("a process-durable log runs inline");
+        };
+        let checkpoints = || checkpointer.done.load(std::sync::atomic::Ordering::Relaxed);
+        let wal = dir.path().join("raft.db-wal");
+        // Five rounds of 40 entries of 16 KiB (640 KiB each), a checkpoint between them:
+        // the WAL starts over after each, so it stays near one round's size.
+        for round in 0..5 {
+            append(&log, round * 40 + 1, 40, 16 << 10).await;
+            let before = checkpoints();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while checkpoints() < before + 2 {
+                assert!(std::time::Instant::now() < deadline, "no checkpoint in 10 s");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        let size = std::fs::metadata(&wal).expect("wal").len();
+        assert!(size < 2 * 640 * 1024, "the WAL holds {size} bytes after 3.2 MB of appends");
+        let read = log.try_get_log_entries(1..201).await.expect("read");
+        assert_eq!(read.len(), 200);
     }
 
     #[test]

@@ -118,9 +118,8 @@ impl Machine {
 /// The applied state a database file records.
 fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Membership)> {
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
-        .query_row("SELECT log_id, membership FROM raft_applied WHERE id = 0", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT log_id, membership FROM raft_applied WHERE id = 0")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((log_id, membership)) = row else {
         return Ok((None, Membership::default()));
@@ -130,6 +129,21 @@ fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Memb
         postcard::from_bytes(&log_id).map_err(decode)?,
         postcard::from_bytes(&membership).map_err(decode)?,
     ))
+}
+
+/// Records `log_id` as the last applied, the membership unchanged (the default one if none
+/// was recorded yet).
+fn write_applied_log_id(conn: &Connection, log_id: &Option<LogId<u64>>) -> Result<(), ApiError> {
+    let encoded = postcard::to_allocvec(log_id).map_err(|e| ApiError::internal(e.to_string()))?;
+    let updated = conn
+        .prepare_cached("UPDATE raft_applied SET log_id = ?1 WHERE id = 0")
+        .and_then(|mut st| st.execute(params![encoded]))
+        .map_err(crate::db_error)?;
+    if updated == 0 {
+        // No row yet: no membership recorded, which reads as the default one.
+        write_applied(conn, log_id, &Membership::default())?;
+    }
+    Ok(())
 }
 
 fn write_applied(
@@ -340,7 +354,8 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let apply = self.apply.clone();
         self.store
             .write(move |conn| {
-                let (_, mut membership) = read_applied(conn).map_err(crate::db_error)?;
+                // The membership is written again only when an entry changes it.
+                let mut membership = None;
                 let mut answers = Vec::with_capacity(entries.len());
                 let mut last = None;
                 for entry in &entries {
@@ -352,12 +367,15 @@ impl RaftStateMachine<TypeConfig> for Machine {
                             answers.push(apply_batch(conn, &*apply, &batch.commands, &ctx));
                         }
                         EntryPayload::Membership(m) => {
-                            membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                            membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                             answers.push(Vec::new());
                         }
                     }
                 }
-                write_applied(conn, &last, &membership)?;
+                match membership {
+                    Some(membership) => write_applied(conn, &last, &membership)?,
+                    None => write_applied_log_id(conn, &last)?,
+                }
                 Ok::<_, ApiError>(answers)
             })
             .await
@@ -442,13 +460,13 @@ mod tests {
         }
     }
 
-    struct Fresh;
+    /// A new log (its jobs inline or on a thread, as the durability says) and machine.
+    struct Fresh(agora_store::Durability);
 
     impl StoreBuilder<TypeConfig, LogStore, Machine, tempfile::TempDir> for Fresh {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, Machine), StorageError<u64>> {
             let dir = tempfile::tempdir().map_err(sm_error)?;
-            let log = LogStore::open(&dir.path().join("raft.db"), Default::default())
-                .map_err(sm_error)?;
+            let log = LogStore::open(&dir.path().join("raft.db"), self.0).map_err(sm_error)?;
             let config = agora_store::StoreConfig::new(dir.path().join("db.sqlite"));
             let store = Store::open(&config, "").map_err(sm_error)?;
             let machine = Machine::open(store, Arc::new(Nothing), &dir.path().join("snapshots"))
@@ -460,8 +478,10 @@ mod tests {
 
     #[test]
     fn the_log_and_the_state_machine_pass_openraft_s_storage_suite() {
-        if let Err(e) = Suite::test_all(Fresh) {
-            panic!("openraft's storage suite failed: {e}");
+        for durability in [agora_store::Durability::Process, agora_store::Durability::Machine] {
+            if let Err(e) = Suite::test_all(Fresh(durability)) {
+                panic!("openraft's storage suite failed with durability {durability:?}: {e}");
+            }
         }
     }
 }
