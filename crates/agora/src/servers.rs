@@ -10,7 +10,6 @@ use std::time::Duration;
 use agora_proto::{Component, ServerConfig, Trust};
 use anyhow::Context;
 use clap::Args;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -529,13 +528,15 @@ where
     let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         spin.start();
+        let stop = crate::up::stop_signal()?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         println!("listening on {addr}");
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone(), common.supervised));
+        let stdin_closed = if common.supervised { Some(watch_stdin()?) } else { None };
+        tokio::spawn(cancel_on_signal(shutdown.clone(), stop, stdin_closed));
         body(listener, shutdown).await
     })
 }
@@ -558,39 +559,70 @@ pub fn init_logging(filter: &str) {
         Ok(_) => false,
         Err(_) => std::io::stderr().is_terminal(),
     };
+    // A log line that cannot be written is dropped: by default the subscriber reports the
+    // failure with `eprintln!`, which panics when stderr is a pipe nobody reads any more,
+    // as it is once a killed `agora up` has left its children behind. That panic would
+    // kill whichever task logged, such as the one that stops the server.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(color)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_target(false)
         .try_init();
 }
 
-/// Cancels `token` on Ctrl-C, SIGTERM, or (if `supervised`) end of standard input.
-async fn cancel_on_signal(token: CancellationToken, supervised: bool) {
+/// Cancels `token` once `stop` (Ctrl-C or SIGTERM) comes or, when given, `stdin_closed`
+/// says standard input has ended.
+async fn cancel_on_signal(
+    token: CancellationToken,
+    stop: impl Future<Output = ()>,
+    stdin_closed: Option<tokio::sync::oneshot::Receiver<()>>,
+) {
     let stdin_closed = async {
-        if !supervised {
-            return std::future::pending::<()>().await;
-        }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 64];
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
+        match stdin_closed {
+            Some(closed) => {
+                let _ = closed.await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        _ = stop => {}
         _ = stdin_closed => {}
     }
+    // Cancelled when this ends, even by a panic: the log line must not stand between the
+    // signal and the stop.
+    let _cancel = token.drop_guard();
     tracing::info!("stopping");
-    token.cancel();
+}
+
+/// Watches standard input, as `--supervised` asks: the receiver returned completes once
+/// it ends (or cannot be read), which is how `agora up` stops its children, even when it
+/// is killed itself. The read runs on a thread of its own, never joined, rather than on
+/// the runtime's blocking pool: a read of stdin cannot be interrupted, and a runtime waits
+/// for its blocking pool when it shuts down, so a server stopped by a signal while its
+/// stdin was still open would never exit.
+fn watch_stdin() -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    use std::io::Read;
+    let (closed, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stdin-watch".to_owned())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = closed.send(());
+        })
+        .context("cannot start the thread that watches standard input")?;
+    Ok(receiver)
 }
 
 #[cfg(test)]

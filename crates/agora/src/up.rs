@@ -348,7 +348,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     .await;
 
-    // Replicas that died: their groups go on without them.
+    // Children that died on their own: replicas, whose groups go on without them, or the
+    // component whose death stops the rest.
     let mut gone: Vec<String> = Vec::new();
     let outcome = match result {
         Err(e) => Err(e),
@@ -368,9 +369,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                     }
                     Some((name, status)) = exited.recv() => {
                         if !is_replica(&name) {
-                            break Err(anyhow::anyhow!(
+                            let error = anyhow::anyhow!(
                                 "{name} exited unexpectedly ({status}); stopping the rest"
-                            ));
+                            );
+                            // Gone already: not waited for again below.
+                            gone.push(name);
+                            break Err(error);
                         }
                         eprintln!(
                             "agora: {name} exited ({status}); its group goes on while a majority \
@@ -627,8 +631,10 @@ fn print_banner(started: &[Component], data_dir: &str, leaders: &[(String, Strin
 }
 
 /// Ctrl-C and SIGTERM, listened for from the moment this is called: one that arrives
-/// while the components start is not lost, and is acted on once they have.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// while the components start is not lost, and is acted on once they have. A server too
+/// listens from before it says where it listens: a signal sent after that line is never
+/// met by the default action, which would end it without a clean stop.
+pub(crate) fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

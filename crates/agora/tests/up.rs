@@ -1,5 +1,6 @@
 //! `agora up` as a user meets it: a real process starting the five servers as its
-//! children, what it says when one cannot start, and how Ctrl-C stops them.
+//! children, what it says when one cannot start, how Ctrl-C stops them, and how they stop
+//! when `agora up` is killed or one of them is sent SIGTERM.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Stdio;
@@ -120,4 +121,123 @@ async fn ctrl_c_at_the_terminal_stops_the_frontends_first() {
             assert!(stopped(frontend) < stopped(database), "{frontend} after {database}:\n{log}");
         }
     }
+}
+
+/// `agora up` on free ports with its data in `data`, once its banner is out; its stderr is
+/// collected by the task returned.
+async fn up_on_free_ports(
+    data: &std::path::Path,
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
+    let mut up = Command::new(AGORA)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--port-base", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = up.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.starts_with("Ctrl-C stops everything") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the banner comes");
+    // Keep reading, so that the pipe never fills.
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    (up, log)
+}
+
+/// `agora up`'s children, each with its command name and start time (so that a pid used
+/// again by another process is not taken for it).
+fn children(pid: u32) -> Vec<(u32, String, String)> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    children
+        .split_whitespace()
+        .map(|child| {
+            let child: u32 = child.parse().unwrap();
+            let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap();
+            let command = cmdline.split('\0').nth(1).unwrap_or_default().to_owned();
+            (child, command, start_time(child).unwrap())
+        })
+        .collect()
+}
+
+/// The start time of process `pid`, while it runs: `None` once it is gone or a zombie.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; the start time is the 22nd field, the 20th after comm.
+    let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    (after[0] != "Z").then(|| after[19].to_owned())
+}
+
+/// Those of `children` still running.
+fn running(children: &[(u32, String, String)]) -> Vec<&(u32, String, String)> {
+    children.iter().filter(|(pid, _, started)| start_time(*pid).as_ref() == Some(started)).collect()
+}
+
+/// Kills those of `children` still running, so that a failed test leaves none behind;
+/// returns them.
+fn kill_the_rest(children: &[(u32, String, String)]) -> Vec<&(u32, String, String)> {
+    let left = running(children);
+    for (pid, _, _) in &left {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    left
+}
+
+#[tokio::test]
+async fn the_servers_stop_when_agora_up_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut up, _log) = up_on_free_ports(data.path()).await;
+    let children = children(up.id().unwrap());
+    assert_eq!(children.len(), 5, "{children:?}");
+
+    // SIGKILL: `agora up` stops nothing itself. Its children's stdin ends, and their
+    // stderr is a pipe no one reads any more.
+    up.kill().await.unwrap();
+    let gone = tokio::time::timeout(DEADLINE, async {
+        while !running(&children).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let left = kill_the_rest(&children);
+    assert!(gone.is_ok(), "still running after agora up was killed: {left:?}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_supervised_server() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut up, log) = up_on_free_ports(data.path()).await;
+    let children = children(up.id().unwrap());
+    let (buyer, _, _) = children.iter().find(|(_, command, _)| command == "buyer-server").unwrap();
+
+    // Its stdin still open: SIGTERM alone must stop it, and `agora up` then stops the rest.
+    let kill = Command::new("kill").args(["-s", "TERM", &buyer.to_string()]).status().await;
+    assert!(kill.unwrap().success());
+    let status = tokio::time::timeout(DEADLINE, up.wait()).await;
+    if status.is_err() {
+        let _ = up.kill().await;
+        kill_the_rest(&children);
+    }
+    let log = log.await.unwrap();
+    let status = status.unwrap_or_else(|_| panic!("buyer-server did not stop:\n{log}")).unwrap();
+    assert!(!status.success(), "{status}\n{log}");
+    assert!(
+        log.contains("buyer-server exited unexpectedly (exit status: 0)"),
+        "buyer-server did not stop cleanly:\n{log}"
+    );
 }
