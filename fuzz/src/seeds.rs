@@ -266,6 +266,7 @@ fn payments_requests() -> Vec<payments::Request> {
         Ping,
         Charge { key: "purchase-9".into(), card: card(), amount: Money::from_cents(300), payer: 7 },
         Resolve { key: "purchase-9".into() },
+        Lookup { key: "purchase-9".into() },
     ]
 }
 
@@ -280,6 +281,7 @@ fn payments_responses() -> Vec<payments::Response> {
         }),
         Charge(Outcome::Declined { reason: "card declined".into() }),
         Charge(Outcome::Cancelled),
+        NoCharge,
     ]
 }
 

@@ -87,11 +87,12 @@ pub struct Coordinator {
     /// Woken whenever a purchase stops being driven, for purchases waiting for another
     /// purchase of the same cart to end and for retries awaiting a purchase's outcome.
     finished: tokio::sync::Notify,
-    /// How long recovery leaves a `Started` purchase to a retry of its request.
+    /// How long recovery leaves a purchase whose charge was never placed (`Started`, or
+    /// `Reserved` with nothing recorded at payments) to a retry of its request.
     retry_grace: Duration,
-    /// When recovery first found each purchase `Started` with no driver here, since this
+    /// When recovery first found each such purchase with no driver here, since this
     /// replica began to lead: it cancels one only once `retry_grace` has passed since.
-    started_seen: Mutex<HashMap<u64, tokio::time::Instant>>,
+    left_seen: Mutex<HashMap<u64, tokio::time::Instant>>,
 }
 
 /// Removes a purchase from `driven_here` when its driver is done, however it ends.
@@ -120,7 +121,7 @@ impl Coordinator {
             begin_gate: tokio::sync::RwLock::new(()),
             finished: tokio::sync::Notify::new(),
             retry_grace,
-            started_seen: Mutex::default(),
+            left_seen: Mutex::default(),
         }
     }
 
@@ -130,8 +131,8 @@ impl Coordinator {
     }
 
     // Held for a look-up, insert or sweep; nothing awaits under it.
-    fn started_seen(&self) -> MutexGuard<'_, HashMap<u64, tokio::time::Instant>> {
-        self.started_seen.lock().unwrap_or_else(|p| p.into_inner())
+    fn left_seen(&self) -> MutexGuard<'_, HashMap<u64, tokio::time::Instant>> {
+        self.left_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Purchase `id` becomes driven here, unless a driver here already holds it; the
@@ -253,8 +254,19 @@ impl Coordinator {
             return Err(overtaken(id, found));
         }
         fault::crash_point("after-reserve");
+        self.charge(id, buyer, total, card).await
+    }
 
-        // The charge.
+    /// Steps 3 to 5 of a purchase `Reserved` for `total` (by this driver a moment ago, or
+    /// by one that is gone, for a retry taking it over), driven here as long as the
+    /// caller's `Driving` lives: charge, commit, confirm.
+    async fn charge(
+        &self,
+        id: u64,
+        buyer: UserId,
+        total: Money,
+        card: Card,
+    ) -> Result<Purchase, ApiError> {
         let charge =
             payments::Request::Charge { key: payment_key(id), card, amount: total, payer: buyer };
         let charged = match self.payments.call(&charge).await {
@@ -320,6 +332,17 @@ impl Coordinator {
                 Some(is_this_purchase(id, &approved, total, buyer))
             }
             Ok(payments::Response::Charge(_)) => Some(false),
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// What payments recorded for the charge of purchase `id`, without deciding anything:
+    /// `Some(Some(outcome))`, `Some(None)` if no charge has been decided yet, `None` if
+    /// payments cannot be asked right now.
+    async fn lookup(&self, id: u64) -> Option<Option<Outcome>> {
+        match self.payments.call(&payments::Request::Lookup { key: payment_key(id) }).await {
+            Ok(payments::Response::Charge(outcome)) => Some(Some(outcome)),
+            Ok(payments::Response::NoCharge) => Some(None),
             Ok(_) | Err(_) => None,
         }
     }
@@ -416,6 +439,7 @@ impl Coordinator {
         let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
         let mut pause = OUTCOME_POLL_FIRST;
         loop {
+            let total = tx.total();
             match (tx.state, tx.error) {
                 (State::Committed | State::Done, _) => {
                     return self.replica.read(move |c| history::load(c, id)).await;
@@ -428,14 +452,14 @@ impl Coordinator {
                 // Decided: nothing is or will be charged, only the units are still on
                 // their way back; the first try was told this error.
                 (State::Aborting, Some(error)) => return Err(error),
-                (State::Started, _) => {
+                (state @ (State::Started | State::Reserved), _) => {
                     if let Some(driving) = self.claim_left_purchase(id).await
                         && let Some(card) = card.take()
                     {
-                        return self.take_over(driving, id, buyer, card).await;
+                        return self.take_over(driving, state, id, buyer, total, card).await;
                     }
                 }
-                (State::Reserved | State::Resolving | State::Aborting, _) => {}
+                (State::Resolving | State::Aborting, _) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(pending(id));
@@ -471,22 +495,30 @@ impl Coordinator {
         self.claim(id)
     }
 
-    /// A retry drives on purchase `id` of `buyer`, found `Started` with no driver here,
-    /// with its own card. It is the same purchase: the same id, so the same reservation
-    /// (a reserve answers the lines recorded under the id) and the same payment key
-    /// (payments charges a key at most once, whichever card comes first). A driver of it
-    /// elsewhere (an old leader) is safe beside this one as recovery is: every step is a
-    /// compare-and-set and every remote step idempotent.
+    /// A retry drives on purchase `id` of `buyer`, found in `state` (`Started`, or
+    /// `Reserved` for `total`) with no driver here, with its own card. It is the same
+    /// purchase: the same id, so the same reservation (a reserve answers the lines
+    /// recorded under the id) and the same payment key (payments charges a key at most
+    /// once, whichever card comes first, and answers a repeat with the first outcome: a
+    /// charge the old driver placed is not placed again). A driver of it elsewhere (an old
+    /// leader) is safe beside this one as recovery is: every step is a compare-and-set and
+    /// every remote step idempotent.
     async fn take_over(
         &self,
         driving: Driving<'_>,
+        state: State,
         id: u64,
         buyer: UserId,
+        total: Money,
         card: Card,
     ) -> Result<Purchase, ApiError> {
+        info!(id, ?state, "a retry takes over a purchase left before its charge");
+        self.left_seen().remove(&id);
+        if state == State::Reserved {
+            let _driving = driving;
+            return self.charge(id, buyer, total, card).await;
+        }
         let cart = self.replica.read(move |c| purchase_log::cart(c, id)).await?;
-        info!(id, "a retry takes over a purchase left before payment");
-        self.started_seen().remove(&id);
         self.drive(driving, id, buyer, cart, card).await
     }
 
@@ -494,7 +526,7 @@ impl Coordinator {
     /// once `retry_grace` has passed since it first found it so.
     fn grace_over(&self, id: u64) -> bool {
         let now = tokio::time::Instant::now();
-        let first = *self.started_seen().entry(id).or_insert(now);
+        let first = *self.left_seen().entry(id).or_insert(now);
         now.duration_since(first) >= self.retry_grace
     }
 
@@ -508,7 +540,7 @@ impl Coordinator {
         };
         let Ok(open) = open else { return };
         let still_open: HashSet<u64> = open.iter().copied().collect();
-        self.started_seen().retain(|id, _| still_open.contains(id));
+        self.left_seen().retain(|id, _| still_open.contains(id));
         for id in open {
             if !self.driven_here().insert(id) {
                 continue;
@@ -520,6 +552,14 @@ impl Coordinator {
             if tx.state == State::Started && !self.grace_over(id) {
                 // Left to a retry of its request, which has the card: `outcome`.
                 continue;
+            }
+            if tx.state == State::Reserved && !self.grace_over(id) {
+                // The charge may have been placed, or not: payments says, changing
+                // nothing. Not placed: left to the retry like a `Started` one, since a
+                // `Resolve` now would cancel a purchase nothing stands in the way of.
+                if !matches!(self.lookup(id).await, Some(Some(_))) {
+                    continue;
+                }
             }
             info!(id, state = ?tx.state, "recovering purchase");
             match tx.state {
@@ -596,8 +636,9 @@ pub async fn recover_forever(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    // A new leadership gives every purchase it finds `Started` the whole grace.
-    coordinator.started_seen().clear();
+    // A new leadership gives every purchase it finds left before its charge the whole
+    // grace.
+    coordinator.left_seen().clear();
     loop {
         coordinator.recover().await;
         coordinator.report_held().await;
@@ -776,13 +817,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_finishes_a_purchase_its_leader_left_before_payment_once() {
-        for reserved in [false, true] {
+        // `Started` with nothing reserved, `Started` with the units reserved, and
+        // `Reserved` in the log with no charge at payments.
+        for (reserved, left) in
+            [(false, State::Started), (true, State::Started), (true, State::Reserved)]
+        {
             let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
-            left_started(&rig, buyer, &token, reserved).await;
+            if left == State::Reserved {
+                left_reserved(&rig, buyer, &token).await;
+            } else {
+                left_started(&rig, buyer, &token, reserved).await;
+            }
             // The new leader's recovery cannot charge (it has no card): it leaves it be.
             let new = patient_coordinator(&rig);
             new.recover().await;
-            assert_eq!(rig.state(1).await, State::Started);
+            assert_eq!(rig.state(1).await, left);
 
             // The buyer's retry, with the card, buys it under the same id.
             let session = crate::sessions::parse_token(&token).expect("token");
@@ -807,6 +856,27 @@ mod tests {
             assert_eq!(rig.units_left(pen).await, 3);
             assert_eq!(rig.history_rows().await, 1);
         }
+    }
+
+    /// Within the grace, recovery looks a `Reserved` purchase up at payments without
+    /// deciding anything: charged by the old leader, it is bought at once; not charged,
+    /// it is left to the retry (a `Resolve` would cancel it).
+    #[tokio::test]
+    async fn within_the_grace_recovery_buys_a_charged_reserved_purchase_and_leaves_the_rest() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        let new = patient_coordinator(&rig);
+        new.recover().await;
+        assert_eq!(rig.state(1).await, State::Reserved, "left to the retry");
+        let lookup = payments::Request::Lookup { key: payment_key(1) };
+        let answer = rig.payments_channel.call(&lookup, Duration::from_secs(5)).await;
+        assert_eq!(answer.ok(), Some(payments::Response::NoCharge), "nothing decided");
+        // The old leader's charge lands after all: the next round buys the purchase.
+        rig.charge(1, Money::from_cents(300), buyer).await;
+        new.recover().await;
+        assert_eq!(rig.state(1).await, State::Done);
+        assert_eq!(rig.units_left(pen).await, 3);
+        assert_eq!(rig.history_rows().await, 1);
     }
 
     #[tokio::test]

@@ -52,6 +52,12 @@ impl Handler<agora_proto::Payments> for PaymentsService {
                 check_key(&key)?;
                 Ok(Response::Charge(self.replica.propose(Command::Resolve { key }).await?))
             }
+            Request::Lookup { key } => {
+                check_key(&key)?;
+                let recorded =
+                    self.replica.read(move |c| crate::ledger::outcome_of(c, &key)).await?;
+                Ok(recorded.map_or(Response::NoCharge, Response::Charge))
+            }
         }
     }
 }
@@ -112,6 +118,19 @@ mod tests {
         assert_eq!(charge(&s, "k1", card("4111111111111112", "12/99")).await, first);
         let resolved = s.handle(Request::Resolve { key: "k1".into() }).await.expect("resolve");
         assert_eq!(resolved, Response::Charge(first));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_answers_a_decided_key_and_decides_nothing_itself() {
+        let (s, _clock, _dir) = service(1.0);
+        let lookup = |key: &str| Request::Lookup { key: key.into() };
+        assert_eq!(s.handle(lookup("k1")).await, Ok(Response::NoCharge));
+        // Unlike a `Resolve`, the lookup did not cancel the key: its charge still goes in.
+        let charged = charge(&s, "k1", card("4111 1111 1111 1111", "12/99")).await;
+        assert!(matches!(charged, Outcome::Approved { .. }), "{charged:?}");
+        assert_eq!(s.handle(lookup("k1")).await, Ok(Response::Charge(charged)));
+        let refused = s.handle(lookup("")).await.expect_err("an empty key");
+        assert_eq!(refused.code, ErrorCode::InvalidArgument);
     }
 
     #[tokio::test]

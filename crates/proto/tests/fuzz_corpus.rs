@@ -263,9 +263,10 @@ fn payments_request(r: &payments::Request) -> &'static str {
         Ping => "Ping",
         Charge { .. } => "Charge",
         Resolve { .. } => "Resolve",
+        Lookup { .. } => "Lookup",
     }
 }
-const PAYMENTS_REQUESTS: &[&str] = &["Ping", "Charge", "Resolve"];
+const PAYMENTS_REQUESTS: &[&str] = &["Ping", "Charge", "Resolve", "Lookup"];
 
 fn payments_response(r: &payments::Response) -> &'static str {
     use payments::{Outcome, Response};
@@ -274,9 +275,10 @@ fn payments_response(r: &payments::Response) -> &'static str {
         Response::Charge(Outcome::Approved { .. }) => "Approved",
         Response::Charge(Outcome::Declined { .. }) => "Declined",
         Response::Charge(Outcome::Cancelled) => "Cancelled",
+        Response::NoCharge => "NoCharge",
     }
 }
-const PAYMENTS_RESPONSES: &[&str] = &["Pong", "Approved", "Declined", "Cancelled"];
+const PAYMENTS_RESPONSES: &[&str] = &["Pong", "Approved", "Declined", "Cancelled", "NoCharge"];
 
 #[test]
 fn every_request_variant_has_a_seed_that_decodes() {

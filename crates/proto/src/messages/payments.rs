@@ -18,6 +18,10 @@ pub enum Request {
     /// cancelled, so a charge that was sent but not yet received can no longer succeed;
     /// answers `Charge`.
     Resolve { key: String },
+    /// The outcome of the charge with `key` if one was decided, changing nothing: answers
+    /// `Charge`, or `NoCharge` if no request with `key` has been decided (a charge sent
+    /// but not yet received may still succeed).
+    Lookup { key: String },
 }
 
 /// What became of a charge.
@@ -40,13 +44,17 @@ pub enum Response {
     Pong,
     /// The charge's outcome.
     Charge(Outcome),
+    /// To `Lookup`: nothing is recorded under the key.
+    NoCharge,
 }
 
 /// Who may send `request` to payments: only the purchase coordinator (the customer
-/// database) charges or resolves; anyone of ours may ping.
+/// database) charges, resolves or looks up; anyone of ours may ping.
 pub fn may_send(request: &Request) -> &'static [Component] {
     match request {
         Request::Ping => &Component::ALL,
-        Request::Charge { .. } | Request::Resolve { .. } => &[Component::CustomerDb],
+        Request::Charge { .. } | Request::Resolve { .. } | Request::Lookup { .. } => {
+            &[Component::CustomerDb]
+        }
     }
 }
