@@ -62,6 +62,9 @@ struct Server {
     stdin: Option<ChildStdin>,
     addr: String,
     pid: u32,
+    /// CPU seconds of the earlier processes of this server (killed, then started
+    /// again), so that its CPU time across a run counts them too.
+    earlier_cpu_s: f64,
 }
 
 /// The servers, running.
@@ -182,6 +185,8 @@ impl Spawned {
             .iter_mut()
             .find(|s| s.name == name)
             .with_context(|| format!("no server named {name}"))?;
+        // Its CPU time so far, read while the process still exists.
+        server.earlier_cpu_s += cpu_seconds(server.pid).unwrap_or(0.0);
         server.child.start_kill().with_context(|| format!("cannot kill {name}"))?;
         tokio::time::timeout(STOP_TIMEOUT, server.child.wait())
             .await
@@ -211,7 +216,8 @@ impl Spawned {
         let args: Vec<&str> = old.args.iter().map(String::as_str).collect();
         let started = self.start_process(options, old.command, &old.name, &old.addr, &args).await;
         match started {
-            Ok(server) => {
+            Ok(mut server) => {
+                server.earlier_cpu_s = old.earlier_cpu_s;
                 self.servers.insert(index, server);
                 Ok(())
             }
@@ -235,9 +241,10 @@ impl Spawned {
             .collect()
     }
 
-    /// CPU seconds each server has used so far, in start order.
+    /// CPU seconds each server has used so far, in start order: its running process's
+    /// and those of the processes it ran as before a kill.
     pub fn cpu_seconds(&self) -> Vec<f64> {
-        self.servers.iter().map(|s| cpu_seconds(s.pid).unwrap_or(0.0)).collect()
+        self.servers.iter().map(|s| s.earlier_cpu_s + cpu_seconds(s.pid).unwrap_or(0.0)).collect()
     }
 
     /// Starts the database or service `command` with `args`: one process over the data
@@ -368,7 +375,16 @@ impl Spawned {
         // Nothing more is printed on stdout, but keep the pipe drained all the same.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let args = args.iter().map(|a| (*a).to_owned()).collect();
-        Ok(Server { name: name.to_owned(), command, args, child, stdin, addr, pid })
+        Ok(Server {
+            name: name.to_owned(),
+            command,
+            args,
+            child,
+            stdin,
+            addr,
+            pid,
+            earlier_cpu_s: 0.0,
+        })
     }
 
     /// Reads each server's peak memory, then stops them in the reverse of start order
