@@ -53,38 +53,8 @@ async fn ctrl_c_at_the_terminal_stops_the_frontends_first() {
     let data = tempfile::tempdir().unwrap();
     // `agora up` leads a process group of its own, as a shell's foreground job does: a
     // Ctrl-C at a terminal is a SIGINT to that whole group.
-    let mut up = Command::new(AGORA)
-        .arg("up")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--port-base", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut up, log, banner) = up_on_free_ports(data.path(), true).await;
     let pid = up.id().unwrap();
-    let mut stderr = up.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            let done = line.starts_with("Ctrl-C stops everything");
-            banner.push(line);
-            if done {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the banner comes");
     let banner = banner.join("\n");
 
     // On free ports, the lines to copy name the servers.
@@ -123,12 +93,15 @@ async fn ctrl_c_at_the_terminal_stops_the_frontends_first() {
     }
 }
 
-/// `agora up` on free ports with its data in `data`, once its banner is out; its stderr is
-/// collected by the task returned.
+/// `agora up` on free ports with its data in `data` (leading a process group of its own
+/// if `own_group`), once its banner is out: the process, the task collecting its stderr,
+/// and the banner's lines.
 async fn up_on_free_ports(
     data: &std::path::Path,
-) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
-    let mut up = Command::new(AGORA)
+    own_group: bool,
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>, Vec<String>) {
+    let mut command = Command::new(AGORA);
+    command
         .arg("up")
         .arg("--data-dir")
         .arg(data)
@@ -136,9 +109,11 @@ async fn up_on_free_ports(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true);
+    if own_group {
+        command.process_group(0);
+    }
+    let mut up = command.spawn().unwrap();
     let mut stderr = up.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         let mut text = String::new();
@@ -146,9 +121,12 @@ async fn up_on_free_ports(
         text
     });
     let mut stdout = BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
     tokio::time::timeout(DEADLINE, async {
         while let Some(line) = stdout.next_line().await.unwrap() {
-            if line.starts_with("Ctrl-C stops everything") {
+            let done = line.starts_with("Ctrl-C stops everything");
+            banner.push(line);
+            if done {
                 break;
             }
         }
@@ -157,7 +135,7 @@ async fn up_on_free_ports(
     .expect("the banner comes");
     // Keep reading, so that the pipe never fills.
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    (up, log)
+    (up, log, banner)
 }
 
 /// `agora up`'s children, each with its command name and start time (so that a pid used
@@ -201,7 +179,7 @@ fn kill_the_rest(children: &[(u32, String, String)]) -> Vec<&(u32, String, Strin
 #[tokio::test]
 async fn the_servers_stop_when_agora_up_is_killed() {
     let data = tempfile::tempdir().unwrap();
-    let (mut up, _log) = up_on_free_ports(data.path()).await;
+    let (mut up, _log, _) = up_on_free_ports(data.path(), false).await;
     let children = children(up.id().unwrap());
     assert_eq!(children.len(), 5, "{children:?}");
 
@@ -221,7 +199,7 @@ async fn the_servers_stop_when_agora_up_is_killed() {
 #[tokio::test]
 async fn sigterm_stops_a_supervised_server() {
     let data = tempfile::tempdir().unwrap();
-    let (mut up, log) = up_on_free_ports(data.path()).await;
+    let (mut up, log, _) = up_on_free_ports(data.path(), false).await;
     let children = children(up.id().unwrap());
     let (buyer, _, _) = children.iter().find(|(_, command, _)| command == "buyer-server").unwrap();
 
