@@ -64,9 +64,9 @@ enum Writer {
 /// The newest entries, in memory, for the reads of the replication streams.
 ///
 /// A leader sends each new entry to its followers right after appending it; read from
-/// `raft.db`, that read would queue behind the append's own commit on the log's thread,
-/// and the followers would wait for the leader's disk. From here it is sent while the
-/// commit runs. Holds a contiguous run of indexes, the newest ones, at most
+/// `raft.db`, that read would be a SQLite query per entry (and, on the log's thread, a
+/// job queued behind other log writes). From here it costs a copy. Holds a contiguous
+/// run of indexes, the newest ones, at most
 /// [`TAIL_ENTRIES`] entries and [`TAIL_BYTES`] bytes of commands; a read it cannot answer
 /// whole goes to the file.
 #[derive(Default)]
@@ -296,6 +296,19 @@ fn in_transaction<T>(
     }
 }
 
+/// Writes encoded entries (index, bytes) in one transaction, replacing any at the same
+/// indexes.
+fn insert_entries(conn: &Connection, rows: &[(i64, Vec<u8>)]) -> Result<(), LogError> {
+    in_transaction(conn, |conn| {
+        let mut st =
+            conn.prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")?;
+        for (idx, bytes) in rows {
+            st.execute(params![idx, bytes])?;
+        }
+        Ok(())
+    })
+}
+
 fn get_meta<T: serde::de::DeserializeOwned>(
     conn: &Connection,
     key: &str,
@@ -435,14 +448,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // (as durable as `synchronous` makes a commit). Jobs run in order, so a read sent
         // after this append sees its entries.
         let job: Job = Box::new(move |conn| {
-            let written = in_transaction(conn, |conn| {
-                let mut st =
-                    conn.prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")?;
-                for (idx, bytes) in &rows {
-                    st.execute(params![idx, bytes])?;
-                }
-                Ok(())
-            });
+            let written = insert_entries(conn, &rows);
             callback.log_io_completed(written.map_err(|e| std::io::Error::other(e.to_string())));
         });
         self.submit(job).map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
@@ -513,19 +519,12 @@ mod tests {
         assert_eq!(indexes(tail.get(20, 21)), Some(vec![20]));
     }
 
-    /// Writes `entries` rows of `bytes` at `first..` the way an append does.
+    /// Writes `entries` entries of `bytes` at `first..` as an append does.
     async fn append(log: &LogStore, first: u64, entries: u64, bytes: usize) {
-        log.run(move |conn| {
-            in_transaction(conn, |conn| {
-                let mut st = conn.prepare_cached("INSERT INTO log (idx, entry) VALUES (?1, ?2)")?;
-                for i in first..first + entries {
-                    st.execute(params![sql_index(i), postcard::to_allocvec(&entry(i, bytes))?])?;
-                }
-                Ok(())
-            })
-        })
-        .await
-        .expect("append");
+        let rows = (first..first + entries)
+            .map(|i| (sql_index(i), postcard::to_allocvec(&entry(i, bytes)).expect("encode")))
+            .collect::<Vec<_>>();
+        log.run(move |conn| insert_entries(conn, &rows)).await.expect("append");
     }
 
     #[tokio::test]
