@@ -399,8 +399,12 @@ impl Group {
         .map_err(|e| GroupError::Start(e.to_string()))?;
         let me = Identity { group, node_id: config.node_id, connector: config.trust.connector() };
         let routes = Arc::new(config.routes.clone());
-        let network =
-            Network { me: me.clone(), routes: routes.clone(), channels: Channels::default() };
+        let network = Network {
+            me: me.clone(),
+            routes: routes.clone(),
+            channels: Channels::default(),
+            appended: log.appended(),
+        };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| GroupError::Start(e.to_string()))?;

@@ -29,7 +29,7 @@ use openraft::{
     StorageIOError, Vote,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::types::TypeConfig;
 
@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);";
 pub struct LogStore {
     writer: Writer,
     tail: Arc<Mutex<Tail>>,
+    /// The index of the last entry appended since the log was opened (0 before any), for
+    /// the replication streams (`network.rs`, "News of a commit").
+    appended: Arc<watch::Sender<u64>>,
 }
 
 /// Where the log's jobs run (the module's documentation says why).
@@ -188,7 +191,13 @@ impl LogStore {
                 Writer::Thread(jobs)
             }
         };
-        Ok(LogStore { writer, tail: Arc::default() })
+        let appended = Arc::new(watch::Sender::new(0));
+        Ok(LogStore { writer, tail: Arc::default(), appended })
+    }
+
+    /// Follows the index of the last entry appended since the log was opened.
+    pub fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// Runs `job` where the log's jobs run: now, or queued for the log's thread.
@@ -432,6 +441,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)))?;
             rows.push((sql_index(entry.log_id.index), bytes));
             appended.push(entry);
+        }
+        if let Some(last) = appended.last() {
+            // Told before the commit: a leader sends the entries only after it, so a
+            // stream that hears of them now gets them next.
+            self.appended.send_replace(last.log_id.index);
         }
         {
             let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
