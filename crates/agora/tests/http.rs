@@ -1100,6 +1100,15 @@ async fn a_retried_mutation_with_its_key_happens_once() {
         assert!(answer.error(400, "invalid_argument").contains("Idempotency-Key"), "{bad:?}");
     }
     assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
+
+    // Logout: the retry with its key answers 204 again; a new Logout of the ended session,
+    // 401.
+    for _ in 0..2 {
+        buyer.keyed(Method::DELETE, "/v1/sessions/current", "out-1", None).await.expect(204);
+    }
+    let again = buyer.keyed(Method::DELETE, "/v1/sessions/current", "out-2", None).await;
+    again.error(401, "not_logged_in");
+    buyer.get("/v1/cart").await.error(401, "not_logged_in");
     http.stop().await;
 }
 

@@ -62,7 +62,7 @@ async fn a_repeated_op_is_applied_once_and_answers_the_same() {
     assert_eq!(cart.iter().map(|l| (l.item, l.quantity)).collect::<Vec<_>>(), vec![(id, 2)]);
     assert_eq!(buyer.display_cart().await.unwrap(), cart);
     let remove =
-        BuyerRequest::RemoveFromCart { op: [4; 16], session: token, item: id, quantity: 1 };
+        BuyerRequest::RemoveFromCart { op: [4; 16], session: token.clone(), item: id, quantity: 1 };
     let first = raw.call(&remove, WAIT).await.unwrap();
     assert_eq!(raw.call(&remove, WAIT).await.unwrap(), first);
     let Response::Cart(cart) = first else { panic!("{first:?}") };
@@ -77,6 +77,19 @@ async fn a_repeated_op_is_applied_once_and_answers_the_same() {
         name: String::new(),
     };
     assert_eq!(raw.call(&create, WAIT).await.unwrap(), raw.call(&create, WAIT).await.unwrap());
+
+    // Logout: a resend of the same op after the first ended the session (a client riding
+    // through a failover) answers Done again; a new Logout of the ended session does not.
+    let logout = BuyerRequest::Logout { op: [6; 16], session: token.clone() };
+    assert_eq!(raw.call(&logout, WAIT).await.unwrap(), Response::Done);
+    assert_eq!(raw.call(&logout, WAIT).await.unwrap(), Response::Done);
+    let another = BuyerRequest::Logout { op: [7; 16], session: token };
+    match raw.call(&another, WAIT).await {
+        Err(agora_proto::CallError::Remote(e)) => {
+            assert_eq!(e.code, agora_proto::ErrorCode::NotLoggedIn, "{e}");
+        }
+        other => panic!("a second Logout answered {other:?}"),
+    }
     cluster.stop().await;
 }
 

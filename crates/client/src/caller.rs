@@ -26,7 +26,7 @@ pub(crate) trait Frontend: Service<Response = Response> {
     fn ping(deep: bool) -> Self::Request;
     fn create_account(op: OpId, username: String, password: String, name: String) -> Self::Request;
     fn login(username: String, password: String) -> Self::Request;
-    fn logout(session: String) -> Self::Request;
+    fn logout(op: OpId, session: String) -> Self::Request;
 }
 
 /// Implements [`Frontend`] for `$service`, whose requests are `$request`: both frontends'
@@ -50,8 +50,8 @@ macro_rules! frontend {
             fn login(username: String, password: String) -> $request {
                 $request::Login { username, password }
             }
-            fn logout(session: String) -> $request {
-                $request::Logout { session }
+            fn logout(op: OpId, session: String) -> $request {
+                $request::Logout { op, session }
             }
         }
     };
@@ -215,7 +215,10 @@ impl<S: Frontend> Caller<S> {
     }
 
     pub(crate) async fn logout(&self) -> Result<(), ClientError> {
-        match self.end_session(S::logout).await? {
+        // One id for every resend of this call: a resend after the first attempt ended the
+        // session (the frontend answered `unavailable` meanwhile) answers `Done`.
+        let op = new_op_id();
+        match self.end_session(|session| S::logout(op, session)).await? {
             Response::Done => Ok(()),
             other => Err(unexpected_answer("logout", &other)),
         }

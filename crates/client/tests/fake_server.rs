@@ -30,7 +30,7 @@ impl Handler<SellerServer> for Fake {
                     Err(ApiError::new(ErrorCode::WrongCredentials, "wrong username or password"))
                 }
             }
-            SellerRequest::Logout { session } => check(&session).map(|()| Response::Done),
+            SellerRequest::Logout { session, .. } => check(&session).map(|()| Response::Done),
             SellerRequest::GetRating { session } => check(&session).map(|()| {
                 Response::Rating(SellerRating {
                     seller_id: 7,

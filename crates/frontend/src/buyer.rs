@@ -67,8 +67,8 @@ impl BuyerFrontend {
     }
 
     /// Logout: ends a buyer session.
-    pub async fn logout(&self, session: String) -> Result<(), ApiError> {
-        self.up.logout(session, Role::Buyer).await
+    pub async fn logout(&self, op: OpId, session: String) -> Result<(), ApiError> {
+        self.up.logout(op, session, Role::Buyer).await
     }
 
     /// The buyer behind a live session, without doing anything else.
@@ -227,8 +227,8 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 let (session, id) = self.login(username, password).await?;
                 Response::LoggedIn { session, id }
             }
-            BuyerRequest::Logout { session } => {
-                self.logout(session).await?;
+            BuyerRequest::Logout { op, session } => {
+                self.logout(op, session).await?;
                 Response::Done
             }
             BuyerRequest::Search { session, category, keywords, page } => {

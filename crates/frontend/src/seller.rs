@@ -58,8 +58,8 @@ impl SellerFrontend {
     }
 
     /// Logout: ends a seller session.
-    pub async fn logout(&self, session: String) -> Result<(), ApiError> {
-        self.up.logout(session, Role::Seller).await
+    pub async fn logout(&self, op: OpId, session: String) -> Result<(), ApiError> {
+        self.up.logout(op, session, Role::Seller).await
     }
 
     /// The seller behind a live session, without doing anything else.
@@ -145,8 +145,8 @@ impl Handler<SellerServer> for SellerFrontend {
                 let (session, id) = self.login(username, password).await?;
                 Response::LoggedIn { session, id }
             }
-            SellerRequest::Logout { session } => {
-                self.logout(session).await?;
+            SellerRequest::Logout { op, session } => {
+                self.logout(op, session).await?;
                 Response::Done
             }
             SellerRequest::GetRating { session } => Response::Rating(self.rating(&session).await?),

@@ -141,19 +141,17 @@ impl Upstream {
         }
     }
 
-    /// Logout of a session of `role`.
-    pub async fn logout(&self, session: String, role: Role) -> Result<(), ApiError> {
+    /// Logout of a session of `role`, under the caller's `op` (a fresh one if it sent none), kept for every
+    /// attempt: a resend after the first attempt ended the session, by this frontend to a
+    /// new leader or by the client after an `unavailable`, answers `Done`, not
+    /// `not_logged_in`.
+    pub async fn logout(&self, op: OpId, session: String, role: Role) -> Result<(), ApiError> {
         let session = canonical(&session)?;
+        let op = if op == [0; 16] { agora_proto::messages::new_op_id() } else { op };
         // Untrusted here first, so this frontend stops trusting it even if the call fails,
         // and again after: until the database has answered it may still accept the session.
         self.sessions.logged_out(&session);
-        // One op id for every attempt: a resend to a new leader after the first ended the
-        // session answers `Done`, not `NotLoggedIn`.
-        let request = customer::Request::Logout {
-            op: agora_proto::messages::new_op_id(),
-            session: session.clone(),
-            role,
-        };
+        let request = customer::Request::Logout { op, session: session.clone(), role };
         let answer = self.customer(request).await;
         self.sessions.logged_out(&session);
         answer?;

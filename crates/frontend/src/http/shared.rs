@@ -110,6 +110,7 @@ macro_rules! shared_routes {
             #[utoipa::path(
                 delete, path = "/v1/sessions/current", tag = "accounts",
                 security(("session" = [])),
+                params(MutationHeaders),
                 responses(
                     (status = 204, description = "Logged out"),
                     (
@@ -123,8 +124,10 @@ macro_rules! shared_routes {
             pub(super) async fn logout(
                 State(front): Front,
                 Session(session): Session,
+                key: IdempotencyKey,
             ) -> Out<StatusCode> {
-                front.logout(session).await?;
+                let op = key.op(stringify!($Front), "logout", &session);
+                front.logout(op, session).await?;
                 Ok(StatusCode::NO_CONTENT)
             }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agora_domain::{Role, UserId};
 use agora_proto::ApiError;
-use agora_proto::messages::OpId;
+use agora_proto::messages::{OpId, new_op_id};
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -52,9 +52,10 @@ pub trait Accounts: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(String, UserId), ApiError>> + Send {
         self.upstream().login(Self::ROLE, username, password)
     }
-    /// Logout.
+    /// Logout. A form sent again is a new Logout (its answer is `not_logged_in`, which the
+    /// page takes as done).
     fn logout(&self, session: String) -> impl Future<Output = Result<(), ApiError>> + Send {
-        self.upstream().logout(session, Self::ROLE)
+        self.upstream().logout(new_op_id(), session, Self::ROLE)
     }
 }
 

@@ -17,8 +17,9 @@ pub enum SellerRequest {
     CreateAccount { op: OpId, username: String, password: String, name: String },
     /// Login; answers `LoggedIn`.
     Login { username: String, password: String },
-    /// Logout; answers `Done`.
-    Logout { session: String },
+    /// Logout; answers `Done`. `op` is picked per call and kept for its resends: a resend
+    /// after the first attempt ended the session answers `Done` too.
+    Logout { op: OpId, session: String },
     /// GetSellerRating of this session's seller; answers `Rating`.
     GetRating { session: String },
     /// RegisterItemForSale; answers `ItemId`.
@@ -40,8 +41,9 @@ pub enum BuyerRequest {
     CreateAccount { op: OpId, username: String, password: String, name: String },
     /// Login; answers `LoggedIn`.
     Login { username: String, password: String },
-    /// Logout; answers `Done`.
-    Logout { session: String },
+    /// Logout; answers `Done`. `op` is picked per call and kept for its resends: a resend
+    /// after the first attempt ended the session answers `Done` too.
+    Logout { op: OpId, session: String },
     /// SearchItemsForSale; answers `Items`.
     Search { session: String, category: u32, keywords: Vec<String>, page: Page },
     /// GetItem; answers `Item`.
