@@ -185,32 +185,23 @@ impl Databases<'_> {
             return Ok(vec![start(self.exe, command, command, &args, self.exited).await?]);
         }
         // Every replica is told every member's address before any starts.
-        let mut members = Vec::new();
+        let mut peers = std::collections::BTreeMap::new();
         for k in 1..=self.replicas {
-            members.push((k, replica_address(first, k)?));
+            peers.insert(u64::from(k), replica_address(first, k)?);
         }
-        let peers: Vec<String> = members.iter().map(|(k, addr)| format!("{k}={addr}")).collect();
-        let peers = peers.join(",");
         let mut started = Vec::new();
-        for (k, addr) in &members {
+        for (k, addr) in &peers {
             let name = format!("{command}-{k}");
-            let data_dir = self.data_dir.join(&name).display().to_string();
-            let node_id = k.to_string();
-            let own = [
-                "--listen",
-                addr,
-                "--data-dir",
-                &data_dir,
-                "--credentials",
-                self.credentials,
-                "--node-id",
-                &node_id,
-                "--peers",
+            let data_dir = self.data_dir.join(&name);
+            let own = agora_replication::replica_flags(
+                *k,
                 &peers,
-            ];
-            started.push(
-                start(self.exe, command, &name, &[&own[..], flags].concat(), self.exited).await?,
+                &data_dir,
+                std::path::Path::new(self.credentials),
             );
+            let own: Vec<&str> = own.iter().map(String::as_str).collect();
+            let args = [&["--listen", addr.as_str()][..], &own, flags].concat();
+            started.push(start(self.exe, command, &name, &args, self.exited).await?);
         }
         Ok(started)
     }

@@ -264,29 +264,18 @@ impl Spawned {
         }
         // Every replica is told every member's address before any starts: free ports,
         // found now.
-        let mut members = Vec::new();
+        let mut peers = std::collections::BTreeMap::new();
         for k in 1..=options.replicas {
             let port = agora_proto::ports::free_port("127.0.0.1").context("no free port")?;
-            members.push((k, format!("127.0.0.1:{port}")));
+            peers.insert(u64::from(k), format!("127.0.0.1:{port}"));
         }
-        let peers: Vec<String> = members.iter().map(|(k, a)| format!("{k}={a}")).collect();
-        let peers = peers.join(",");
-        let credentials = self.dir.join("credentials").display().to_string();
+        let credentials = self.dir.join("credentials");
         let mut addrs = Vec::new();
-        for (k, addr) in &members {
+        for (k, addr) in &peers {
             let name = format!("{command}-{k}");
-            let dir = self.dir.join(&name).display().to_string();
-            let node = k.to_string();
-            let own = [
-                "--data-dir",
-                dir.as_str(),
-                "--credentials",
-                &credentials,
-                "--node-id",
-                &node,
-                "--peers",
-                &peers,
-            ];
+            let own =
+                agora_replication::replica_flags(*k, &peers, &self.dir.join(&name), &credentials);
+            let own: Vec<&str> = own.iter().map(String::as_str).collect();
             let server = self
                 .start_process(options, command, &name, addr, &[&own[..], args].concat())
                 .await?;

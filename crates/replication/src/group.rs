@@ -99,6 +99,29 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
     Ok(peers)
 }
 
+/// The flags that start replica `node_id` of a group as a process of its own (`agora
+/// <database> ...`): its data directory, the cluster's credentials, its node id, and every
+/// voter's address as `--peers` takes it ([`parse_peers`]). For launchers that start a
+/// whole group on one machine (`agora up --replicas`, `agora bench --spawn --replicas`).
+pub fn replica_flags(
+    node_id: u64,
+    peers: &BTreeMap<u64, String>,
+    data_dir: &Path,
+    credentials: &Path,
+) -> Vec<String> {
+    let peers: Vec<String> = peers.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
+    vec![
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--credentials".into(),
+        credentials.display().to_string(),
+        "--node-id".into(),
+        node_id.to_string(),
+        "--peers".into(),
+        peers.join(","),
+    ]
+}
+
 /// Why a replica could not start in its group.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -853,6 +876,21 @@ pub struct MemberStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_flags_name_the_node_and_a_peer_list_parse_peers_reads_back() {
+        let peers: BTreeMap<u64, String> =
+            [(1, "127.0.0.1:7402".to_owned()), (2, "[::1]:7412".to_owned())].into();
+        let flags = replica_flags(2, &peers, Path::new("/d/p-2"), Path::new("/d/creds"));
+        let value = |flag: &str| {
+            let at = flags.iter().position(|f| f == flag).expect(flag);
+            flags[at + 1].clone()
+        };
+        assert_eq!(value("--node-id"), "2");
+        assert_eq!(value("--data-dir"), "/d/p-2");
+        assert_eq!(value("--credentials"), "/d/creds");
+        assert_eq!(parse_peers(&value("--peers")), Ok(peers));
+    }
 
     fn seen(node_id: u64, leader: Option<u64>, term: u64) -> Option<Status> {
         Some(Status {

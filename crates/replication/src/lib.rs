@@ -38,7 +38,7 @@ pub use agora_proto::server::ReplicationHook;
 pub use clock::Clock;
 pub use group::{
     GroupConfig, GroupError, MemberStatus, Status, add_learner_at, agreed_leader, check_stamp,
-    parse_peers, set_voters_at, status_of,
+    parse_peers, replica_flags, set_voters_at, status_of,
 };
 pub use store_errors::{db_error, store_answer, store_error};
 pub use types::{Member, TypeConfig};
