@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
-use agora_proto::messages::{OpId, customer, product, unexpected};
+use agora_proto::messages::{OpId, customer, new_op_id, product, unexpected};
 use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb, Trust};
 
 use crate::sessions::SessionCache;
@@ -141,13 +141,13 @@ impl Upstream {
         }
     }
 
-    /// Logout of a session of `role`, under the caller's `op` (a fresh one if it sent none), kept for every
-    /// attempt: a resend after the first attempt ended the session, by this frontend to a
-    /// new leader or by the client after an `unavailable`, answers `Done`, not
-    /// `not_logged_in`.
+    /// Logout of a session of `role`, under the caller's `op` (a fresh one if it sent
+    /// none), kept for every attempt: a resend after the first attempt ended the session,
+    /// by this frontend to a new leader or by the client after an `unavailable`, answers
+    /// `Done`, not `not_logged_in`.
     pub async fn logout(&self, op: OpId, session: String, role: Role) -> Result<(), ApiError> {
         let session = canonical(&session)?;
-        let op = if op == [0; 16] { agora_proto::messages::new_op_id() } else { op };
+        let op = if op == [0; 16] { new_op_id() } else { op };
         // Untrusted here first, so this frontend stops trusting it even if the call fails,
         // and again after: until the database has answered it may still accept the session.
         self.sessions.logged_out(&session);
