@@ -163,7 +163,7 @@ pub enum GroupError {
 /// `election_timeout_max` before its election timeout starts, so a follower stands after
 /// 450 to 600 ms without a heartbeat (4.5 to 6 heartbeats lost): failover in about half a
 /// second plus one election round.
-const HEARTBEAT_MS: u64 = 100;
+pub(crate) const HEARTBEAT_MS: u64 = 100;
 const ELECTION_MIN_MS: u64 = 150;
 const ELECTION_MAX_MS: u64 = 300;
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;

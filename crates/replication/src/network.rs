@@ -6,9 +6,11 @@
 //! own, an AppendEntries with no entries, although every AppendEntries carries the commit
 //! index. Under a steady run of single writes that doubles the messages, the wake-ups
 //! and the answers of every follower. So a replication stream's peer holds such news back
-//! for at most [`COMMIT_NEWS_WAIT`]: if the leader appends another entry meanwhile, the
-//! news goes with that entry (the stream sends it next) and this message is not sent; if
-//! not, it is sent as it was. Why leaving it unsent is safe: see
+//! for at most [`COMMIT_NEWS_WAIT`]: if the leader has or appends an entry the stream has
+//! not sent yet, the news goes with that entry (the stream sends it next) and this
+//! message is not sent; if not, it is sent as it was. A member that has heard nothing from
+//! the stream for a heartbeat interval gets the news at once, whatever follows. Why
+//! leaving it unsent is safe, and why it never costs an election: see
 //! [`Peer::news_rides_with_next_entries`].
 //!
 //! Every message travels in an envelope that names the group (the component), the
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_proto::messages::replication::{Request, Response};
 use agora_proto::server::ReplicationHandler;
@@ -59,6 +61,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// follower learns of the last commit before a pause this much later, so it applies it
 /// this much later; nothing reads a follower's copy.
 const COMMIT_NEWS_WAIT: Duration = Duration::from_millis(20);
+
+/// A member that has heard nothing from a stream for this long gets its news of a commit
+/// at once: one heartbeat interval (`group::HEARTBEAT_MS`), so a follower hears from its
+/// leader at least as often as heartbeats alone would make it, whatever the stream does
+/// meanwhile (a snapshot it sends, entries a stalled commit holds back).
+const SILENCE_LIMIT: Duration = Duration::from_millis(crate::group::HEARTBEAT_MS);
 
 /// Who this node is to the others: what every message it sends says about it.
 #[derive(Clone)]
@@ -102,6 +110,8 @@ impl Network {
             streams: false,
             answered: false,
             commit_heard: None,
+            last_sent: None,
+            sent_up_to: 0,
         }
     }
 }
@@ -156,6 +166,10 @@ pub(crate) struct Peer {
     answered: bool,
     /// The newest commit index the member accepted from this peer.
     commit_heard: Option<LogId<u64>>,
+    /// When this peer last sent an AppendEntries.
+    last_sent: Option<Instant>,
+    /// The index of the last entry this peer has sent (0: none).
+    sent_up_to: u64,
 }
 
 /// Why a message got no answer of openraft's: the transport failed, or the receiver
@@ -175,6 +189,8 @@ impl Peer {
             streams: false,
             answered: false,
             commit_heard: None,
+            last_sent: None,
+            sent_up_to: 0,
         }
     }
 
@@ -254,10 +270,19 @@ impl Peer {
     /// can go with the next entries instead; waits up to [`COMMIT_NEWS_WAIT`] for them.
     ///
     /// Only a replication stream's news qualifies: its `leader_commit` is newer than what
-    /// the member accepted, the member accepted the last message (a member that does not
-    /// answer gets every message, so that openraft sees the failures and backs off), and
-    /// the leader appends an entry past that commit within the wait. The stream then sends
-    /// that entry next, with the commit index; this message is answered `Success` unsent.
+    /// the member accepted; the member accepted the last message (a member that does not
+    /// answer gets every message, so that openraft sees the failures and backs off); the
+    /// stream sent it something less than [`SILENCE_LIMIT`] ago; and the leader has, or
+    /// appends within the wait, an entry past that commit that this stream has not sent.
+    /// The stream sends that entry next, with the commit index; this message is answered
+    /// `Success` unsent.
+    ///
+    /// Why that never costs an election: a follower stands after at least 450 ms without
+    /// a message (the lease of `group::ELECTION_MAX_MS`, then its election timeout). Held news means either the follower
+    /// heard from this stream under a heartbeat interval ago, or an entry it has not been
+    /// sent yet goes to it next. A stream that sends nothing for a while (it is sending a
+    /// snapshot, or every entry is sent and the commit waits on other members) reaches the
+    /// silence limit, and its next heartbeat is sent.
     ///
     /// Why that answer misleads nothing (openraft =0.9.25, `replication/mod.rs` and
     /// `engine/handler/replication_handler`; check again before upgrading): an
@@ -275,11 +300,16 @@ impl Peer {
         let Some(appended) = self.appended.as_mut() else {
             return false;
         };
-        if !self.streams || !self.answered || rpc.leader_commit <= self.commit_heard {
+        let heard_lately = self.last_sent.is_some_and(|at| at.elapsed() < SILENCE_LIMIT);
+        if !self.streams
+            || !self.answered
+            || !heard_lately
+            || rpc.leader_commit <= self.commit_heard
+        {
             return false;
         }
-        let committed = rpc.leader_commit.map_or(0, |c| c.index);
-        let next = tokio::time::timeout(COMMIT_NEWS_WAIT, appended.wait_for(|&i| i > committed));
+        let unsent = rpc.leader_commit.map_or(0, |c| c.index).max(self.sent_up_to);
+        let next = tokio::time::timeout(COMMIT_NEWS_WAIT, appended.wait_for(|&i| i > unsent));
         matches!(next.await, Ok(Ok(_)))
     }
 }
@@ -317,12 +347,14 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        let called = Instant::now();
         let entries = rpc.entries.len() as u64;
         if entries == 0 && self.news_rides_with_next_entries(&rpc).await {
             return Ok(AppendEntriesResponse::Success);
         }
         self.streams |= entries > 0;
         let commit = rpc.leader_commit;
+        let last_entry = rpc.entries.last().map_or(0, |entry| entry.log_id.index);
         let envelope =
             Envelope { to_incarnation: self.member.incarnation, message: Message::Append(rpc) };
         let body = encode(&envelope).map_err(transport_error)?;
@@ -330,8 +362,15 @@ impl RaftNetwork<TypeConfig> for Peer {
             // Too long for one frame: openraft sends again with at most this many.
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
         }
+        // Until an answer says otherwise, the member has not accepted this message: openraft
+        // drops this future when its own timeout ends first.
+        self.answered = false;
+        self.last_sent = Some(Instant::now());
+        self.sent_up_to = self.sent_up_to.max(last_entry);
+        // openraft's timeout counts from the call, the wait for news included.
+        let ttl = option.hard_ttl().saturating_sub(called.elapsed());
         let answer: Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, _> =
-            self.send_body(body, option.hard_ttl()).await;
+            self.send_body(body, ttl).await;
         self.answered = matches!(answer, Ok(Ok(AppendEntriesResponse::Success)));
         if self.answered && commit > self.commit_heard {
             self.commit_heard = commit;
@@ -517,8 +556,8 @@ mod tests {
         listener.local_addr().expect("address").to_string()
     }
 
-    /// A replication stream's peer of member 2 at `addr` that has sent entries and had
-    /// commit 1 accepted; `appended` stands for the leader's log.
+    /// A replication stream's peer of member 2 at `addr` that has just sent entries up to
+    /// 2 and had commit 1 accepted; `appended` stands for the leader's log.
     fn stream_peer(dir: &std::path::Path, addr: &str, appended: &watch::Sender<u64>) -> Peer {
         let trust = agora_testkit::trust(dir, Component::ProductDb);
         let me = Identity { group: Component::ProductDb, node_id: 1, connector: trust.connector() };
@@ -532,7 +571,16 @@ mod tests {
         peer.streams = true;
         peer.answered = true;
         peer.commit_heard = Some(log_id(1));
+        peer.last_sent = Some(Instant::now());
+        peer.sent_up_to = 2;
         peer
+    }
+
+    /// Whether `answer` is that of a message sent to [`nobody`].
+    fn sent(
+        answer: &Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>>,
+    ) -> bool {
+        matches!(answer, Err(RPCError::Unreachable(_)))
     }
 
     fn option() -> RPCOption {
@@ -568,8 +616,69 @@ mod tests {
         let mut peer = stream_peer(dir.path(), &nobody(), &appended);
         let started = Instant::now();
         let answer = peer.append_entries(news(2), option()).await;
-        assert!(matches!(answer, Err(RPCError::Unreachable(_))), "sent: {answer:?}");
+        assert!(sent(&answer), "not sent: {answer:?}");
         assert!(started.elapsed() >= COMMIT_NEWS_WAIT);
+    }
+
+    #[tokio::test]
+    async fn news_of_a_commit_is_not_held_for_an_entry_the_stream_already_sent() {
+        // Entry 3 is appended and sent, but not committed (the commit waits on other
+        // members): nothing else goes to this member, so the news must.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (appended, _) = watch::channel(3);
+        let mut peer = stream_peer(dir.path(), &nobody(), &appended);
+        peer.sent_up_to = 3;
+        let answer = peer.append_entries(news(2), option()).await;
+        assert!(sent(&answer), "held: {answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_message_openraft_gave_up_on_leaves_the_next_news_unheld() {
+        // A member that takes connections and never answers: openraft's own timeout
+        // drops the call while it waits, before any answer could say how it went.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("address").to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (appended, _) = watch::channel(2);
+        let mut peer = stream_peer(dir.path(), &addr, &appended);
+        let call = peer.append_entries(news(2), option());
+        let given_up = tokio::time::timeout(COMMIT_NEWS_WAIT * 3, call).await;
+        assert!(given_up.is_err(), "the member answered: {given_up:?}");
+        assert!(!peer.answered, "a message nobody answered counts as accepted");
+    }
+
+    #[tokio::test]
+    async fn a_peer_remembers_what_it_sent_and_when_answered_or_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (appended, _) = watch::channel(3);
+        let mut peer = stream_peer(dir.path(), &nobody(), &appended);
+        peer.last_sent = None;
+        let mut entries = news(2);
+        entries
+            .entries
+            .push(openraft::Entry { log_id: log_id(3), payload: openraft::EntryPayload::Blank });
+        let before = Instant::now();
+        assert!(sent(&peer.append_entries(entries, option()).await));
+        assert_eq!(peer.sent_up_to, 3);
+        assert!(peer.last_sent.is_some_and(|at| at >= before), "{:?}", peer.last_sent);
+    }
+
+    #[tokio::test]
+    async fn a_member_the_stream_left_silent_for_a_heartbeat_interval_gets_the_news() {
+        // Entry 3 is appended and unsent, but the stream sends nothing (a snapshot, say):
+        // the member must hear from its leader before it stands for election.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (appended, _) = watch::channel(3);
+        let mut peer = stream_peer(dir.path(), &nobody(), &appended);
+        peer.last_sent = Instant::now().checked_sub(SILENCE_LIMIT);
+        assert!(peer.last_sent.is_some(), "this machine's clock started too recently");
+        let answer = peer.append_entries(news(2), option()).await;
+        assert!(sent(&answer), "held: {answer:?}");
+
+        // A peer that never sent anything has left its member silent too.
+        let mut peer = stream_peer(dir.path(), &nobody(), &appended);
+        peer.last_sent = None;
+        assert!(sent(&peer.append_entries(news(2), option()).await));
     }
 
     #[tokio::test]
@@ -577,9 +686,6 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (appended, _) = watch::channel(5);
         let addr = nobody();
-        let sent = |answer: &Result<AppendEntriesResponse<u64>, _>| {
-            matches!(answer, Err(RPCError::Unreachable(_)))
-        };
 
         // No news: commit 1 is what the member has.
         let mut peer = stream_peer(dir.path(), &addr, &appended);
