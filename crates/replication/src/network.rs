@@ -277,12 +277,12 @@ impl Peer {
     /// The stream sends that entry next, with the commit index; this message is answered
     /// `Success` unsent.
     ///
-    /// Why that never costs an election: a follower stands after at least 450 ms without
-    /// a message (the lease of `group::ELECTION_MAX_MS`, then its election timeout). Held news means either the follower
-    /// heard from this stream under a heartbeat interval ago, or an entry it has not been
-    /// sent yet goes to it next. A stream that sends nothing for a while (it is sending a
-    /// snapshot, or every entry is sent and the commit waits on other members) reaches the
-    /// silence limit, and its next heartbeat is sent.
+    /// Why that never costs an election: a follower stands after at least 450 ms without a
+    /// message (the lease of `group::ELECTION_MAX_MS`, then its election timeout). Held
+    /// news means either the follower heard from this stream under a heartbeat interval
+    /// ago, or an entry it has not been sent yet goes to it next. A stream that sends
+    /// nothing for a while (it is sending a snapshot, or every entry is sent and the commit
+    /// waits on other members) reaches the silence limit, and its next heartbeat is sent.
     ///
     /// Why that answer misleads nothing (openraft =0.9.25, `replication/mod.rs` and
     /// `engine/handler/replication_handler`; check again before upgrading): an
