@@ -107,11 +107,10 @@ impl Network {
             channel: None,
             shared: Some(self.channels.clone()),
             appended: Some(self.appended.clone()),
-            streams: false,
             answered: false,
             commit_heard: None,
             last_sent: None,
-            sent_up_to: 0,
+            sent_up_to: None,
         }
     }
 }
@@ -159,17 +158,16 @@ pub(crate) struct Peer {
     shared: Option<Channels>,
     /// The index of the last entry this node's log appended (none for a probe).
     appended: Option<watch::Receiver<u64>>,
-    /// This peer has sent entries: it is a replication stream's, not a leadership check's
-    /// or a vote's (openraft makes a new peer for each of those).
-    streams: bool,
     /// The member accepted the last AppendEntries sent through this peer.
     answered: bool,
     /// The newest commit index the member accepted from this peer.
     commit_heard: Option<LogId<u64>>,
     /// When this peer last sent an AppendEntries.
     last_sent: Option<Instant>,
-    /// The index of the last entry this peer has sent (0: none).
-    sent_up_to: u64,
+    /// The index of the last entry this peer has sent. None: it has sent no entries, so it
+    /// is not a replication stream's but a leadership check's or a vote's (openraft makes a
+    /// new peer for each of those).
+    sent_up_to: Option<u64>,
 }
 
 /// Why a message got no answer of openraft's: the transport failed, or the receiver
@@ -186,11 +184,10 @@ impl Peer {
             channel: None,
             shared: None,
             appended: None,
-            streams: false,
             answered: false,
             commit_heard: None,
             last_sent: None,
-            sent_up_to: 0,
+            sent_up_to: None,
         }
     }
 
@@ -297,18 +294,14 @@ impl Peer {
         &mut self,
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> bool {
-        let Some(appended) = self.appended.as_mut() else {
+        let (Some(appended), Some(sent_up_to)) = (self.appended.as_mut(), self.sent_up_to) else {
             return false;
         };
         let heard_lately = self.last_sent.is_some_and(|at| at.elapsed() < SILENCE_LIMIT);
-        if !self.streams
-            || !self.answered
-            || !heard_lately
-            || rpc.leader_commit <= self.commit_heard
-        {
+        if !self.answered || !heard_lately || rpc.leader_commit <= self.commit_heard {
             return false;
         }
-        let unsent = rpc.leader_commit.map_or(0, |c| c.index).max(self.sent_up_to);
+        let unsent = rpc.leader_commit.map_or(0, |c| c.index).max(sent_up_to);
         let next = tokio::time::timeout(COMMIT_NEWS_WAIT, appended.wait_for(|&i| i > unsent));
         matches!(next.await, Ok(Ok(_)))
     }
@@ -352,9 +345,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         if entries == 0 && self.news_rides_with_next_entries(&rpc).await {
             return Ok(AppendEntriesResponse::Success);
         }
-        self.streams |= entries > 0;
         let commit = rpc.leader_commit;
-        let last_entry = rpc.entries.last().map_or(0, |entry| entry.log_id.index);
+        let last_entry = rpc.entries.last().map(|entry| entry.log_id.index);
         let envelope =
             Envelope { to_incarnation: self.member.incarnation, message: Message::Append(rpc) };
         let body = encode(&envelope).map_err(transport_error)?;
@@ -568,11 +560,10 @@ mod tests {
             appended: appended.subscribe(),
         }
         .peer(2, &Member { addr: addr.to_owned(), incarnation: 1 });
-        peer.streams = true;
         peer.answered = true;
         peer.commit_heard = Some(log_id(1));
         peer.last_sent = Some(Instant::now());
-        peer.sent_up_to = 2;
+        peer.sent_up_to = Some(2);
         peer
     }
 
@@ -627,7 +618,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (appended, _) = watch::channel(3);
         let mut peer = stream_peer(dir.path(), &nobody(), &appended);
-        peer.sent_up_to = 3;
+        peer.sent_up_to = Some(3);
         let answer = peer.append_entries(news(2), option()).await;
         assert!(sent(&answer), "held: {answer:?}");
     }
@@ -659,7 +650,7 @@ mod tests {
             .push(openraft::Entry { log_id: log_id(3), payload: openraft::EntryPayload::Blank });
         let before = Instant::now();
         assert!(sent(&peer.append_entries(entries, option()).await));
-        assert_eq!(peer.sent_up_to, 3);
+        assert_eq!(peer.sent_up_to, Some(3));
         assert!(peer.last_sent.is_some_and(|at| at >= before), "{:?}", peer.last_sent);
     }
 
@@ -694,7 +685,7 @@ mod tests {
         // A peer that never sent entries: a leadership check's (the read lease rests on
         // its answers) or a new stream's.
         let mut peer = stream_peer(dir.path(), &addr, &appended);
-        peer.streams = false;
+        peer.sent_up_to = None;
         assert!(sent(&peer.append_entries(news(2), option()).await));
 
         // The member did not accept the last message: openraft must see every failure.
