@@ -117,7 +117,7 @@ pub struct Storage {
 impl Storage {
     /// This replica's place in its group, when --node-id and --peers say it is one;
     /// refuses a group that leaves this replica out.
-    pub fn group(&self) -> anyhow::Result<Option<agora_replication::Membership>> {
+    pub fn group(&self) -> anyhow::Result<Option<agora_replication::Peers>> {
         let (Some(me), Some(peers)) = (self.node_id, self.peers.clone()) else { return Ok(None) };
         if !peers.contains_key(&me) {
             let ids: Vec<String> = peers.keys().map(u64::to_string).collect();
@@ -126,7 +126,7 @@ impl Storage {
                 ids.join(", ")
             );
         }
-        Ok(Some(agora_replication::Membership { node_id: me, peers }))
+        Ok(Some(agora_replication::Peers::new(me, peers)))
     }
 }
 

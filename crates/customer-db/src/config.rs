@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::{Clock, Membership};
+use agora_replication::{Clock, Peers};
 
 /// Everything the customer database can be told at start.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct Config {
     /// proves itself with them to the product database and payments.
     pub trust: Trust,
     /// This replica's place in the database's group; `None` runs it alone.
-    pub group: Option<Membership>,
+    pub group: Option<Peers>,
 }
 
 impl Config {

@@ -52,9 +52,10 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
     async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         // Sessions are checked from memory, a copy of the applied rows kept by the leader:
         // a follower's copy may be stale, so a follower answers only pings and sends
-        // everyone else to the leader.
+        // everyone else to the leader, and a leader answers only once a majority has
+        // confirmed it still leads (within its lease, at once).
         if !matches!(request, Request::Ping) {
-            self.replica.ensure_leader()?;
+            self.replica.ensure_leader().await?;
             if !self.sessions_current.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(ApiError::unavailable(
                     "this replica is taking over as leader; try again in a moment",

@@ -24,13 +24,12 @@ mod storage;
 mod testing;
 mod throttle;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::{Pool, PoolConfig, ServerConfig};
-use agora_replication::{Membership, Replica};
-use agora_store::{Store, StoreConfig};
+use agora_proto::{Pool, PoolConfig};
+use agora_replication::{Database, HostError};
+use agora_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -49,18 +48,12 @@ pub const SCHEMA: &str = include_str!("schema.sql");
 /// Starting the customer database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    /// The database file could not be opened or loaded.
+    /// The file, the directory or the replica (agora_replication::host).
     #[error(transparent)]
-    Open(#[from] agora_store::OpenError),
+    Host(#[from] HostError),
     /// The sessions could not be loaded.
     #[error("cannot load sessions: {0}")]
     Load(agora_proto::ApiError),
-    /// The replica could not join its group.
-    #[error(transparent)]
-    Group(#[from] agora_replication::GroupError),
 }
 
 /// Serves the customer database on `listener` until `shutdown` is cancelled.
@@ -69,32 +62,27 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    agora_store::private_dir(&config.data_dir)
-        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
-    let path = config.data_dir.join("customer.db");
-    // Before the file is opened: a directory of another group is left as it is.
-    let group = Membership::prepare(
-        config.group.as_ref(),
-        &config.data_dir,
-        &config.trust,
-        config.durability,
-    )?;
-    let store = Store::open(
-        &StoreConfig {
+    let database = Database {
+        data_dir: config.data_dir.clone(),
+        file: "customer.db",
+        store: StoreConfig {
             readers: config.readers,
             durability: config.durability,
-            ..StoreConfig::new(&path)
+            ..StoreConfig::new("")
         },
-        SCHEMA,
-    )?;
+        schema: SCHEMA,
+        machine: CustomerMachine,
+        peers: config.group.clone(),
+        trust: config.trust.clone(),
+        clock: config.clock.clone(),
+    };
+    let hosting = database.open(|_| Ok(())).await?;
+    let replica = hosting.replica.clone();
     let upstream = |addrs: &[String]| PoolConfig {
         call_timeout: Duration::from_secs(2),
         connector: config.trust.connector(),
         ..PoolConfig::new(addrs.to_vec())
     };
-    let (replica, hook) =
-        Replica::start(group, store, CustomerMachine, config.clock.clone()).await?;
-    let stopping = replica.clone();
     let coordinator = Arc::new(purchase::Coordinator::new(
         replica.clone(),
         Pool::new(upstream(&config.product_db)),
@@ -105,25 +93,27 @@ pub async fn run(
     let db = Arc::new(
         CustomerDb::load(replica, &config, coordinator.clone()).await.map_err(StartError::Load)?,
     );
-    info!(addr = ?listener.local_addr().ok(), path = %path.display(), "customer-db serving");
-
-    let flusher = tokio::spawn(flush_activity(db.clone(), config.activity_flush, shutdown.clone()));
+    let background = shutdown.child_token();
+    let flusher =
+        tokio::spawn(flush_activity(db.clone(), config.activity_flush, background.clone()));
     let leader_work = tokio::spawn(lead(
         leadership,
         db.clone(),
         coordinator,
         config.recovery_interval,
-        shutdown.clone(),
+        background.clone(),
     ));
-    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve_with(listener, db.clone(), server, hook, shutdown).await;
-    let _ = flusher.await;
-    let _ = leader_work.await;
-    // Last activity goes to disk on a clean stop (in a group, only the leader's counts).
-    if let Err(e) = db.flush_sessions().await {
-        warn!(error = %e, "could not write session activity at shutdown");
-    }
-    stopping.shutdown().await;
+    let stopping = db.clone();
+    let before_stop = async move {
+        let _ = flusher.await;
+        let _ = leader_work.await;
+        // Last activity goes to disk on a clean stop (in a group, only the leader's
+        // counts): before the leadership is handed over.
+        if let Err(e) = stopping.flush_sessions().await {
+            warn!(error = %e, "could not write session activity at shutdown");
+        }
+    };
+    hosting.serve(listener, db, config.server.clone(), shutdown, before_stop).await;
     Ok(())
 }
 

@@ -23,11 +23,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::{Membership, Replica};
-use agora_store::{Store, StoreConfig};
+use agora_replication::{Database, HostError, Peers};
+use agora_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 pub use agora_replication::Clock;
 pub use command::{Command, PaymentsMachine};
@@ -53,7 +52,7 @@ pub struct Config {
     /// The clock charges are decided by (a card's expiry) and recorded at.
     pub clock: Clock,
     /// This replica's place in the service's group; `None` runs it alone.
-    pub group: Option<Membership>,
+    pub group: Option<Peers>,
 }
 
 impl Config {
@@ -72,54 +71,28 @@ impl Config {
     }
 }
 
-/// Starting the payments service failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    /// The ledger could not be opened.
-    #[error(transparent)]
-    Open(#[from] agora_store::OpenError),
-    /// The ledger of an earlier version could not be brought up to date.
-    #[error("cannot upgrade the ledger {0}: {1}")]
-    Upgrade(PathBuf, String),
-    /// The replica could not join its group.
-    #[error(transparent)]
-    Group(#[from] agora_replication::GroupError),
-}
-
 /// Serves the payments service on `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    agora_store::private_dir(&config.data_dir)
-        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
-    let path = config.data_dir.join("payments.db");
-    // Before the file is opened: a directory of another group is left as it is.
-    let group = Membership::prepare(
-        config.group.as_ref(),
-        &config.data_dir,
-        &config.trust,
-        config.durability,
-    )?;
-    let store = Store::open(
-        &StoreConfig { durability: config.durability, ..StoreConfig::new(&path) },
-        SCHEMA,
-    )?;
-    // Upgrades run at start, outside commands: they depend only on the file's own
-    // version, so every replica does the same.
-    agora_replication::store_answer(store.write(ledger::upgrade).await)
-        .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
-    let (replica, hook) =
-        Replica::start(group, store, PaymentsMachine, config.clock.clone()).await?;
-    let stopping = replica.clone();
-    let handler = Arc::new(PaymentsService::new(replica, config.approve_probability, config.seed));
-    info!(addr = ?listener.local_addr().ok(), path = %path.display(), "payments serving");
-    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve_with(listener, handler, server, hook, shutdown).await;
-    stopping.shutdown().await;
+) -> Result<(), HostError> {
+    let database = Database {
+        data_dir: config.data_dir.clone(),
+        file: "payments.db",
+        store: StoreConfig { durability: config.durability, ..StoreConfig::new("") },
+        schema: SCHEMA,
+        machine: PaymentsMachine,
+        peers: config.group.clone(),
+        trust: config.trust.clone(),
+        clock: config.clock.clone(),
+    };
+    let hosting = database.open(ledger::upgrade).await?;
+    let handler = Arc::new(PaymentsService::new(
+        hosting.replica.clone(),
+        config.approve_probability,
+        config.seed,
+    ));
+    hosting.serve(listener, handler, config.server.clone(), shutdown, async {}).await;
     Ok(())
 }

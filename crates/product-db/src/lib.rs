@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::{ServerConfig, Trust};
-use agora_replication::{Membership, Replica};
-use agora_store::{Store, StoreConfig};
+use agora_replication::{Database, HostError, Peers};
+use agora_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -64,7 +64,7 @@ pub struct Config {
     /// recorded at, and what the sweep of unclaimed reservations measures against.
     pub clock: Clock,
     /// This replica's place in the database's group; `None` runs it alone.
-    pub group: Option<Membership>,
+    pub group: Option<Peers>,
 }
 
 /// The product database's page cache unless configured otherwise, in MiB: room for the
@@ -91,21 +91,12 @@ impl Config {
 /// Starting the product database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    /// The database file could not be opened.
+    /// The file, the directory or the replica (agora_replication::host).
     #[error(transparent)]
-    Open(#[from] agora_store::OpenError),
-    /// The search index of an earlier version could not be moved to blocks.
-    #[error("cannot upgrade the search index of {0}: {1}")]
-    Upgrade(PathBuf, String),
+    Host(#[from] HostError),
     /// Seeding a synthetic catalogue failed.
     #[error("cannot seed {0}: {1}")]
     Seed(PathBuf, rusqlite::Error),
-    /// The replica could not join its group.
-    #[error(transparent)]
-    Group(#[from] agora_replication::GroupError),
 }
 
 /// Serves the product database on `listener` until `shutdown` is cancelled.
@@ -114,47 +105,34 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    agora_store::private_dir(&config.data_dir)
-        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
-    let path = config.data_dir.join("product.db");
-    // Before the file is opened: a directory of another group is left as it is.
-    let group = Membership::prepare(
-        config.group.as_ref(),
-        &config.data_dir,
-        &config.trust,
-        config.durability,
-    )?;
-    let store = Store::open(
-        &StoreConfig {
+    let database = Database {
+        data_dir: config.data_dir.clone(),
+        file: "product.db",
+        store: StoreConfig {
             readers: config.readers,
             durability: config.durability,
             page_cache_kib: config.page_cache_mib.saturating_mul(1024),
-            ..StoreConfig::new(&path)
+            ..StoreConfig::new("")
         },
-        SCHEMA,
-    )?;
+        schema: SCHEMA,
+        machine: ProductMachine,
+        peers: config.group.clone(),
+        trust: config.trust.clone(),
+        clock: config.clock.clone(),
+    };
     // A database from before the index was kept in blocks moves over once, at start; one
-    // from before reservations were timed gains the column. Upgrades run outside commands:
-    // they depend only on the file's own version, so every replica does the same.
-    let moved = agora_replication::store_answer(
-        store
-            .write(|c| {
-                reserve::upgrade(c).map_err(agora_replication::db_error)?;
-                postings::upgrade(c).map_err(agora_replication::db_error)
-            })
-            .await,
-    )
-    .map_err(|e| StartError::Upgrade(path.clone(), e.to_string()))?;
-    if moved > 0 {
-        info!(postings = moved, "search index moved to blocks");
-    }
-    let (replica, hook) =
-        Replica::start(group, store, ProductMachine, config.clock.clone()).await?;
-    let stopping = replica.clone();
-    let db = Arc::new(ProductDb::new(replica, config.search_candidates));
-    info!(addr = ?listener.local_addr().ok(), path = %path.display(), "product-db serving");
-    let server = ServerConfig { acceptor: config.trust.acceptor(), ..config.server.clone() };
-    agora_proto::serve_with(listener, db, server, hook, shutdown).await;
-    stopping.shutdown().await;
+    // from before reservations were timed gains the column.
+    let hosting = database
+        .open(|c| {
+            reserve::upgrade(c).map_err(agora_replication::db_error)?;
+            let moved = postings::upgrade(c).map_err(agora_replication::db_error)?;
+            if moved > 0 {
+                info!(postings = moved, "search index moved to blocks");
+            }
+            Ok(())
+        })
+        .await?;
+    let db = Arc::new(ProductDb::new(hosting.replica.clone(), config.search_candidates));
+    hosting.serve(listener, db, config.server.clone(), shutdown, async {}).await;
     Ok(())
 }

@@ -36,7 +36,7 @@ pub fn synthetic(
     seed: u64,
 ) -> Result<(u64, u64), crate::StartError> {
     std::fs::create_dir_all(data_dir)
-        .map_err(|e| crate::StartError::DataDir(data_dir.to_owned(), e))?;
+        .map_err(|e| agora_replication::HostError::DataDir(data_dir.to_owned(), e))?;
     let path = data_dir.join("product.db");
     let fail = |e: rusqlite::Error| crate::StartError::Seed(path.clone(), e);
     let mut conn = Connection::open(&path).map_err(fail)?;

@@ -26,61 +26,49 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+mod admin;
 mod clock;
+mod config;
 mod group;
+mod host;
 mod log_store;
 mod machine;
 mod network;
+mod propose;
+mod read;
+mod serve;
+mod stamp;
 mod store_errors;
+mod transfer;
 mod types;
 
-pub use agora_proto::server::ReplicationHook;
-pub use clock::Clock;
-pub use group::{
-    GroupConfig, GroupError, MemberStatus, Status, add_learner_at, agreed_leader, check_stamp,
-    parse_peers, replica_flags, set_voters_at, status_of,
+pub use admin::{
+    MemberStatus, Status, add_learner_at, agreed_leader, set_voters_at, status_of,
+    transfer_leader_at,
 };
+pub use clock::Clock;
+pub use config::{GroupConfig, GroupError, Peers, parse_peers, replica_flags};
+pub use host::{Database, HostError, Hosting};
+pub use serve::Hosted;
+pub use stamp::check_stamp;
 pub use store_errors::{db_error, store_answer, store_error};
-pub use types::{Member, TypeConfig};
+pub use types::{Member, Metrics, TypeConfig};
 
-/// Who a replica is in its group (`--node-id`, `--peers`): its id, and the address of
-/// every member, its own included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    /// This replica's id.
-    pub node_id: u64,
-    /// Every member's id and the address its database listens on.
-    pub peers: std::collections::BTreeMap<u64, String>,
-}
-
-impl Membership {
-    /// How a database whose files live in `data_dir` runs: alone without `membership`,
-    /// else with these group settings, once a directory that belongs to another group,
+impl Peers {
+    /// How a database whose files live in `data_dir` runs: alone without `peers`, else
+    /// with these group settings, once a directory that belongs to another group,
     /// cluster or node has been refused. Called before the database opens its file
     /// there, so that a refused directory is left exactly as it was.
     pub fn prepare(
-        membership: Option<&Membership>,
+        peers: Option<&Peers>,
         data_dir: &std::path::Path,
         trust: &agora_proto::Trust,
         durability: agora_store::Durability,
     ) -> Result<Option<GroupConfig>, GroupError> {
-        let Some(membership) = membership else { return Ok(None) };
-        let config = membership.config(data_dir, trust.clone(), durability);
+        let Some(peers) = peers else { return Ok(None) };
+        let config = peers.config(data_dir, trust.clone(), durability);
         config.refuse_foreign_data()?;
         Ok(Some(config))
-    }
-
-    /// The group settings of this replica, whose files live in `data_dir`.
-    pub fn config(
-        &self,
-        data_dir: impl Into<std::path::PathBuf>,
-        trust: agora_proto::Trust,
-        durability: agora_store::Durability,
-    ) -> GroupConfig {
-        GroupConfig {
-            durability,
-            ..GroupConfig::new(self.node_id, self.peers.clone(), data_dir, trust)
-        }
     }
 }
 
@@ -166,9 +154,9 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// A replica of its database's group (DESIGN.md): `store` is this replica's own
-    /// database file and `config` says who the group is. Returns the replica and the hook
-    /// the database's server registers (`agora_proto::serve_with`) so that the group's
-    /// messages reach it on the database's own port.
+    /// database file and `config` says who the group is. The group's messages reach it
+    /// through `hosted`, which the database's port serves (`agora_proto::serve_with`);
+    /// every group of one process shares it, and with it one connection per peer.
     ///
     /// Refuses to start, changing nothing, on a data directory stamped by another group,
     /// cluster or node. On a new directory the lowest node id initializes the group once
@@ -179,43 +167,64 @@ impl<M: StateMachine> Replica<M> {
         store: Store,
         machine: M,
         clock: Clock,
-    ) -> Result<(Self, ReplicationHook), GroupError> {
+        hosted: &Hosted,
+    ) -> Result<Self, GroupError> {
         let machine = Arc::new(machine);
         let apply = Arc::new(machine::Typed(machine.clone()));
-        let (node, hook) = group::Group::start(config, store.clone(), apply, clock.clone()).await?;
+        let node =
+            group::Group::start(config, store.clone(), apply, clock.clone(), hosted.channels())
+                .await?;
+        hosted.add(node.clone());
         let (leads, leader) = watch::channel(false);
         let leads = Arc::new(leads);
         node.watch_leadership(leads.clone());
-        let replica = Replica { store, machine, clock, leader, _leads: leads, group: Some(node) };
-        Ok((replica, hook))
+        Ok(Replica { store, machine, clock, leader, _leads: leads, group: Some(node) })
     }
 
     /// The replica a database runs as, the one way every database starts one: alone
-    /// without `group`, else a member of it. The hook, when there is one, is what the
-    /// database's server must serve beside the database (`agora_proto::serve_with`).
+    /// without `group`, else a member of it, its messages served through the returned
+    /// [`Hosted`] (what the database's server must serve beside the database,
+    /// `agora_proto::serve_with`).
     pub async fn start(
         group: Option<GroupConfig>,
         store: Store,
         machine: M,
         clock: Clock,
-    ) -> Result<(Self, Option<ReplicationHook>), GroupError> {
+    ) -> Result<(Self, Option<Hosted>), GroupError> {
         match group {
             None => Ok((Replica::single(store, machine, clock), None)),
             Some(config) => {
-                let (replica, hook) = Replica::group(config, store, machine, clock).await?;
-                Ok((replica, Some(hook)))
+                let hosted = Hosted::default();
+                let replica = Replica::group(config, store, machine, clock, &hosted).await?;
+                Ok((replica, Some(hosted)))
             }
         }
     }
 
-    /// `Ok` if this replica may answer from what it holds in memory (it leads, or it is
-    /// alone); else `not_leader`, naming the leader where it is known. For answers that
-    /// come from a cache of applied state rather than through [`Replica::read`].
-    pub fn ensure_leader(&self) -> Result<(), ApiError> {
+    /// `Ok` once this replica may answer from what it holds in memory: it is alone, or it
+    /// has confirmed with a majority that it still leads and has applied everything
+    /// committed before the call (as [`Replica::read`] does); else `not_leader`, naming
+    /// the leader where it is known, or `timeout`. For answers that come from a cache of
+    /// applied state rather than through [`Replica::read`]: a leader cut off from its
+    /// majority must not answer them from memory once the others may have elected
+    /// another.
+    pub async fn ensure_leader(&self) -> Result<(), ApiError> {
         match &self.group {
             Some(group) if !*self.leader.borrow() => Err(group.not_leader_here()),
-            _ => Ok(()),
+            Some(group) => group.linearize().await,
+            None => Ok(()),
         }
+    }
+
+    /// Hands this replica's leadership to node `to` (or to the most up-to-date voter) and
+    /// answers the new leader's id once it leads: before a planned restart, so that no
+    /// call waits for an election. Only the leader can.
+    pub async fn hand_over(
+        &self,
+        to: Option<u64>,
+        within: std::time::Duration,
+    ) -> Result<u64, ApiError> {
+        self.in_group()?.hand_over(to, within).await
     }
 
     /// Applies `command` on the group and returns what applying it answered, once it is as
@@ -319,9 +328,10 @@ impl<M: StateMachine> Replica<M> {
             .map_err(|e| ApiError::unavailable(format!("replication stopped: {e}")))
     }
 
-    /// The openraft node's metrics, for callers that wait on its state.
-    pub fn metrics(&self) -> Option<watch::Receiver<openraft::RaftMetrics<u64, Member>>> {
-        self.group.as_ref().map(|g| g.raft.metrics())
+    /// The openraft node's metrics as they stand now, for callers that wait on its state;
+    /// `None` for a replica that is not in a group.
+    pub fn metrics(&self) -> Option<Metrics> {
+        self.group.as_ref().map(|g| g.metrics())
     }
 
     /// Stops this replica's part in the group (its Raft and its tasks); the store stays

@@ -1,10 +1,9 @@
 //! The Raft log in `raft.db`: the vote, the entries and the last purged log id, in a
 //! SQLite file of its own beside the database.
 //!
-//! openraft 0.9's core waits for every append to be flushed before it goes on (sending
-//! the entries to the followers, answering the leader), so the append is on the path of
-//! every write twice: on the leader, then on a follower. Where it runs follows the
-//! durability:
+//! Every write waits for an append twice: the leader's own, then a follower's (openraft
+//! counts an entry held by a node only once its append is flushed). Where it runs follows
+//! the durability:
 //! - `Durability::Process` (`synchronous=NORMAL`, no fsync): on the caller's thread, under
 //!   a lock. A commit is a few writes to the page cache, tens of microseconds; handing it
 //!   to another thread and back cost two thread wake-ups, more than the commit itself.
@@ -23,15 +22,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use agora_store::Durability;
-use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, Vote,
-};
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::types::TypeConfig;
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -45,9 +41,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);";
 pub struct LogStore {
     writer: Writer,
     tail: Arc<Mutex<Tail>>,
-    /// The index of the last entry appended since the log was opened (0 before any), for
-    /// the replication streams (`network.rs`, "News of a commit").
-    appended: Arc<watch::Sender<u64>>,
 }
 
 /// Where the log's jobs run (the module's documentation says why).
@@ -74,14 +67,14 @@ enum Writer {
 /// whole goes to the file.
 #[derive(Default)]
 struct Tail {
-    entries: VecDeque<Entry<TypeConfig>>,
+    entries: VecDeque<Entry>,
     bytes: usize,
 }
 
 const TAIL_ENTRIES: usize = 1024;
 const TAIL_BYTES: usize = 8 << 20;
 
-fn entry_bytes(entry: &Entry<TypeConfig>) -> usize {
+fn entry_bytes(entry: &Entry) -> usize {
     match &entry.payload {
         EntryPayload::Normal(batch) => batch.commands.iter().map(Vec::len).sum(),
         _ => 0,
@@ -93,7 +86,7 @@ impl Tail {
         self.entries.front().map(|e| e.log_id.index)
     }
 
-    fn push(&mut self, entry: Entry<TypeConfig>) {
+    fn push(&mut self, entry: Entry) {
         let next = self.entries.back().map(|e| e.log_id.index + 1);
         if next.is_some_and(|next| next != entry.log_id.index) {
             // Not contiguous (openraft appends after a truncation it told us of, so this
@@ -131,7 +124,7 @@ impl Tail {
     }
 
     /// The entries `[start, end)`, if all of them are here.
-    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
         let first = self.first()?;
         let last = first + self.entries.len() as u64;
         if start < first || end > last || start >= end {
@@ -145,13 +138,19 @@ impl Tail {
 
 /// Why a job failed: SQLite's error, or the thread is gone.
 #[derive(Debug, thiserror::Error)]
-enum LogError {
+pub(crate) enum LogError {
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
     #[error("cannot encode or decode a log record: {0}")]
     Codec(#[from] postcard::Error),
     #[error("the log's thread has stopped")]
     Stopped,
+}
+
+impl From<LogError> for std::io::Error {
+    fn from(e: LogError) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
 }
 
 impl LogStore {
@@ -191,13 +190,7 @@ impl LogStore {
                 Writer::Thread(jobs)
             }
         };
-        let appended = Arc::new(watch::Sender::new(0));
-        Ok(LogStore { writer, tail: Arc::default(), appended })
-    }
-
-    /// Follows the index of the last entry appended since the log was opened.
-    pub fn appended(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+        Ok(LogStore { writer, tail: Arc::default() })
     }
 
     /// Runs `job` where the log's jobs run: now, or queued for the log's thread.
@@ -342,7 +335,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+    ) -> Result<Vec<Entry>, std::io::Error> {
         let start = match range.start_bound() {
             Bound::Included(&i) => sql_index(i),
             Bound::Excluded(&i) => sql_index(i).saturating_add(1),
@@ -379,44 +372,40 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Ok(entries)
         })
         .await
-        .map_err(|e| StorageIOError::read_logs(openraft::AnyError::new(&e)).into())
+        .map_err(std::io::Error::from)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        self.run(|conn| get_meta(conn, "vote")).await.map_err(std::io::Error::from)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         self.run(|conn| {
-            let purged: Option<LogId<u64>> = get_meta(conn, "purged")?;
+            let purged: Option<LogId> = get_meta(conn, "purged")?;
             let last: Option<Vec<u8>> = conn
                 .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
                 .optional()?;
             let last = match last {
-                Some(bytes) => Some(postcard::from_bytes::<Entry<TypeConfig>>(&bytes)?.log_id),
+                Some(bytes) => Some(postcard::from_bytes::<Entry>(&bytes)?.log_id),
                 None => purged,
             };
             Ok(LogState { last_purged_log_id: purged, last_log_id: last })
         })
         .await
-        .map_err(|e| StorageIOError::read_logs(openraft::AnyError::new(&e)).into())
+        .map_err(std::io::Error::from)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
         let vote = *vote;
-        self.run(move |conn| put_meta(conn, "vote", &vote))
-            .await
-            .map_err(|e| StorageIOError::write_vote(openraft::AnyError::new(&e)).into())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.run(|conn| get_meta(conn, "vote"))
-            .await
-            .map_err(|e| StorageIOError::read_vote(openraft::AnyError::new(&e)).into())
+        self.run(move |conn| put_meta(conn, "vote", &vote)).await.map_err(std::io::Error::from)
     }
 
     // `save_committed` / `read_committed` keep openraft's defaults (nothing saved): the
@@ -428,24 +417,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<u64>>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
         let mut appended = Vec::new();
         for entry in entries {
-            let bytes = postcard::to_allocvec(&entry)
-                .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)))?;
+            let bytes = postcard::to_allocvec(&entry).map_err(std::io::Error::other)?;
             rows.push((sql_index(entry.log_id.index), bytes));
             appended.push(entry);
-        }
-        if let Some(last) = appended.last() {
-            // Told before the commit: a leader sends the entries only after it, so a
-            // stream that hears of them now gets them next.
-            self.appended.send_replace(last.log_id.index);
         }
         {
             let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
@@ -463,23 +446,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // after this append sees its entries.
         let job: Job = Box::new(move |conn| {
             let written = insert_entries(conn, &rows);
-            callback.log_io_completed(written.map_err(|e| std::io::Error::other(e.to_string())));
+            callback.io_completed(written.map_err(std::io::Error::from));
         });
-        self.submit(job).map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
+        self.submit(job).map_err(std::io::Error::from)
     }
 
-    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.tail.lock().unwrap_or_else(|e| e.into_inner()).truncate(log_id.index);
-        let from = sql_index(log_id.index);
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), std::io::Error> {
+        let from = last.map_or(0, |id| id.index + 1);
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).truncate(from);
+        let from = sql_index(from);
         self.run(move |conn| {
             conn.execute("DELETE FROM log WHERE idx >= ?1", [from])?;
             Ok(())
         })
         .await
-        .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
+        .map_err(std::io::Error::from)
     }
 
-    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         self.tail.lock().unwrap_or_else(|e| e.into_inner()).purge(log_id.index);
         let upto = sql_index(log_id.index);
         self.run(move |conn| {
@@ -490,25 +474,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
         })
         .await
-        .map_err(|e| StorageIOError::write_logs(openraft::AnyError::new(&e)).into())
+        .map_err(std::io::Error::from)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use openraft::EntryPayload;
+    use openraft::impls::leader_id_adv::LeaderId;
 
     use super::*;
     use crate::types::Batch;
 
-    fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+    fn entry(index: u64, bytes: usize) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: LogId::new(LeaderId { term: 1, node_id: 1 }, index),
             payload: EntryPayload::Normal(Batch { now_ms: 0, commands: vec![vec![0; bytes]] }),
         }
     }
 
-    fn indexes(entries: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+    fn indexes(entries: Option<Vec<Entry>>) -> Option<Vec<u64>> {
         entries.map(|e| e.iter().map(|e| e.log_id.index).collect())
     }
 

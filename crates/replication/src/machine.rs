@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use agora_proto::ApiError;
 use agora_store::Store;
-use openraft::storage::RaftStateMachine;
-use openraft::{
-    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
-};
+use futures_util::TryStreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::types::{Answers, Member, SnapshotFile, TypeConfig};
+use crate::types::{
+    Answers, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig,
+};
 use crate::{Context, StateMachine};
 
 /// The table this crate keeps inside the database file: one row, the state the file's
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS raft_applied (
     membership BLOB NOT NULL
 );";
 
-type Membership = StoredMembership<u64, Member>;
+type Membership = StoredMembership;
 
 /// A database's [`StateMachine`] with its commands and outputs as bytes, so that the
 /// group's machinery is written once for every database.
@@ -73,12 +73,12 @@ pub(crate) struct Machine {
 /// Files made in the snapshot directory get distinct names.
 static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
 
-fn sm_error(e: impl std::fmt::Display) -> StorageError<u64> {
-    StorageIOError::write_state_machine(openraft::AnyError::error(e.to_string())).into()
+fn sm_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("state machine: {e}"))
 }
 
-fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
-    StorageIOError::write_snapshot(None, openraft::AnyError::error(e.to_string())).into()
+fn snapshot_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("snapshot: {e}"))
 }
 
 impl Machine {
@@ -116,7 +116,7 @@ impl Machine {
 }
 
 /// The applied state a database file records.
-fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Membership)> {
+fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId>, Membership)> {
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
         .prepare_cached("SELECT log_id, membership FROM raft_applied WHERE id = 0")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -133,7 +133,7 @@ fn read_applied(conn: &Connection) -> rusqlite::Result<(Option<LogId<u64>>, Memb
 
 /// Records `log_id` as the last applied, the membership unchanged (the default one if none
 /// was recorded yet).
-fn write_applied_log_id(conn: &Connection, log_id: &Option<LogId<u64>>) -> Result<(), ApiError> {
+fn write_applied_log_id(conn: &Connection, log_id: &Option<LogId>) -> Result<(), ApiError> {
     let encoded = postcard::to_allocvec(log_id).map_err(|e| ApiError::internal(e.to_string()))?;
     let updated = conn
         .prepare_cached("UPDATE raft_applied SET log_id = ?1 WHERE id = 0")
@@ -148,7 +148,7 @@ fn write_applied_log_id(conn: &Connection, log_id: &Option<LogId<u64>>) -> Resul
 
 fn write_applied(
     conn: &Connection,
-    log_id: &Option<LogId<u64>>,
+    log_id: &Option<LogId>,
     membership: &Membership,
 ) -> Result<(), ApiError> {
     let encode = |e: postcard::Error| ApiError::internal(e.to_string());
@@ -245,7 +245,7 @@ fn copy_tables(conn: &Connection) -> rusqlite::Result<()> {
 fn install_file(
     db: &Path,
     snapshot: &Path,
-    last: &Option<LogId<u64>>,
+    last: &Option<LogId>,
     membership: &Membership,
 ) -> Result<(), String> {
     let sql = |e: rusqlite::Error| e.to_string();
@@ -273,7 +273,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The snapshot in `path` with its meta, read from its own applied-state table.
-async fn open_snapshot(path: PathBuf) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+async fn open_snapshot(path: PathBuf) -> Result<Option<Snapshot>, std::io::Error> {
     if !path.exists() {
         return Ok(None);
     }
@@ -287,16 +287,12 @@ async fn open_snapshot(path: PathBuf) -> Result<Option<Snapshot<TypeConfig>>, St
     .map_err(snapshot_error)?
     .map_err(snapshot_error)?;
     let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
-    let snapshot = Box::new(SnapshotFile { file, path });
+    let snapshot = SnapshotFile { file, path };
     Ok(Some(Snapshot { meta: snapshot_meta(last, membership), snapshot }))
 }
 
-fn snapshot_meta(last: Option<LogId<u64>>, membership: Membership) -> SnapshotMeta<u64, Member> {
-    let snapshot_id = match &last {
-        Some(id) => format!("{}-{}", id.leader_id, id.index),
-        None => "empty".into(),
-    };
-    SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id }
+fn snapshot_meta(last: Option<LogId>, membership: Membership) -> SnapshotMeta {
+    SnapshotMeta { last_log_id: last, last_membership: membership }
 }
 
 /// Builds snapshots: a copy of the database file.
@@ -306,7 +302,9 @@ pub(crate) struct Builder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let (db_path, dir) = (self.db_path.clone(), self.dir.clone());
         let path = dir.join("snapshot.db");
         let target = path.clone();
@@ -330,83 +328,54 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
 }
 
 impl RaftStateMachine<TypeConfig> for Machine {
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = Builder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
-        self.store
-            .read(read_applied)
-            .await
-            .and_then(|applied| Ok(applied?))
-            .map_err(|e| StorageIOError::read_state_machine(openraft::AnyError::new(&e)).into())
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), std::io::Error> {
+        self.store.read(read_applied).await.and_then(|applied| Ok(applied?)).map_err(sm_error)
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Answers>, StorageError<u64>>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
-        I::IntoIter: openraft::OptionalSend,
+        Strm: futures_util::Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>>
+            + Unpin
+            + OptionalSend,
     {
-        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        if entries.is_empty() {
-            return Ok(Vec::new());
+        // Everything openraft hands over at once is one job of the store's write path.
+        let mut run: Vec<EntryResponder<TypeConfig>> = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            run.push(item);
         }
+        if run.is_empty() {
+            return Ok(());
+        }
+        let (entries, responders): (Vec<Entry>, Vec<_>) = run.into_iter().unzip();
         let apply = self.apply.clone();
-        self.store
-            .write(move |conn| {
-                // The membership is written again only when an entry changes it.
-                let mut membership = None;
-                let mut answers = Vec::with_capacity(entries.len());
-                let mut last = None;
-                for entry in &entries {
-                    last = Some(entry.log_id);
-                    match &entry.payload {
-                        EntryPayload::Blank => answers.push(Vec::new()),
-                        EntryPayload::Normal(batch) => {
-                            let ctx = Context { index: entry.log_id.index, now_ms: batch.now_ms };
-                            answers.push(apply_batch(conn, &*apply, &batch.commands, &ctx));
-                        }
-                        EntryPayload::Membership(m) => {
-                            membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
-                            answers.push(Vec::new());
-                        }
-                    }
-                }
-                match membership {
-                    Some(membership) => write_applied(conn, &last, &membership)?,
-                    None => write_applied_log_id(conn, &last)?,
-                }
-                Ok::<_, ApiError>(answers)
-            })
+        let answers = self
+            .store
+            .write(move |conn| apply_entries(conn, &*apply, &entries))
             .await
             .map_err(sm_error)?
-            .map_err(sm_error)
+            .map_err(sm_error)?;
+        // Answered only once the transaction holding them has committed.
+        for (responder, answer) in responders.into_iter().zip(answers) {
+            if let Some(responder) = responder {
+                responder.send(answer);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         Builder { db_path: self.db_path.clone(), dir: self.dir.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
-        let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("receiving-{n}.db"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .map_err(snapshot_error)?;
-        Ok(Box::new(SnapshotFile { file, path }))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, Member>,
-        snapshot: Box<SnapshotFile>,
-    ) -> Result<(), StorageError<u64>> {
-        let SnapshotFile { file, path } = *snapshot;
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), std::io::Error> {
+        let SnapshotFile { file, path } = snapshot;
         file.sync_all().await.map_err(snapshot_error)?;
         drop(file);
         let (last, membership) = (meta.last_log_id, meta.last_membership.clone());
@@ -436,16 +405,46 @@ impl RaftStateMachine<TypeConfig> for Machine {
         .map_err(snapshot_error)
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
         open_snapshot(self.snapshot_path()).await
     }
 }
 
+/// Applies a run of entries inside the store's write transaction and records the last of
+/// them as applied (the membership only when an entry changes it). One [`Answers`] per
+/// entry.
+fn apply_entries(
+    conn: &Connection,
+    apply: &dyn Apply,
+    entries: &[Entry],
+) -> Result<Vec<Answers>, ApiError> {
+    let mut membership = None;
+    let mut answers = Vec::with_capacity(entries.len());
+    let mut last = None;
+    for entry in entries {
+        last = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => answers.push(Vec::new()),
+            EntryPayload::Normal(batch) => {
+                let ctx = Context { index: entry.log_id.index, now_ms: batch.now_ms };
+                answers.push(apply_batch(conn, apply, &batch.commands, &ctx));
+            }
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                answers.push(Vec::new());
+            }
+        }
+    }
+    match membership {
+        Some(membership) => write_applied(conn, &last, &membership)?,
+        None => write_applied_log_id(conn, &last)?,
+    }
+    Ok(answers)
+}
+
 #[cfg(test)]
 mod tests {
-    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::testing::log::{StoreBuilder, Suite};
 
     use super::*;
     use crate::log_store::LogStore;
@@ -463,23 +462,34 @@ mod tests {
     /// A new log (its jobs inline or on a thread, as the durability says) and machine.
     struct Fresh(agora_store::Durability);
 
+    fn failed(e: impl std::fmt::Display) -> openraft::StorageError<TypeConfig> {
+        openraft::StorageError::from_io_error(
+            openraft::ErrorSubject::Store,
+            openraft::ErrorVerb::Write,
+            std::io::Error::other(e.to_string()),
+        )
+    }
+
     impl StoreBuilder<TypeConfig, LogStore, Machine, tempfile::TempDir> for Fresh {
-        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, Machine), StorageError<u64>> {
-            let dir = tempfile::tempdir().map_err(sm_error)?;
-            let log = LogStore::open(&dir.path().join("raft.db"), self.0).map_err(sm_error)?;
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, Machine), openraft::StorageError<TypeConfig>>
+        {
+            let dir = tempfile::tempdir().map_err(failed)?;
+            let log = LogStore::open(&dir.path().join("raft.db"), self.0).map_err(failed)?;
             let config = agora_store::StoreConfig::new(dir.path().join("db.sqlite"));
-            let store = Store::open(&config, "").map_err(sm_error)?;
+            let store = Store::open(&config, "").map_err(failed)?;
             let machine = Machine::open(store, Arc::new(Nothing), &dir.path().join("snapshots"))
                 .await
-                .map_err(sm_error)?;
+                .map_err(failed)?;
             Ok((dir, log, machine))
         }
     }
 
-    #[test]
-    fn the_log_and_the_state_machine_pass_openraft_s_storage_suite() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_and_the_state_machine_pass_openraft_s_storage_suite() {
         for durability in [agora_store::Durability::Process, agora_store::Durability::Machine] {
-            if let Err(e) = Suite::test_all(Fresh(durability)) {
+            if let Err(e) = Suite::test_all(Fresh(durability)).await {
                 panic!("openraft's storage suite failed with durability {durability:?}: {e}");
             }
         }

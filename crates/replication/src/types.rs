@@ -6,20 +6,36 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use agora_proto::ApiError;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 openraft::declare_raft_types!(
     /// The group's types for openraft: entries carry a [`Batch`], applying one answers
-    /// [`Answers`], members are [`Member`]s, snapshots are SQLite files.
+    /// [`Answers`], members are [`Member`]s. Terms, leader ids and votes are openraft's
+    /// defaults (the same layout 0.9 wrote, so a log written by the earlier release reads
+    /// back: DESIGN.md, "Upgrades").
     pub TypeConfig:
         D = Batch,
         R = Answers,
         NodeId = u64,
         Node = Member,
-        SnapshotData = SnapshotFile,
 );
+
+/// A log id of this group's log.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A vote of this group.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// A log entry of this group.
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// The membership as the state machine records it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// What a snapshot covers.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot: its meta and its SQLite file.
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+/// openraft's metrics of this group.
+pub type Metrics = openraft::RaftMetrics<TypeConfig>;
 
 /// One log entry's commands: everything proposed while the previous entry was being
 /// appended (group commit), with the proposer's clock when it formed the batch.
@@ -30,6 +46,13 @@ pub struct Batch {
     pub now_ms: i64,
     /// The commands, each encoded with postcard (the database's `Command` type).
     pub commands: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Display for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: usize = self.commands.iter().map(Vec::len).sum();
+        write!(f, "{} commands, {bytes} bytes, at {}", self.commands.len(), self.now_ms)
+    }
 }
 
 /// What applying an entry answered: one result per command of its batch, each output
@@ -48,6 +71,12 @@ pub struct Member {
     pub incarnation: u64,
 }
 
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
 /// A replication message's body, inside [`agora_proto::messages::replication::Request`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
@@ -57,12 +86,14 @@ pub(crate) struct Envelope {
     pub message: Message,
 }
 
+/// Every message a replica, or the cluster's admin, sends a replica. New variants go at
+/// the end: the body is postcard, which numbers variants by position.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Message {
     /// Who are you, and do you belong to a group yet? Answered with a [`Hello`].
     Hello,
-    /// How does the group stand, as you see it? Answered with a [`crate::Status`]; the
-    /// one message the cluster's admin may send (`agora cluster status`), to any node
+    /// How does the group stand, as you see it? Answered with a [`crate::Status`]; one of
+    /// the messages the cluster's admin may send (`agora cluster status`), to any node
     /// (addressee 0).
     Status,
     /// Add node `id`, listening at `addr`, as a learner, and answer once it has caught up
@@ -77,9 +108,36 @@ pub(crate) enum Message {
     SetVoters {
         voters: std::collections::BTreeSet<u64>,
     },
-    Vote(VoteRequest<u64>),
+    Vote(VoteRequest<TypeConfig>),
     Append(AppendEntriesRequest<TypeConfig>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A piece of a snapshot file: `offset` is where `data` goes; `done` once it is the
+    /// last. The receiver installs the file when the last piece is in.
+    SnapshotChunk(SnapshotChunk),
+    /// Would you vote for this candidate? (Pre-Vote: nothing is persisted.)
+    PreVote(VoteRequest<TypeConfig>),
+    /// The leader hands its leadership to the node the request names.
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// Hand your leadership over (to `to`, or to the most up-to-date voter) and answer
+    /// once another node leads (`agora cluster transfer-leader`). Only the leader can.
+    HandOver {
+        to: Option<u64>,
+    },
+}
+
+/// One piece of a snapshot in transfer ([`Message::SnapshotChunk`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    /// The leader's vote: the receiver refuses a snapshot from a leader it no longer
+    /// follows.
+    pub vote: Vote,
+    /// What the whole snapshot covers; the same in every piece of one transfer.
+    pub meta: SnapshotMeta,
+    /// A number the sender draws for this transfer: a piece of another transfer (a retry
+    /// after a failure) starts the file over.
+    pub transfer: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub done: bool,
 }
 
 /// The answer to [`Message::Hello`].

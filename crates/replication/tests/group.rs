@@ -100,22 +100,23 @@ async fn a_replica_far_behind_catches_up_by_snapshot() {
     // The log it misses is gone from the leader: only a snapshot can bring it up to date.
     let replica = &cluster.node(leader).replica;
     replica.snapshot().await.expect("snapshot");
-    let metrics = replica.metrics().expect("in a group");
     let snapshot = eventually("the leader's snapshot", || async {
-        metrics.borrow().snapshot.map(|id| id.index)
+        replica.metrics().expect("in a group").snapshot.map(|id| id.index)
     })
     .await;
     replica.purge_log(snapshot).await.expect("purge");
     eventually("the leader's purge", || async {
-        (metrics.borrow().purged.map(|id| id.index) == Some(snapshot)).then_some(())
+        let purged = replica.metrics().expect("in a group").purged.map(|id| id.index);
+        (purged == Some(snapshot)).then_some(())
     })
     .await;
     cluster.restart(follower, &dir).await;
     cluster.converged(100).await;
     // Its rows came from the snapshot (the metrics say so once the install is done).
-    let caught_up = cluster.node(follower).replica.metrics().expect("in a group");
+    let caught_up = &cluster.node(follower).replica;
     eventually(&format!("node {follower} to record the installed snapshot"), || async {
-        caught_up.borrow().snapshot.is_some_and(|id| id.index >= snapshot).then_some(())
+        let installed = caught_up.metrics().expect("in a group").snapshot;
+        installed.is_some_and(|id| id.index >= snapshot).then_some(())
     })
     .await;
     // And it goes on with the log after it.

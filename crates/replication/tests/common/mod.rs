@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::{ApiError, Component, ErrorCode, Handler, ProductDb, ServerConfig, Trust};
-use agora_replication::{Clock, Context, GroupConfig, GroupError, Replica, StateMachine};
+use agora_replication::{Clock, Context, GroupConfig, GroupError, Hosted, Replica, StateMachine};
 use agora_store::{Durability, Store, StoreConfig};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,17 @@ pub async fn within<T>(step: impl Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, step).await.expect("done within the deadline")
 }
 
+/// Sends the replicas' logs to the test's output when `AGORA_TEST_LOG` names a filter
+/// (`AGORA_TEST_LOG=openraft=info,agora_replication=debug`): for reading a failure.
+pub fn log_if_asked() {
+    if let Ok(filter) = std::env::var("AGORA_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn trust(credentials: &Path, component: Component) -> Trust {
     Trust::load(credentials, component).expect("credentials")
 }
@@ -172,6 +183,7 @@ pub async fn start_node(
     durability: Durability,
     tune: &Tune,
 ) -> Result<Node, GroupError> {
+    log_if_asked();
     let trust = trust(credentials, Component::ProductDb);
     std::fs::create_dir_all(dir).expect("data dir");
     let store_config = StoreConfig { durability, ..StoreConfig::new(dir.join("kv.db")) };
@@ -179,13 +191,14 @@ pub async fn start_node(
     let mut config =
         GroupConfig { durability, ..GroupConfig::new(id, peers.clone(), dir, trust.clone()) };
     tune(&mut config);
-    let (replica, hook) = Replica::group(config, store, Kv, Clock::system()).await?;
+    let hosted = Hosted::default();
+    let replica = Replica::group(config, store, Kv, Clock::system(), &hosted).await?;
     let server = CancellationToken::new();
     let served = tokio::spawn(agora_proto::serve_with(
         listener,
         Arc::new(NoService),
         ServerConfig { acceptor: trust.acceptor(), ..Default::default() },
-        Some(hook),
+        Some(Arc::new(hosted)),
         server.clone(),
     ));
     Ok(Node { id, addr: peers[&id].clone(), dir: dir.to_owned(), replica, server, served })
@@ -248,9 +261,8 @@ impl Cluster {
             let leaders: Vec<u64> =
                 side().filter(|n| *n.replica.leadership().borrow()).map(|n| n.id).collect();
             let [leader] = leaders[..] else { return None };
-            let known = side().all(|n| {
-                n.replica.metrics().is_some_and(|m| m.borrow().current_leader == Some(leader))
-            });
+            let known = side()
+                .all(|n| n.replica.metrics().is_some_and(|m| m.current_leader == Some(leader)));
             known.then_some(leader)
         })
         .await
