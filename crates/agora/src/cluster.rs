@@ -1,5 +1,6 @@
-//! `agora cluster status`: how each replicated group stands, asked of every replica with
-//! the cluster's admin credentials. The replicas' addresses come from the flags, or from
+//! `agora cluster`: how each replicated group stands (`status`), its members changed
+//! (`add`, `remove`) and its leadership handed over (`transfer-leader`), asked of the
+//! replicas with the cluster's admin credentials. The replicas' addresses come from the flags, or from
 //! the map `agora up --replicas` writes into its data directory (`cluster.json`).
 
 use std::collections::BTreeMap;
@@ -82,6 +83,25 @@ pub enum ClusterAction {
     /// Take a replica out of a group (a dead one, before it is replaced, or one to retire);
     /// the others go on as a smaller group.
     Remove(ChangeArgs),
+    /// Hand a group's leadership to another replica (--to NODE_ID, or the one whose log is
+    /// the most up to date), and wait until it leads: before maintenance on the leader's
+    /// machine, so that no call waits for an election. A leader stopped with Ctrl-C or
+    /// SIGTERM does this by itself.
+    TransferLeader(TransferArgs),
+}
+
+/// `agora cluster transfer-leader`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The group: customer-db, product-db or payments.
+    #[arg(long, value_parser = ["customer-db", "product-db", "payments"])]
+    pub group: String,
+    /// The node id of the replica to take over (a voter); without it, the voter whose log
+    /// is the most up to date.
+    #[arg(long)]
+    pub to: Option<u64>,
+    #[command(flatten)]
+    pub cluster: Where,
 }
 
 /// `agora cluster add` and `remove`.
@@ -156,6 +176,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterAction::Status(args) => runtime.block_on(status(args)),
         ClusterAction::Add(args) => runtime.block_on(change(args, true)),
         ClusterAction::Remove(args) => runtime.block_on(change(args, false)),
+        ClusterAction::TransferLeader(args) => runtime.block_on(transfer_leader(args)),
     }
 }
 
@@ -253,6 +274,24 @@ async fn change(args: ChangeArgs, add: bool) -> anyhow::Result<()> {
     if from_file {
         map.write(&args.cluster.data_dir)?;
     }
+    Ok(())
+}
+
+async fn transfer_leader(args: TransferArgs) -> anyhow::Result<()> {
+    let group = Component::from_name(&args.group).context("not a group")?;
+    let (map, _) = map_of(&args.cluster)?;
+    let trust = admin(&args.cluster)?;
+    let leader = leader_of(group, &map, &trust).await?;
+    // The leader waits up to 5 s for the new one; the answer may take a little longer.
+    let to = agora_replication::transfer_leader_at(group, &leader, &trust, args.to, TIMEOUT * 4)
+        .await
+        .with_context(|| format!("{group}'s leadership was not handed over"))?;
+    let name = map
+        .groups
+        .get(group.name())
+        .and_then(|replicas| replicas.iter().find(|r| r.name == format!("{group}-{to}")))
+        .map_or_else(|| format!("node {to}"), |r| r.name.clone());
+    println!("{group}: {name} leads now");
     Ok(())
 }
 

@@ -18,8 +18,9 @@ pub async fn status_of(
     trust: &Trust,
     timeout: Duration,
 ) -> Result<Status, ApiError> {
-    let me = Identity { group, node_id: 0, connector: trust.connector() };
-    let mut peer = Peer::probe(me, 0, addr);
+    let me =
+        Identity { group, name: group.name().into(), node_id: 0, connector: trust.connector() };
+    let mut peer = Peer::probe(me, 0, addr, None);
     peer.send(Message::Status, timeout).await.map_err(|e| e.into_api())
 }
 
@@ -33,9 +34,10 @@ pub async fn add_learner_at(
     addr: &str,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let me =
+        Identity { group, name: group.name().into(), node_id: 0, connector: trust.connector() };
     let message = Message::AddLearner { id, addr: addr.to_owned() };
-    Peer::probe(me, 0, leader).send(message, timeout).await.map_err(|e| e.into_api())
+    Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
 }
 
 /// Makes `voters` the voters of group `group`, through its leader at `leader`
@@ -47,9 +49,10 @@ pub async fn set_voters_at(
     voters: BTreeSet<u64>,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let me =
+        Identity { group, name: group.name().into(), node_id: 0, connector: trust.connector() };
     let message = Message::SetVoters { voters };
-    Peer::probe(me, 0, leader).send(message, timeout).await.map_err(|e| e.into_api())
+    Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
 }
 
 /// Asks the leader of group `group`, at `leader`, to hand its leadership over (to `to`,
@@ -62,9 +65,10 @@ pub async fn transfer_leader_at(
     to: Option<u64>,
     timeout: Duration,
 ) -> Result<u64, ApiError> {
-    let me = Identity { group, node_id: 0, connector: trust.connector() };
+    let me =
+        Identity { group, name: group.name().into(), node_id: 0, connector: trust.connector() };
     let message = Message::HandOver { to };
-    Peer::probe(me, 0, leader).send(message, timeout).await.map_err(|e| e.into_api())
+    Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
 }
 
 /// Which of the replicas (by position) leads: one that says it leads, in the highest

@@ -19,8 +19,12 @@ pub struct GroupConfig {
     /// The replica's data directory: `raft.db`, the stamp and the snapshots go here,
     /// beside the database file.
     pub data_dir: PathBuf,
-    /// This node's credentials; their component names the group.
+    /// This node's credentials; their component is the group's.
     pub trust: Trust,
+    /// The group's name, as every message names it: the component's (`product-db`),
+    /// unless one component runs several groups, each named `<component>/<n>` (the
+    /// product catalogue's shards). `None`: the component's.
+    pub name: Option<String>,
     /// What an acknowledged write survives; the log follows the database's setting.
     pub durability: Durability,
     /// Log entries between snapshots.
@@ -51,16 +55,25 @@ impl GroupConfig {
             data_dir: data_dir.into(),
             trust,
             durability: Durability::default(),
+            name: None,
             snapshot_every: 10_000,
             patience: Duration::from_secs(5),
             routes: BTreeMap::new(),
         }
     }
 
+    /// The group's name ([`GroupConfig::name`]).
+    pub fn group_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => self.trust.component().name().to_owned(),
+        }
+    }
+
     /// openraft's settings for this group (the timing below).
     pub(crate) fn raft_config(&self) -> Result<openraft::Config, GroupError> {
         openraft::Config {
-            cluster_name: self.trust.component().name().to_owned(),
+            cluster_name: self.group_name(),
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_MIN_MS,
             election_timeout_max: ELECTION_MAX_MS,

@@ -44,6 +44,8 @@ pub(crate) struct Group {
     pub incarnation: u64,
     /// [`GroupConfig::routes`].
     routes: Arc<BTreeMap<u64, String>>,
+    /// The connections this process's groups share (for the hellos sent outside openraft).
+    channels: Channels,
     pub(crate) clock: Clock,
     pub(crate) patience: Duration,
     pub(crate) proposals: Proposals,
@@ -84,15 +86,22 @@ impl Group {
         }
         let raft_config = Arc::new(config.raft_config()?);
         let dir = &config.data_dir;
-        let (incarnation, fresh) = check_stamp(dir, group, &config.trust, config.node_id)?;
+        let (incarnation, fresh) =
+            check_stamp(dir, &config.group_name(), &config.trust, config.node_id)?;
         let log = LogStore::open(&dir.join("raft.db"), config.durability)
             .map_err(|e| GroupError::Start(format!("{}: {e}", dir.join("raft.db").display())))?;
         let snapshot_dir = dir.join("snapshots");
         let machine =
             Machine::open(store, apply, &snapshot_dir).await.map_err(GroupError::Start)?;
-        let me = Identity { group, node_id: config.node_id, connector: config.trust.connector() };
+        let me = Identity {
+            group,
+            name: config.group_name().into(),
+            node_id: config.node_id,
+            connector: config.trust.connector(),
+        };
         let routes = Arc::new(config.routes.clone());
-        let network = Network { me: me.clone(), routes: routes.clone(), channels };
+        let network =
+            Network { me: me.clone(), routes: routes.clone(), channels: channels.clone() };
         let raft = Raft::build(config.node_id, raft_config, network, log, machine)
             .await
             .map_err(|e| GroupError::Start(e.to_string()))?;
@@ -104,6 +113,7 @@ impl Group {
             me,
             incarnation,
             routes,
+            channels,
             clock,
             patience: config.patience,
             proposals: Proposals::default(),
@@ -159,14 +169,14 @@ impl Group {
                 }
             }
             if exists {
-                info!(group = %self.me.group, "a peer already belongs to a group; not initializing");
+                info!(group = %self.me.name, "a peer already belongs to a group; not initializing");
                 return;
             }
             if members.len() == peers.len() {
                 match self.raft.initialize(members).await {
-                    Ok(()) => info!(group = %self.me.group, "initialized the group"),
+                    Ok(()) => info!(group = %self.me.name, "initialized the group"),
                     Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                    Err(e) => warn!(group = %self.me.group, error = %e, "cannot initialize"),
+                    Err(e) => warn!(group = %self.me.name, error = %e, "cannot initialize"),
                 }
                 return;
             }
@@ -181,7 +191,7 @@ impl Group {
     /// Asks node `id` at `addr` (or where [`GroupConfig::routes`] sends it) who it is.
     pub async fn hello(&self, id: u64, addr: &str, timeout: Duration) -> Result<Hello, ApiError> {
         let addr = self.routes.get(&id).map_or(addr, String::as_str);
-        let mut peer = Peer::probe(self.me.clone(), id, addr);
+        let mut peer = Peer::probe(self.me.clone(), id, addr, Some(self.channels.clone()));
         peer.send(Message::Hello, timeout).await.map_err(|e| e.into_api())
     }
 
@@ -214,12 +224,12 @@ impl Group {
 
     /// `not_leader` as this node knows the leader now.
     pub fn not_leader_here(&self) -> ApiError {
-        ApiError::not_leader(self.me.group.name(), self.leader_addr().as_deref())
+        ApiError::not_leader(&self.me.name, self.leader_addr().as_deref())
     }
 
     pub(crate) fn not_leader(&self, leader: Option<Member>) -> ApiError {
         let addr = leader.map(|m| m.addr).or_else(|| self.leader_addr());
-        ApiError::not_leader(self.me.group.name(), addr.as_deref())
+        ApiError::not_leader(&self.me.name, addr.as_deref())
     }
 
     /// Follows the metrics into `leads`: true while this node leads.
@@ -264,7 +274,7 @@ impl Group {
             }
         }
         Status {
-            group: self.me.group.name().to_owned(),
+            group: self.me.name.to_string(),
             node_id: self.me.node_id,
             leader: metrics.current_leader,
             term: metrics.current_term,
@@ -332,7 +342,7 @@ impl Group {
             Some(id) if id == self.me.node_id => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
-                    format!("node {id} already leads {}", self.me.group),
+                    format!("node {id} already leads {}", self.me.name),
                 ));
             }
             Some(id) if !voters.contains(&id) => {
@@ -340,7 +350,7 @@ impl Group {
                     ErrorCode::InvalidArgument,
                     format!(
                         "node {id} is not a voter of {} (voters: {})",
-                        self.me.group,
+                        self.me.name,
                         voters.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
                     ),
                 ));
@@ -356,7 +366,7 @@ impl Group {
                 else {
                     return Err(ApiError::new(
                         ErrorCode::InvalidArgument,
-                        format!("{} has no other voter to hand its leadership to", self.me.group),
+                        format!("{} has no other voter to hand its leadership to", self.me.name),
                     ));
                 };
                 *best
@@ -388,7 +398,7 @@ impl Group {
             Ok(answer) => answer,
             Err(_) => Err(ApiError::new(
                 ErrorCode::Timeout,
-                format!("node {target} did not take over {} within {within:?}", self.me.group),
+                format!("node {target} did not take over {} within {within:?}", self.me.name),
             )),
         }
     }

@@ -39,9 +39,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Who this node is to the others: what every message it sends says about it.
 #[derive(Clone)]
 pub(crate) struct Identity {
-    /// The group's name, as every message names it (the component's, such as
-    /// `product-db`).
+    /// The group's component: the certificate its members present.
     pub group: Component,
+    /// The group's name, as every message names it (`GroupConfig::name`).
+    pub name: Arc<str>,
     pub node_id: u64,
     pub connector: Connector,
 }
@@ -71,27 +72,45 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// openraft makes a client for the replication stream of each member, another for its
 /// heartbeats and one for each vote; without this each would open a TLS connection of its
 /// own. Channels are multiplexed, so they all share one; one that breaks is dropped here
-/// by whoever sees it break. Bounded by the number of distinct member addresses of the
-/// groups this process hosts.
+/// by whoever sees it break. Opening one is done once at a time per address (the groups
+/// of a process start together and would otherwise each open their own). Bounded by the
+/// number of distinct member addresses of the groups this process hosts.
 #[derive(Clone, Default)]
-pub(crate) struct Channels(Arc<Mutex<HashMap<String, Channel<agora_proto::Replication>>>>);
+pub(crate) struct Channels(Arc<Mutex<HashMap<String, Slot>>>);
+
+/// An address's channel, and the lock whoever opens it holds.
+#[derive(Default)]
+struct Slot {
+    channel: Option<Channel<agora_proto::Replication>>,
+    opening: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl Channels {
-    fn get(&self, addr: &str) -> Option<Channel<agora_proto::Replication>> {
-        let channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        channels.get(addr).filter(|c| !c.is_closed()).cloned()
+    /// The open channel to `addr`, or `None` with the lock to hold while opening one.
+    fn get(
+        &self,
+        addr: &str,
+    ) -> Result<Channel<agora_proto::Replication>, Arc<tokio::sync::Mutex<()>>> {
+        let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = channels.entry(addr.to_owned()).or_default();
+        match &slot.channel {
+            Some(channel) if !channel.is_closed() => Ok(channel.clone()),
+            _ => Err(slot.opening.clone()),
+        }
     }
 
     fn put(&self, channel: &Channel<agora_proto::Replication>) {
         let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        channels.insert(channel.addr().to_owned(), channel.clone());
+        channels.entry(channel.addr().to_owned()).or_default().channel = Some(channel.clone());
     }
 
     /// Forgets `channel` if it is still the one kept for its address.
     fn drop_broken(&self, channel: &Channel<agora_proto::Replication>) {
         let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if channels.get(channel.addr()).is_some_and(|c| c.same_connection(channel)) {
-            channels.remove(channel.addr());
+        if let Some(slot) = channels.get_mut(channel.addr())
+            && slot.channel.as_ref().is_some_and(|c| c.same_connection(channel))
+        {
+            slot.channel = None;
         }
     }
 }
@@ -107,9 +126,10 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// A peer to ask one of the operator's or the start's messages of, outside openraft.
-    pub fn probe(me: Identity, target: u64, addr: &str) -> Peer {
-        Peer { me, target, member: Member { addr: addr.to_owned(), incarnation: 0 }, shared: None }
+    /// A peer to ask one of the operator's or the start's messages of, outside openraft:
+    /// over `shared` connections (a node's), or a connection of its own (the admin's).
+    pub fn probe(me: Identity, target: u64, addr: &str, shared: Option<Channels>) -> Peer {
+        Peer { me, target, member: Member { addr: addr.to_owned(), incarnation: 0 }, shared }
     }
 
     /// Sends `message` and decodes the answer as `T`.
@@ -128,28 +148,27 @@ impl Peer {
         timeout: Duration,
     ) -> Result<T, CallError> {
         let request = Request {
-            group: self.me.group.name().to_owned(),
+            group: self.me.name.to_string(),
             from: self.me.node_id,
             to: self.target,
             body,
         };
-        let shared = self.shared.as_ref().and_then(|s| s.get(&self.member.addr));
-        let channel = match shared {
-            Some(channel) => channel,
-            None => {
-                let channel = Channel::connect_to(
-                    &self.member.addr,
-                    CONNECT_TIMEOUT.min(timeout),
-                    agora_proto::DEFAULT_MAX_FRAME,
-                    &self.me.connector,
-                    Some(self.me.group),
-                )
-                .await?;
-                if let Some(shared) = &self.shared {
-                    shared.put(&channel);
+        let channel = match &self.shared {
+            Some(shared) => match shared.get(&self.member.addr) {
+                Ok(channel) => channel,
+                Err(opening) => {
+                    let _opening = opening.lock().await;
+                    match shared.get(&self.member.addr) {
+                        Ok(channel) => channel,
+                        Err(_) => {
+                            let channel = self.connect(timeout).await?;
+                            shared.put(&channel);
+                            channel
+                        }
+                    }
                 }
-                channel
-            }
+            },
+            None => self.connect(timeout).await?,
         };
         let answer: Response = match channel.call(&request, timeout).await {
             Ok(answer) => answer,
@@ -164,6 +183,20 @@ impl Peer {
         };
         postcard::from_bytes(&answer)
             .map_err(|e| CallError::Decode { service: "replication", reason: e.to_string() })
+    }
+
+    async fn connect(
+        &self,
+        timeout: Duration,
+    ) -> Result<Channel<agora_proto::Replication>, CallError> {
+        Channel::connect_to(
+            &self.member.addr,
+            CONNECT_TIMEOUT.min(timeout),
+            agora_proto::DEFAULT_MAX_FRAME,
+            &self.me.connector,
+            Some(self.me.group),
+        )
+        .await
     }
 
     /// Sends one of openraft's messages and turns every failure into openraft's error.

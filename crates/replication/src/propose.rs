@@ -124,7 +124,7 @@ impl Group {
             format!(
                 "{} could not be {what} by a majority of {} within {after:?}",
                 if what == "committed" { "the write" } else { "the read" },
-                self.me.group,
+                self.me.name,
             ),
         )
     }

@@ -34,7 +34,7 @@ pub struct Hosted {
 impl Hosted {
     pub(crate) fn add(&self, group: Arc<Group>) {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
-        groups.insert(group.me.group.name().to_owned(), group);
+        groups.insert(group.me.name.to_string(), group);
     }
 
     /// The connections every group hosted here sends its messages over.
@@ -63,7 +63,7 @@ impl Hosted {
                 ),
             ));
         };
-        let group = node.me.group;
+        let group = node.me.name.clone();
         // Addressee 0 is "whichever node this is": only the operator's messages use it.
         if request.to != node.me.node_id && request.to != 0 {
             return Err(ApiError::new(

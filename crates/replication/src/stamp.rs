@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use agora_proto::{Component, Trust};
+use agora_proto::Trust;
 
 use crate::config::{GroupConfig, GroupError};
 
@@ -54,7 +54,7 @@ impl GroupConfig {
         if !self.data_dir.join(STAMP).exists() {
             return Ok(());
         }
-        check_stamp(&self.data_dir, self.trust.component(), &self.trust, self.node_id).map(|_| ())
+        check_stamp(&self.data_dir, &self.group_name(), &self.trust, self.node_id).map(|_| ())
     }
 }
 
@@ -63,14 +63,14 @@ impl GroupConfig {
 /// nothing is written.
 pub fn check_stamp(
     dir: &Path,
-    group: Component,
+    group: &str,
     trust: &Trust,
     node_id: u64,
 ) -> Result<(u64, bool), GroupError> {
     let path = dir.join(STAMP);
     let io = |source| GroupError::Io { path: path.clone(), source };
     let expected = |incarnation| Stamp {
-        group: group.name().to_owned(),
+        group: group.to_owned(),
         cluster: trust.cluster_fingerprint().to_owned(),
         node: node_id,
         incarnation,

@@ -185,22 +185,22 @@ async fn a_data_directory_of_another_group_or_cluster_refuses_to_start_and_is_le
     let stamp = std::fs::read(node.dir.join("replica.stamp")).expect("stamp");
     // The same directory as a customer-db replica.
     let customer = trust(&cluster.credentials, Component::CustomerDb);
-    let refused = agora_replication::check_stamp(&node.dir, Component::CustomerDb, &customer, 1);
+    let refused = agora_replication::check_stamp(&node.dir, "customer-db", &customer, 1);
     assert!(matches!(refused, Err(GroupError::Foreign { .. })), "{refused:?}");
     // As node 2.
     let product = trust(&cluster.credentials, Component::ProductDb);
-    let refused = agora_replication::check_stamp(&node.dir, Component::ProductDb, &product, 2);
+    let refused = agora_replication::check_stamp(&node.dir, "product-db", &product, 2);
     assert!(matches!(refused, Err(GroupError::Foreign { .. })), "{refused:?}");
     // With another cluster's credentials.
     let other = tempfile::tempdir().expect("tempdir");
     agora_proto::trust::create(other.path()).expect("credentials");
     let stranger = trust(other.path(), Component::ProductDb);
-    let refused = agora_replication::check_stamp(&node.dir, Component::ProductDb, &stranger, 1);
+    let refused = agora_replication::check_stamp(&node.dir, "product-db", &stranger, 1);
     let message = refused.expect_err("another cluster's data").to_string();
     assert!(message.contains("nothing was changed"), "{message}");
     assert_eq!(std::fs::read(node.dir.join("replica.stamp")).expect("stamp"), stamp);
     // Its own start still passes.
-    assert!(agora_replication::check_stamp(&node.dir, Component::ProductDb, &product, 1).is_ok());
+    assert!(agora_replication::check_stamp(&node.dir, "product-db", &product, 1).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,4 +276,33 @@ async fn a_whole_group_restarted_on_its_directories_goes_on_where_it_was() {
         s.members.iter().map(|m| (m.id, m.addr.clone(), m.voter)).collect::<Vec<_>>()
     };
     assert_eq!(shape(&after), shape(&before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_its_leadership_over_to_the_replica_named_or_the_most_up_to_date() {
+    let cluster = Cluster::start(3).await;
+    let first = cluster.leader().await;
+    put_all(&cluster.node(first).replica, 0..10).await;
+    let named = cluster.nodes.iter().map(|n| n.id).find(|&id| id != first).expect("follower");
+    let within = Duration::from_secs(5);
+    let took = cluster.node(first).replica.hand_over(Some(named), within).await;
+    assert_eq!(took.expect("handed over"), named);
+    assert_eq!(cluster.leader().await, named);
+    put_all(&cluster.node(named).replica, 10..20).await;
+
+    // Unnamed, it goes to another voter.
+    let third = cluster.node(named).replica.hand_over(None, within).await.expect("handed over");
+    assert_ne!(third, named);
+    assert_eq!(cluster.leader().await, third);
+    put_all(&cluster.node(third).replica, 20..30).await;
+    cluster.converged(30).await;
+
+    // Refused: to itself, to a node that is not a voter, and by a follower.
+    let leader = &cluster.node(third).replica;
+    let code = |answer: Result<u64, agora_proto::ApiError>| answer.map_err(|e| e.code);
+    assert_eq!(code(leader.hand_over(Some(third), within).await), Err(ErrorCode::InvalidArgument));
+    assert_eq!(code(leader.hand_over(Some(9), within).await), Err(ErrorCode::InvalidArgument));
+    let follower = &cluster.node(named).replica;
+    assert_eq!(code(follower.hand_over(None, within).await), Err(ErrorCode::NotLeader));
+    assert_eq!(cluster.leader().await, third, "a refused handover moved the leadership");
 }

@@ -44,6 +44,11 @@ impl Links {
     fn heal(&self) {
         self.0.values().for_each(Proxy::heal);
     }
+
+    /// The proxies `id` dials the others by.
+    fn from(&self, id: u64) -> impl Iterator<Item = &Proxy> {
+        self.0.iter().filter(move |((from, _), _)| *from == id).map(|(_, proxy)| proxy)
+    }
 }
 
 /// `n` replicas whose every link goes through a proxy; `PATIENCE` for their calls.
@@ -94,6 +99,8 @@ async fn a_leader_cut_off_from_the_others_can_neither_write_nor_read_and_catches
     let (write, read) = tokio::join!(cut.propose(Command::Put("lost".into(), 1)), cut.read(count));
     assert_refused("a write", write);
     assert_refused("a linearizable read", read);
+    // Nor may it answer from what it holds in memory (customer-db's sessions).
+    assert_refused("an answer from memory", cut.ensure_leader().await);
     // Its own copy is stale: a read that had answered would have been wrong.
     assert_eq!(cut.read_local(count).await.expect("local read"), 10);
 
@@ -125,6 +132,36 @@ async fn a_follower_cut_off_from_the_others_can_neither_write_nor_read_and_catch
     links.heal();
     cluster.leader().await;
     cluster.converged(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_for_a_while_does_not_depose_the_leader_once_healed() {
+    let (cluster, links) = partitionable(3).await;
+    let leader = cluster.leader().await;
+    put_all(&cluster.node(leader).replica, 0..10).await;
+    let term = cluster.node(leader).replica.metrics().expect("in a group").current_term;
+    let cut_id = cluster.nodes.iter().map(|n| n.id).find(|&id| id != leader).expect("follower");
+    links.isolate(cut_id);
+    // Alone, it stands again and again: each time it dials the others through proxies
+    // that refuse it. Three tries each, and it has had every chance to raise its term.
+    eventually("the cut-off follower to try the others three times", || async {
+        links.from(cut_id).all(|proxy| proxy.refused() >= 3).then_some(())
+    })
+    .await;
+    links.heal();
+    put_all(&cluster.node(leader).replica, 10..20).await;
+    cluster.converged(20).await;
+    // With Pre-Vote it asked whether it could win before raising its term, and nobody
+    // said yes: the same leader leads in the same term, on every node.
+    for node in &cluster.nodes {
+        let metrics = node.replica.metrics().expect("in a group");
+        assert_eq!(
+            (metrics.current_term, metrics.current_leader),
+            (term, Some(leader)),
+            "node {} after the heal",
+            node.id
+        );
+    }
 }
 
 /// The replicas the clients may call, by node id: a stopped node is taken out, a

@@ -8,6 +8,8 @@
 //! the same address. Everything the proxy runs stops when it is dropped.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -26,6 +28,10 @@ pub struct Proxy {
     target: String,
     /// True while the link is cut; every connection task watches it.
     cut: watch::Sender<bool>,
+    /// Connections closed on accept because the link was cut.
+    refused: Arc<AtomicU64>,
+    /// Connections let through.
+    passed: Arc<AtomicU64>,
     /// Stops the accept loop and every connection when the proxy is dropped.
     _stop: DropGuard,
 }
@@ -38,8 +44,10 @@ impl Proxy {
         let target = target.into();
         let (cut, _) = watch::channel(false);
         let stop = CancellationToken::new();
-        tokio::spawn(accept(listener, target.clone(), cut.clone(), stop.clone()));
-        Ok(Proxy { addr, target, cut, _stop: stop.drop_guard() })
+        let (refused, passed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counts = (refused.clone(), passed.clone());
+        tokio::spawn(accept(listener, target.clone(), cut.clone(), counts, stop.clone()));
+        Ok(Proxy { addr, target, cut, refused, passed, _stop: stop.drop_guard() })
     }
 
     /// Where the proxy listens: give this to whoever should reach the target through it.
@@ -66,12 +74,24 @@ impl Proxy {
     pub fn is_cut(&self) -> bool {
         *self.cut.borrow()
     }
+
+    /// How many connections the proxy has closed on accept because the link was cut:
+    /// how often the dialling side tried to get through meanwhile.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// How many connections the proxy has let through since it started.
+    pub fn connections(&self) -> u64 {
+        self.passed.load(Ordering::Relaxed)
+    }
 }
 
 async fn accept(
     listener: TcpListener,
     target: String,
     cut: watch::Sender<bool>,
+    (refused, passed): (Arc<AtomicU64>, Arc<AtomicU64>),
     stop: CancellationToken,
 ) {
     loop {
@@ -92,8 +112,10 @@ async fn accept(
         let watch = cut.subscribe();
         if *watch.borrow() {
             drop(inbound);
+            refused.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        passed.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(forward(inbound, target.clone(), watch, stop.clone()));
     }
 }

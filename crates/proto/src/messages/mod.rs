@@ -138,12 +138,15 @@ impl Service for Replication {
     type Request = replication::Request;
     type Response = replication::Response;
 
-    /// Only a replica of the same group (a node of the component the message names), or
-    /// the cluster's admin (`agora cluster`), whom the server's hook lets ask only how the
-    /// group stands. The hook also checks that the group is its own.
+    /// Only a replica of the same group (a node of the component the message names: the
+    /// group is named `<component>`, or `<component>/<n>` when one component runs
+    /// several), or the cluster's admin (`agora cluster`), whom the server's hook lets
+    /// ask only how the group stands and change it. The hook also checks that the group
+    /// is its own.
     fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
+        let component = request.group.split_once('/').map_or(&*request.group, |(c, _)| c);
         match caller {
-            Caller::Node(component) if component.name() == request.group => Ok(()),
+            Caller::Node(node) if node.name() == component => Ok(()),
             Caller::Node(Component::Admin) => Ok(()),
             _ => Err(ApiError::new(
                 ErrorCode::Forbidden,
