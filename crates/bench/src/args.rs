@@ -26,9 +26,11 @@ Failures (--fail): each condition is its own set of runs on fresh servers. In ev
 condition other than `none`, the bench kills one server with SIGKILL once --fail-at of the
 run's calls are done; it stays down for the rest of the run and is started again, on the
 same address, before the next one. `frontend` kills one seller server and one buyer server
-(each has clients on it, which move to the next frontend in their list). The report adds,
-per run, when the kill happened, the longest time without a successful call, and how long
-throughput took to come back to its level before the kill.";
+(each has clients on it, which move to the next frontend in their list). `restart` is no
+kill: every replica of each --fail-group is stopped cleanly and started again, one at a
+time, as in a rolling upgrade. The report adds, per run, when the kill happened, the
+longest time without a successful call, and how long throughput took to come back to its
+level before the kill.";
 
 /// `agora bench`: measure response time and throughput of a running or spawned marketplace.
 #[derive(Debug, Clone, Args)]
@@ -193,6 +195,10 @@ pub enum Condition {
     Follower,
     /// The leader of each group named.
     Leader,
+    /// A rolling restart: every replica of each group named, one at a time (the leader
+    /// last), stopped as an operator stops it (the leader hands its leadership over
+    /// first) and started again, the next once it has caught up.
+    Restart,
 }
 
 impl Condition {
@@ -203,6 +209,7 @@ impl Condition {
             Condition::Frontend => "frontend",
             Condition::Follower => "follower",
             Condition::Leader => "leader",
+            Condition::Restart => "restart",
         }
     }
 }

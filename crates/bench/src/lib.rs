@@ -132,11 +132,11 @@ fn check(args: &BenchArgs, shapes: &[Shape]) -> anyhow::Result<()> {
     if conditions(args).iter().any(|c| *c != Condition::None) && !args.spawn {
         bail!("--fail kills servers the bench started itself: add --spawn");
     }
-    let replicated = [Condition::Follower, Condition::Leader];
+    let replicated = [Condition::Follower, Condition::Leader, Condition::Restart];
     if conditions(args).iter().any(|c| replicated.contains(c)) && args.replicas < 3 {
         bail!(
-            "--fail follower and leader kill one replica of a group that must go on with a \
-             majority: give --replicas 3 or more"
+            "--fail follower, leader and restart stop one replica of a group at a time, which \
+             must go on with a majority: give --replicas 3 or more"
         );
     }
     if conditions(args).contains(&Condition::Frontend) && args.frontends < 2 {
@@ -309,13 +309,23 @@ impl Failing<'_> {
                     victims.extend(victim);
                 }
             }
+            // Every replica, one at a time; the leader last, as an operator would.
+            Condition::Restart => {
+                for group in self.groups {
+                    let leader = self.spawned.leader_of(group).await?;
+                    let mut replicas = self.spawned.names_of(group);
+                    replicas.retain(|n| *n != leader);
+                    replicas.push(leader);
+                    victims.extend(replicas);
+                }
+            }
         }
         Ok(victims)
     }
 
     /// Who leads the groups a victim belonged to now, where a leader was killed.
     async fn took_over(&self) -> Option<String> {
-        if self.condition != Condition::Leader {
+        if !matches!(self.condition, Condition::Leader | Condition::Restart) {
             return None;
         }
         let mut leaders = Vec::new();
@@ -360,7 +370,14 @@ async fn run_once(
             _ = ring.notified(), if killed_at.is_none() => {
                 killed_at = Some(Instant::now());
                 for victim in &victims {
-                    pids.push(failing.spawned.kill(victim).await?);
+                    if failing.condition == Condition::Restart {
+                        // The users go on meanwhile: each runs on a task of its own.
+                        pids.push(failing.spawned.stop_one(victim).await?);
+                        failing.spawned.restart(failing.options, victim).await?;
+                        failing.spawned.caught_up(victim).await?;
+                    } else {
+                        pids.push(failing.spawned.kill(victim).await?);
+                    }
                 }
             }
         }
@@ -368,9 +385,10 @@ async fn run_once(
     let Some(killed_at) = killed_at else {
         return Ok((users, measured, None));
     };
-    let gone = victims.iter().all(|v| !failing.spawned.is_running(v));
+    let restarted = failing.condition == Condition::Restart;
+    let gone = restarted || victims.iter().all(|v| !failing.spawned.is_running(v));
     let took_over = failing.took_over().await;
-    for victim in &victims {
+    for victim in victims.iter().filter(|_| !restarted) {
         failing.spawned.restart(failing.options, victim).await?;
     }
     let kill = Kill {

@@ -196,6 +196,59 @@ impl Spawned {
         Ok(server.pid)
     }
 
+    /// Stops the server `name` as an operator would (its standard input closed: the same
+    /// clean stop as Ctrl-C or SIGTERM, a leader handing its leadership over first) and
+    /// waits until its process is gone. Returns its process id.
+    pub async fn stop_one(&mut self, name: &str) -> anyhow::Result<u32> {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server named {name}"))?;
+        server.earlier_cpu_s += cpu_seconds(server.pid).unwrap_or(0.0);
+        server.stdin.take();
+        tokio::time::timeout(STOP_TIMEOUT, server.child.wait())
+            .await
+            .with_context(|| format!("{name} did not stop within {STOP_TIMEOUT:?}"))?
+            .with_context(|| format!("cannot wait for {name}"))?;
+        Ok(server.pid)
+    }
+
+    /// Waits until the replica `name` follows its group's leader and has applied what the
+    /// leader had when the wait began.
+    pub async fn caught_up(&self, name: &str) -> anyhow::Result<()> {
+        let server = self
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server named {name}"))?;
+        let group = server.command;
+        let leader = self.leader_of(group).await?;
+        let leader_addr = self.addrs_of(group).into_iter().zip(self.names_of(group));
+        let leader_addr = leader_addr.filter(|(_, n)| *n == leader).map(|(a, _)| a).next();
+        let credentials = self.dir.join("credentials");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut target = None;
+        loop {
+            if target.is_none()
+                && let Some(addr) = &leader_addr
+            {
+                target = status(group, addr, &credentials).await.and_then(|s| s.applied_index);
+            }
+            let mine = status(group, &server.addr, &credentials).await;
+            if let (Some(target), Some(mine)) = (target, mine)
+                && mine.leader.is_some()
+                && mine.applied_index.is_some_and(|a| a >= target)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{name} did not catch up with its group's leader within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process of server `name` is still running.
     pub fn is_running(&mut self, name: &str) -> bool {
         self.servers

@@ -55,6 +55,8 @@ pub(crate) struct Group {
     pub(crate) snapshot_dir: PathBuf,
     /// When this node started: votes wait until [`START_GUARD`] has passed.
     pub(crate) started: tokio::time::Instant,
+    /// True while this node leads (followed from openraft's metrics).
+    leading: watch::Receiver<bool>,
     stop: CancellationToken,
 }
 
@@ -108,6 +110,7 @@ impl Group {
         // Out of elections until the start guard has passed (see START_GUARD).
         raft.runtime_config().elect(false);
         raft.run();
+        let (leads, leading) = watch::channel(false);
         let node = Arc::new(Group {
             raft,
             me,
@@ -120,8 +123,10 @@ impl Group {
             receiving: Mutex::new(None),
             snapshot_dir,
             started: tokio::time::Instant::now(),
+            leading,
             stop: CancellationToken::new(),
         });
+        node.follow_leadership(leads);
         let guarded = node.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -232,8 +237,14 @@ impl Group {
         ApiError::not_leader(&self.me.name, addr.as_deref())
     }
 
-    /// Follows the metrics into `leads`: true while this node leads.
-    pub fn watch_leadership(&self, leads: Arc<watch::Sender<bool>>) {
+    /// Whether this node leads now, and a way to wait for that to change.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
+    /// Follows the metrics into `leads`: true while this node leads; false, and closed,
+    /// once it stops.
+    fn follow_leadership(&self, leads: watch::Sender<bool>) {
         let mut metrics = self.raft.metrics();
         let stop = self.stop.clone();
         tokio::spawn(async move {

@@ -112,8 +112,8 @@ pub struct Replica<M: StateMachine> {
     /// The proposer's clock, read into each command's [`Context`].
     clock: Clock,
     leader: watch::Receiver<bool>,
-    /// Kept so that `leader` never reports a closed channel.
-    _leads: Arc<watch::Sender<bool>>,
+    /// Kept, alone, so that `leader` never reports a closed channel.
+    _leads: Option<Arc<watch::Sender<bool>>>,
     /// The group this replica belongs to; `None` alone.
     group: Option<Arc<group::Group>>,
 }
@@ -148,7 +148,7 @@ impl<M: StateMachine> Replica<M> {
             machine: Arc::new(machine),
             clock,
             leader,
-            _leads: Arc::new(leads),
+            _leads: Some(Arc::new(leads)),
             group: None,
         }
     }
@@ -175,10 +175,8 @@ impl<M: StateMachine> Replica<M> {
             group::Group::start(config, store.clone(), apply, clock.clone(), hosted.channels())
                 .await?;
         hosted.add(node.clone());
-        let (leads, leader) = watch::channel(false);
-        let leads = Arc::new(leads);
-        node.watch_leadership(leads.clone());
-        Ok(Replica { store, machine, clock, leader, _leads: leads, group: Some(node) })
+        let leader = node.leadership();
+        Ok(Replica { store, machine, clock, leader, _leads: None, group: Some(node) })
     }
 
     /// The replica a database runs as, the one way every database starts one: alone

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agora_proto::{ApiError, ErrorCode};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 use tokio::sync::oneshot;
 
 use crate::group::{Group, lock};
-use crate::types::Batch;
+use crate::types::{Answers, Batch};
 
 /// Most commands in one log entry, and most bytes of them.
 const BATCH_COMMANDS: usize = 512;
@@ -77,26 +77,12 @@ impl Group {
                 queue.waiting.drain(..n).collect::<Vec<_>>()
             };
             let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let entry = Batch { now_ms: self.clock.now_ms(), commands };
-            let answers = match self.raft.client_write(entry).await {
-                Ok(written) if written.data.len() == waiters.len() => {
-                    written.data.into_iter().collect::<Vec<_>>()
-                }
+            let answers = match self.write(commands).await {
+                Ok(data) if data.len() == waiters.len() => data,
                 Ok(_) => {
                     vec![Err(ApiError::internal("an entry's answers were lost")); waiters.len()]
                 }
-                Err(e) => {
-                    let error = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                            self.not_leader(f.leader_node)
-                        }
-                        RaftError::APIError(e) => ApiError::internal(e.to_string()),
-                        RaftError::Fatal(e) => {
-                            ApiError::unavailable(format!("replication stopped: {e}"))
-                        }
-                    };
-                    vec![Err(error); waiters.len()]
-                }
+                Err(error) => vec![Err(error); waiters.len()],
             };
             for (waiter, answer) in waiters.into_iter().zip(answers) {
                 let _ = waiter.send(answer);
@@ -104,16 +90,67 @@ impl Group {
         }
     }
 
-    /// Waits for `answer` at most [`crate::GroupConfig::patience`].
+    /// Appends one entry of `commands` and returns what applying them answered. A leader
+    /// that has not heard from a majority for a lease refuses writes (openraft 0.10: a
+    /// leader just elected has heard nothing yet, a loaded one may not have lately); that
+    /// passes with the next round of answers, so the entry is tried again, within
+    /// `patience`, as long as this node leads.
+    async fn write(&self, commands: Vec<Vec<u8>>) -> Result<Answers, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let entry = Batch { now_ms: self.clock.now_ms(), commands: commands.clone() };
+            let error = match self.raft.client_write(entry).await {
+                Ok(written) => return Ok(written.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired
+                        && *self.leadership().borrow()
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(crate::config::HEARTBEAT_MS));
+                    continue;
+                }
+                Err(error) => error,
+            };
+            return Err(match error {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                    self.not_leader(f.leader_node)
+                }
+                RaftError::APIError(e) => ApiError::internal(e.to_string()),
+                RaftError::Fatal(e) => ApiError::unavailable(format!("replication stopped: {e}")),
+            });
+        }
+    }
+
+    /// Waits for `answer` at most [`crate::GroupConfig::patience`], and no longer than a
+    /// heartbeat interval once this node has stopped leading: openraft does not always
+    /// answer an entry a leader appended just before it handed its leadership over (the
+    /// new leader may never have it), and the caller had better ask the new leader than
+    /// wait out its patience. The entry may still be applied; the command's op id makes
+    /// the caller's retry safe, as after a timeout.
     pub(crate) async fn patiently<T>(
         &self,
         answer: oneshot::Receiver<Result<T, ApiError>>,
         what: &str,
     ) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.patience, answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(ApiError::unavailable("the replica stopped before answering")),
-            Err(_) => Err(self.impatient(what, self.patience)),
+        let mut leading = self.leadership();
+        let led = *leading.borrow_and_update();
+        let deposed = async {
+            // Only a leadership this call began under can be lost (a follower's proposal
+            // is refused at once anyway).
+            if !led || leading.wait_for(|leads| !*leads).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(crate::config::HEARTBEAT_MS)).await;
+        };
+        tokio::select! {
+            answer = tokio::time::timeout(self.patience, answer) => match answer {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(ApiError::unavailable("the replica stopped before answering")),
+                Err(_) => Err(self.impatient(what, self.patience)),
+            },
+            _ = deposed => Err(self.not_leader_here()),
         }
     }
 
