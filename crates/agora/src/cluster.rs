@@ -36,11 +36,12 @@ pub struct Replica {
 }
 
 impl ClusterMap {
-    /// Writes the map to `DATA_DIR/cluster.json`.
+    /// Writes the map to `DATA_DIR/cluster.json`, readable by its owner only, like the
+    /// rest of the data directory.
     pub fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = data_dir.join(MAP_FILE);
         let json = serde_json::to_string_pretty(self).context("cannot encode the cluster map")?;
-        std::fs::write(&path, json + "\n")
+        agora_store::write_private(&path, (json + "\n").as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))
     }
 

@@ -280,6 +280,8 @@ async fn data_and_credentials_are_readable_by_their_owner_only() {
     for key in ["ca.key", "customer-db.key", "buyer-server.key"] {
         assert_eq!(mode(&credentials.join(key)), 0o600, "{key}");
     }
+    // Everything else the servers wrote too: certificates, logs, whatever comes.
+    assert_eq!(agora_testkit::not_private(data), vec![]);
     cluster.stop().await;
     // A directory the servers create themselves is private too.
     let parent = tempfile::tempdir().unwrap();

@@ -339,7 +339,7 @@ pub enum Created {
     Existing,
 }
 
-/// Makes a new cluster's credentials in `dir` (created 0700; keys written 0600): a CA
+/// Makes a new cluster's credentials in `dir` (created 0700; every file 0600): a CA
 /// and a certificate and key for every [`Component`], valid for 100 years. If `dir` already
 /// holds a complete set, leaves it as it is; a partial set is an error, never
 /// overwritten.
@@ -378,7 +378,7 @@ pub fn create(dir: &Path) -> Result<Created, TrustError> {
     ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     ca_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    write_file(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
+    write_file(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o600)?;
     write_file(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes(), 0o600)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
@@ -397,7 +397,7 @@ pub fn create(dir: &Path) -> Result<Created, TrustError> {
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer)?;
-        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o644)?;
+        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o600)?;
         write_file(&dir.join(key_file(component)), key.serialize_pem().as_bytes(), 0o600)?;
     }
     Ok(Created::New)

@@ -50,7 +50,7 @@ use tracing::error;
 pub use applied::{APPLIED_MEMORY_MS, OpId, at_most_once};
 pub use batch::{exec, undo_savepoint};
 pub use error::StoreError;
-pub use files::private_dir;
+pub use files::{private_dir, private_file, private_umask, write_private};
 
 use applied::APPLIED_SCHEMA;
 use batch::{Completion, InlineWriter, Queue, WriteConn, WriteJob, lock, write_loop};
