@@ -343,7 +343,31 @@ async fn health_docs_and_unknown_routes() {
         let docs = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
         assert_eq!(docs.status(), 200);
         assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-        assert!(docs.text().await.unwrap().contains("openapi.json"));
+        // A page on the shop's own origin: its own script only, never framed or sniffed.
+        let csp = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(docs.headers()["x-frame-options"], "DENY");
+        assert_eq!(docs.headers()["x-content-type-options"], "nosniff");
+        let page = docs.text().await.unwrap();
+        assert!(page.contains("openapi.json"));
+        assert!(!page.contains("<script>") && !page.contains("<style>"), "inline code: {page}");
+        for (file, kind) in [("/docs.js", "text/javascript"), ("/docs.css", "text/css")] {
+            let served = api.http.get(format!("{}{file}", api.base)).send().await.unwrap();
+            assert_eq!(served.status(), 200, "{file}");
+            assert_eq!(served.headers()["content-type"], kind, "{file}");
+            assert_eq!(served.headers()["x-content-type-options"], "nosniff", "{file}");
+        }
+
+        // JSON answers, success or error: not sniffed, not cached, nothing runs in them.
+        for path in ["/healthz", "/openapi.json", "/v1/nothing", "/v1/cart"] {
+            let answer = api.http.get(format!("{}{path}", api.base)).send().await.unwrap();
+            let headers = answer.headers();
+            assert_eq!(headers["content-type"], "application/json", "{path}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["cache-control"], "no-store", "{path}");
+            assert!(headers.contains_key("content-security-policy"), "{path}");
+        }
 
         let message = api.get("/v2/nothing").await.error(404, "bad_request");
         assert!(message.contains("/v2/nothing"), "{message}");
@@ -1126,7 +1150,7 @@ async fn the_docs_page_shows_defaults_and_renders_descriptions() {
         assert_eq!(schema("offset")["default"], 0, "{path}");
 
         // Descriptions are Markdown: every one is shown through the renderer, none raw.
-        let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
+        let page = api.http.get(format!("{}/docs.js", api.base)).send().await.unwrap();
         let page = page.text().await.unwrap();
         assert!(page.contains("const markdown = "), "no Markdown renderer");
         for raw in ["description || \"\"", "textContent = s.info.description", "}, op.description)"]

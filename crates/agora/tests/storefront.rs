@@ -128,6 +128,17 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts `form` as a browser on a page of `origin` would (its `Origin` header).
+    async fn post_from(&mut self, origin: &str, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_html_form_encode(form));
+        self.send(request).await
+    }
+
     /// Signs up through the login page's form; asserts it lands on the start page.
     async fn sign_up(&mut self, username: &str, name: &str) {
         let login = self.get("/login").await;
@@ -479,6 +490,39 @@ async fn forms_without_their_token_are_refused_and_change_nothing() {
         .await
         .expect(403);
 
+    // A double-submit cookie the frontends did not sign is refused, even when the form
+    // carries the same value: a cookie planted by someone else proves nothing.
+    for planted in ["abc", "0123456789abcdef0123456789abcdef"] {
+        let mut planted_browser = Browser::new(seller_http);
+        planted_browser.cookies.insert("agora_seller_csrf".into(), planted.into());
+        let login = planted_browser.get("/login").await;
+        assert_ne!(login.csrf(), planted, "the page hands out a signed value instead");
+        let form = [("csrf", planted), ("username", "hank"), ("password", "long enough")];
+        planted_browser.cookies.insert("agora_seller_csrf".into(), planted.into());
+        planted_browser.post("/signup", &form).await.expect(403);
+        planted_browser.post("/login", &form).await.expect(403);
+    }
+
+    // A form posted from a page of another origin is refused, token and all, and
+    // changes nothing; one from this origin goes through.
+    let token = seller.token().await;
+    let listing = [
+        ("csrf", token.as_str()),
+        ("name", "Elsewhere"),
+        ("category", "3"),
+        ("keywords", ""),
+        ("condition", "new"),
+        ("price", "1"),
+        ("quantity", "1"),
+    ];
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        seller.post_from(origin, "/items", &listing).await.expect(403);
+    }
+    seller.get("/").await.lacks("Elsewhere");
+    let here = format!("http://{seller_http}");
+    seller.post_from(&here, "/items", &listing).await.redirects_to("/?done=listed");
+    seller.get("/").await.has("Elsewhere");
+
     // A body that is not a form is refused.
     let response = reqwest::Client::new()
         .post(format!("http://{seller_http}/items"))
@@ -525,9 +569,8 @@ async fn cookies_headers_and_sessions_across_frontends() {
     css.expect(200);
     assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
 
-    // The session cookie: HttpOnly, SameSite; Secure only when served over TLS.
+    // The session cookie: HttpOnly, SameSite; not Secure in the clear.
     let csrf = login.csrf();
-    buyer.proxy_https = true;
     let done = buyer
         .post("/signup", &[("csrf", &csrf), ("username", "hal"), ("password", "long enough")])
         .await;
@@ -537,10 +580,43 @@ async fn cookies_headers_and_sessions_across_frontends() {
     assert!(
         session.contains("HttpOnly")
             && session.contains("SameSite=Lax")
-            && session.contains("Secure"),
+            && session.contains("Path=/")
+            && !session.contains("Secure"),
         "{session}"
     );
-    buyer.proxy_https = false;
+
+    // Over TLS (a proxy in front says so) both cookies are Secure and `__Host-` named,
+    // so that no other host can plant them; the plain names are not read there.
+    let mut secure = Browser::new(buyer_a);
+    secure.proxy_https = true;
+    let login = secure.get("/login").await;
+    let cookies = login.set_cookies();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("__Host-agora_buyer_csrf=")
+            && c.contains("Secure")
+            && c.contains("Path=/")
+            && !c.contains("Domain")),
+        "{cookies:?}"
+    );
+    let csrf = login.csrf();
+    let done = secure
+        .post("/signup", &[("csrf", &csrf), ("username", "ida"), ("password", "long enough")])
+        .await;
+    done.redirects_to("/");
+    let session = done.set_cookies();
+    assert!(
+        session.iter().any(|c| c.starts_with("__Host-agora_buyer_session=")
+            && c.contains("HttpOnly")
+            && c.contains("Secure")
+            && c.contains("Path=/")),
+        "{session:?}"
+    );
+    secure.get("/").await.expect(200);
+    let token = secure.cookies["__Host-agora_buyer_session"].clone();
+    let mut downgraded = Browser::new(buyer_a);
+    downgraded.proxy_https = true;
+    downgraded.cookies.insert("agora_buyer_session".into(), token);
+    downgraded.get("/").await.redirects_to("/login");
 
     // Another frontend (or this one restarted) serves the same user without a login,
     // and accepts the same CSRF token.
@@ -560,6 +636,8 @@ async fn cookies_headers_and_sessions_across_frontends() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("content-security-policy"));
+    assert_eq!(missing.headers()["x-frame-options"], "DENY");
+    assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
     assert!(missing.text().await.unwrap().contains("No such page"));
 
     // The JSON API on the same port is untouched by the pages.

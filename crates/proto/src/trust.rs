@@ -212,6 +212,8 @@ pub struct Trust {
     fingerprint: String,
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
+    /// SHA-256 of a label and the private key: the root of [`Trust::secret`].
+    secret_root: [u8; 32],
 }
 
 impl fmt::Debug for Trust {
@@ -271,6 +273,13 @@ impl Trust {
             }
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
         };
+        let secret_root = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"agora-trust-secret-v1\0");
+            hash.update(key.secret_der());
+            hash.finalize().into()
+        };
         let mut roots = rustls::RootCertStore::empty();
         for cert in ca {
             roots.add(cert).map_err(tls)?;
@@ -292,7 +301,25 @@ impl Trust {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(tls)?;
-        Ok(Trust { component, fingerprint, server: Arc::new(server), client: Arc::new(client) })
+        Ok(Trust {
+            component,
+            fingerprint,
+            server: Arc::new(server),
+            client: Arc::new(client),
+            secret_root,
+        })
+    }
+
+    /// A 32-byte secret for `purpose`, derived from this component's private key: every
+    /// process holding the same credentials (every seller server of a cluster, say) derives
+    /// the same one, and nobody without the key can. The frontends key the storefront's
+    /// login forms with it, so that any of them can check a form another one served.
+    pub fn secret(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.secret_root);
+        hash.update(purpose.as_bytes());
+        hash.finalize().into()
     }
 
     /// The component these credentials prove.

@@ -128,6 +128,9 @@ impl IntoResponse for Error {
             ErrorBody { error: ErrorDetail { code: self.code.as_str().to_owned(), message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
+        // Also where no middleware runs (a refusal at the connection cap).
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: say which scheme to use.
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
