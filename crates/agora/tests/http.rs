@@ -90,6 +90,47 @@ impl Api {
     }
 }
 
+/// The cart was shown at 3.00; the seller then raises the price. A purchase at the agreed
+/// total is refused with the new one and buys and charges nothing; the same purchase
+/// without a total (clients of earlier releases) buys at the price of the moment.
+#[tokio::test]
+async fn a_purchase_is_bought_only_at_the_total_the_buyer_agreed_to() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    let id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 2})).await.expect(200);
+    let card = json!({"holder": "Bea", "number": "4111 1111 1111 1111", "expiry": "09/99"});
+
+    seller
+        .send(Method::PATCH, &format!("/v1/items/{id}"), Some(json!({"price": "1000000"})))
+        .await
+        .expect(204);
+    let agreed = json!({"card": card, "total": "3.00"});
+    let message = buyer.post("/v1/purchases", agreed).await.error(409, "price_changed");
+    assert!(message.contains("2000000.00") && message.contains("3.00"), "{message}");
+    assert_eq!(buyer.get(&format!("/v1/items/{id}")).await.expect(200)["quantity"], 5);
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 2);
+    let history = buyer.get("/v1/purchases").await.expect(200);
+    assert_eq!(history["purchases"], json!([]));
+
+    // A total that is not an amount names the field; nothing is asked of anyone.
+    let bad = json!({"card": card, "total": "three"});
+    let message = buyer.post("/v1/purchases", bad).await.error(400, "invalid_argument");
+    assert!(message.contains("total"), "{message}");
+
+    // At the new total it is bought; without a total, at whatever it costs.
+    let now = json!({"card": card, "total": "2000000.00"});
+    let bought = buyer.post("/v1/purchases", now).await.expect(201);
+    assert_eq!(bought["total"], "2000000.00");
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 1})).await.expect(200);
+    let bought = buyer.post("/v1/purchases", json!({"card": card})).await.expect(201);
+    assert_eq!(bought["total"], "1000000.00");
+    http.stop().await;
+}
+
 fn pen(quantity: u32) -> Value {
     json!({
         "name": "Blue pen",

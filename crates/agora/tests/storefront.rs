@@ -241,12 +241,14 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
     // A card that fails the Luhn check is declined, in words, with the typed details kept
     // but the number not echoed; nothing is bought.
     let key = hidden(&cart.body, "key");
+    let total = hidden(&cart.body, "total");
     let declined = buyer
         .post(
             "/cart/checkout",
             &[
                 ("csrf", &csrf),
                 ("key", &key),
+                ("total", &total),
                 ("holder", "Bea <B>"),
                 ("number", "4111111111111112"),
                 ("expiry", "12/39"),
@@ -264,12 +266,14 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
 
     // A good card buys; the purchase is in the history.
     let key = hidden(&declined.body, "key");
+    assert_eq!(hidden(&declined.body, "total"), total, "the form again, at the same total");
     buyer
         .post(
             "/cart/checkout",
             &[
                 ("csrf", &csrf),
                 ("key", &key),
+                ("total", &total),
                 ("holder", "Bea B"),
                 ("number", "4111 1111 1111 1111"),
                 ("expiry", "12/39"),
@@ -412,11 +416,18 @@ async fn errors_stand_beside_their_forms_and_keep_what_was_typed() {
     buyer
         .post(
             "/cart/checkout",
-            &[("csrf", &csrf), ("holder", "D"), ("number", "4111111111111111"), ("expiry", "1/2")],
+            &[
+                ("csrf", &csrf),
+                ("total", "0.00"),
+                ("holder", "D"),
+                ("number", "4111111111111111"),
+                ("expiry", "1/2"),
+            ],
         )
         .await
         .expect(400)
-        .has("id=\"checkout-error\"");
+        .has("id=\"checkout-error\"")
+        .has("expiry");
 
     let mut stranger = Browser::new(buyer_http);
     let login = stranger.get("/login").await;
@@ -669,13 +680,16 @@ async fn checkout_outcomes_are_told_in_words() {
         .post(&format!("/items/{dom}/remove"), &[("csrf", &token), ("quantity", "2")])
         .await
         .redirects_to("/?done=units");
-    let card = [
-        ("csrf", csrf.as_str()),
-        ("holder", "Jon"),
-        ("number", "4111111111111111"),
-        ("expiry", "12/39"),
-    ];
-    let short = buyer.post("/cart/checkout", &card).await;
+    let card = |total| {
+        [
+            ("csrf", csrf.as_str()),
+            ("total", total),
+            ("holder", "Jon"),
+            ("number", "4111111111111111"),
+            ("expiry", "12/39"),
+        ]
+    };
+    let short = buyer.post("/cart/checkout", &card("3.00")).await;
     short
         .expect(409)
         .has("Not enough units are left")
@@ -690,9 +704,56 @@ async fn checkout_outcomes_are_told_in_words() {
         .redirects_to("/cart?done=removed");
     let payments = cluster.payments;
     payments.stop().await;
-    let down = buyer.post("/cart/checkout", &card).await;
+    let down = buyer.post("/cart/checkout", &card("1.50")).await;
     down.expect(503).has("Payments did not answer in time").has("not charged twice");
     buyer.get("/purchases").await.expect(200).has("No purchases yet");
+}
+
+/// The cart page says "Pay 3.00"; the seller then asks a million for the item. The
+/// unchanged checkout form buys nothing and charges nothing, and the cart comes back with
+/// the new total to pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_after_a_price_rise_charges_nothing_and_shows_the_new_total() {
+    let cluster = Cluster::start().await;
+    let (_s, seller_http) = cluster.start_seller_with_http().await;
+    let (_b, buyer_http) = cluster.start_buyer_with_http().await;
+    let mut seller = Browser::new(seller_http);
+    seller.sign_up("lou", "").await;
+    let item = seller_lists(&mut seller, "Lamp", "5").await;
+    let mut buyer = Browser::new(buyer_http);
+    buyer.sign_up("max", "").await;
+    let csrf = buyer.token().await;
+    buyer
+        .post("/cart/add", &[("csrf", &csrf), ("item", &item), ("quantity", "2")])
+        .await
+        .redirects_to("/cart?done=added");
+    let cart = buyer.get("/cart").await;
+    cart.expect(200).has("Pay 3.00");
+    let (key, total) = (hidden(&cart.body, "key"), hidden(&cart.body, "total"));
+    assert_eq!(total, "3.00");
+
+    let token = seller.token().await;
+    let dom = item.replace(':', "-");
+    seller
+        .post(&format!("/items/{dom}/price"), &[("csrf", &token), ("price", "1000000")])
+        .await
+        .redirects_to("/?done=priced");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("total", total.as_str()),
+        ("holder", "Max"),
+        ("number", "4111111111111111"),
+        ("expiry", "12/39"),
+    ];
+    let refused = buyer.post("/cart/checkout", &form).await;
+    refused
+        .expect(409)
+        .has("2000000.00")
+        .has("nothing was bought or charged")
+        .has("Pay 2000000.00");
+    buyer.get("/purchases").await.expect(200).has("No purchases yet");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

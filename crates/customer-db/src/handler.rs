@@ -112,7 +112,13 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
             }
             Request::Purchase { session, key, card } => {
                 let (session, buyer) = self.buyer(&session)?;
-                let purchase = self.coordinator.purchase(session, buyer, key, card).await?;
+                let purchase = self.coordinator.purchase(session, buyer, key, card, None).await?;
+                Ok(Response::Purchased(purchase))
+            }
+            Request::PurchaseAt { session, key, card, total } => {
+                let (session, buyer) = self.buyer(&session)?;
+                let coordinator = &self.coordinator;
+                let purchase = coordinator.purchase(session, buyer, key, card, Some(total)).await?;
                 Ok(Response::Purchased(purchase))
             }
             Request::Purchases { session, page } => {

@@ -329,8 +329,10 @@ async fn purchases(
         ),
         (
             status = 409,
-            description = "Not enough units left of an item in the cart (`not_enough_units`), or \
-                           the purchase was cancelled (`aborted`)",
+            description = "Not enough units left of an item in the cart (`not_enough_units`), \
+                           a price changed so that the cart's total is not the agreed `total` \
+                           (`price_changed`; the message says the new total), or the purchase \
+                           was cancelled (`aborted`)",
             body = ErrorBody
         ),
         BodyFailures,
@@ -345,7 +347,8 @@ async fn make_purchase(
 ) -> Out<(StatusCode, axum::Json<PurchaseView>)> {
     // The key goes to the customer database as it is: a purchase's key is the buyer's.
     let key = key.unwrap_or_else(fresh_key);
-    let purchase = front.purchase(&session, key, body.card()).await?;
+    let total = body.total()?;
+    let purchase = front.purchase(&session, key, body.card(), total).await?;
     Ok((StatusCode::CREATED, axum::Json(purchase.into())))
 }
 

@@ -53,9 +53,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::NotYourItem => StatusCode::FORBIDDEN,
         ErrorCode::UnknownItem | ErrorCode::UnknownUser => StatusCode::NOT_FOUND,
-        ErrorCode::NotEnoughUnits | ErrorCode::UsernameTaken | ErrorCode::Aborted => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::NotEnoughUnits
+        | ErrorCode::UsernameTaken
+        | ErrorCode::Aborted
+        | ErrorCode::PriceChanged => StatusCode::CONFLICT,
         // Down, busy, not sure yet, or a database between leaders: all are "try again
         // shortly".
         ErrorCode::Unavailable
@@ -147,7 +148,7 @@ mod tests {
     use super::*;
 
     /// Every code's status, as docs/http.md ("Status codes") promises it.
-    const DOCUMENTED: [(ErrorCode, u16); 20] = [
+    const DOCUMENTED: [(ErrorCode, u16); 21] = [
         (ErrorCode::InvalidArgument, 400),
         (ErrorCode::BadRequest, 400),
         (ErrorCode::NotLoggedIn, 401),
@@ -160,6 +161,7 @@ mod tests {
         (ErrorCode::NotEnoughUnits, 409),
         (ErrorCode::UsernameTaken, 409),
         (ErrorCode::Aborted, 409),
+        (ErrorCode::PriceChanged, 409),
         (ErrorCode::Internal, 500),
         (ErrorCode::Protocol, 500),
         (ErrorCode::Forbidden, 500),
