@@ -1117,6 +1117,15 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     let again = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
     assert_eq!(again.expect(201)["id"], id);
     anonymous.post("/v1/sellers", ann.clone()).await.error(409, "username_taken");
+    // Whoever guesses a sign-up's key and sends it first with the username takes the
+    // username, as anyone signing up first would; the real sign-up is then told so, not
+    // answered with the taker's account.
+    let taker = json!({"username": "cat", "password": "the takers one"});
+    let taken = anonymous.keyed(Method::POST, "/v1/sellers", "acct-2", Some(taker)).await;
+    taken.expect(201);
+    let cat = json!({"username": "cat", "password": "cats own password"});
+    let told = anonymous.keyed(Method::POST, "/v1/sellers", "acct-2", Some(cat)).await;
+    told.error(409, "username_taken");
 
     let mut seller = http.seller();
     let session = seller.post("/v1/sellers/sessions", ann).await.expect(201);
@@ -1158,6 +1167,13 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     other.sign_up("buyer", "bob").await;
     let cart = other.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
     assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
+
+    // The same key with another request (another quantity) is refused, not taken for a
+    // new attempt, nor answered with the first attempt's cart.
+    let more = Some(json!({"item": id, "quantity": 3}));
+    let reused = buyer.keyed(Method::POST, "/v1/cart/items", "add-1", more).await;
+    assert!(reused.error(400, "invalid_argument").contains("Idempotency-Key"));
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
 
     // A key that breaks the rule is refused, and changes nothing.
     for bad in ["", "   ", &"k".repeat(65)] {

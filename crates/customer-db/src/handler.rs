@@ -226,12 +226,34 @@ impl CustomerDb {
         let name = if name.trim().is_empty() { username.clone() } else { name };
         let name = check_name("name", &name)?;
         // The salt is random: decided here, before proposing, in the bounded queue.
-        let password_hash = password::hash(password).await?;
+        let password_hash = password::hash(password.clone()).await?;
+        let ours = password_hash.clone();
+        let (lookup, shown) = (username.clone(), username.clone());
         let command = Command::CreateAccount { op, role, username, name, password_hash };
-        match self.replica.propose(command).await? {
-            Output::Account(id) => Ok(Response::Account { id }),
-            other => Err(other.unexpected()),
+        let id = match self.replica.propose(command).await? {
+            Output::Account(id) => id,
+            other => return Err(other.unexpected()),
+        };
+        // The account holds the hash this attempt made: it made the account. Another
+        // hash: the op id's recorded answer, an account an earlier attempt made. It is
+        // this sign-up's only if the password is the same too; otherwise someone else
+        // holds the username (and the op id: an Idempotency-Key guessed or reused).
+        let stored = self.replica.read(move |c| accounts::credentials(c, role, &lookup)).await?;
+        match stored {
+            Some((stored_id, hash)) if stored_id == id && hash == ours => {}
+            Some((stored_id, hash)) if stored_id == id => {
+                if !password::verify(password, Some(hash)).await? {
+                    return Err(ApiError::new(
+                        ErrorCode::UsernameTaken,
+                        format!("username {shown:?} is taken by another {role}"),
+                    ));
+                }
+            }
+            // An answer an earlier release recorded under its one scope of all sign-ups,
+            // for another username: not this request's.
+            _ => return Err(ApiError::reused_op()),
         }
+        Ok(Response::Account { id })
     }
 
     async fn login(
@@ -321,7 +343,7 @@ impl CustomerDb {
 
 #[cfg(test)]
 mod tests {
-    use agora_domain::CartLine;
+    use agora_domain::{CartLine, ItemId};
 
     use super::*;
     use crate::testing::Rig;
@@ -357,6 +379,79 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(rows, 2);
+    }
+
+    /// An op id is its caller's: a sign-up's for its role and username, a logout's and a
+    /// cart change's for their session. The same bytes from another caller are another
+    /// request, and from the same caller with another request, a refusal.
+    #[tokio::test]
+    async fn op_ids_are_scoped_by_their_caller_and_a_repeat_must_ask_the_same() {
+        let rig = Rig::start().await;
+        let sign_up = |op: OpId, role, username: &str, password: &str| Request::CreateAccount {
+            op,
+            role,
+            username: username.into(),
+            password: password.into(),
+            name: String::new(),
+        };
+        // A seller's sign-up with a buyer's op id makes the seller.
+        let shared = rig.op();
+        let buyer = rig.call(sign_up(shared, Role::Buyer, "bea", "password1")).await;
+        let seller = rig.call(sign_up(shared, Role::Seller, "sam", "password1")).await;
+        assert_ne!(seller, buyer, "not the buyer's answer");
+        let login = Request::Login {
+            role: Role::Seller,
+            username: "sam".into(),
+            password: "password1".into(),
+        };
+        assert!(rig.call(login).await.is_ok(), "the seller exists");
+        // Someone who signs up first with another's username and op id does not make
+        // the other's sign-up look done: it is told the username is taken. The same
+        // password is the same sign-up repeated.
+        let op = rig.op();
+        let first = rig.call(sign_up(op, Role::Buyer, "cy", "password1")).await.expect("made");
+        let other = rig.call(sign_up(op, Role::Buyer, "cy", "password2")).await;
+        assert_eq!(code(other), ErrorCode::UsernameTaken);
+        assert_eq!(rig.call(sign_up(op, Role::Buyer, "cy", "password1")).await, Ok(first));
+
+        // A logout with another session's op id ends this session.
+        let token_a = rig.login(Role::Buyer, "bea").await;
+        let token_b = rig.login(Role::Buyer, "bea").await;
+        let logout =
+            |op, session: &str| Request::Logout { op, session: session.into(), role: Role::Buyer };
+        let op = rig.op();
+        assert_eq!(rig.call(logout(op, &token_a)).await, Ok(Response::Done));
+        assert_eq!(rig.call(logout(op, &token_b)).await, Ok(Response::Done));
+        let check = Request::Authenticate { session: token_b.clone(), role: Role::Buyer };
+        assert_eq!(code(rig.call(check).await), ErrorCode::NotLoggedIn, "b ended too");
+        let mut rig = rig;
+        rig.restart_handler().await;
+        let check = Request::Authenticate { session: token_b, role: Role::Buyer };
+        assert_eq!(code(rig.call(check).await), ErrorCode::NotLoggedIn, "and stays ended");
+
+        // A cart change: one op id in two sessions is two changes; in one session with
+        // another item or quantity, a refusal that changes nothing.
+        let (token_a, token_b) =
+            (rig.login(Role::Buyer, "bea").await, rig.login(Role::Buyer, "bea").await);
+        let item = ItemId { category: 3, number: 1 };
+        let add = |op, session: &str, quantity| Request::AddToCart {
+            op,
+            session: session.into(),
+            item,
+            quantity,
+            available: 10,
+        };
+        let op = rig.op();
+        rig.call(add(op, &token_a, 2)).await.expect("added in a");
+        rig.call(add(op, &token_b, 2)).await.expect("added in b");
+        assert_eq!(rig.cart(&token_b).await, vec![CartLine { item, quantity: 2 }]);
+        let again = rig.call(add(op, &token_a, 2)).await.expect("a repeat");
+        assert_eq!(again, Response::Cart(vec![CartLine { item, quantity: 2 }]));
+        let reused = rig.call(add(op, &token_a, 5)).await;
+        let refused = reused.expect_err("another request");
+        assert_eq!(refused.code, ErrorCode::InvalidArgument);
+        assert!(refused.message.contains("op id"), "{refused}");
+        assert_eq!(rig.cart(&token_a).await, vec![CartLine { item, quantity: 2 }]);
     }
 
     #[tokio::test]

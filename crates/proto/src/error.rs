@@ -155,6 +155,17 @@ impl ApiError {
         ApiError::new(ErrorCode::NotLoggedIn, "not logged in: log in first")
     }
 
+    /// A request sent under an op id its caller already used, within the 24 hours op ids
+    /// are remembered, for a different request: it is neither applied nor answered with
+    /// the other request's answer.
+    pub fn reused_op() -> Self {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            "invalid op id: already used for a different request (over HTTP, the \
+             Idempotency-Key, which a retry sends with the same request); use a new one",
+        )
+    }
+
     /// No item `id`.
     pub fn unknown_item(id: agora_domain::ItemId) -> Self {
         ApiError::new(ErrorCode::UnknownItem, format!("unknown item {id}"))

@@ -210,7 +210,7 @@ async fn add_to_cart(
     Json(body): Json<CartAddition>,
 ) -> Out<axum::Json<Cart>> {
     let item = body.item.parse()?;
-    let op = key.op("buyer", &format!("add-to-cart {item}"), &session);
+    let op = key.op("buyer", "add-to-cart", &session);
     Ok(axum::Json(front.add_to_cart(op, &session, item, body.quantity).await?.into()))
 }
 
@@ -242,7 +242,7 @@ async fn remove_from_cart(
     key: IdempotencyKey,
     Query(query): Query<QuantityQuery>,
 ) -> Out<axum::Json<Cart>> {
-    let op = key.op("buyer", &format!("remove-from-cart {item}"), &session);
+    let op = key.op("buyer", "remove-from-cart", &session);
     Ok(axum::Json(front.remove_from_cart(op, &session, item, query.quantity).await?.into()))
 }
 
