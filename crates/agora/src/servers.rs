@@ -161,6 +161,14 @@ pub struct CustomerDbArgs {
     /// out up to this much early.
     #[arg(long, env = "AGORA_ACTIVITY_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub activity_flush: Duration,
+    /// The most sessions one account may have alive at once (each holds a copy of the
+    /// saved cart); a login past it is refused until one is logged out or times out.
+    #[arg(
+        long,
+        env = "AGORA_MAX_SESSIONS_PER_ACCOUNT",
+        default_value_t = agora_customer_db::DEFAULT_MAX_SESSIONS_PER_ACCOUNT
+    )]
+    pub max_sessions_per_account: usize,
     /// Reader threads (SQLite read connections), for reads arriving while the request
     /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
@@ -393,6 +401,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
     let config = agora_customer_db::Config {
         session_timeout: args.session_timeout,
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
+        max_sessions_per_account: args.max_sessions_per_account.max(1),
         server: args.common.server_config(),
         readers: args.readers.max(1),
         durability: args.storage.durability,

@@ -39,6 +39,8 @@ pub struct CustomerDb {
     coordinator: Arc<Coordinator>,
     /// Recent wrong passwords per account; leader-local (see the module's documentation).
     throttle: LoginThrottle,
+    /// The most sessions an account may have alive at once.
+    max_sessions: usize,
     /// Held (shared) by a login, logout or flush from proposing its command until the
     /// session table shows what it applied; held (exclusive) while the table is refilled
     /// from the rows, so that a refill can neither miss nor undo one of them.
@@ -143,6 +145,7 @@ impl CustomerDb {
         let db = CustomerDb {
             sessions: Sessions::new(timeout_ms, config.clock.clone()),
             throttle: LoginThrottle::new(config.clock.clone()),
+            max_sessions: config.max_sessions_per_account.max(1),
             replica,
             coordinator,
             session_writes: tokio::sync::RwLock::new(()),
@@ -283,6 +286,9 @@ impl CustomerDb {
             return Err(wrong());
         };
         self.throttle.succeeded(role, &username);
+        // Each session costs rows (its copy of the saved cart too): an account holds a
+        // bounded number alive. The place is held until the new session is in the table.
+        let _admitted = self.sessions.admit(account, self.max_sessions)?;
 
         let (token, session) = new_token()?;
         let _writing = self.session_writes.read().await;

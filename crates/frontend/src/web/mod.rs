@@ -422,10 +422,12 @@ pub fn plain(error: &ApiError) -> String {
             tracing::error!(code = %error.code, detail = %error.message, "internal error");
             "Something went wrong on our side; please try again in a moment.".into()
         }
-        ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Overloaded => format!(
+        ErrorCode::Unavailable | ErrorCode::Timeout => format!(
             "The shop is busy or partly down right now ({}); please try again in a moment.",
             error.message
         ),
+        // A limit (`overloaded`) says which one it is and what to do: too many logins from
+        // the address, too many sessions of the account, too many connections.
         _ => capitalise(&error.message),
     }
 }
