@@ -884,29 +884,12 @@ async fn connections_are_capped_and_closed_when_idle_or_slow() {
         limits,
     )
     .await;
-    let api = Api::new(addr);
 
-    // Connections at the cap, sending nothing: one more is told so, in the one shape.
-    let mut idle = Vec::new();
-    for _ in 0..3 {
-        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
-    }
-    let answer = api.get("/healthz").await;
-    assert_eq!(answer.headers["retry-after"], "1");
-    let message = answer.error(503, "overloaded");
-    assert!(message.contains("connections"), "{message}");
-
-    // One closes: a new client is served again.
-    drop(idle.pop());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = api.get("/healthz").await;
-        if answer.status == 200 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still refused: {}", answer.body);
-        tokio::task::yield_now().await;
-    }
+    // A connection that says nothing is closed at the header deadline of its opening,
+    // long before the idle one.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "a silent connection was not closed");
 
     // A request head trickled a byte at a time is cut off at the header deadline, long
     // before the idle one.
@@ -933,19 +916,117 @@ async fn connections_are_capped_and_closed_when_idle_or_slow() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     trickle.abort();
 
-    // An idle connection outlives the header deadline and is served ...
-    let mut waiting = idle.pop().unwrap();
+    // An answered connection outlives the header deadline, waiting for its next
+    // request ...
+    let mut waiting = tokio::net::TcpStream::connect(addr).await.unwrap();
     waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let answer = read_until_closed(&mut waiting, Duration::from_millis(500)).await;
     assert!(answer.is_none(), "closed instead of kept alive: {answer:?}");
-    // ... and closed once idle for the idle deadline.
+    // ... and is closed once idle for the idle deadline.
     let quiet = tokio::time::Instant::now();
-    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
-    assert_eq!(answer.as_deref(), Some(""), "an idle connection was not closed");
     assert!(read_until_closed(&mut waiting, Duration::from_secs(10)).await.is_some());
     assert!(quiet.elapsed() < Duration::from_secs(10));
     buyer.stop().await;
     cluster.stop().await;
+}
+
+/// At the cap, a new connection takes the place of the one idle longest.
+#[tokio::test]
+async fn at_the_cap_a_new_connection_takes_the_place_of_the_idle_longest() {
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits { max_connections: 3, ..Default::default() };
+    let (buyer, addr) = agora_testkit::start_buyer_with_http_limits(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+        limits,
+    )
+    .await;
+    // Three that say nothing: a request on a fourth is served, the first of them shed.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    Api::new(addr).get("/healthz").await.expect(200);
+    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "the idle longest was not shed");
+    buyer.stop().await;
+    cluster.stop().await;
+}
+
+/// A customer database that takes every request and answers none, and counts them.
+#[derive(Default)]
+struct Holding {
+    taken: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl agora_proto::Handler<agora_proto::CustomerDb> for Holding {
+    async fn handle(
+        &self,
+        _: agora_proto::messages::customer::Request,
+    ) -> Result<agora_proto::messages::customer::Response, agora_proto::ApiError> {
+        self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+        std::future::pending().await
+    }
+}
+
+/// With a request in hand on every connection, nobody is shed: a new connection is told
+/// so, in the one shape.
+#[tokio::test]
+async fn at_the_cap_connections_with_a_request_in_hand_keep_their_places() {
+    use tokio::io::AsyncWriteExt;
+    let data = tempfile::tempdir().unwrap();
+    let holding = std::sync::Arc::new(Holding::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let held_addr = listener.local_addr().unwrap();
+    let server = agora_proto::ServerConfig {
+        acceptor: agora_testkit::trust(data.path(), agora_proto::Component::CustomerDb).acceptor(),
+        ..Default::default()
+    };
+    // Never stopped: its requests never end. The test's runtime drops it.
+    tokio::spawn(agora_proto::serve(listener, holding.clone(), server, Default::default()));
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::BuyerServer);
+    let upstream = agora_frontend::Config {
+        call_timeout: Duration::from_secs(30),
+        ..agora_testkit::frontend_config(held_addr, held_addr, trust)
+    };
+    let limits = agora_frontend::http::Limits { max_connections: 3, ..Default::default() };
+    let (buyer, addr) =
+        agora_testkit::start_buyer_with_http_limits(&upstream, "127.0.0.1:0", limits).await;
+    let body = r#"{"username":"bea","password":"password1"}"#;
+    let login = format!(
+        "POST /v1/buyers/sessions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.write_all(login.as_bytes()).await.unwrap();
+        busy.push(socket);
+    }
+    // Once the three logins are with the customer database, every place is busy.
+    let all_in_hand = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let changed = holding.changed.notified();
+            if holding.taken.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+                break;
+            }
+            changed.await;
+        }
+    })
+    .await;
+    assert!(all_in_hand.is_ok(), "the logins never reached the customer database");
+    let refused = Api::new(addr).get("/healthz").await;
+    assert_eq!(refused.headers["retry-after"], "1");
+    let message = refused.error(503, "overloaded");
+    assert!(message.contains("connections"), "{message}");
+    for socket in &mut busy {
+        let open = read_until_closed(socket, Duration::from_millis(100)).await;
+        assert!(open.is_none(), "a connection with a request in hand was closed: {open:?}");
+    }
+    buyer.stop().await;
 }
 
 #[tokio::test]

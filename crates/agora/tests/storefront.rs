@@ -771,3 +771,36 @@ async fn an_ended_session_sends_to_login_and_says_why() {
     assert!(!buyer.cookies.contains_key("agora_buyer_session"));
     buyer.get("/login?expired=1").await.expect(200).has("Your session has ended");
 }
+
+/// 1,100 silent sockets once held every place of a storefront port, and `GET /login`
+/// failed for everyone. Now one address (127.0.0.2: the loopback network is all of
+/// 127/8) takes its share of the places and no more, its own silent connections making
+/// room for each other, and a shopper from another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_from_one_address_does_not_shut_the_shop() {
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits {
+        max_connections: 8,
+        max_connections_per_address: 4,
+        ..Default::default()
+    };
+    let (buyer, buyer_http) = agora_testkit::start_buyer_with_http_limits(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+        limits,
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+        flood.push(socket.connect(buyer_http).await.unwrap());
+    }
+    let mut shopper = Browser::new(buyer_http);
+    shopper.get("/login").await.expect(200);
+    shopper.sign_up("nia", "").await;
+    shopper.get("/cart").await.expect(200);
+    drop(flood);
+    buyer.stop().await;
+    cluster.stop().await;
+}

@@ -57,10 +57,15 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest request body, in bytes; past it, `413`.
     pub body_limit: usize,
-    /// Most connections open at once; one more is answered `503 overloaded` and closed.
+    /// Most connections open at once; one more takes the place of the connection idle
+    /// longest, or, with none idle, is answered `503 overloaded` and closed.
     pub max_connections: usize,
+    /// Most connections from one client address at once (its share of
+    /// `max_connections`); past it, the same, among that address's connections.
+    pub max_connections_per_address: usize,
     /// Once the first byte of a request has arrived, its head (request line and headers)
-    /// must arrive within this, or the connection is closed.
+    /// must arrive within this, or the connection is closed; a connection's first request
+    /// has this long from the connection's opening.
     pub header_timeout: Duration,
     /// A connection with no request in hand for this long is closed.
     pub idle_timeout: Duration,
@@ -68,6 +73,8 @@ pub struct Limits {
 
 /// Default [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default [`Limits::max_connections_per_address`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 256;
 /// Default [`Limits::header_timeout`].
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`Limits::idle_timeout`].
@@ -81,6 +88,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             body_limit: 64 * 1024,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS as usize,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
