@@ -55,6 +55,7 @@ fn errors() -> Vec<ApiError> {
         ApiError::new(ErrorCode::NotEnoughUnits, "only 3 units of 3:17 are available"),
         ApiError::new(ErrorCode::Overloaded, "buyer-server is at its limit of 4096 connections"),
         ApiError::new(ErrorCode::Unavailable, "closing a connection idle for 300s"),
+        ApiError::new(ErrorCode::PriceChanged, "the cart's total is now 6.00, not the 3.00"),
     ]
 }
 
@@ -138,6 +139,12 @@ fn customer_requests() -> Vec<customer::Request> {
         ClearCart { session: session() },
         Purchases { session: session(), page: page() },
         Purchase { session: session(), key: "k-1".into(), card: card() },
+        PurchaseAt {
+            session: session(),
+            key: "k-2".into(),
+            card: card(),
+            total: Money::from_cents(300),
+        },
     ]
 }
 
@@ -233,6 +240,12 @@ fn buyer_requests() -> Vec<front::BuyerRequest> {
         GetSellerRating { session: session(), seller_id: 1 },
         GetPurchases { session: session(), page: page() },
         MakePurchase { session: session(), key: "k-1".into(), card: card() },
+        MakePurchaseAt {
+            session: session(),
+            key: "k-2".into(),
+            card: card(),
+            total: Money::from_cents(300),
+        },
     ]
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_proto::{Component, Trust};
+use agora_proto::{Component, ErrorCode, Trust};
 use agora_replication::Status;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -37,11 +37,12 @@ pub struct Replica {
 }
 
 impl ClusterMap {
-    /// Writes the map to `DATA_DIR/cluster.json`.
+    /// Writes the map to `DATA_DIR/cluster.json`, readable by its owner only, like the
+    /// rest of the data directory.
     pub fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = data_dir.join(MAP_FILE);
         let json = serde_json::to_string_pretty(self).context("cannot encode the cluster map")?;
-        std::fs::write(&path, json + "\n")
+        agora_store::write_private(&path, (json + "\n").as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
@@ -71,7 +72,9 @@ pub struct ClusterArgs {
 pub enum ClusterAction {
     /// Show each replicated group: its members, which leads, the term, each replica's last
     /// log index, applied index and lag behind the leader, and which replicas do not
-    /// answer. Every replica is asked, with the cluster's admin credentials.
+    /// answer. Every replica is asked, with the cluster's admin credentials; one that
+    /// refuses them is shown as refused, with what it said (and the command fails when no
+    /// replica answers).
     Status(StatusArgs),
     /// Add a replica to a group: start it first, on an empty data directory with the
     /// cluster's credentials, its --node-id, and --peers listing the group's replicas and
@@ -165,6 +168,24 @@ struct Answer {
     status: Option<Status>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The error's code: `forbidden` when the replica refused these credentials,
+    /// `unavailable` when it could not be reached.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "code_name")]
+    code: Option<ErrorCode>,
+}
+
+fn code_name<S: serde::Serializer>(code: &Option<ErrorCode>, s: S) -> Result<S::Ok, S::Error> {
+    match code {
+        Some(code) => s.serialize_str(code.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Whether `error` is the replica's own refusal of the caller (these credentials, or
+/// this request), as opposed to a replica that could not be reached or is electing a
+/// leader. Waiting does not change a refusal, and it must be shown as the replica said it.
+fn is_refusal(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::Forbidden | ErrorCode::BadRequest | ErrorCode::Protocol)
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -216,16 +237,29 @@ pub async fn leader_of(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mut statuses = Vec::new();
+        let mut unreachable = Vec::new();
         for replica in replicas {
-            statuses.push(
-                agora_replication::status_of(group, &replica.addr, trust, TIMEOUT).await.ok(),
-            );
+            match agora_replication::status_of(group, &replica.addr, trust, TIMEOUT).await {
+                Ok(status) => statuses.push(Some(status)),
+                // No election and no retry makes a replica accept what it refused.
+                Err(e) if is_refusal(e.code) => {
+                    bail!("{} ({}) refused: {}: {e}", replica.name, replica.addr, e.code)
+                }
+                Err(e) => {
+                    unreachable.push(format!("{}: {e}", replica.name));
+                    statuses.push(None);
+                }
+            }
         }
         if let Some(at) = agora_replication::agreed_leader(&statuses) {
             return Ok(replicas[at].addr.clone());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("no replica of {group} leads: is a majority of it running?");
+            let why = match unreachable.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", unreachable.join("; ")),
+            };
+            bail!("no replica of {group} leads: is a majority of it running?{why}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -310,6 +344,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 name: replica.name.clone(),
                 addr: replica.addr.clone(),
                 error: asked.as_ref().err().map(ToString::to_string),
+                code: asked.as_ref().err().map(|e| e.code),
                 status: asked.ok(),
             });
         }
@@ -320,11 +355,24 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).context("cannot encode")?);
-        return Ok(());
+    } else {
+        for group in GROUPS {
+            if let Some(answers) = report.get(group.name()) {
+                print_group(group, answers);
+            }
+        }
     }
-    for group in GROUPS {
-        if let Some(answers) = report.get(group.name()) {
-            print_group(group, answers);
+    // Not one replica answered: say why, as the first one said it, and fail.
+    let answers = report.values().flatten();
+    if let Some(first) = answers.clone().find(|a| a.status.is_none())
+        && answers.clone().all(|a| a.status.is_none())
+    {
+        let error = first.error.as_deref().unwrap_or("no answer");
+        match first.code {
+            Some(code) if is_refusal(code) => {
+                bail!("{} ({}) refused: {code}: {error}", first.name, first.addr)
+            }
+            _ => bail!("no replica answers; {} ({}): {error}", first.name, first.addr),
         }
     }
     Ok(())
@@ -373,12 +421,15 @@ fn print_group(group: Component, answers: &[Answer]) {
                     lag,
                 ]
             }
-            // Why is in the JSON (`error`); the table stays narrow.
+            // Why is printed below the table; the table stays narrow.
             None => vec![
                 answer.name.clone(),
                 answer.addr.clone(),
                 "-".into(),
-                "unreachable".into(),
+                match answer.code {
+                    Some(code) if is_refusal(code) => "refused".into(),
+                    _ => "unreachable".into(),
+                },
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -386,5 +437,11 @@ fn print_group(group: Component, answers: &[Answer]) {
         };
         table.add_row(row.into_iter().map(Cell::new).collect::<Vec<_>>());
     }
-    println!("{table}\n");
+    println!("{table}");
+    for answer in answers {
+        if let (Some(error), Some(code)) = (&answer.error, answer.code) {
+            println!("{}: {code}: {error}", answer.name);
+        }
+    }
+    println!();
 }

@@ -20,10 +20,20 @@ pub struct Common {
     /// `info,agora_proto=debug`.
     #[arg(long, env = "AGORA_LOG", default_value = "info")]
     pub log: String,
-    /// Most client connections open at once. One more is told "overloaded" and closed at
-    /// once; the connections already open go on being served.
+    /// Most client connections open at once. One more takes the place of the connection
+    /// idle longest (told so and closed); when none is idle, the new one is told
+    /// "overloaded" and closed at once, and the connections already open go on.
     #[arg(long, env = "AGORA_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most connections from one client address (IP) at once: its share of
+    /// --max-connections, so that one address cannot take every place. Past it, a new
+    /// connection takes the place of that address's idle longest, or is refused.
+    #[arg(long, env = "AGORA_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1024)]
+    pub max_connections_per_address: usize,
+    /// A new connection must finish its TLS handshake (databases and payments) and start
+    /// its first request within this (e.g. 5s), or it is closed.
+    #[arg(long, env = "AGORA_FIRST_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
     /// Largest request accepted, in bytes. A frame declaring more is refused from its
     /// header, before any of it is buffered, and the connection is closed.
     #[arg(long, env = "AGORA_MAX_FRAME", default_value_t = agora_proto::DEFAULT_MAX_FRAME)]
@@ -134,6 +144,8 @@ impl Common {
     fn server_config(&self) -> ServerConfig {
         ServerConfig {
             max_connections: self.max_connections.max(1),
+            max_connections_per_address: self.max_connections_per_address.max(1),
+            first_request_timeout: self.first_request_timeout.max(Duration::from_millis(1)),
             max_frame: self.max_frame,
             max_in_flight: self.max_in_flight.max(1),
             // A zero deadline would close every connection at once.
@@ -161,6 +173,14 @@ pub struct CustomerDbArgs {
     /// out up to this much early.
     #[arg(long, env = "AGORA_ACTIVITY_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub activity_flush: Duration,
+    /// The most sessions one account may have alive at once (each holds a copy of the
+    /// saved cart); a login past it is refused until one is logged out or times out.
+    #[arg(
+        long,
+        env = "AGORA_MAX_SESSIONS_PER_ACCOUNT",
+        default_value_t = agora_customer_db::DEFAULT_MAX_SESSIONS_PER_ACCOUNT
+    )]
+    pub max_sessions_per_account: usize,
     /// Reader threads (SQLite read connections), for reads arriving while the request
     /// thread's own connection is busy: a checkpoint is holding it, or --threads is not 1.
     #[arg(long, env = "AGORA_DB_READERS", default_value_t = 2)]
@@ -329,9 +349,20 @@ pub struct HttpArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub http_max_connections: u32,
-    /// Once the first byte of an HTTP request has arrived, its request line and headers
-    /// must arrive within this (e.g. 10s), or the connection is closed: a client
-    /// trickling a header cannot hold it open.
+    /// Most HTTP connections from one client address (IP) at once: its share of
+    /// --http-max-connections. Past it, a new connection takes the place of that
+    /// address's idle longest, or is answered 503 `overloaded`.
+    #[arg(
+        long,
+        env = "AGORA_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = agora_frontend::http::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub http_max_connections_per_address: u32,
+    /// Once the first byte of an HTTP request has arrived (for a connection's first
+    /// request: once it is opened), its request line and headers must arrive within this
+    /// (e.g. 10s), or the connection is closed: a client trickling a header, or
+    /// connecting and saying nothing, cannot hold it open.
     #[arg(long, env = "AGORA_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_timeout: Duration,
     /// Close an HTTP connection that has had no request in hand for this long (e.g. 60s,
@@ -344,6 +375,7 @@ impl HttpArgs {
     fn limits(&self) -> agora_frontend::http::Limits {
         agora_frontend::http::Limits {
             max_connections: self.http_max_connections.max(1) as usize,
+            max_connections_per_address: self.http_max_connections_per_address.max(1) as usize,
             // A zero deadline would close every connection at once.
             header_timeout: self.http_header_timeout.max(Duration::from_millis(1)),
             idle_timeout: self.http_idle_timeout.max(Duration::from_millis(1)),
@@ -393,6 +425,7 @@ pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
     let config = agora_customer_db::Config {
         session_timeout: args.session_timeout,
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
+        max_sessions_per_account: args.max_sessions_per_account.max(1),
         server: args.common.server_config(),
         readers: args.readers.max(1),
         durability: args.storage.durability,

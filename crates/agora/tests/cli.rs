@@ -208,6 +208,43 @@ async fn json_output_is_the_http_vocabulary() {
     cluster.stop().await;
 }
 
+/// `purchase` says the total first, before the card is asked for, and buys only at that
+/// total (or the one given with `--total`): a price that changed buys nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_says_its_total_first_and_buys_only_at_it() {
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let seller = Cli { role: "seller", server: cluster.seller_addr(), state: state.path() };
+    let buyer = Cli { role: "buyer", server: cluster.buyer_addr(), state: state.path() };
+    seller.ok("create-account --username ann --password 'long enough'").await;
+    seller.ok("login --username ann --password 'long enough'").await;
+    seller
+        .ok("register --name Pen --category 3 --keyword pen --condition new --price 1.50 \
+             --quantity 10")
+        .await;
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+    buyer.ok("login --username bea --password 'long enough'").await;
+    buyer.ok("add 3:1 2").await;
+    let card = "--holder 'Bea B' --number '4111 1111 1111 1111' --expiry 12/99";
+
+    // The cart showed 3.00 to the buyer; the seller has raised the price since.
+    seller.ok("change-price 3:1 2.00").await;
+    let (code, _, err) = buyer.run(&format!("purchase {card} --total 3.00")).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("total to pay: 3.00"), "{err}");
+    assert!(err.contains("4.00") && err.contains("nothing was bought or charged"), "{err}");
+    assert_eq!(buyer.json("purchases").await["purchases"], serde_json::json!([]));
+    assert_eq!(buyer.json("item 3:1").await["quantity"], 10);
+
+    // Without --total: the cart's total now, said before anything is charged.
+    let (code, out, err) = buyer.run(&format!("--json purchase {card}")).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("total to pay: 4.00"), "{err}");
+    let bought: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(bought["total"], "4.00");
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_port_is_recognised() {
     let cluster = Cluster::start().await;
@@ -237,9 +274,11 @@ async fn secrets_are_asked_for_at_a_terminal_only() {
     let (code, _, err) = buyer.run("login --username bea").await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no password: pass --password or set AGORA_PASSWORD"), "{err}");
+    buyer.ok("login --username bea --password 'long enough'").await;
     let (code, _, err) = buyer.run("purchase --holder 'Bea B' --expiry 12/99").await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("pass --number or set AGORA_CARD_NUMBER"), "{err}");
+    buyer.ok("logout").await;
 
     // At a terminal (a pseudo-terminal that `script` provides) the password is asked for
     // and not echoed.

@@ -90,6 +90,47 @@ impl Api {
     }
 }
 
+/// The cart was shown at 3.00; the seller then raises the price. A purchase at the agreed
+/// total is refused with the new one and buys and charges nothing; the same purchase
+/// without a total (clients of earlier releases) buys at the price of the moment.
+#[tokio::test]
+async fn a_purchase_is_bought_only_at_the_total_the_buyer_agreed_to() {
+    let http = Http::start().await;
+    let mut seller = http.seller();
+    seller.sign_up("seller", "ann").await;
+    let id = seller.post("/v1/items", pen(5)).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let mut buyer = http.buyer();
+    buyer.sign_up("buyer", "bea").await;
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 2})).await.expect(200);
+    let card = json!({"holder": "Bea", "number": "4111 1111 1111 1111", "expiry": "09/99"});
+
+    seller
+        .send(Method::PATCH, &format!("/v1/items/{id}"), Some(json!({"price": "1000000"})))
+        .await
+        .expect(204);
+    let agreed = json!({"card": card, "total": "3.00"});
+    let message = buyer.post("/v1/purchases", agreed).await.error(409, "price_changed");
+    assert!(message.contains("2000000.00") && message.contains("3.00"), "{message}");
+    assert_eq!(buyer.get(&format!("/v1/items/{id}")).await.expect(200)["quantity"], 5);
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 2);
+    let history = buyer.get("/v1/purchases").await.expect(200);
+    assert_eq!(history["purchases"], json!([]));
+
+    // A total that is not an amount names the field; nothing is asked of anyone.
+    let bad = json!({"card": card, "total": "three"});
+    let message = buyer.post("/v1/purchases", bad).await.error(400, "invalid_argument");
+    assert!(message.contains("total"), "{message}");
+
+    // At the new total it is bought; without a total, at whatever it costs.
+    let now = json!({"card": card, "total": "2000000.00"});
+    let bought = buyer.post("/v1/purchases", now).await.expect(201);
+    assert_eq!(bought["total"], "2000000.00");
+    buyer.post("/v1/cart/items", json!({"item": id, "quantity": 1})).await.expect(200);
+    let bought = buyer.post("/v1/purchases", json!({"card": card})).await.expect(201);
+    assert_eq!(bought["total"], "1000000.00");
+    http.stop().await;
+}
+
 fn pen(quantity: u32) -> Value {
     json!({
         "name": "Blue pen",
@@ -343,7 +384,31 @@ async fn health_docs_and_unknown_routes() {
         let docs = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
         assert_eq!(docs.status(), 200);
         assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-        assert!(docs.text().await.unwrap().contains("openapi.json"));
+        // A page on the shop's own origin: its own script only, never framed or sniffed.
+        let csp = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(docs.headers()["x-frame-options"], "DENY");
+        assert_eq!(docs.headers()["x-content-type-options"], "nosniff");
+        let page = docs.text().await.unwrap();
+        assert!(page.contains("openapi.json"));
+        assert!(!page.contains("<script>") && !page.contains("<style>"), "inline code: {page}");
+        for (file, kind) in [("/docs.js", "text/javascript"), ("/docs.css", "text/css")] {
+            let served = api.http.get(format!("{}{file}", api.base)).send().await.unwrap();
+            assert_eq!(served.status(), 200, "{file}");
+            assert_eq!(served.headers()["content-type"], kind, "{file}");
+            assert_eq!(served.headers()["x-content-type-options"], "nosniff", "{file}");
+        }
+
+        // JSON answers, success or error: not sniffed, not cached, nothing runs in them.
+        for path in ["/healthz", "/openapi.json", "/v1/nothing", "/v1/cart"] {
+            let answer = api.http.get(format!("{}{path}", api.base)).send().await.unwrap();
+            let headers = answer.headers();
+            assert_eq!(headers["content-type"], "application/json", "{path}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["cache-control"], "no-store", "{path}");
+            assert!(headers.contains_key("content-security-policy"), "{path}");
+        }
 
         let message = api.get("/v2/nothing").await.error(404, "bad_request");
         assert!(message.contains("/v2/nothing"), "{message}");
@@ -819,29 +884,12 @@ async fn connections_are_capped_and_closed_when_idle_or_slow() {
         limits,
     )
     .await;
-    let api = Api::new(addr);
 
-    // Connections at the cap, sending nothing: one more is told so, in the one shape.
-    let mut idle = Vec::new();
-    for _ in 0..3 {
-        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
-    }
-    let answer = api.get("/healthz").await;
-    assert_eq!(answer.headers["retry-after"], "1");
-    let message = answer.error(503, "overloaded");
-    assert!(message.contains("connections"), "{message}");
-
-    // One closes: a new client is served again.
-    drop(idle.pop());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = api.get("/healthz").await;
-        if answer.status == 200 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still refused: {}", answer.body);
-        tokio::task::yield_now().await;
-    }
+    // A connection that says nothing is closed at the header deadline of its opening,
+    // long before the idle one.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "a silent connection was not closed");
 
     // A request head trickled a byte at a time is cut off at the header deadline, long
     // before the idle one.
@@ -868,19 +916,117 @@ async fn connections_are_capped_and_closed_when_idle_or_slow() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     trickle.abort();
 
-    // An idle connection outlives the header deadline and is served ...
-    let mut waiting = idle.pop().unwrap();
+    // An answered connection outlives the header deadline, waiting for its next
+    // request ...
+    let mut waiting = tokio::net::TcpStream::connect(addr).await.unwrap();
     waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let answer = read_until_closed(&mut waiting, Duration::from_millis(500)).await;
     assert!(answer.is_none(), "closed instead of kept alive: {answer:?}");
-    // ... and closed once idle for the idle deadline.
+    // ... and is closed once idle for the idle deadline.
     let quiet = tokio::time::Instant::now();
-    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
-    assert_eq!(answer.as_deref(), Some(""), "an idle connection was not closed");
     assert!(read_until_closed(&mut waiting, Duration::from_secs(10)).await.is_some());
     assert!(quiet.elapsed() < Duration::from_secs(10));
     buyer.stop().await;
     cluster.stop().await;
+}
+
+/// At the cap, a new connection takes the place of the one idle longest.
+#[tokio::test]
+async fn at_the_cap_a_new_connection_takes_the_place_of_the_idle_longest() {
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits { max_connections: 3, ..Default::default() };
+    let (buyer, addr) = agora_testkit::start_buyer_with_http_limits(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+        limits,
+    )
+    .await;
+    // Three that say nothing: a request on a fourth is served, the first of them shed.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    Api::new(addr).get("/healthz").await.expect(200);
+    let answer = read_until_closed(&mut idle[0], Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some(""), "the idle longest was not shed");
+    buyer.stop().await;
+    cluster.stop().await;
+}
+
+/// A customer database that takes every request and answers none, and counts them.
+#[derive(Default)]
+struct Holding {
+    taken: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl agora_proto::Handler<agora_proto::CustomerDb> for Holding {
+    async fn handle(
+        &self,
+        _: agora_proto::messages::customer::Request,
+    ) -> Result<agora_proto::messages::customer::Response, agora_proto::ApiError> {
+        self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+        std::future::pending().await
+    }
+}
+
+/// With a request in hand on every connection, nobody is shed: a new connection is told
+/// so, in the one shape.
+#[tokio::test]
+async fn at_the_cap_connections_with_a_request_in_hand_keep_their_places() {
+    use tokio::io::AsyncWriteExt;
+    let data = tempfile::tempdir().unwrap();
+    let holding = std::sync::Arc::new(Holding::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let held_addr = listener.local_addr().unwrap();
+    let server = agora_proto::ServerConfig {
+        acceptor: agora_testkit::trust(data.path(), agora_proto::Component::CustomerDb).acceptor(),
+        ..Default::default()
+    };
+    // Never stopped: its requests never end. The test's runtime drops it.
+    tokio::spawn(agora_proto::serve(listener, holding.clone(), server, Default::default()));
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::BuyerServer);
+    let upstream = agora_frontend::Config {
+        call_timeout: Duration::from_secs(30),
+        ..agora_testkit::frontend_config(held_addr, held_addr, trust)
+    };
+    let limits = agora_frontend::http::Limits { max_connections: 3, ..Default::default() };
+    let (buyer, addr) =
+        agora_testkit::start_buyer_with_http_limits(&upstream, "127.0.0.1:0", limits).await;
+    let body = r#"{"username":"bea","password":"password1"}"#;
+    let login = format!(
+        "POST /v1/buyers/sessions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.write_all(login.as_bytes()).await.unwrap();
+        busy.push(socket);
+    }
+    // Once the three logins are with the customer database, every place is busy.
+    let all_in_hand = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let changed = holding.changed.notified();
+            if holding.taken.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+                break;
+            }
+            changed.await;
+        }
+    })
+    .await;
+    assert!(all_in_hand.is_ok(), "the logins never reached the customer database");
+    let refused = Api::new(addr).get("/healthz").await;
+    assert_eq!(refused.headers["retry-after"], "1");
+    let message = refused.error(503, "overloaded");
+    assert!(message.contains("connections"), "{message}");
+    for socket in &mut busy {
+        let open = read_until_closed(socket, Duration::from_millis(100)).await;
+        assert!(open.is_none(), "a connection with a request in hand was closed: {open:?}");
+    }
+    buyer.stop().await;
 }
 
 #[tokio::test]
@@ -1052,6 +1198,15 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     let again = anonymous.keyed(Method::POST, "/v1/sellers", "acct-1", Some(ann.clone())).await;
     assert_eq!(again.expect(201)["id"], id);
     anonymous.post("/v1/sellers", ann.clone()).await.error(409, "username_taken");
+    // Whoever guesses a sign-up's key and sends it first with the username takes the
+    // username, as anyone signing up first would; the real sign-up is then told so, not
+    // answered with the taker's account.
+    let taker = json!({"username": "cat", "password": "the takers one"});
+    let taken = anonymous.keyed(Method::POST, "/v1/sellers", "acct-2", Some(taker)).await;
+    taken.expect(201);
+    let cat = json!({"username": "cat", "password": "cats own password"});
+    let told = anonymous.keyed(Method::POST, "/v1/sellers", "acct-2", Some(cat)).await;
+    told.error(409, "username_taken");
 
     let mut seller = http.seller();
     let session = seller.post("/v1/sellers/sessions", ann).await.expect(201);
@@ -1094,6 +1249,13 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     let cart = other.keyed(Method::POST, "/v1/cart/items", "add-1", addition.clone()).await;
     assert_eq!(cart.expect(200)["lines"][0]["quantity"], 1);
 
+    // The same key with another request (another quantity) is refused, not taken for a
+    // new attempt, nor answered with the first attempt's cart.
+    let more = Some(json!({"item": id, "quantity": 3}));
+    let reused = buyer.keyed(Method::POST, "/v1/cart/items", "add-1", more).await;
+    assert!(reused.error(400, "invalid_argument").contains("Idempotency-Key"));
+    assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
+
     // A key that breaks the rule is refused, and changes nothing.
     for bad in ["", "   ", &"k".repeat(65)] {
         let answer = buyer.keyed(Method::POST, "/v1/cart/items", bad, addition.clone()).await;
@@ -1126,7 +1288,7 @@ async fn the_docs_page_shows_defaults_and_renders_descriptions() {
         assert_eq!(schema("offset")["default"], 0, "{path}");
 
         // Descriptions are Markdown: every one is shown through the renderer, none raw.
-        let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap();
+        let page = api.http.get(format!("{}/docs.js", api.base)).send().await.unwrap();
         let page = page.text().await.unwrap();
         assert!(page.contains("const markdown = "), "no Markdown renderer");
         for raw in ["description || \"\"", "textContent = s.info.description", "}, op.description)"]

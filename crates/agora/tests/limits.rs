@@ -65,40 +65,126 @@ async fn connect(addr: std::net::SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
 
+/// The first `n` bytes of a ping: a request begun and not finished.
+fn half_a_ping(n: usize) -> Bytes {
+    ping(1).slice(..n)
+}
+
+async fn connect_from(local: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(local), 0).into()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 #[tokio::test]
-async fn past_max_connections_a_connection_is_refused_and_the_open_ones_still_served() {
+async fn past_max_connections_the_idle_longest_is_shed_and_busy_ones_keep_their_places() {
     let cluster = Cluster::start().await;
     let buyer =
         cluster.start_buyer_with(ServerConfig { max_connections: 2, ..Default::default() }).await;
     let (mut first, mut second) = (connect(buyer.addr).await, connect(buyer.addr).await);
-    // An answer on each shows that both hold a place.
+    // An answer on each shows that both hold a place; both are idle now.
     ping_pong(&mut first, 1).await;
     ping_pong(&mut second, 1).await;
 
+    // A third takes the place of the one idle longest, which is told why and closed.
     let mut third = connect(buyer.addr).await;
-    let frames = frames_until_closed(&mut third).await;
+    ping_pong(&mut third, 1).await;
+    let frames = frames_until_closed(&mut first).await;
     assert_eq!(frames.len(), 1, "only a goodbye: {frames:?}");
-    assert_eq!(goodbye_code(&frames[0]), ErrorCode::Overloaded);
+    assert_eq!(goodbye_code(&frames[0]), ErrorCode::Unavailable);
 
-    ping_pong(&mut first, 2).await;
-    ping_pong(&mut second, 2).await;
-
-    // A place freed is a place for the next connection, once the server has seen it go.
-    drop(first);
-    let served = timeout(BOUND, async {
+    // With a request arriving on each, nobody is shed: a new connection is refused.
+    second.write_all(&half_a_ping(10)).await.unwrap();
+    third.write_all(&half_a_ping(10)).await.unwrap();
+    let refused = timeout(BOUND, async {
         loop {
             let mut next = connect(buyer.addr).await;
-            if next.write_all(&ping(1)).await.is_ok() {
-                let frames = frames_until_first(&mut next).await;
-                if frames.kind == Kind::Response {
-                    break;
-                }
+            let frames = frames_until_closed(&mut next).await;
+            // Until the server has read the halves, it may still take one for idle.
+            if let [frame] = &frames[..]
+                && goodbye_code(frame) == ErrorCode::Overloaded
+            {
+                break;
             }
             tokio::task::yield_now().await;
         }
     })
     .await;
-    assert!(served.is_ok(), "a freed place is never given to a new connection");
+    assert!(refused.is_ok(), "a connection with a request arriving was shed");
+    // The halves are finished and answered: both were kept.
+    for socket in [&mut second, &mut third] {
+        socket.write_all(&ping(1).slice(10..)).await.unwrap();
+        let frame = frames_until_first(socket).await;
+        assert_eq!((frame.kind, frame.id), (Kind::Response, 1));
+    }
+    buyer.stop().await;
+}
+
+/// A flood of connections that never send a byte, from one address (127.0.0.2: the
+/// loopback network is all of 127/8), takes that address's share of the places and no
+/// more, and keeps shedding its own; another address is served throughout.
+#[tokio::test]
+async fn a_flood_of_silent_connections_from_one_address_leaves_the_door_open_to_others() {
+    let cluster = Cluster::start().await;
+    let config =
+        ServerConfig { max_connections: 8, max_connections_per_address: 4, ..Default::default() };
+    let buyer = cluster.start_buyer_with(config).await;
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        flood.push(connect_from([127, 0, 0, 2], buyer.addr).await);
+    }
+    // Another address is served, on connections of its own, however many it opens.
+    let mut served = Vec::new();
+    for id in 0..4 {
+        let mut socket = connect(buyer.addr).await;
+        ping_pong(&mut socket, id).await;
+        served.push(socket);
+    }
+    // The flood keeps at most its share: all but 4 of it are told to go (a goodbye, or
+    // the close).
+    let (told, mut told_rx) = tokio::sync::mpsc::unbounded_channel();
+    for mut socket in flood {
+        let told = told.clone();
+        tokio::spawn(async move {
+            let _ = socket.read_u8().await;
+            let _ = told.send(());
+        });
+    }
+    let shed = timeout(BOUND, async {
+        for _ in 0..46 {
+            told_rx.recv().await;
+        }
+    })
+    .await;
+    assert!(shed.is_ok(), "more than 4 silent connections from one address kept a place");
+    for socket in &mut served {
+        ping_pong(socket, 9).await;
+    }
+    buyer.stop().await;
+}
+
+/// A connection that says nothing is closed at the first request's deadline, long
+/// before the idle one.
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_at_its_first_deadline() {
+    let cluster = Cluster::start().await;
+    let config = ServerConfig {
+        first_request_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(300),
+        ..Default::default()
+    };
+    let buyer = cluster.start_buyer_with(config).await;
+    let mut silent = connect(buyer.addr).await;
+    let frames = frames_until_closed(&mut silent).await;
+    assert_eq!(frames.len(), 1, "only a goodbye: {frames:?}");
+    assert_eq!(goodbye_code(&frames[0]), ErrorCode::Unavailable);
+    // One that sends its first request in time is served, and then idles for the idle
+    // deadline.
+    let mut talking = connect(buyer.addr).await;
+    ping_pong(&mut talking, 1).await;
+    let idle = timeout(Duration::from_millis(500), talking.read_u8()).await;
+    assert!(idle.is_err(), "closed at the first request's deadline though it sent one");
+    ping_pong(&mut talking, 2).await;
     buyer.stop().await;
 }
 
@@ -248,4 +334,47 @@ async fn a_client_that_never_reads_is_cut_off_and_cannot_make_the_server_buffer(
 
     ping_pong(&mut normal, 6).await;
     buyer.stop().await;
+}
+
+/// The same at an internal port, where a caller must finish a TLS handshake with the
+/// cluster's credentials: a flood of sockets that never start one, from one address,
+/// takes that address's share and no more, and the components calling from another
+/// address are served.
+#[tokio::test]
+async fn a_flood_of_silent_sockets_at_an_internal_port_leaves_it_open_to_the_cluster() {
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let trust = agora_testkit::trust(data.path(), agora_proto::Component::ProductDb);
+    let config = agora_product_db::Config {
+        server: ServerConfig {
+            max_connections: 8,
+            max_connections_per_address: 4,
+            ..Default::default()
+        },
+        ..agora_product_db::Config::new(data.path(), trust)
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(agora_product_db::run(listener, config, shutdown.clone()));
+
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        flood.push(connect_from([127, 0, 0, 2], addr).await);
+    }
+    let seller = agora_testkit::trust(data.path(), agora_proto::Component::SellerServer);
+    for _ in 0..4 {
+        let channel = agora_proto::Channel::<agora_proto::ProductDb>::connect_with(
+            &addr.to_string(),
+            BOUND,
+            agora_proto::DEFAULT_MAX_FRAME,
+            &seller.connector(),
+        )
+        .await
+        .expect("a handshake");
+        let pong = channel.call(&agora_proto::messages::product::Request::Ping, BOUND).await;
+        assert!(pong.is_ok(), "the cluster's own caller was not served: {pong:?}");
+    }
+    drop(flood);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }

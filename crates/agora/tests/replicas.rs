@@ -247,6 +247,9 @@ async fn the_leaders_die_mid_session_and_nothing_acknowledged_is_lost() {
     // A replica's death is not the marketplace's: `agora up` runs on.
     assert!(up.child.try_wait().unwrap().is_none(), "agora up stopped");
     up.stop().await;
+    // Everything the servers wrote is their owner's only: the databases, the Raft logs,
+    // the stamps, the snapshots, the credentials, the cluster map.
+    assert_eq!(agora_testkit::not_private(data.path()), vec![]);
 }
 
 /// A replica pointed at another group's data directory refuses to start, and leaves the

@@ -273,3 +273,37 @@ async fn a_malformed_token_is_refused_before_it_reaches_anything() {
     }
     frontend.stop().await;
 }
+
+/// An account holds at most 32 sessions alive: each login copies the saved cart into a
+/// session of its own, so logins without logouts cannot grow the rows without bound. The
+/// 33rd is refused, saying why; a logout frees a place; other accounts go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_holds_a_bounded_number_of_sessions() {
+    let cluster = Cluster::start().await;
+    let (_, mug) = listed_item(&cluster).await;
+    let first = buyer_client(&cluster);
+    first.create_account("bea", "password1", "").await.unwrap();
+    first.login("bea", "password1").await.unwrap();
+    first.add_to_cart(mug, 2).await.unwrap();
+    first.save_cart().await.unwrap();
+    let mut sessions = vec![first];
+    for _ in 1..agora_customer_db::DEFAULT_MAX_SESSIONS_PER_ACCOUNT {
+        let buyer = buyer_client(&cluster);
+        buyer.login("bea", "password1").await.unwrap();
+        sessions.push(buyer);
+    }
+    let one_more = buyer_client(&cluster);
+    let refused = one_more.login("bea", "password1").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Overloaded), "{refused}");
+    assert!(refused.to_string().contains("sessions open"), "{refused}");
+    // Every session is still there, each with its copy of the saved cart.
+    assert_eq!(sessions[1].display_cart().await.unwrap().len(), 1);
+    // Another account is not affected.
+    let other = buyer_client(&cluster);
+    other.create_account("cy", "password1", "").await.unwrap();
+    other.login("cy", "password1").await.unwrap();
+    // A logout frees a place.
+    sessions.pop().unwrap().logout().await.unwrap();
+    one_more.login("bea", "password1").await.unwrap();
+    cluster.stop().await;
+}

@@ -128,6 +128,17 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts `form` as a browser on a page of `origin` would (its `Origin` header).
+    async fn post_from(&mut self, origin: &str, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_html_form_encode(form));
+        self.send(request).await
+    }
+
     /// Signs up through the login page's form; asserts it lands on the start page.
     async fn sign_up(&mut self, username: &str, name: &str) {
         let login = self.get("/login").await;
@@ -230,12 +241,14 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
     // A card that fails the Luhn check is declined, in words, with the typed details kept
     // but the number not echoed; nothing is bought.
     let key = hidden(&cart.body, "key");
+    let total = hidden(&cart.body, "total");
     let declined = buyer
         .post(
             "/cart/checkout",
             &[
                 ("csrf", &csrf),
                 ("key", &key),
+                ("total", &total),
                 ("holder", "Bea <B>"),
                 ("number", "4111111111111112"),
                 ("expiry", "12/39"),
@@ -253,12 +266,14 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
 
     // A good card buys; the purchase is in the history.
     let key = hidden(&declined.body, "key");
+    assert_eq!(hidden(&declined.body, "total"), total, "the form again, at the same total");
     buyer
         .post(
             "/cart/checkout",
             &[
                 ("csrf", &csrf),
                 ("key", &key),
+                ("total", &total),
                 ("holder", "Bea B"),
                 ("number", "4111 1111 1111 1111"),
                 ("expiry", "12/39"),
@@ -401,11 +416,18 @@ async fn errors_stand_beside_their_forms_and_keep_what_was_typed() {
     buyer
         .post(
             "/cart/checkout",
-            &[("csrf", &csrf), ("holder", "D"), ("number", "4111111111111111"), ("expiry", "1/2")],
+            &[
+                ("csrf", &csrf),
+                ("total", "0.00"),
+                ("holder", "D"),
+                ("number", "4111111111111111"),
+                ("expiry", "1/2"),
+            ],
         )
         .await
         .expect(400)
-        .has("id=\"checkout-error\"");
+        .has("id=\"checkout-error\"")
+        .has("expiry");
 
     let mut stranger = Browser::new(buyer_http);
     let login = stranger.get("/login").await;
@@ -479,6 +501,39 @@ async fn forms_without_their_token_are_refused_and_change_nothing() {
         .await
         .expect(403);
 
+    // A double-submit cookie the frontends did not sign is refused, even when the form
+    // carries the same value: a cookie planted by someone else proves nothing.
+    for planted in ["abc", "0123456789abcdef0123456789abcdef"] {
+        let mut planted_browser = Browser::new(seller_http);
+        planted_browser.cookies.insert("agora_seller_csrf".into(), planted.into());
+        let login = planted_browser.get("/login").await;
+        assert_ne!(login.csrf(), planted, "the page hands out a signed value instead");
+        let form = [("csrf", planted), ("username", "hank"), ("password", "long enough")];
+        planted_browser.cookies.insert("agora_seller_csrf".into(), planted.into());
+        planted_browser.post("/signup", &form).await.expect(403);
+        planted_browser.post("/login", &form).await.expect(403);
+    }
+
+    // A form posted from a page of another origin is refused, token and all, and
+    // changes nothing; one from this origin goes through.
+    let token = seller.token().await;
+    let listing = [
+        ("csrf", token.as_str()),
+        ("name", "Elsewhere"),
+        ("category", "3"),
+        ("keywords", ""),
+        ("condition", "new"),
+        ("price", "1"),
+        ("quantity", "1"),
+    ];
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        seller.post_from(origin, "/items", &listing).await.expect(403);
+    }
+    seller.get("/").await.lacks("Elsewhere");
+    let here = format!("http://{seller_http}");
+    seller.post_from(&here, "/items", &listing).await.redirects_to("/?done=listed");
+    seller.get("/").await.has("Elsewhere");
+
     // A body that is not a form is refused.
     let response = reqwest::Client::new()
         .post(format!("http://{seller_http}/items"))
@@ -525,9 +580,8 @@ async fn cookies_headers_and_sessions_across_frontends() {
     css.expect(200);
     assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
 
-    // The session cookie: HttpOnly, SameSite; Secure only when served over TLS.
+    // The session cookie: HttpOnly, SameSite; not Secure in the clear.
     let csrf = login.csrf();
-    buyer.proxy_https = true;
     let done = buyer
         .post("/signup", &[("csrf", &csrf), ("username", "hal"), ("password", "long enough")])
         .await;
@@ -537,10 +591,43 @@ async fn cookies_headers_and_sessions_across_frontends() {
     assert!(
         session.contains("HttpOnly")
             && session.contains("SameSite=Lax")
-            && session.contains("Secure"),
+            && session.contains("Path=/")
+            && !session.contains("Secure"),
         "{session}"
     );
-    buyer.proxy_https = false;
+
+    // Over TLS (a proxy in front says so) both cookies are Secure and `__Host-` named,
+    // so that no other host can plant them; the plain names are not read there.
+    let mut secure = Browser::new(buyer_a);
+    secure.proxy_https = true;
+    let login = secure.get("/login").await;
+    let cookies = login.set_cookies();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("__Host-agora_buyer_csrf=")
+            && c.contains("Secure")
+            && c.contains("Path=/")
+            && !c.contains("Domain")),
+        "{cookies:?}"
+    );
+    let csrf = login.csrf();
+    let done = secure
+        .post("/signup", &[("csrf", &csrf), ("username", "ida"), ("password", "long enough")])
+        .await;
+    done.redirects_to("/");
+    let session = done.set_cookies();
+    assert!(
+        session.iter().any(|c| c.starts_with("__Host-agora_buyer_session=")
+            && c.contains("HttpOnly")
+            && c.contains("Secure")
+            && c.contains("Path=/")),
+        "{session:?}"
+    );
+    secure.get("/").await.expect(200);
+    let token = secure.cookies["__Host-agora_buyer_session"].clone();
+    let mut downgraded = Browser::new(buyer_a);
+    downgraded.proxy_https = true;
+    downgraded.cookies.insert("agora_buyer_session".into(), token);
+    downgraded.get("/").await.redirects_to("/login");
 
     // Another frontend (or this one restarted) serves the same user without a login,
     // and accepts the same CSRF token.
@@ -560,6 +647,8 @@ async fn cookies_headers_and_sessions_across_frontends() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("content-security-policy"));
+    assert_eq!(missing.headers()["x-frame-options"], "DENY");
+    assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
     assert!(missing.text().await.unwrap().contains("No such page"));
 
     // The JSON API on the same port is untouched by the pages.
@@ -591,13 +680,16 @@ async fn checkout_outcomes_are_told_in_words() {
         .post(&format!("/items/{dom}/remove"), &[("csrf", &token), ("quantity", "2")])
         .await
         .redirects_to("/?done=units");
-    let card = [
-        ("csrf", csrf.as_str()),
-        ("holder", "Jon"),
-        ("number", "4111111111111111"),
-        ("expiry", "12/39"),
-    ];
-    let short = buyer.post("/cart/checkout", &card).await;
+    let card = |total| {
+        [
+            ("csrf", csrf.as_str()),
+            ("total", total),
+            ("holder", "Jon"),
+            ("number", "4111111111111111"),
+            ("expiry", "12/39"),
+        ]
+    };
+    let short = buyer.post("/cart/checkout", &card("3.00")).await;
     short
         .expect(409)
         .has("Not enough units are left")
@@ -612,9 +704,56 @@ async fn checkout_outcomes_are_told_in_words() {
         .redirects_to("/cart?done=removed");
     let payments = cluster.payments;
     payments.stop().await;
-    let down = buyer.post("/cart/checkout", &card).await;
+    let down = buyer.post("/cart/checkout", &card("1.50")).await;
     down.expect(503).has("Payments did not answer in time").has("not charged twice");
     buyer.get("/purchases").await.expect(200).has("No purchases yet");
+}
+
+/// The cart page says "Pay 3.00"; the seller then asks a million for the item. The
+/// unchanged checkout form buys nothing and charges nothing, and the cart comes back with
+/// the new total to pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_after_a_price_rise_charges_nothing_and_shows_the_new_total() {
+    let cluster = Cluster::start().await;
+    let (_s, seller_http) = cluster.start_seller_with_http().await;
+    let (_b, buyer_http) = cluster.start_buyer_with_http().await;
+    let mut seller = Browser::new(seller_http);
+    seller.sign_up("lou", "").await;
+    let item = seller_lists(&mut seller, "Lamp", "5").await;
+    let mut buyer = Browser::new(buyer_http);
+    buyer.sign_up("max", "").await;
+    let csrf = buyer.token().await;
+    buyer
+        .post("/cart/add", &[("csrf", &csrf), ("item", &item), ("quantity", "2")])
+        .await
+        .redirects_to("/cart?done=added");
+    let cart = buyer.get("/cart").await;
+    cart.expect(200).has("Pay 3.00");
+    let (key, total) = (hidden(&cart.body, "key"), hidden(&cart.body, "total"));
+    assert_eq!(total, "3.00");
+
+    let token = seller.token().await;
+    let dom = item.replace(':', "-");
+    seller
+        .post(&format!("/items/{dom}/price"), &[("csrf", &token), ("price", "1000000")])
+        .await
+        .redirects_to("/?done=priced");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("total", total.as_str()),
+        ("holder", "Max"),
+        ("number", "4111111111111111"),
+        ("expiry", "12/39"),
+    ];
+    let refused = buyer.post("/cart/checkout", &form).await;
+    refused
+        .expect(409)
+        .has("2000000.00")
+        .has("nothing was bought or charged")
+        .has("Pay 2000000.00");
+    buyer.get("/purchases").await.expect(200).has("No purchases yet");
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,4 +770,37 @@ async fn an_ended_session_sends_to_login_and_says_why() {
     page.redirects_to("/login?expired=1");
     assert!(!buyer.cookies.contains_key("agora_buyer_session"));
     buyer.get("/login?expired=1").await.expect(200).has("Your session has ended");
+}
+
+/// 1,100 silent sockets once held every place of a storefront port, and `GET /login`
+/// failed for everyone. Now one address (127.0.0.2: the loopback network is all of
+/// 127/8) takes its share of the places and no more, its own silent connections making
+/// room for each other, and a shopper from another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_from_one_address_does_not_shut_the_shop() {
+    let cluster = Cluster::start().await;
+    let limits = agora_frontend::http::Limits {
+        max_connections: 8,
+        max_connections_per_address: 4,
+        ..Default::default()
+    };
+    let (buyer, buyer_http) = agora_testkit::start_buyer_with_http_limits(
+        &cluster.upstream_for(agora_proto::Component::BuyerServer),
+        "127.0.0.1:0",
+        limits,
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+        flood.push(socket.connect(buyer_http).await.unwrap());
+    }
+    let mut shopper = Browser::new(buyer_http);
+    shopper.get("/login").await.expect(200);
+    shopper.sign_up("nia", "").await;
+    shopper.get("/cart").await.expect(200);
+    drop(flood);
+    buyer.stop().await;
+    cluster.stop().await;
 }

@@ -280,6 +280,8 @@ async fn data_and_credentials_are_readable_by_their_owner_only() {
     for key in ["ca.key", "customer-db.key", "buyer-server.key"] {
         assert_eq!(mode(&credentials.join(key)), 0o600, "{key}");
     }
+    // Everything else the servers wrote too: certificates, logs, whatever comes.
+    assert_eq!(agora_testkit::not_private(data), vec![]);
     cluster.stop().await;
     // A directory the servers create themselves is private too.
     let parent = tempfile::tempdir().unwrap();
@@ -307,4 +309,68 @@ async fn errors_that_reach_the_public_never_name_internal_addresses() {
         assert!(!message.contains(&addr.port().to_string()), "{message} names {addr}");
     }
     frontend.stop().await;
+}
+
+/// Credentials of the cluster in `dir` whose admin certificate is the seller server's: a
+/// replica takes the handshake (the certificate is the cluster's) and refuses every
+/// admin request.
+fn seller_posing_as_admin(dir: &std::path::Path) -> tempfile::TempDir {
+    let real = agora_testkit::credentials(dir);
+    let posing = tempfile::tempdir().unwrap();
+    std::fs::copy(real.join("ca.crt"), posing.path().join("ca.crt")).unwrap();
+    std::fs::copy(real.join("seller-server.crt"), posing.path().join("admin.crt")).unwrap();
+    std::fs::copy(real.join("seller-server.key"), posing.path().join("admin.key")).unwrap();
+    posing
+}
+
+#[tokio::test]
+async fn cluster_commands_with_refused_credentials_show_the_refusal() {
+    // A product database as a group of one, which answers `agora cluster`.
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let trust = agora_testkit::trust(data.path(), Component::ProductDb);
+    let config = agora_product_db::Config {
+        group: Some(agora_replication::Membership {
+            node_id: 1,
+            peers: [(1, addr.clone())].into(),
+        }),
+        ..agora_product_db::Config::new(data.path(), trust)
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(agora_product_db::run(listener, config, shutdown.clone()));
+    let posing = seller_posing_as_admin(data.path());
+    // The command runs beside the server, which this test's runtime drives.
+    let agora = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("cluster")
+            .args(args)
+            .args(["--product-db", &addr])
+            .env("AGORA_DATA_DIR", data.path())
+            .output()
+    };
+    let posing = posing.path().to_str().unwrap();
+    // Status: the replica's refusal, not "unreachable", and a failed command.
+    let status = agora(&["status", "--credentials", posing]).await.unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+    assert!(!status.status.success(), "{stdout}");
+    assert!(stdout.contains("refused"), "{stdout}");
+    assert!(!stdout.contains("unreachable"), "{stdout}");
+    assert!(stderr.contains("refused: forbidden"), "{stderr}");
+    // A membership change looks for the leader first: it says the replica refused,
+    // not that no replica leads.
+    let remove =
+        agora(&["remove", "--group", "product-db", "--node-id", "1", "--credentials", posing])
+            .await
+            .unwrap();
+    let stderr = String::from_utf8_lossy(&remove.stderr);
+    assert!(!remove.status.success());
+    assert!(stderr.contains("refused: forbidden"), "{stderr}");
+    assert!(!stderr.contains("is a majority"), "{stderr}");
+    // The real admin is answered.
+    let real = agora(&["status"]).await.unwrap();
+    assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }

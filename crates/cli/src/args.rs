@@ -132,6 +132,11 @@ pub(crate) fn parse_price(s: &str) -> Result<Money, String> {
     money.check_price().map_err(|e| e.rule)
 }
 
+/// An amount agreed to pay (`--total`): any amount with at most two decimals.
+pub(crate) fn parse_total(s: &str) -> Result<Money, String> {
+    s.parse().map_err(|_| "must be an amount like 12.34 (at most two decimals)".to_owned())
+}
+
 /// Reads a whole number of at most `max`, or says `rule`. Signs, blanks inside and
 /// fractions are refused in the same words, never in the parser's.
 fn whole_number(s: &str, max: u64, rule: impl FnOnce() -> String) -> Result<u64, String> {

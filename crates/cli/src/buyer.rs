@@ -1,12 +1,13 @@
 //! `agora buyer`: the buyer's commands and how each one runs against a [`BuyerClient`].
 
 use agora_client::{BuyerClient, ClientError};
-use agora_domain::{ItemId, UserId};
+use agora_domain::{ItemId, Money, UserId};
 use clap::Subcommand;
 
 use crate::account::{AccountCommand, execute_account};
 use crate::args::{
-    ITEM_HELP, PageArgs, Vote, parse_category, parse_keyword, parse_quantity, parse_user_id,
+    ITEM_HELP, PageArgs, Vote, parse_category, parse_keyword, parse_quantity, parse_total,
+    parse_user_id,
 };
 use crate::output::Reply;
 use crate::secret::CARD_NUMBER;
@@ -86,9 +87,12 @@ pub enum BuyerCommand {
     },
     /// Buy everything in the cart, paying by card: all or nothing.
     ///
-    /// Each run is a new purchase under a fresh purchase key. If the answer is unclear
-    /// (the server was unreachable mid-way, or says the purchase is pending), run it again
-    /// with the `--key` it printed: the same key never buys or charges twice.
+    /// First prints the cart's total at today's prices (on stderr), before the card
+    /// number is asked for, and buys only at that total: if a price changes meanwhile,
+    /// nothing is bought or charged and the error says the new total. Each run is a new
+    /// purchase under a fresh purchase key. If the answer is unclear (the server was
+    /// unreachable mid-way, or says the purchase is pending), run it again with the
+    /// `--key` it printed: the same key never buys or charges twice.
     Purchase {
         /// The cardholder's name.
         #[arg(long, env = "AGORA_CARD_HOLDER")]
@@ -105,6 +109,10 @@ pub enum BuyerCommand {
         /// without buying again. Default: a new random key.
         #[arg(long)]
         key: Option<String>,
+        /// The total you agree to pay, like 12.34 (say, what `cart` showed you). Default:
+        /// the cart's total now, printed first.
+        #[arg(long, value_parser = parse_total)]
+        total: Option<Money>,
     },
     /// Show your purchase history, a page at a time.
     #[command(allow_negative_numbers = true)]
@@ -152,11 +160,18 @@ pub async fn execute_buyer(
         BuyerCommand::SellerRating { seller_id } => {
             Reply::Rating(client.get_seller_rating(seller_id).await?)
         }
-        BuyerCommand::Purchase { holder, number, expiry, key } => {
+        BuyerCommand::Purchase { holder, number, expiry, key, total } => {
+            // The total the buyer pays is said before the card is asked for, and is the
+            // only one this purchase may charge.
+            let total = match total {
+                Some(total) => total,
+                None => client.cart_total().await?,
+            };
+            eprintln!("total to pay: {total}");
             let number = CARD_NUMBER.or_ask(number)?;
             let card = agora_domain::Card { holder, number, expiry };
             let key = key.unwrap_or_else(agora_client::new_purchase_key);
-            match client.make_purchase_with_key(&key, card).await {
+            match client.make_purchase_at(&key, card, total).await {
                 Ok(purchase) => Reply::Purchased(purchase),
                 // Say which key to repeat when the outcome is not yet known.
                 Err(e)

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::{Card, CartLine, Feedback, Item, ItemId, Page, Purchase, SellerRating, UserId};
+use agora_domain::{
+    Card, CartLine, Feedback, Item, ItemId, Money, Page, Purchase, SellerRating, UserId,
+};
 use agora_proto::messages::front::{BuyerRequest, Response};
 use agora_proto::messages::new_op_id;
 use agora_proto::{BuyerServer, PoolConfig};
@@ -238,8 +240,46 @@ impl BuyerClient {
         self.make_purchase_with_key(&new_purchase_key(), card).await
     }
 
+    /// MakePurchase at the `total` the buyer agreed to (say, the [`BuyerClient::cart_total`]
+    /// shown to them), under purchase `key`: if a price changed since, so that the cart
+    /// costs another total now, nothing is bought or charged and the answer is
+    /// `price_changed`, whose message says the new total.
+    pub async fn make_purchase_at(
+        &self,
+        key: &str,
+        card: Card,
+        total: Money,
+    ) -> Result<Purchase, ClientError> {
+        let answer = self
+            .inner
+            .call_with_session(|session| BuyerRequest::MakePurchaseAt {
+                session,
+                key: key.to_owned(),
+                card: card.clone(),
+                total,
+            })
+            .await?;
+        match answer {
+            Response::Purchase(purchase) => Ok(purchase),
+            other => Err(unexpected_answer("make_purchase", &other)),
+        }
+    }
+
+    /// What the cart costs at today's prices: each line's units at its item's price, as
+    /// a purchase would charge them now.
+    pub async fn cart_total(&self) -> Result<Money, ClientError> {
+        let mut cents = 0i64;
+        for line in self.display_cart().await? {
+            let price = self.get_item(line.item).await?.price.cents();
+            cents = cents.saturating_add(price.saturating_mul(i64::from(line.quantity)));
+        }
+        Ok(Money::from_cents(cents))
+    }
+
     /// MakePurchase under a purchase key of the caller's (1 to 64 characters): a key
-    /// already used returns that purchase's outcome instead of buying again.
+    /// already used returns that purchase's outcome instead of buying again. It buys at
+    /// whatever the cart costs at that moment; [`BuyerClient::make_purchase_at`] buys only
+    /// at a total the buyer agreed to.
     pub async fn make_purchase_with_key(
         &self,
         key: &str,

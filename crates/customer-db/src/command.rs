@@ -13,8 +13,8 @@
 use agora_domain::{CART_LINES_MAX, CartLine, ItemId, Money, Purchase, PurchaseLine, Role, UserId};
 use agora_proto::messages::OpId;
 use agora_proto::{ApiError, ErrorCode};
-use agora_replication::{Context, StateMachine, store_answer};
-use agora_store::at_most_once;
+use agora_replication::{Context, StateMachine, store_answer, store_error};
+use agora_store::{Op, at_most_once};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -232,10 +232,25 @@ pub enum Transition {
     },
 }
 
-/// The op table's scope of logouts. Their op ids come from the frontends (a user never
-/// chooses one) and their answer is only whether the session was there, so they need no
-/// account's scope; -1 is none's.
-const LOGOUT_SCOPE: i64 = -1;
+/// The scope earlier releases recorded logouts under (op ids came from the frontends,
+/// scoped by none); today a logout's op id is its session's.
+const LEGACY_LOGOUT_SCOPE: i64 = -1;
+
+/// The scope earlier releases recorded sign-ups under: one for all.
+const LEGACY_SIGNUP_SCOPE: i64 = 0;
+
+/// The op of a request made in session `session` (a logout, a cart's change): its op id
+/// means that request in that session only. `owner` is the account it counts against.
+fn session_op(
+    op: &OpId,
+    session: &Key,
+    legacy: i64,
+    request: &impl Serialize,
+    owner: UserId,
+) -> Result<Op, ApiError> {
+    let scope = [&b"session\0"[..], &session[..]].concat();
+    Op::new(*op, scope, legacy, request, owner as i64).map_err(store_error)
+}
 
 /// The customer database's state machine: how each [`Command`] changes the rows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -249,7 +264,17 @@ impl StateMachine for CustomerMachine {
         let now = ctx.now_ms;
         match command {
             Command::CreateAccount { op, role, username, name, password_hash } => {
-                let id = store_answer(at_most_once(c, 0, op, now, |c| {
+                // The op id means this sign-up for this role and username only (in any
+                // letter case, as the username itself); a repeat must name the same name.
+                // The password cannot be compared here (its hash is salted anew by each
+                // attempt): the handler checks a repeat's password against the account's.
+                let lower = username.to_ascii_lowercase();
+                let role_byte = accounts::role_code(*role) as u8;
+                let scope = [&b"account\0"[..], &[role_byte], lower.as_bytes()].concat();
+                let request = ("CreateAccount", role_byte, &lower, name);
+                let op =
+                    Op::new(*op, scope, LEGACY_SIGNUP_SCOPE, &request, 0).map_err(store_error)?;
+                let id = store_answer(at_most_once(c, &op, now, ApiError::reused_op, |c| {
                     accounts::create(c, *role, username, name, password_hash, now)
                 }))?;
                 Ok(Output::Account(id))
@@ -263,7 +288,11 @@ impl StateMachine for CustomerMachine {
                 Ok(Output::SessionStarted { account: *account, role: *role, at_ms: now })
             }
             Command::EndSession { op, session } => {
-                let ended = store_answer(at_most_once(c, LOGOUT_SCOPE, op, now, |c| {
+                // A logout's op id is its session's: another session's op id ends this
+                // one, not answers for it.
+                let owner = sessions::account(c, session)?.unwrap_or(0);
+                let op = session_op(op, session, LEGACY_LOGOUT_SCOPE, &"EndSession", owner)?;
+                let ended = store_answer(at_most_once(c, &op, now, ApiError::reused_op, |c| {
                     sessions::end(c, session)
                 }))?;
                 Ok(Output::SessionEnded(ended))
@@ -278,13 +307,18 @@ impl StateMachine for CustomerMachine {
                 Ok(Output::Done)
             }
             Command::AddToCart { op, buyer, session, item, quantity, available } => {
-                let lines = store_answer(at_most_once(c, *buyer as i64, op, now, |c| {
+                // `available` is what the frontend saw, not what the buyer asked.
+                let request = ("AddToCart", item, quantity);
+                let op = session_op(op, session, *buyer as i64, &request, *buyer)?;
+                let lines = store_answer(at_most_once(c, &op, now, ApiError::reused_op, |c| {
                     add_to_cart(c, session, *item, *quantity, *available)
                 }))?;
                 Ok(Output::Cart(lines))
             }
             Command::RemoveFromCart { op, buyer, session, item, quantity } => {
-                let lines = store_answer(at_most_once(c, *buyer as i64, op, now, |c| {
+                let request = ("RemoveFromCart", item, quantity);
+                let op = session_op(op, session, *buyer as i64, &request, *buyer)?;
+                let lines = store_answer(at_most_once(c, &op, now, ApiError::reused_op, |c| {
                     remove_from_cart(c, session, *item, *quantity)
                 }))?;
                 Ok(Output::Cart(lines))

@@ -13,6 +13,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A session ends after this long without activity.
     pub session_timeout: Duration,
+    /// The most sessions one account may have alive at once; a login past it is refused
+    /// `overloaded` (each session holds its own copy of the saved cart).
+    pub max_sessions_per_account: usize,
     /// How often session activity is written to disk.
     pub activity_flush: Duration,
     /// The clock sessions are measured by.
@@ -47,6 +50,7 @@ impl Config {
             trust,
             data_dir: data_dir.into(),
             session_timeout: Duration::from_secs(300),
+            max_sessions_per_account: crate::sessions::DEFAULT_MAX_PER_ACCOUNT,
             activity_flush: Duration::from_secs(10),
             clock: Clock::system(),
             server: ServerConfig::default(),

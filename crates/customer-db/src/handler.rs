@@ -39,6 +39,8 @@ pub struct CustomerDb {
     coordinator: Arc<Coordinator>,
     /// Recent wrong passwords per account; leader-local (see the module's documentation).
     throttle: LoginThrottle,
+    /// The most sessions an account may have alive at once.
+    max_sessions: usize,
     /// Held (shared) by a login, logout or flush from proposing its command until the
     /// session table shows what it applied; held (exclusive) while the table is refilled
     /// from the rows, so that a refill can neither miss nor undo one of them.
@@ -113,7 +115,13 @@ impl Handler<agora_proto::CustomerDb> for CustomerDb {
             }
             Request::Purchase { session, key, card } => {
                 let (session, buyer) = self.buyer(&session)?;
-                let purchase = self.coordinator.purchase(session, buyer, key, card).await?;
+                let purchase = self.coordinator.purchase(session, buyer, key, card, None).await?;
+                Ok(Response::Purchased(purchase))
+            }
+            Request::PurchaseAt { session, key, card, total } => {
+                let (session, buyer) = self.buyer(&session)?;
+                let coordinator = &self.coordinator;
+                let purchase = coordinator.purchase(session, buyer, key, card, Some(total)).await?;
                 Ok(Response::Purchased(purchase))
             }
             Request::Purchases { session, page } => {
@@ -138,6 +146,7 @@ impl CustomerDb {
         let db = CustomerDb {
             sessions: Sessions::new(timeout_ms, config.clock.clone()),
             throttle: LoginThrottle::new(config.clock.clone()),
+            max_sessions: config.max_sessions_per_account.max(1),
             replica,
             coordinator,
             session_writes: tokio::sync::RwLock::new(()),
@@ -221,12 +230,34 @@ impl CustomerDb {
         let name = if name.trim().is_empty() { username.clone() } else { name };
         let name = check_name("name", &name)?;
         // The salt is random: decided here, before proposing, in the bounded queue.
-        let password_hash = password::hash(password).await?;
+        let password_hash = password::hash(password.clone()).await?;
+        let ours = password_hash.clone();
+        let (lookup, shown) = (username.clone(), username.clone());
         let command = Command::CreateAccount { op, role, username, name, password_hash };
-        match self.replica.propose(command).await? {
-            Output::Account(id) => Ok(Response::Account { id }),
-            other => Err(other.unexpected()),
+        let id = match self.replica.propose(command).await? {
+            Output::Account(id) => id,
+            other => return Err(other.unexpected()),
+        };
+        // The account holds the hash this attempt made: it made the account. Another
+        // hash: the op id's recorded answer, an account an earlier attempt made. It is
+        // this sign-up's only if the password is the same too; otherwise someone else
+        // holds the username (and the op id: an Idempotency-Key guessed or reused).
+        let stored = self.replica.read(move |c| accounts::credentials(c, role, &lookup)).await?;
+        match stored {
+            Some((stored_id, hash)) if stored_id == id && hash == ours => {}
+            Some((stored_id, hash)) if stored_id == id => {
+                if !password::verify(password, Some(hash)).await? {
+                    return Err(ApiError::new(
+                        ErrorCode::UsernameTaken,
+                        format!("username {shown:?} is taken by another {role}"),
+                    ));
+                }
+            }
+            // An answer an earlier release recorded under its one scope of all sign-ups,
+            // for another username: not this request's.
+            _ => return Err(ApiError::reused_op()),
         }
+        Ok(Response::Account { id })
     }
 
     async fn login(
@@ -256,6 +287,9 @@ impl CustomerDb {
             return Err(wrong());
         };
         self.throttle.succeeded(role, &username);
+        // Each session costs rows (its copy of the saved cart too): an account holds a
+        // bounded number alive. The place is held until the new session is in the table.
+        let _admitted = self.sessions.admit(account, self.max_sessions)?;
 
         let (token, session) = new_token()?;
         let _writing = self.session_writes.read().await;
@@ -316,7 +350,7 @@ impl CustomerDb {
 
 #[cfg(test)]
 mod tests {
-    use agora_domain::CartLine;
+    use agora_domain::{CartLine, ItemId};
 
     use super::*;
     use crate::testing::Rig;
@@ -352,6 +386,79 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(rows, 2);
+    }
+
+    /// An op id is its caller's: a sign-up's for its role and username, a logout's and a
+    /// cart change's for their session. The same bytes from another caller are another
+    /// request, and from the same caller with another request, a refusal.
+    #[tokio::test]
+    async fn op_ids_are_scoped_by_their_caller_and_a_repeat_must_ask_the_same() {
+        let rig = Rig::start().await;
+        let sign_up = |op: OpId, role, username: &str, password: &str| Request::CreateAccount {
+            op,
+            role,
+            username: username.into(),
+            password: password.into(),
+            name: String::new(),
+        };
+        // A seller's sign-up with a buyer's op id makes the seller.
+        let shared = rig.op();
+        let buyer = rig.call(sign_up(shared, Role::Buyer, "bea", "password1")).await;
+        let seller = rig.call(sign_up(shared, Role::Seller, "sam", "password1")).await;
+        assert_ne!(seller, buyer, "not the buyer's answer");
+        let login = Request::Login {
+            role: Role::Seller,
+            username: "sam".into(),
+            password: "password1".into(),
+        };
+        assert!(rig.call(login).await.is_ok(), "the seller exists");
+        // Someone who signs up first with another's username and op id does not make
+        // the other's sign-up look done: it is told the username is taken. The same
+        // password is the same sign-up repeated.
+        let op = rig.op();
+        let first = rig.call(sign_up(op, Role::Buyer, "cy", "password1")).await.expect("made");
+        let other = rig.call(sign_up(op, Role::Buyer, "cy", "password2")).await;
+        assert_eq!(code(other), ErrorCode::UsernameTaken);
+        assert_eq!(rig.call(sign_up(op, Role::Buyer, "cy", "password1")).await, Ok(first));
+
+        // A logout with another session's op id ends this session.
+        let token_a = rig.login(Role::Buyer, "bea").await;
+        let token_b = rig.login(Role::Buyer, "bea").await;
+        let logout =
+            |op, session: &str| Request::Logout { op, session: session.into(), role: Role::Buyer };
+        let op = rig.op();
+        assert_eq!(rig.call(logout(op, &token_a)).await, Ok(Response::Done));
+        assert_eq!(rig.call(logout(op, &token_b)).await, Ok(Response::Done));
+        let check = Request::Authenticate { session: token_b.clone(), role: Role::Buyer };
+        assert_eq!(code(rig.call(check).await), ErrorCode::NotLoggedIn, "b ended too");
+        let mut rig = rig;
+        rig.restart_handler().await;
+        let check = Request::Authenticate { session: token_b, role: Role::Buyer };
+        assert_eq!(code(rig.call(check).await), ErrorCode::NotLoggedIn, "and stays ended");
+
+        // A cart change: one op id in two sessions is two changes; in one session with
+        // another item or quantity, a refusal that changes nothing.
+        let (token_a, token_b) =
+            (rig.login(Role::Buyer, "bea").await, rig.login(Role::Buyer, "bea").await);
+        let item = ItemId { category: 3, number: 1 };
+        let add = |op, session: &str, quantity| Request::AddToCart {
+            op,
+            session: session.into(),
+            item,
+            quantity,
+            available: 10,
+        };
+        let op = rig.op();
+        rig.call(add(op, &token_a, 2)).await.expect("added in a");
+        rig.call(add(op, &token_b, 2)).await.expect("added in b");
+        assert_eq!(rig.cart(&token_b).await, vec![CartLine { item, quantity: 2 }]);
+        let again = rig.call(add(op, &token_a, 2)).await.expect("a repeat");
+        assert_eq!(again, Response::Cart(vec![CartLine { item, quantity: 2 }]));
+        let reused = rig.call(add(op, &token_a, 5)).await;
+        let refused = reused.expect_err("another request");
+        assert_eq!(refused.code, ErrorCode::InvalidArgument);
+        assert!(refused.message.contains("op id"), "{refused}");
+        assert_eq!(rig.cart(&token_a).await, vec![CartLine { item, quantity: 2 }]);
     }
 
     #[tokio::test]

@@ -40,6 +40,7 @@ pub use command::{Begun, Command, CustomerMachine, Output, Transition};
 pub use config::Config;
 pub use handler::CustomerDb;
 pub use purchase::{FINISHED_STATES, PAYMENT_KEY_PREFIX};
+pub use sessions::DEFAULT_MAX_PER_ACCOUNT as DEFAULT_MAX_SESSIONS_PER_ACCOUNT;
 pub use storage::purchase_log::{State, Tx};
 
 /// The tables, created on first start.

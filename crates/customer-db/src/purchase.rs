@@ -55,6 +55,20 @@ fn payment_key(id: u64) -> String {
     format!("{PAYMENT_KEY_PREFIX}{id}")
 }
 
+/// The refusal of a purchase whose `total` at the reserved prices is not the one the
+/// buyer `agreed` to, if it is not; none when the buyer agreed to no total (a client of an
+/// earlier release).
+fn price_changed(agreed: Option<Money>, total: Money) -> Option<ApiError> {
+    let agreed = agreed.filter(|agreed| *agreed != total)?;
+    Some(ApiError::new(
+        ErrorCode::PriceChanged,
+        format!(
+            "the cart's total is now {total}, not the {agreed} you agreed to: a price changed; \
+             nothing was bought or charged (look at the cart again and buy at the new total)"
+        ),
+    ))
+}
+
 fn pending(id: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PurchasePending,
@@ -146,13 +160,16 @@ impl Coordinator {
     }
 
     /// Buys the session's cart. `key` makes retries safe: a key already used returns that
-    /// purchase's outcome.
+    /// purchase's outcome. With `agreed`, the total the buyer saw and agreed to, a cart
+    /// whose total at the reserved prices is another is not bought (`PriceChanged`): its
+    /// units are released before payments is asked.
     pub async fn purchase(
         &self,
         session: Key,
         buyer: UserId,
         key: String,
         card: Card,
+        agreed: Option<Money>,
     ) -> Result<Purchase, ApiError> {
         if key.is_empty() || key.len() > 64 {
             return Err(ApiError::new(
@@ -171,7 +188,7 @@ impl Coordinator {
             finished.as_mut().enable();
             match self.begin(session, buyer, key.clone()).await? {
                 Begun::New(id, cart) => break (id, cart),
-                Begun::Earlier(earlier) => return self.outcome(earlier, card).await,
+                Begun::Earlier(earlier) => return self.outcome(earlier, card, agreed).await,
                 Begun::Busy(other) => {
                     if tokio::time::timeout_at(deadline, finished).await.is_err() {
                         return Err(ApiError::new(
@@ -188,7 +205,7 @@ impl Coordinator {
         // `begin` put the purchase in `driven_here`: from here on the guard owns it.
         let driving = Driving(self, id);
         fault::crash_point("after-begin");
-        self.drive(driving, id, buyer, cart, card).await
+        self.drive(driving, id, buyer, cart, card, agreed).await
     }
 
     /// Step 1: claims the session's cart for a new purchase (or finds the key's earlier
@@ -207,7 +224,8 @@ impl Coordinator {
     }
 
     /// Steps 2 to 5 of a purchase left `Started` (just begun, or taken over by a retry),
-    /// driven here for as long as `_driving` lives: reserve, charge, commit, confirm.
+    /// driven here for as long as `_driving` lives: reserve, charge, commit, confirm. A
+    /// reservation whose total is not the `agreed` one is released, and nothing charged.
     async fn drive(
         &self,
         _driving: Driving<'_>,
@@ -215,6 +233,7 @@ impl Coordinator {
         buyer: UserId,
         cart: Vec<CartLine>,
         card: Card,
+        agreed: Option<Money>,
     ) -> Result<Purchase, ApiError> {
         // Phase one: reserve the units.
         let lines = match self
@@ -248,6 +267,11 @@ impl Coordinator {
             let error = ApiError::new(ErrorCode::InvalidArgument, "invalid cart: total too large");
             return Err(self.abort(id, State::Started, error, true).await);
         };
+        // The prices are the reservation's: the ones that would be charged. The buyer
+        // agreed to others; the units go back, and payments is never asked.
+        if let Some(error) = price_changed(agreed, total) {
+            return Err(self.abort(id, State::Started, error, true).await);
+        }
         if let Transition::Refused { found } =
             self.step(Command::PurchaseReserved { id, lines, total }).await?
         {
@@ -433,7 +457,15 @@ impl Coordinator {
     /// payments was asked (with a crashed process or an old leader), and recovery, which
     /// has no card, leaves it to its retry for a while: this retry carries `card` and
     /// drives the purchase on itself, under its id, and answers what that gives.
-    async fn outcome(&self, mut tx: Tx, card: Card) -> Result<Purchase, ApiError> {
+    ///
+    /// A retry that drives a purchase on holds it to the total it agreed to (`agreed`), as
+    /// the first request would have been held to its own.
+    async fn outcome(
+        &self,
+        mut tx: Tx,
+        card: Card,
+        agreed: Option<Money>,
+    ) -> Result<Purchase, ApiError> {
         let (id, buyer) = (tx.id, tx.buyer);
         let mut card = Some(card);
         let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
@@ -456,7 +488,9 @@ impl Coordinator {
                     if let Some(driving) = self.claim_left_purchase(id).await
                         && let Some(card) = card.take()
                     {
-                        return self.take_over(driving, state, id, buyer, total, card).await;
+                        return self
+                            .take_over(driving, state, id, buyer, total, card, agreed)
+                            .await;
                     }
                 }
                 (State::Resolving | State::Aborting, _) => {}
@@ -503,6 +537,7 @@ impl Coordinator {
     /// charge the old driver placed is not placed again). A driver of it elsewhere (an old
     /// leader) is safe beside this one as recovery is: every step is a compare-and-set and
     /// every remote step idempotent.
+    #[allow(clippy::too_many_arguments)]
     async fn take_over(
         &self,
         driving: Driving<'_>,
@@ -511,15 +546,19 @@ impl Coordinator {
         buyer: UserId,
         total: Money,
         card: Card,
+        agreed: Option<Money>,
     ) -> Result<Purchase, ApiError> {
         info!(id, ?state, "a retry takes over a purchase left before its charge");
         self.left_seen().remove(&id);
         if state == State::Reserved {
             let _driving = driving;
+            if let Some(error) = price_changed(agreed, total) {
+                return Err(self.abort(id, State::Reserved, error, true).await);
+            }
             return self.charge(id, buyer, total, card).await;
         }
         let cart = self.replica.read(move |c| purchase_log::cart(c, id)).await?;
-        self.drive(driving, id, buyer, cart, card).await
+        self.drive(driving, id, buyer, cart, card, agreed).await
     }
 
     /// Whether recovery may cancel purchase `id`, found `Started` with no driver here:
@@ -835,7 +874,8 @@ mod tests {
 
             // The buyer's retry, with the card, buys it under the same id.
             let session = crate::sessions::parse_token(&token).expect("token");
-            let bought = new.purchase(session, buyer, "k1".into(), card()).await.expect("bought");
+            let bought =
+                new.purchase(session, buyer, "k1".into(), card(), None).await.expect("bought");
             assert_eq!((bought.id, bought.total), (1, Money::from_cents(300)), "{reserved}");
             assert_eq!(rig.state(1).await, State::Done);
             assert_eq!(rig.units_left(pen).await, 3, "the units are taken once");
@@ -850,7 +890,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
             // Asked again, the key answers the same purchase and buys nothing more.
-            let again = new.purchase(session, buyer, "k1".into(), card()).await;
+            let again = new.purchase(session, buyer, "k1".into(), card(), None).await;
             assert_eq!(again, Ok(bought));
             new.recover().await;
             assert_eq!(rig.units_left(pen).await, 3);
@@ -885,12 +925,12 @@ mod tests {
         left_started(&rig, buyer, &token, true).await;
         let new = patient_coordinator(&rig);
         let session = crate::sessions::parse_token(&token).expect("token");
-        let declined = new.purchase(session, buyer, "k1".into(), bad_card()).await;
+        let declined = new.purchase(session, buyer, "k1".into(), bad_card(), None).await;
         assert_eq!(declined.map_err(|e| e.code), Err(ErrorCode::PaymentDeclined));
         assert_eq!(rig.state(1).await, State::Aborted);
         assert_eq!(rig.units_left(pen).await, 5);
         // A real refusal is the key's answer from now on, whatever card comes with it.
-        let retried = new.purchase(session, buyer, "k1".into(), card()).await;
+        let retried = new.purchase(session, buyer, "k1".into(), card(), None).await;
         assert_eq!(retried.map_err(|e| e.code), Err(ErrorCode::PaymentDeclined));
         assert_eq!(rig.history_rows().await, 0);
     }
@@ -912,7 +952,7 @@ mod tests {
         assert_eq!(rig.units_left(pen).await, 5);
         // Now the retry learns the cancellation: nothing was charged.
         let session = crate::sessions::parse_token(&token).expect("token");
-        let retried = new.purchase(session, buyer, "k1".into(), card()).await;
+        let retried = new.purchase(session, buyer, "k1".into(), card(), None).await;
         assert_eq!(retried.map_err(|e| e.code), Err(ErrorCode::Aborted));
         assert_eq!(rig.history_rows().await, 0);
     }
@@ -946,6 +986,53 @@ mod tests {
         assert_eq!((rig.units_counted(buyer).await, rig.units_counted(seller).await), counted);
         // The retry with the key sees the purchase.
         assert_eq!(rig.purchase(&token, "k1", card()).await.map(|p| p.id), Ok(1));
+    }
+
+    /// The cart showed 3.00; the seller then raised the price a million-fold. A purchase
+    /// at the agreed 3.00 buys nothing, charges nothing, holds no units and says the new
+    /// total; at the new total, it buys.
+    #[tokio::test]
+    async fn a_purchase_at_a_total_the_prices_no_longer_give_buys_and_charges_nothing() {
+        let (rig, seller, buyer, token, pen) = buyer_with_two_pens().await;
+        rig.change_price(seller, pen, 100_000_000).await;
+        let agreed = Money::from_cents(300);
+        let refused = rig.purchase_at(&token, "k1", card(), agreed).await.expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::PriceChanged, "{refused}");
+        assert!(refused.message.contains("2000000.00"), "the new total: {refused}");
+        assert!(refused.message.contains("3.00"), "the agreed one: {refused}");
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5, "the units went back");
+        assert_eq!(rig.history_rows().await, 0);
+        assert_eq!(rig.units_counted(buyer).await, 0);
+        let lookup = payments::Request::Lookup { key: payment_key(1) };
+        let answer = rig.payments_channel.call(&lookup, Duration::from_secs(5)).await;
+        assert_eq!(answer.ok(), Some(payments::Response::NoCharge), "payments never asked");
+        assert_eq!(rig.cart(&token).await, vec![CartLine { item: pen, quantity: 2 }]);
+        // The key's answer stays the refusal.
+        let again = rig.purchase_at(&token, "k1", card(), agreed).await;
+        assert_eq!(again.map_err(|e| e.code), Err(ErrorCode::PriceChanged));
+
+        // At the total the prices give now, it is bought, at that total.
+        let now = Money::from_cents(200_000_000);
+        let bought = rig.purchase_at(&token, "k2", card(), now).await.expect("bought");
+        assert_eq!(bought.total, now);
+        assert_eq!(rig.units_left(pen).await, 3);
+    }
+
+    /// A retry that takes over a purchase its leader left reserved is held to the total
+    /// it agreed to, as the first request was to its own.
+    #[tokio::test]
+    async fn a_retry_taking_over_is_held_to_the_total_it_agreed_to() {
+        let (rig, _, buyer, token, pen) = buyer_with_two_pens().await;
+        left_reserved(&rig, buyer, &token).await;
+        let new = patient_coordinator(&rig);
+        let session = crate::sessions::parse_token(&token).expect("token");
+        let agreed = Some(Money::from_cents(299));
+        let refused = new.purchase(session, buyer, "k1".into(), card(), agreed).await;
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::PriceChanged));
+        assert_eq!(rig.state(1).await, State::Aborted);
+        assert_eq!(rig.units_left(pen).await, 5);
+        assert_eq!(rig.history_rows().await, 0);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //! Tokens are 256 random bits from the OS, shown as 64 hex digits. Only their SHA-256
 //! is stored, so a copy of the database file does not hand out live sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use agora_domain::{Role, UserId};
@@ -60,23 +60,120 @@ fn key_of(token: &str) -> Key {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The most sessions an account may have alive at once, unless configured otherwise.
+pub const DEFAULT_MAX_PER_ACCOUNT: usize = 32;
+
 /// All sessions, in memory.
 #[derive(Debug)]
 pub struct Sessions {
     // Held only for a map lookup or update; nothing awaits under it.
-    map: Mutex<HashMap<Key, Session>>,
+    table: Mutex<Table>,
     timeout_ms: i64,
     clock: Clock,
+}
+
+/// The sessions, and for each account the keys of its sessions (alive or expired) and
+/// how many of its logins are under way, kept together under one lock.
+#[derive(Debug, Default)]
+struct Table {
+    map: HashMap<Key, Session>,
+    by_account: HashMap<UserId, Account>,
+}
+
+/// One account's share of the [`Table`].
+#[derive(Debug, Default)]
+struct Account {
+    keys: HashSet<Key>,
+    /// Logins admitted ([`Sessions::admit`]) whose session is not in the table yet.
+    pending: usize,
+}
+
+impl Table {
+    fn insert(&mut self, key: Key, session: Session) {
+        if let Some(old) = self.map.insert(key, session)
+            && old.account != session.account
+        {
+            self.unindex(&key, old.account);
+        }
+        self.by_account.entry(session.account).or_default().keys.insert(key);
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Session> {
+        let session = self.map.remove(key)?;
+        self.unindex(key, session.account);
+        Some(session)
+    }
+
+    fn unindex(&mut self, key: &Key, account: UserId) {
+        if let Some(entry) = self.by_account.get_mut(&account) {
+            entry.keys.remove(key);
+            if entry.keys.is_empty() && entry.pending == 0 {
+                self.by_account.remove(&account);
+            }
+        }
+    }
+}
+
+/// A login admitted under its account's cap, until its session is in the table (or the
+/// login failed): dropping it frees its place.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    sessions: &'a Sessions,
+    account: UserId,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut table = self.sessions.lock();
+        if let Some(entry) = table.by_account.get_mut(&self.account) {
+            entry.pending = entry.pending.saturating_sub(1);
+            if entry.keys.is_empty() && entry.pending == 0 {
+                table.by_account.remove(&self.account);
+            }
+        }
+    }
 }
 
 impl Sessions {
     /// A table whose sessions expire after `timeout_ms` without activity.
     pub fn new(timeout_ms: i64, clock: Clock) -> Self {
-        Sessions { map: Mutex::new(HashMap::new()), timeout_ms, clock }
+        Sessions { table: Mutex::new(Table::default()), timeout_ms, clock }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Session>> {
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Admits a login of `account` if it has fewer than `max` sessions alive (expired ones
+    /// do not count) and logins under way together; else `overloaded`, saying why. The
+    /// place is held until the returned guard is dropped, after the new session is
+    /// inserted, so that logins at once cannot pass the cap together.
+    pub fn admit(&self, account: UserId, max: usize) -> Result<Admitted<'_>, ApiError> {
+        let now = self.clock.now_ms();
+        let mut table = self.lock();
+        let Table { map, by_account } = &mut *table;
+        let entry = by_account.entry(account).or_default();
+        let alive = entry
+            .keys
+            .iter()
+            .filter_map(|key| map.get(key))
+            .filter(|s| now - s.last_seen <= self.timeout_ms)
+            .count();
+        if alive + entry.pending >= max {
+            if entry.keys.is_empty() && entry.pending == 0 {
+                by_account.remove(&account);
+            }
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "this account already has {max} sessions open, the most it may have: log \
+                     out of one, or wait for an idle one to end ({} s without activity)",
+                    self.timeout_ms / 1000
+                ),
+            ));
+        }
+        entry.pending += 1;
+        Ok(Admitted { sessions: self, account })
     }
 
     /// The clock sessions are measured by.
@@ -92,15 +189,21 @@ impl Sessions {
     /// Makes the table what the rows say: sessions not among `stored` go (they ended
     /// elsewhere), the others come in; a session in both keeps the later activity.
     pub fn replace(&self, stored: Vec<(Key, Session)>) {
-        let mut map = self.lock();
-        let mut fresh: HashMap<Key, Session> = HashMap::with_capacity(stored.len());
+        let mut table = self.lock();
+        let mut fresh = Table::default();
         for (key, mut session) in stored {
-            if let Some(known) = map.get(&key) {
+            if let Some(known) = table.map.get(&key) {
                 session.last_seen = session.last_seen.max(known.last_seen);
             }
             fresh.insert(key, session);
         }
-        *map = fresh;
+        // Logins under way keep their places.
+        for (account, entry) in &table.by_account {
+            if entry.pending > 0 {
+                fresh.by_account.entry(*account).or_default().pending = entry.pending;
+            }
+        }
+        *table = fresh;
     }
 
     /// Adds a session (after it is on disk).
@@ -115,14 +218,16 @@ impl Sessions {
 
     /// The role of the session under `key`, alive or expired, if there is one.
     pub fn role_of(&self, key: &Key) -> Option<Role> {
-        self.lock().get(key).map(|s| s.role)
+        self.lock().map.get(key).map(|s| s.role)
     }
 
     /// The session under `key` if it is alive and of `role`, recording this as activity.
     pub fn check(&self, key: &Key, role: Role) -> Result<Session, ApiError> {
         let now = self.clock.now_ms();
-        let mut map = self.lock();
-        let Some(session) = map.get_mut(key) else { return Err(ApiError::not_logged_in()) };
+        let mut table = self.lock();
+        let Some(session) = table.map.get_mut(key) else {
+            return Err(ApiError::not_logged_in());
+        };
         if session.role != role {
             return Err(ApiError::new(
                 ErrorCode::NotLoggedIn,
@@ -144,8 +249,10 @@ impl Sessions {
 
     /// Activity not yet on disk, marked as written: the caller writes it next.
     pub fn take_unstored(&self) -> Vec<(Key, i64)> {
-        let mut map = self.lock();
-        map.iter_mut()
+        let mut table = self.lock();
+        table
+            .map
+            .iter_mut()
             .filter(|(_, s)| s.last_seen > s.stored_last_seen)
             .map(|(key, s)| {
                 s.stored_last_seen = s.last_seen;
@@ -159,11 +266,11 @@ impl Sessions {
     /// than `NotLoggedIn`.
     pub fn take_long_expired(&self, grace_ms: i64) -> Vec<Key> {
         let cutoff = self.clock.now_ms() - self.timeout_ms - grace_ms;
-        let mut map = self.lock();
+        let mut table = self.lock();
         let old: Vec<Key> =
-            map.iter().filter(|(_, s)| s.last_seen < cutoff).map(|(k, _)| *k).collect();
+            table.map.iter().filter(|(_, s)| s.last_seen < cutoff).map(|(k, _)| *k).collect();
         for key in &old {
-            map.remove(key);
+            table.remove(key);
         }
         old
     }
@@ -242,6 +349,36 @@ mod tests {
             sessions.check(&key, Role::Buyer).expect_err("gone").code,
             ErrorCode::NotLoggedIn
         );
+    }
+
+    /// An account has at most `max` sessions alive, logins under way included; expired
+    /// and ended ones free their places, and other accounts are not affected.
+    #[test]
+    fn an_account_holds_at_most_its_cap_of_live_sessions() {
+        let clock = Clock::manual(1_000_000);
+        let sessions = Sessions::new(60_000, clock.clone());
+        let now = clock.now_ms();
+        let of =
+            |account| Session { account, role: Role::Buyer, last_seen: now, stored_last_seen: now };
+        for n in 0..3u8 {
+            let admitted = sessions.admit(9, 3).expect("under the cap");
+            sessions.insert([n; 32], of(9));
+            drop(admitted);
+        }
+        let refused = sessions.admit(9, 3).expect_err("at the cap");
+        assert_eq!(refused.code, ErrorCode::Overloaded);
+        assert!(refused.message.contains("3 sessions"), "{refused}");
+        sessions.admit(8, 3).expect("another account");
+        // Two logins at once take two places before either session exists.
+        sessions.remove(&[0; 32]);
+        let first = sessions.admit(9, 3).expect("a place freed by a logout");
+        assert!(sessions.admit(9, 3).is_err(), "the place is taken by the login under way");
+        drop(first);
+        // An expired session holds no place.
+        clock.advance(Duration::from_secs(61));
+        sessions.check(&[1; 32], Role::Buyer).expect_err("expired");
+        let _a = sessions.admit(9, 3).expect("expired ones do not count");
+        let _b = sessions.admit(9, 3).expect("expired ones do not count");
     }
 
     /// A session of account 9 last active at `at`.

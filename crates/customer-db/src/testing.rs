@@ -221,6 +221,28 @@ impl Rig {
         }
     }
 
+    /// A purchase at the `total` the buyer agreed to.
+    pub async fn purchase_at(
+        &self,
+        session: &str,
+        key: &str,
+        card: Card,
+        total: Money,
+    ) -> Result<agora_domain::Purchase, ApiError> {
+        let request = Request::PurchaseAt { session: session.into(), key: key.into(), card, total };
+        match self.call(request).await? {
+            Response::Purchased(purchase) => Ok(purchase),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Sets the price of `item` of `seller` to `cents`, as the seller would.
+    pub async fn change_price(&self, seller: UserId, item: ItemId, cents: i64) {
+        let price = Money::from_cents(cents);
+        let request = product::Request::ChangePrice { seller_id: seller, item, price };
+        self.as_seller.call(&request, WAIT).await.unwrap();
+    }
+
     /// Where purchase `id` stands in the log.
     pub async fn state(&self, id: u64) -> State {
         self.replica.read(move |c| purchase_log::load(c, id)).await.unwrap().state

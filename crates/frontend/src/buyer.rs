@@ -4,7 +4,7 @@
 //! and a product lookup do the two at once; writes authenticate first.
 
 use agora_domain::{
-    Card, CartLine, Feedback, Item, ItemId, Page, Purchase, Role, SellerRating, UserId,
+    Card, CartLine, Feedback, Item, ItemId, Money, Page, Purchase, Role, SellerRating, UserId,
     check_keywords, check_quantity,
 };
 use agora_proto::messages::front::{BuyerRequest, Response};
@@ -186,17 +186,26 @@ impl BuyerFrontend {
         rating
     }
 
-    /// MakePurchase: buys this session's whole cart with `card`, under purchase `key`.
+    /// MakePurchase: buys this session's whole cart with `card`, under purchase `key`. With
+    /// `total`, the total the buyer agreed to, only at that total: if a price changed,
+    /// nothing is bought or charged (`PriceChanged`, with the new total).
     pub async fn purchase(
         &self,
         session: &str,
         key: String,
         card: Card,
+        total: Option<Money>,
     ) -> Result<Purchase, ApiError> {
         // Checked here too, so bad input never reaches the coordinator.
         let card = card.validate()?;
         let session = session.to_owned();
-        match self.up.customer(customer::Request::Purchase { session, key, card }).await? {
+        // Without a total, the request of earlier releases, which a customer database of
+        // an earlier release also understands.
+        let request = match total {
+            Some(total) => customer::Request::PurchaseAt { session, key, card, total },
+            None => customer::Request::Purchase { session, key, card },
+        };
+        match self.up.customer(request).await? {
             customer::Response::Purchased(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
@@ -259,7 +268,10 @@ impl Handler<BuyerServer> for BuyerFrontend {
                 Response::Rating(self.seller_rating(&session, seller_id).await?)
             }
             BuyerRequest::MakePurchase { session, key, card } => {
-                Response::Purchase(self.purchase(&session, key, card).await?)
+                Response::Purchase(self.purchase(&session, key, card, None).await?)
+            }
+            BuyerRequest::MakePurchaseAt { session, key, card, total } => {
+                Response::Purchase(self.purchase(&session, key, card, Some(total)).await?)
             }
             BuyerRequest::GetPurchases { session, page } => {
                 Response::Purchases(self.purchases(&session, page).await?)

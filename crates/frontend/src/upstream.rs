@@ -65,6 +65,8 @@ pub struct Upstream {
     sessions: SessionCache,
     /// Logins and sign-ups per client address.
     addresses: crate::throttle::AddressThrottle,
+    /// The key of the storefront's login forms, from this frontend's credentials.
+    form_key: ring::hmac::Key,
 }
 
 impl Upstream {
@@ -82,7 +84,13 @@ impl Upstream {
             products: Pool::new(pool(&config.product_db)),
             sessions: SessionCache::new(config.session_recheck),
             addresses: crate::throttle::AddressThrottle::new(config.throttle_loopback),
+            form_key: crate::web::form_key(&config.trust),
         }
+    }
+
+    /// The key the storefront's login and sign-up forms are signed with.
+    pub(crate) fn form_key(&self) -> &ring::hmac::Key {
+        &self.form_key
     }
 
     /// A request to the customer database.

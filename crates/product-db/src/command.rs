@@ -7,8 +7,8 @@ use agora_domain::{CartLine, ItemId, Money, NewItem, UserId};
 use agora_proto::ApiError;
 use agora_proto::messages::OpId;
 use agora_proto::messages::product::Response;
-use agora_replication::{Context, StateMachine, store_answer};
-use agora_store::at_most_once;
+use agora_replication::{Context, StateMachine, store_answer, store_error};
+use agora_store::{Op, at_most_once};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,13 @@ pub enum Command {
     ReleaseUnclaimed { open: Vec<u64>, next: u64 },
 }
 
+/// The op of a request of seller `seller` asking `request`: scoped by the seller, as
+/// earlier releases scoped it too.
+fn seller_op(op: &OpId, seller: UserId, request: &impl Serialize) -> Result<Op, ApiError> {
+    let scope = [&b"seller\0"[..], &seller.to_be_bytes()].concat();
+    Op::new(*op, scope, seller as i64, request, seller as i64).map_err(store_error)
+}
+
 /// The product database's state machine: stateless itself, everything it knows is in the
 /// connection it is given.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,15 +62,18 @@ impl StateMachine for ProductMachine {
         command: &Command,
         ctx: &Context,
     ) -> Result<Response, ApiError> {
-        // Op ids are recorded per seller. The answers `at_most_once` records keep the types
-        // they had before commands existed (an `ItemId`, a `u32`), so answers recorded by
-        // an earlier version still decode.
+        // Op ids are recorded per seller: the caller as this database knows it (it never
+        // sees sessions; a seller's sessions are one person's), and the account whose
+        // places they take. A repeat must ask the same. The answers `at_most_once` records
+        // keep the types they had before commands existed (an `ItemId`, a `u32`), so
+        // answers recorded by an earlier version still decode.
         match command {
             Command::RegisterItem { op, seller_id, item } => {
-                let scope = *seller_id as i64;
-                let id = store_answer(at_most_once(c, scope, op, ctx.now_ms, |c| {
-                    items::register(c, *seller_id, item, ctx.now_ms)
-                }))?;
+                let op = seller_op(op, *seller_id, &("RegisterItem", item))?;
+                let id =
+                    store_answer(at_most_once(c, &op, ctx.now_ms, ApiError::reused_op, |c| {
+                        items::register(c, *seller_id, item, ctx.now_ms)
+                    }))?;
                 Ok(Response::ItemId(id))
             }
             Command::ChangePrice { seller_id, item, price } => {
@@ -71,10 +81,11 @@ impl StateMachine for ProductMachine {
                 Ok(Response::Done)
             }
             Command::RemoveUnits { op, seller_id, item, quantity } => {
-                let scope = *seller_id as i64;
-                let left = store_answer(at_most_once(c, scope, op, ctx.now_ms, |c| {
-                    items::remove_units(c, *seller_id, *item, *quantity)
-                }))?;
+                let op = seller_op(op, *seller_id, &("RemoveUnits", item, quantity))?;
+                let left =
+                    store_answer(at_most_once(c, &op, ctx.now_ms, ApiError::reused_op, |c| {
+                        items::remove_units(c, *seller_id, *item, *quantity)
+                    }))?;
                 Ok(Response::Quantity(left))
             }
             Command::Vote { buyer_id, item, thumbs_up } => {
@@ -312,8 +323,9 @@ mod tests {
                         |r| r.get(0),
                     )
                     .unwrap();
-                let answered: i64 =
-                    c.query_row("SELECT max(at_ms) FROM applied_ops", [], |r| r.get(0)).unwrap();
+                let answered: i64 = c
+                    .query_row("SELECT max(at_ms) FROM applied_requests", [], |r| r.get(0))
+                    .unwrap();
                 (listed, reserved, answered)
             })
             .await

@@ -53,11 +53,15 @@ pub enum ErrorCode {
     /// reads; the message ends with the leader's address when it is known
     /// ([`ApiError::leader`] reads it), and callers try there or another replica.
     NotLeader,
+    /// A purchase's total, at the prices of the moment, is not the total the buyer agreed
+    /// to (a price changed since the cart was shown); nothing was bought or charged. The
+    /// message says the new total.
+    PriceChanged,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotLoggedIn,
         ErrorCode::SessionExpired,
@@ -78,6 +82,7 @@ impl ErrorCode {
         ErrorCode::Aborted,
         ErrorCode::Forbidden,
         ErrorCode::NotLeader,
+        ErrorCode::PriceChanged,
     ];
 
     /// The code named `name` (as [`ErrorCode::as_str`] writes it), if any.
@@ -108,6 +113,7 @@ impl ErrorCode {
             ErrorCode::Aborted => "aborted",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotLeader => "not_leader",
+            ErrorCode::PriceChanged => "price_changed",
         }
     }
 }
@@ -147,6 +153,17 @@ impl ApiError {
     /// The call needs a session it did not have.
     pub fn not_logged_in() -> Self {
         ApiError::new(ErrorCode::NotLoggedIn, "not logged in: log in first")
+    }
+
+    /// A request sent under an op id its caller already used, within the 24 hours op ids
+    /// are remembered, for a different request: it is neither applied nor answered with
+    /// the other request's answer.
+    pub fn reused_op() -> Self {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            "invalid op id: already used for a different request (over HTTP, the \
+             Idempotency-Key, which a retry sends with the same request); use a new one",
+        )
     }
 
     /// No item `id`.

@@ -79,6 +79,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self
     }
 
+    /// Changes the idle deadline of the next calls (see [`FrameReader::with_timeouts`]).
+    pub fn set_idle_timeout(&mut self, idle: Option<Duration>) {
+        self.idle_timeout = idle;
+    }
+
+    /// Bytes read and not yet returned as a frame: the start of the next one.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next frame. `Ok(None)` is a clean end of stream between frames; an end of stream
     /// inside a frame is [`FrameError::Truncated`].
     ///

@@ -3,12 +3,14 @@
 //! - [`frame`]: the frame grammar (version, kind, service, length, request id).
 //! - [`messages`]: what each server understands, one [`Service`] per server.
 //! - [`server`]: the accept loop and per-connection handling every server runs.
+//! - [`admission`]: who gets a connection place: a cap, a share per address, shedding.
 //! - [`client`]: [`Channel`], one multiplexed connection with many requests in flight.
 //! - [`pool`]: [`Pool`], a few channels to one service that reconnect by themselves.
 //! - [`trust`]: who is calling: mutual TLS between components, open public doors.
 //!
 //! docs/protocol.md is the specification; this crate follows it.
 
+pub mod admission;
 pub mod client;
 mod error;
 pub mod fault;

@@ -1,7 +1,9 @@
-//! The server side every component runs: an accept loop with a cap on connections, one task
-//! per connection, many requests in flight per connection, answers in any order, deadlines
-//! that shed idle, trickling and non-reading clients, and a graceful shutdown that finishes
-//! the requests in hand. docs/protocol.md ("Limits") is the contract.
+//! The server side every component runs: an accept loop with a cap on connections (a share
+//! of it per client address, the connection idle longest shed when full: `admission.rs`),
+//! one task per connection, many requests in flight per connection, answers in any order,
+//! deadlines that shed idle, silent, trickling and non-reading clients, and a graceful
+//! shutdown that finishes the requests in hand. docs/protocol.md ("Limits") is the
+//! contract.
 //!
 //! Data flow on one connection:
 //!
@@ -14,16 +16,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Full, Place};
 use crate::frame::{DEFAULT_MAX_FRAME, Kind};
 use crate::io::{FrameReader, ReadError, write_loop};
 use crate::trust::{Acceptor, BoxStream, Caller, TLS_HANDSHAKE};
@@ -82,8 +87,17 @@ pub type ReplicationHook = Arc<dyn ReplicationHandler>;
 /// A server's limits. docs/protocol.md ("Limits") says what happens at each.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Most connections open at once; more are refused with `Overloaded` and closed.
+    /// Most connections open at once. A new one past it takes the place of the connection
+    /// idle longest, or, when none is idle, is refused with `Overloaded` and closed.
     pub max_connections: usize,
+    /// Most connections open at once from one client address (its share of
+    /// `max_connections`); past it, a new one takes the place of that address's connection
+    /// idle longest, or is refused.
+    pub max_connections_per_address: usize,
+    /// A new connection must finish its TLS handshake (internal services) and start its
+    /// first request within this, or it is closed: connecting and saying nothing holds a
+    /// place for seconds, not for the idle timeout.
+    pub first_request_timeout: Duration,
     /// Largest request payload, in bytes.
     pub max_frame: u32,
     /// Most requests in flight on one connection; past it the server stops reading that
@@ -100,7 +114,7 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How connections are taken: in the clear for a public door, or mutual TLS for the
     /// internal services (crates/proto/src/trust.rs). The handshake must finish within
-    /// `frame_timeout`.
+    /// `first_request_timeout`.
     pub acceptor: Acceptor,
 }
 
@@ -108,6 +122,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 4096,
+            max_connections_per_address: 1024,
+            first_request_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
             max_in_flight: 256,
             idle_timeout: Duration::from_secs(300),
@@ -142,7 +158,7 @@ pub async fn serve_with<S: Service, H: Handler<S>>(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let places = Admission::new(config.max_connections, config.max_connections_per_address);
     let mut backoff = Duration::from_millis(1);
     loop {
         let accepted = tokio::select! {
@@ -164,10 +180,15 @@ pub async fn serve_with<S: Service, H: Handler<S>>(
             }
         };
         let _ = socket.set_nodelay(true);
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            debug!(%peer, "refusing connection: at max_connections");
-            tracker.spawn(refuse::<S>(socket, config.max_connections, config.write_timeout));
-            continue;
+        // A place, maybe by shedding the connection idle longest; none when every place
+        // (of the server, or of this address) is busy.
+        let place = match places.admit(peer.ip()) {
+            Ok(place) => Arc::new(place),
+            Err(full) => {
+                debug!(%peer, ?full, "refusing connection: no place");
+                tracker.spawn(refuse::<S>(socket, full, config.write_timeout));
+                continue;
+            }
         };
         let conn = Conn::<S, H> {
             _service: std::marker::PhantomData,
@@ -177,15 +198,16 @@ pub async fn serve_with<S: Service, H: Handler<S>>(
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         };
+        let accepted = Instant::now();
         tracker.spawn(async move {
-            // The handshake runs on the connection's own task, under the frame deadline,
-            // so a caller that connects and stalls holds one permit, not the accept loop.
-            if let Some((stream, caller)) = conn.handshake(socket, peer).await
-                && let Err(e) = conn.run(stream, caller, peer).await
+            // The handshake runs on the connection's own task, under the first request's
+            // deadline, so a caller that connects and stalls holds one place for seconds,
+            // and never the accept loop.
+            if let Some((stream, caller)) = conn.handshake(socket, peer, &place).await
+                && let Err(e) = conn.run(stream, caller, peer, place, accepted).await
             {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     info!(service = S::ID.name(), "shutting down: finishing requests in flight");
@@ -193,9 +215,18 @@ pub async fn serve_with<S: Service, H: Handler<S>>(
     tracker.wait().await;
 }
 
-/// Tells a connection over the cap why it is closed, then closes it.
-async fn refuse<S: Service>(socket: TcpStream, max: usize, write_timeout: Duration) {
-    let message = format!("{} is at its limit of {max} connections; try again later", S::ID.name());
+/// Tells a connection that found no place why it is closed, then closes it.
+async fn refuse<S: Service>(socket: TcpStream, full: Full, write_timeout: Duration) {
+    let message = match full {
+        Full::Server { cap } => {
+            format!("{} is at its limit of {cap} connections; try again later", S::ID.name())
+        }
+        Full::Address { share } => format!(
+            "{} holds its limit of {share} connections from your address, all busy; close \
+             one or try again later",
+            S::ID.name()
+        ),
+    };
     say_goodbye::<S, _>(socket, ErrorCode::Overloaded, message, write_timeout).await;
 }
 
@@ -245,9 +276,10 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
         &self,
         socket: TcpStream,
         peer: std::net::SocketAddr,
+        place: &Place,
     ) -> Option<(BoxStream, Caller)> {
         let acceptor = &self.config.acceptor;
-        let deadline = self.config.frame_timeout;
+        let deadline = self.config.first_request_timeout;
         if acceptor.is_mutual_tls() {
             // A caller of ours without credentials writes a frame, not a TLS hello: say
             // what it lacks in a frame it can read, instead of a TLS alert it cannot.
@@ -271,7 +303,16 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 return None;
             }
         }
-        match tokio::time::timeout(deadline, acceptor.accept(socket)).await {
+        let accepting = tokio::time::timeout(deadline, acceptor.accept(socket));
+        // Until its handshake is done a connection is idle: the first to go when full.
+        let accepted = tokio::select! {
+            accepted = accepting => accepted,
+            () = place.shed() => {
+                debug!(%peer, "shed during its handshake: the server is full");
+                return None;
+            }
+        };
+        match accepted {
             Ok(Ok(accepted)) => Some(accepted),
             Ok(Err(e)) => {
                 warn!(%peer, service = S::ID.name(), "refused a connection: {}", crate::trust::explain(&e));
@@ -289,6 +330,8 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
         stream: BoxStream,
         caller: Caller,
         peer: std::net::SocketAddr,
+        place: Arc<Place>,
+        accepted: Instant,
     ) -> Result<(), ReadError> {
         let config = &self.config;
         let (read_half, write_half): (ReadHalf<BoxStream>, _) = tokio::io::split(stream);
@@ -296,8 +339,14 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
             Some(_) => config.max_frame.max(crate::messages::replication::MAX_FRAME),
             None => config.max_frame,
         };
+        // The first request has what is left of its own deadline; the next ones, the idle
+        // timeout.
+        let hello = config.first_request_timeout.min(config.idle_timeout);
+        let hello = hello.saturating_sub(accepted.elapsed());
+        let read_half = Watched { inner: read_half, place: place.clone() };
         let mut reader = FrameReader::new(read_half, max_read)
-            .with_timeouts(Some(config.idle_timeout), Some(config.frame_timeout));
+            .with_timeouts(Some(hello), Some(config.frame_timeout));
+        let mut first = true;
         // Bounded by max_in_flight, like the tasks that fill it: a client that never
         // reads makes request tasks wait here, which stops the reader (backpressure), and
         // after write_timeout the writer gives up and the connection closes.
@@ -313,10 +362,21 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                     S::ID.name()
                 )),
                 _ = out.closed() => break End::WriterGone,
+                () = place.shed() => break End::GoingAway(format!(
+                    "{} is full and closes the connection idle longest; reconnect to go on",
+                    S::ID.name()
+                )),
                 frame = reader.read_frame() => frame,
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,
+                Err(ReadError::Idle(after)) if first => {
+                    break End::GoingAway(format!(
+                        "{} closes connections that send no request within {after:?}; \
+                         reconnect and send one",
+                        S::ID.name()
+                    ));
+                }
                 Ok(None) => break End::Closed(Ok(())),
                 // Waiting for its answers is not idleness.
                 Err(ReadError::Idle(_)) if !answering.is_empty() => continue,
@@ -338,6 +398,15 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                     break End::Closed(Err(e));
                 }
             };
+            // In hand until answered; nothing more arriving unless the buffer holds the
+            // start of the next frame.
+            let busy = place.busy();
+            if reader.buffered() == 0 {
+                place.received();
+            }
+            if std::mem::take(&mut first) {
+                reader.set_idle_timeout(Some(config.idle_timeout));
+            }
             if frame.kind != Kind::Request {
                 goodbye::<S>(&out, frame.id, ErrorCode::Protocol, "expected a request frame").await;
                 break End::Closed(Ok(()));
@@ -396,7 +465,7 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                         }
                         Err(e) => warn!(error = %e, "could not encode a replication answer"),
                     }
-                    drop(permit);
+                    drop((permit, busy));
                 }));
                 continue;
             }
@@ -418,7 +487,7 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                     }
                     Err(e) => warn!(error = %e, "could not encode a response"),
                 }
-                drop(permit);
+                drop((permit, busy));
             })));
         };
         answering.close();
@@ -458,6 +527,29 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
         drop(out);
         let _ = writer.await;
         result
+    }
+}
+
+/// The read half of a connection, telling the connection's [`Place`] when bytes of a
+/// request arrive: from then until the request is whole, the connection is not idle, and
+/// is not shed.
+struct Watched<R> {
+    inner: R,
+    place: Arc<Place>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.place.receiving();
+        }
+        polled
     }
 }
 

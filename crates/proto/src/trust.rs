@@ -212,6 +212,8 @@ pub struct Trust {
     fingerprint: String,
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
+    /// SHA-256 of a label and the private key: the root of [`Trust::secret`].
+    secret_root: [u8; 32],
 }
 
 impl fmt::Debug for Trust {
@@ -271,6 +273,13 @@ impl Trust {
             }
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
         };
+        let secret_root = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"agora-trust-secret-v1\0");
+            hash.update(key.secret_der());
+            hash.finalize().into()
+        };
         let mut roots = rustls::RootCertStore::empty();
         for cert in ca {
             roots.add(cert).map_err(tls)?;
@@ -292,7 +301,25 @@ impl Trust {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(tls)?;
-        Ok(Trust { component, fingerprint, server: Arc::new(server), client: Arc::new(client) })
+        Ok(Trust {
+            component,
+            fingerprint,
+            server: Arc::new(server),
+            client: Arc::new(client),
+            secret_root,
+        })
+    }
+
+    /// A 32-byte secret for `purpose`, derived from this component's private key: every
+    /// process holding the same credentials (every seller server of a cluster, say) derives
+    /// the same one, and nobody without the key can. The frontends key the storefront's
+    /// login forms with it, so that any of them can check a form another one served.
+    pub fn secret(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.secret_root);
+        hash.update(purpose.as_bytes());
+        hash.finalize().into()
     }
 
     /// The component these credentials prove.
@@ -339,7 +366,7 @@ pub enum Created {
     Existing,
 }
 
-/// Makes a new cluster's credentials in `dir` (created 0700; keys written 0600): a CA
+/// Makes a new cluster's credentials in `dir` (created 0700; every file 0600): a CA
 /// and a certificate and key for every [`Component`], valid for 100 years. If `dir` already
 /// holds a complete set, leaves it as it is; a partial set is an error, never
 /// overwritten.
@@ -378,7 +405,7 @@ pub fn create(dir: &Path) -> Result<Created, TrustError> {
     ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     ca_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    write_file(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
+    write_file(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o600)?;
     write_file(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes(), 0o600)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
@@ -397,7 +424,7 @@ pub fn create(dir: &Path) -> Result<Created, TrustError> {
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer)?;
-        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o644)?;
+        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o600)?;
         write_file(&dir.join(key_file(component)), key.serialize_pem().as_bytes(), 0o600)?;
     }
     Ok(Created::New)

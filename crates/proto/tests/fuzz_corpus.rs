@@ -64,6 +64,7 @@ fn customer_request(r: &customer::Request) -> &'static str {
         ClearCart { .. } => "ClearCart",
         Purchases { .. } => "Purchases",
         Purchase { .. } => "Purchase",
+        PurchaseAt { .. } => "PurchaseAt",
     }
 }
 const CUSTOMER_REQUESTS: &[&str] = &[
@@ -80,6 +81,7 @@ const CUSTOMER_REQUESTS: &[&str] = &[
     "ClearCart",
     "Purchases",
     "Purchase",
+    "PurchaseAt",
 ];
 
 fn customer_response(r: &customer::Response) -> &'static str {
@@ -203,6 +205,7 @@ fn buyer_request(r: &front::BuyerRequest) -> &'static str {
         GetSellerRating { .. } => "GetSellerRating",
         GetPurchases { .. } => "GetPurchases",
         MakePurchase { .. } => "MakePurchase",
+        MakePurchaseAt { .. } => "MakePurchaseAt",
     }
 }
 const BUYER_REQUESTS: &[&str] = &[
@@ -221,6 +224,7 @@ const BUYER_REQUESTS: &[&str] = &[
     "GetSellerRating",
     "GetPurchases",
     "MakePurchase",
+    "MakePurchaseAt",
 ];
 
 fn front_response(r: &front::Response) -> &'static str {

@@ -47,10 +47,10 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::error;
 
-pub use applied::{APPLIED_MEMORY_MS, OpId, at_most_once};
+pub use applied::{APPLIED_MEMORY_MS, APPLIED_PER_OWNER, Op, OpId, at_most_once};
 pub use batch::{exec, undo_savepoint};
 pub use error::StoreError;
-pub use files::private_dir;
+pub use files::{private_dir, private_file, private_umask, write_private};
 
 use applied::APPLIED_SCHEMA;
 use batch::{Completion, InlineWriter, Queue, WriteConn, WriteJob, lock, write_loop};
@@ -176,6 +176,11 @@ impl Store {
         writer.pragma_update(None, "synchronous", synchronous).map_err(fail)?;
         writer.execute_batch(schema).map_err(fail)?;
         writer.execute_batch(APPLIED_SCHEMA).map_err(fail)?;
+        // A file of an earlier release keeps its op-id answers (applied.rs).
+        let moved = applied::upgrade(&writer).map_err(fail)?;
+        if moved > 0 {
+            tracing::info!(moved, path = %config.path.display(), "op-id table moved to its new form");
+        }
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(open_connection(&config.path, true).map_err(fail)?);

@@ -52,6 +52,30 @@ pub fn credentials(dir: &Path) -> PathBuf {
     at
 }
 
+/// Every file under `dir` (itself included) that is not its owner's only: a file not 0600,
+/// a directory not 0700, with its mode. Symbolic links are not followed.
+pub fn not_private(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            if mode != 0o700 {
+                found.push((path.clone(), mode));
+            }
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                pending.push(entry.path());
+            }
+        } else if meta.is_file() && mode != 0o600 {
+            found.push((path, mode));
+        }
+    }
+    found.sort();
+    found
+}
+
 /// `component`'s credentials of the cluster whose data is in `dir` (made if needed).
 pub fn trust(dir: &Path, component: Component) -> Trust {
     Trust::load(&credentials(dir), component).unwrap()

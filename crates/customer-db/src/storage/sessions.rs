@@ -5,7 +5,7 @@
 use agora_domain::{Role, UserId};
 use agora_proto::ApiError;
 use agora_replication::db_error;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sessions::Key;
 use crate::storage::{accounts, carts};
@@ -51,6 +51,14 @@ pub fn require(c: &Connection, key: &Key) -> Result<(), ApiError> {
         .and_then(|mut st| st.exists([&key[..]]))
         .map_err(db_error)?;
     if exists { Ok(()) } else { Err(ApiError::not_logged_in()) }
+}
+
+/// The account whose session `key` is, if it is stored.
+pub fn account(c: &Connection, key: &Key) -> Result<Option<UserId>, ApiError> {
+    c.prepare_cached("SELECT account FROM sessions WHERE key = ?1")
+        .and_then(|mut st| st.query_row([&key[..]], |r| r.get::<_, i64>(0)).optional())
+        .map(|account| account.map(|a| a as UserId))
+        .map_err(db_error)
 }
 
 /// Deletes a session and its unsaved cart; whether there was one.

@@ -210,7 +210,7 @@ async fn add_to_cart(
     Json(body): Json<CartAddition>,
 ) -> Out<axum::Json<Cart>> {
     let item = body.item.parse()?;
-    let op = key.op("buyer", &format!("add-to-cart {item}"), &session);
+    let op = key.op("buyer", "add-to-cart", &session);
     Ok(axum::Json(front.add_to_cart(op, &session, item, body.quantity).await?.into()))
 }
 
@@ -242,7 +242,7 @@ async fn remove_from_cart(
     key: IdempotencyKey,
     Query(query): Query<QuantityQuery>,
 ) -> Out<axum::Json<Cart>> {
-    let op = key.op("buyer", &format!("remove-from-cart {item}"), &session);
+    let op = key.op("buyer", "remove-from-cart", &session);
     Ok(axum::Json(front.remove_from_cart(op, &session, item, query.quantity).await?.into()))
 }
 
@@ -329,8 +329,10 @@ async fn purchases(
         ),
         (
             status = 409,
-            description = "Not enough units left of an item in the cart (`not_enough_units`), or \
-                           the purchase was cancelled (`aborted`)",
+            description = "Not enough units left of an item in the cart (`not_enough_units`), \
+                           a price changed so that the cart's total is not the agreed `total` \
+                           (`price_changed`; the message says the new total), or the purchase \
+                           was cancelled (`aborted`)",
             body = ErrorBody
         ),
         BodyFailures,
@@ -345,7 +347,8 @@ async fn make_purchase(
 ) -> Out<(StatusCode, axum::Json<PurchaseView>)> {
     // The key goes to the customer database as it is: a purchase's key is the buyer's.
     let key = key.unwrap_or_else(fresh_key);
-    let purchase = front.purchase(&session, key, body.card()).await?;
+    let total = body.total()?;
+    let purchase = front.purchase(&session, key, body.card(), total).await?;
     Ok((StatusCode::CREATED, axum::Json(purchase.into())))
 }
 

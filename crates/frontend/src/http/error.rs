@@ -53,9 +53,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::NotYourItem => StatusCode::FORBIDDEN,
         ErrorCode::UnknownItem | ErrorCode::UnknownUser => StatusCode::NOT_FOUND,
-        ErrorCode::NotEnoughUnits | ErrorCode::UsernameTaken | ErrorCode::Aborted => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::NotEnoughUnits
+        | ErrorCode::UsernameTaken
+        | ErrorCode::Aborted
+        | ErrorCode::PriceChanged => StatusCode::CONFLICT,
         // Down, busy, not sure yet, or a database between leaders: all are "try again
         // shortly".
         ErrorCode::Unavailable
@@ -128,6 +129,9 @@ impl IntoResponse for Error {
             ErrorBody { error: ErrorDetail { code: self.code.as_str().to_owned(), message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
+        // Also where no middleware runs (a refusal at the connection cap).
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: say which scheme to use.
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -144,7 +148,7 @@ mod tests {
     use super::*;
 
     /// Every code's status, as docs/http.md ("Status codes") promises it.
-    const DOCUMENTED: [(ErrorCode, u16); 20] = [
+    const DOCUMENTED: [(ErrorCode, u16); 21] = [
         (ErrorCode::InvalidArgument, 400),
         (ErrorCode::BadRequest, 400),
         (ErrorCode::NotLoggedIn, 401),
@@ -157,6 +161,7 @@ mod tests {
         (ErrorCode::NotEnoughUnits, 409),
         (ErrorCode::UsernameTaken, 409),
         (ErrorCode::Aborted, 409),
+        (ErrorCode::PriceChanged, 409),
         (ErrorCode::Internal, 500),
         (ErrorCode::Protocol, 500),
         (ErrorCode::Forbidden, 500),

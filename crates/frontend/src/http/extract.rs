@@ -223,9 +223,15 @@ impl IdempotencyKey {
     /// The op id of this attempt (docs/protocol.md): with a key, derived from it and the
     /// scope it belongs to (the role, the operation, and the session or, for a new
     /// account, the username), so a retry carries the same id and the database answers
-    /// it with the first attempt's outcome; without one, a fresh id.
+    /// it with the first attempt's outcome; without one, a fresh id. The operation's
+    /// arguments (its item, its quantity) are not in it: the database checks that a
+    /// repeat asks what the first attempt asked, so a key sent again with another item is
+    /// refused instead of being taken for a new attempt.
     pub fn op(&self, role: &str, operation: &str, scope: &str) -> OpId {
         let Some(key) = &self.0 else { return new_op_id() };
+        // A session token is the same in any letter case.
+        let scope = agora_domain::canonical_token(scope).unwrap_or_else(|| scope.to_owned());
+        let scope = scope.as_str();
         let mut hash = Sha256::new();
         // Each part length-prefixed, so that no two different tuples hash the same bytes.
         for part in ["agora-http-op", role, operation, scope, key] {

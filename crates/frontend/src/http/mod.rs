@@ -12,7 +12,12 @@
 //!   input in the one error shape.
 //! - [`error`]: that shape and the status of each error code.
 //! - [`serve`]: the connections, with their cap and deadlines.
-//! - `docs.html`: the self-contained API browser served at /docs.
+//! - `docs.html`, `docs.js`, `docs.css`: the self-contained API browser served at /docs.
+//!
+//! Every answer carries `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`, and,
+//! unless the route says otherwise, `Cache-Control: no-store` and a Content-Security-Policy
+//! that allows nothing (`baseline_headers`): a JSON answer holds a user's data and is never
+//! a page; the pages and the docs set policies of their own.
 
 pub mod buyer;
 pub mod error;
@@ -29,7 +34,7 @@ use std::time::Duration;
 use agora_proto::ErrorCode;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -52,10 +57,15 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest request body, in bytes; past it, `413`.
     pub body_limit: usize,
-    /// Most connections open at once; one more is answered `503 overloaded` and closed.
+    /// Most connections open at once; one more takes the place of the connection idle
+    /// longest, or, with none idle, is answered `503 overloaded` and closed.
     pub max_connections: usize,
+    /// Most connections from one client address at once (its share of
+    /// `max_connections`); past it, the same, among that address's connections.
+    pub max_connections_per_address: usize,
     /// Once the first byte of a request has arrived, its head (request line and headers)
-    /// must arrive within this, or the connection is closed.
+    /// must arrive within this, or the connection is closed; a connection's first request
+    /// has this long from the connection's opening.
     pub header_timeout: Duration,
     /// A connection with no request in hand for this long is closed.
     pub idle_timeout: Duration,
@@ -63,6 +73,8 @@ pub struct Limits {
 
 /// Default [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default [`Limits::max_connections_per_address`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 256;
 /// Default [`Limits::header_timeout`].
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`Limits::idle_timeout`].
@@ -76,6 +88,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             body_limit: 64 * 1024,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS as usize,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
@@ -90,7 +103,7 @@ pub type Out<T> = Result<T, Error>;
 pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
     let pages = crate::web::seller::routes(front.clone());
     let (router, api) = seller::routes(front);
-    finish(router.merge(storefront(pages)), &api, limits, true)
+    finish(router.merge(storefront(pages, true)), &api, limits, true)
 }
 
 /// The buyer server's HTTP application, JSON API and web pages, over the service its TCP
@@ -98,15 +111,15 @@ pub fn seller_app(front: Arc<SellerFrontend>, limits: &Limits) -> Router {
 pub fn buyer_app(front: Arc<BuyerFrontend>, limits: &Limits) -> Router {
     let pages = crate::web::buyer::routes(front.clone());
     let (router, api) = buyer::routes(front);
-    finish(router.merge(storefront(pages)), &api, limits, false)
+    finish(router.merge(storefront(pages, false)), &api, limits, false)
 }
 
-/// A role's web pages (docs/storefront.md) with the stylesheet and the headers every
-/// page carries.
-fn storefront(pages: Router) -> Router {
+/// A role's web pages (docs/storefront.md) with the stylesheet, the headers every page
+/// carries and the refusal of forms from other origins; `seller` says whose they are.
+fn storefront(pages: Router, seller: bool) -> Router {
     pages
         .route(crate::web::STYLESHEET_PATH, get(crate::web::stylesheet))
-        .layer(axum::middleware::from_fn(crate::web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(seller, crate::web::security_headers))
 }
 
 /// Adds the OpenAPI document, the docs page, the fallback and the middleware.
@@ -125,8 +138,55 @@ fn finish(router: Router, api: &utoipa::openapi::OpenApi, limits: &Limits, selle
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
         )
-        .route("/docs", get(|| async { Html(include_str!("docs.html")) }));
+        .route("/docs", get(docs_page))
+        .route("/docs.js", get(|| async { static_file("text/javascript", DOCS_SCRIPT) }))
+        .route("/docs.css", get(|| async { static_file("text/css", DOCS_STYLE) }));
     layers(router, without_query(api), limits, seller)
+}
+
+/// The docs page's script and stylesheet, served beside it so that its policy can forbid
+/// inline code.
+const DOCS_SCRIPT: &str = include_str!("docs.js");
+const DOCS_STYLE: &str = include_str!("docs.css");
+
+/// The docs page's policy: its own script and stylesheet, requests to this server (it
+/// sends the operations it shows), nothing inline, no framing, no forms.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of every answer that is not a page: nothing may load or run from it.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// GET /docs.
+async fn docs_page() -> Response {
+    let policy = HeaderValue::from_static(DOCS_CONTENT_SECURITY_POLICY);
+    ([(header::CONTENT_SECURITY_POLICY, policy)], Html(include_str!("docs.html"))).into_response()
+}
+
+/// One of the docs page's files, with its type.
+fn static_file(kind: &'static str, body: &'static str) -> Response {
+    let kind = HeaderValue::from_static(kind);
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// The headers every answer carries, the route's own winning where it set one: never
+/// sniffed as another type, never framed, never cached (answers show a user's data), and
+/// no content allowed to load or run unless the route's policy says what may.
+async fn baseline_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let defaults = [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, API_CONTENT_SECURITY_POLICY),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
 }
 
 /// The fallback and the middleware of every API: body limit, request deadline, panics
@@ -162,6 +222,7 @@ fn layers(
         .layer(axum::middleware::from_fn_with_state(Arc::new(no_query), refuse_queries))
         .layer(axum::middleware::map_response(error_shape))
         .layer(axum::middleware::from_fn(refuse_long_uris))
+        .layer(axum::middleware::map_response(baseline_headers))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -792,14 +792,45 @@ pub struct PurchaseOrder {
     /// The card to pay with; its number is never stored.
     #[serde(deserialize_with = "object")]
     pub card: CardBody,
+    /// The cart's total the buyer agreed to pay, as shown to them. If a price changed
+    /// since, so that the cart costs another total now, nothing is bought or charged: 409
+    /// `price_changed`, whose message says the new total. Without it, the cart is bought
+    /// at whatever it costs at the moment of the purchase.
+    #[serde(default, deserialize_with = "some_string")]
+    #[schema(schema_with = total_schema)]
+    pub total: Option<String>,
 }
 
 impl PurchaseOrder {
     /// The domain's card; its rules are checked by the handler.
-    pub fn card(self) -> Card {
-        Card { holder: self.card.holder, number: self.card.number, expiry: self.card.expiry }
+    pub fn card(&self) -> Card {
+        let card = &self.card;
+        Card {
+            holder: card.holder.clone(),
+            number: card.number.clone(),
+            expiry: card.expiry.clone(),
+        }
+    }
+
+    /// The agreed total, if given, as money.
+    pub fn total(&self) -> Result<Option<Money>, Error> {
+        self.total.as_deref().map(parse_total).transpose()
     }
 }
+
+/// A total the buyer agreed to (in a body or a form), or the field's rule.
+pub fn parse_total(text: &str) -> Result<Money, Error> {
+    text.parse().map_err(|_| {
+        Error::invalid("invalid total: must be an amount like 12.34 (at most two decimals)")
+    })
+}
+
+fn total_schema() -> Object {
+    text(TOTAL, "3.00", "The cart's total as shown to the buyer, with at most two decimals.")
+}
+
+/// An amount of money of any size a cart may reach (`Money::from_str`).
+const TOTAL: &str = concat!("^[", ws!(), r"]*[0-9]{1,12}(\.[0-9]{1,2})?[", ws!(), "]*$");
 
 /// The purchase key, from the `Idempotency-Key` header.
 #[derive(Debug, Deserialize, IntoParams)]

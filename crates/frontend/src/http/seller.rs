@@ -181,7 +181,7 @@ async fn remove_units(
     key: IdempotencyKey,
     Json(body): Json<UnitsRemoval>,
 ) -> Out<axum::Json<UnitsLeft>> {
-    let op = key.op("seller", &format!("remove-units {item}"), &session);
+    let op = key.op("seller", "remove-units", &session);
     let quantity = front.remove_units(op, &session, item, body.quantity).await?;
     Ok(axum::Json(UnitsLeft { id: item.to_string(), quantity }))
 }

@@ -1,8 +1,10 @@
 //! Serving the API over TCP with the limits the TCP protocol has (docs/http.md, "Limits"):
-//! a cap on open connections, a deadline on a request's head once its first byte has
-//! arrived, and an idle deadline between requests. Without them, a few hundred sockets
-//! left open, or trickling a header a byte at a time, hold a descriptor each until the
-//! process runs out and stops answering everyone.
+//! a cap on open connections with a share of it per client address, the connection idle
+//! longest shed when a new one finds no place (`agora_proto::admission`), a deadline on a
+//! request's head once its first byte has arrived (on the first request's, from the
+//! connection's opening), and an idle deadline between requests. Without them, a few
+//! hundred sockets left open, or trickling a header a byte at a time, hold a descriptor
+//! each until the process runs out and stops answering everyone.
 //!
 //! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for
 //! its next request, so it cannot tell "idle" from "slow"; each connection here keeps a
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use agora_proto::ErrorCode;
+use agora_proto::admission::{Admission, Full, Place};
 use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
@@ -57,7 +60,7 @@ pub async fn serve(
     builder.header_read_timeout(None).max_header_size(HEAD_MAX);
     let builder = Arc::new(builder);
     let cap = connection_cap(limits.max_connections.max(1), open_file_limit());
-    let open = Arc::new(Semaphore::new(cap));
+    let places = Admission::new(cap, limits.max_connections_per_address.max(1));
     // Refusals hold descriptors too, a few of the cap's worth at most.
     let refusing = Arc::new(Semaphore::new((cap / 16).clamp(1, REFUSALS_MAX)));
     let tasks = TaskTracker::new();
@@ -85,25 +88,26 @@ pub async fn serve(
         };
         // Answers are written whole; don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        match open.clone().try_acquire_owned() {
-            Ok(permit) => {
+        // A place, maybe by shedding the connection idle longest; none when every place
+        // (of the server, or of this address) is busy.
+        match places.admit(peer.ip()) {
+            Ok(place) => {
                 let (app, builder, shutdown) = (app.clone(), builder.clone(), shutdown.clone());
                 let limits = limits.clone();
                 // Per-address limits (logins) learn the client's address from the task.
                 tasks.spawn(agora_proto::server::serving(peer, async move {
-                    connection(stream, app, &builder, &limits, &shutdown).await;
-                    drop(permit);
+                    connection(stream, app, &builder, &limits, &shutdown, Arc::new(place)).await;
                 }));
             }
-            Err(_) => match refusing.clone().try_acquire_owned() {
+            Err(full) => match refusing.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let deadline = limits.header_timeout;
                     tasks.spawn(async move {
-                        refuse(stream, deadline).await;
+                        refuse(stream, full, deadline).await;
                         drop(permit);
                     });
                 }
-                Err(_) => debug!("http connection dropped: over the cap and busy refusing"),
+                Err(_) => debug!("http connection dropped: no place and busy refusing"),
             },
         }
     }
@@ -135,16 +139,17 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves one connection until it closes, its deadline passes, or shutdown has let its
-/// requests finish.
+/// Serves one connection until it closes, its deadline passes, it is shed (idle, while
+/// the server is full), or shutdown has let its requests finish.
 async fn connection(
     stream: TcpStream,
     app: Router,
     builder: &Builder,
     limits: &Limits,
     shutdown: &CancellationToken,
+    place: Arc<Place>,
 ) {
-    let activity = Activity::new();
+    let activity = Activity::new(place.clone());
     let io = TokioIo::new(Watched { inner: stream, activity: activity.clone(), answer: None });
     let service = hyper::service::service_fn({
         let activity = activity.clone();
@@ -165,7 +170,7 @@ async fn connection(
     loop {
         let wake = match (closing, activity.phase()) {
             (Some(end), _) => end,
-            (None, Phase::Head(since)) => since + limits.header_timeout,
+            (None, Phase::Head(since) | Phase::Opened(since)) => since + limits.header_timeout,
             (None, Phase::Idle(since)) => since + limits.idle_timeout,
             // A request's own time is bounded by the request timeout; look again then.
             (None, Phase::Busy(_)) => Instant::now() + limits.request_timeout,
@@ -178,6 +183,11 @@ async fn connection(
                 return;
             }
             () = activity.changed() => {}
+            // Only an idle connection is shed: nothing is lost by closing it now.
+            () = place.shed() => {
+                debug!("http connection closed: shed, idle while the server was full");
+                return;
+            }
             () = shutdown.cancelled(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + limits.request_timeout);
@@ -193,6 +203,10 @@ async fn connection(
                         debug!("http connection closed: its request head took too long");
                         return;
                     }
+                    Phase::Opened(since) if closing.is_none() && now >= since + limits.header_timeout => {
+                        debug!("http connection closed: no request within the header deadline of its opening");
+                        return;
+                    }
                     Phase::Idle(since) if closing.is_none() && now >= since + limits.idle_timeout => {
                         debug!("http connection closed: idle");
                         conn.as_mut().graceful_shutdown();
@@ -205,15 +219,18 @@ async fn connection(
     }
 }
 
-/// Answers every request on a connection past the cap with 503 `overloaded`, then closes
-/// it, as the TCP side does; within `deadline` in all.
-async fn refuse(stream: TcpStream, deadline: Duration) {
-    let service = hyper::service::service_fn(|_: Request<Incoming>| async {
-        let error = Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Overloaded,
-            "too many HTTP connections are open: try again shortly",
-        );
+/// Answers every request on a connection that found no place with 503 `overloaded`,
+/// then closes it, as the TCP side does; within `deadline` in all.
+async fn refuse(stream: TcpStream, full: Full, deadline: Duration) {
+    let message = match full {
+        Full::Server { .. } => "too many HTTP connections are open: try again shortly",
+        Full::Address { .. } => {
+            "too many HTTP connections are open from your address, all busy: close one or \
+             try again shortly"
+        }
+    };
+    let service = hyper::service::service_fn(move |_: Request<Incoming>| async move {
+        let error = Error::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, message);
         Ok::<_, Infallible>(error.into_response())
     });
     let mut builder = Builder::new();
@@ -229,6 +246,8 @@ async fn refuse(stream: TcpStream, deadline: Duration) {
 /// What a connection is doing, for its deadlines.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
+    /// Opened then, no byte of its first request yet.
+    Opened(Instant),
     /// Waiting for a request, since then.
     Idle(Instant),
     /// A request's head is arriving, since its first byte.
@@ -237,13 +256,15 @@ enum Phase {
     Busy(usize),
 }
 
-/// A connection's [`Phase`], shared by its socket, its service and its watchdog.
+/// A connection's [`Phase`], shared by its socket, its service and its watchdog, and told
+/// to its [`Place`]: idle (and so the first to go when the server is full) while opened
+/// or waiting, not while a request arrives or is in hand.
 #[derive(Clone)]
-struct Activity(Arc<(Mutex<Phase>, Notify)>);
+struct Activity(Arc<(Mutex<Phase>, Notify, Arc<Place>)>);
 
 impl Activity {
-    fn new() -> Self {
-        Activity(Arc::new((Mutex::new(Phase::Idle(Instant::now())), Notify::new())))
+    fn new(place: Arc<Place>) -> Self {
+        Activity(Arc::new((Mutex::new(Phase::Opened(Instant::now())), Notify::new(), place)))
     }
 
     fn phase(&self) -> Phase {
@@ -263,11 +284,14 @@ impl Activity {
         self.0.1.notified().await;
     }
 
-    /// Bytes arrived: the head of a request starts, unless one is already in hand.
+    /// Bytes arrived: the head of a request starts, unless one is already in hand. The
+    /// first request's head is timed from the connection's opening.
     fn bytes_read(&self) {
-        if matches!(self.phase(), Phase::Idle(_)) {
+        if matches!(self.phase(), Phase::Idle(_) | Phase::Opened(_)) {
+            self.0.2.receiving();
             self.set(|phase| match phase {
                 Phase::Idle(_) => Phase::Head(Instant::now()),
+                Phase::Opened(since) => Phase::Head(since),
                 other => other,
             });
         }
@@ -275,20 +299,26 @@ impl Activity {
 
     /// A request reached the application, until the guard is dropped.
     fn busy(&self) -> Busy {
+        let place = self.0.2.busy();
+        self.0.2.received();
         self.set(|phase| match phase {
             Phase::Busy(n) => Phase::Busy(n + 1),
             _ => Phase::Busy(1),
         });
-        Busy(self.clone())
+        Busy { activity: self.clone(), _place: place }
     }
 }
 
 /// A request in the application; dropping it (answered or abandoned) ends it.
-struct Busy(Activity);
+struct Busy {
+    activity: Activity,
+    /// The connection's place is busy as long.
+    _place: agora_proto::admission::Busy,
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.set(|phase| match phase {
+        self.activity.set(|phase| match phase {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             _ => Phase::Idle(Instant::now()),
         });

@@ -72,7 +72,7 @@ macro_rules! shared_routes {
                 Json(body): Json<NewAccount>,
             ) -> Out<(StatusCode, axum::Json<AccountCreated>)> {
                 // Without a session, a key belongs to the username it creates.
-                let op = key.op(stringify!($Front), "create-account", &body.username);
+                let op = key.op(stringify!($Front), "create-account", &body.username.to_ascii_lowercase());
                 let name = body.name.unwrap_or_default();
                 let id = front.create_account(op, body.username, body.password, name).await?;
                 Ok((StatusCode::CREATED, axum::Json(AccountCreated { id })))

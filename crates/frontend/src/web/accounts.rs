@@ -16,8 +16,8 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use super::{
-    Cookies, Nav, Refusal, cookie, csrf_token, over_tls, page, plain, random_hex, read_form,
-    same_secret, set_cookie,
+    Cookies, Nav, Refusal, cookie, csrf_token, is_signed_form_value, over_tls, page, plain,
+    read_form, same_secret, set_cookie, signed_form_value,
 };
 use crate::buyer::BuyerFrontend;
 use crate::seller::SellerFrontend;
@@ -34,6 +34,10 @@ pub trait Accounts: Send + Sync + 'static {
     const COOKIES: Cookies;
     /// The service's database connections.
     fn upstream(&self) -> &Upstream;
+    /// The key the login and sign-up forms' values are signed with.
+    fn form_key(&self) -> &ring::hmac::Key {
+        self.upstream().form_key()
+    }
     /// CreateAccount.
     fn create_account(
         &self,
@@ -125,11 +129,17 @@ pub struct SignupForm {
     password: String,
 }
 
-/// The double-submit value of this browser, or a new one to set.
-fn anonymous_csrf(headers: &HeaderMap, cookies: Cookies) -> (String, bool) {
-    match cookie(headers, cookies.csrf) {
-        Some(value) if value.len() == 32 => (value.to_owned(), false),
-        _ => (random_hex(), true),
+/// The double-submit value of this browser, if it holds one signed by the frontends, or
+/// a new one to set.
+fn anonymous_csrf(
+    key: &ring::hmac::Key,
+    headers: &HeaderMap,
+    cookies: Cookies,
+    secure: bool,
+) -> (String, bool) {
+    match cookie(headers, cookies.csrf_name(secure)) {
+        Some(value) if is_signed_form_value(key, value) => (value.to_owned(), false),
+        _ => (signed_form_value(key), true),
     }
 }
 
@@ -142,35 +152,50 @@ fn login_response<S: Accounts>(
 ) -> Response {
     let mut response = page(status, login);
     if fresh {
-        let value = set_cookie(S::COOKIES.csrf, Some(&login.csrf), secure);
+        let value = set_cookie(S::COOKIES.csrf_name(secure), Some(&login.csrf), secure);
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
-/// Checks a login or sign-up form's double-submit value against its cookie.
-fn check_anonymous<S: Accounts>(headers: &HeaderMap, sent: &str) -> Result<String, Refusal> {
-    match cookie(headers, S::COOKIES.csrf) {
-        Some(expected) if same_secret(expected, sent) => Ok(expected.to_owned()),
+/// Checks a login or sign-up form's double-submit value: its cookie must hold a value the
+/// frontends signed (one a page of theirs set, not one planted by someone else), and the
+/// form must carry the same.
+fn check_anonymous<S: Accounts>(
+    front: &S,
+    headers: &HeaderMap,
+    sent: &str,
+) -> Result<String, Refusal> {
+    match cookie(headers, S::COOKIES.csrf_name(over_tls(headers))) {
+        Some(expected)
+            if is_signed_form_value(front.form_key(), expected) && same_secret(expected, sent) =>
+        {
+            Ok(expected.to_owned())
+        }
         _ => Err(Refusal::Forged { seller: S::SELLER }),
     }
 }
 
 /// GET /login. A user already logged in goes to the start page.
-pub async fn login_page<S: Accounts>(headers: HeaderMap, uri: OriginalUri) -> Response {
-    if cookie(&headers, S::COOKIES.session).is_some() && uri.query().is_none() {
+pub async fn login_page<S: Accounts>(
+    State(front): State<Arc<S>>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> Response {
+    let secure = over_tls(&headers);
+    if cookie(&headers, S::COOKIES.session_name(secure)).is_some() && uri.query().is_none() {
         return Redirect::to("/").into_response();
     }
-    let (csrf, fresh) = anonymous_csrf(&headers, S::COOKIES);
+    let (csrf, fresh) = anonymous_csrf(front.form_key(), &headers, S::COOKIES, secure);
     let mut login = LoginPage::new::<S>(csrf);
     login.expired = uri.query().is_some_and(|q| q.contains("expired=1"));
-    login_response::<S>(StatusCode::OK, &login, fresh, over_tls(&headers, uri.scheme_str()))
+    login_response::<S>(StatusCode::OK, &login, fresh, secure)
 }
 
 /// A new session: its cookie, and off to the start page.
 fn logged_in<S: Accounts>(session: &str, secure: bool) -> Response {
     let mut response = Redirect::to("/").into_response();
-    let value = set_cookie(S::COOKIES.session, Some(session), secure);
+    let value = set_cookie(S::COOKIES.session_name(secure), Some(session), secure);
     response.headers_mut().append(header::SET_COOKIE, value);
     response
 }
@@ -178,13 +203,12 @@ fn logged_in<S: Accounts>(session: &str, secure: bool) -> Response {
 /// POST /login.
 pub async fn login<S: Accounts>(
     State(front): State<Arc<S>>,
-    uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let form: LoginForm = read_form(S::SELLER, &headers, &body)?;
-    let csrf = check_anonymous::<S>(&headers, &form.csrf)?;
-    let secure = over_tls(&headers, uri.scheme_str());
+    let csrf = check_anonymous(front.as_ref(), &headers, &form.csrf)?;
+    let secure = over_tls(&headers);
     match front.login(form.username.trim().to_owned(), form.password).await {
         Ok((session, _)) => Ok(logged_in::<S>(&session, secure)),
         Err(error) => {
@@ -199,13 +223,12 @@ pub async fn login<S: Accounts>(
 /// POST /signup: creates the account, then logs it in.
 pub async fn signup<S: Accounts>(
     State(front): State<Arc<S>>,
-    uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let form: SignupForm = read_form(S::SELLER, &headers, &body)?;
-    let csrf = check_anonymous::<S>(&headers, &form.csrf)?;
-    let secure = over_tls(&headers, uri.scheme_str());
+    let csrf = check_anonymous(front.as_ref(), &headers, &form.csrf)?;
+    let secure = over_tls(&headers);
     let username = form.username.trim().to_owned();
     // A resent form (a double click) makes one account: the op id is the form's.
     let op = op_of(&csrf, &username);
@@ -246,12 +269,12 @@ pub struct LogoutForm {
 /// POST /logout: ends the session (if it is still live) and forgets the cookie.
 pub async fn logout<S: Accounts>(
     State(front): State<Arc<S>>,
-    uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let form: LogoutForm = read_form(S::SELLER, &headers, &body)?;
-    let Some(session) = cookie(&headers, S::COOKIES.session) else {
+    let secure = over_tls(&headers);
+    let Some(session) = cookie(&headers, S::COOKIES.session_name(secure)) else {
         return Ok(Redirect::to("/login").into_response());
     };
     if !same_secret(&csrf_token(session), &form.csrf) {
@@ -263,7 +286,7 @@ pub async fn logout<S: Accounts>(
         return Err(Refusal::Api { seller: S::SELLER, session: Some(session.to_owned()), error });
     }
     let mut response = Redirect::to("/login").into_response();
-    let secure = over_tls(&headers, uri.scheme_str());
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(S::COOKIES.session, None, secure));
+    let gone = set_cookie(S::COOKIES.session_name(secure), None, secure);
+    response.headers_mut().append(header::SET_COOKIE, gone);
     Ok(response)
 }

@@ -499,6 +499,8 @@ async fn cart_action(
 struct CheckoutForm {
     csrf: String,
     key: String,
+    /// The total the cart page showed, which the buyer agrees to by paying.
+    total: String,
     holder: String,
     number: String,
     expiry: String,
@@ -516,7 +518,17 @@ async fn checkout(State(front): Front, headers: HeaderMap, body: Bytes) -> Out {
     };
     let card =
         Card { holder: form.holder.clone(), number: form.number, expiry: form.expiry.clone() };
-    match front.purchase(&session, key, card).await {
+    // The page always sends the total it showed; a form without one (a page of an earlier
+    // release) is asked to be sent again from a fresh page rather than bought blind.
+    let bought = match crate::http::model::parse_total(&form.total) {
+        Ok(total) => front.purchase(&session, key, card, Some(total)).await,
+        Err(_) => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "the checkout form did not say which total you agreed to: check the total below \
+             and pay again",
+        )),
+    };
+    match bought {
         Ok(_) => Ok(Redirect::to("/purchases?done=bought").into_response()),
         Err(e) if super::needs_login(&e) => Err(refusal(COOKIES, false, &session, e)),
         Err(e) => {
@@ -558,6 +570,8 @@ pub fn checkout_words(error: &ApiError) -> String {
         ErrorCode::Aborted => "The purchase was cancelled and nothing was charged. Please try \
              again."
             .into(),
+        // Says the new total, which the cart below now shows, and that nothing happened.
+        ErrorCode::PriceChanged => plain(error),
         _ => plain(error),
     }
 }

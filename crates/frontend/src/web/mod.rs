@@ -6,13 +6,16 @@
 //! (CSRF) tokens, reading forms, the security headers, and rendering errors as HTML.
 //!
 //! - [`buyer`], [`seller`]: each role's routes; their templates are in `templates/`.
-//! - Sessions: the token from login, in an HttpOnly, SameSite=Lax cookie (Secure when the
-//!   page was asked for over TLS). Nothing is kept on the server, so any frontend, fresh
-//!   or restarted, serves the same user.
+//! - Sessions: the token from login, in an HttpOnly, SameSite=Lax cookie; over TLS it is
+//!   also Secure and named with the `__Host-` prefix, which a browser keeps from being set
+//!   by any other host or path. Nothing is kept on the server, so any frontend, fresh or
+//!   restarted, serves the same user.
 //! - CSRF: a form of a logged-in user carries SHA-256 of a fixed label and the session
 //!   token, which any frontend can recompute and which another site cannot (it cannot
 //!   read the cookie); the login and sign-up forms, with no session yet, carry a random
-//!   value that must match a cookie of its own (double submit).
+//!   value signed with a secret of the frontends' (HMAC-SHA256 under a key derived from
+//!   their credentials), which must match a cookie of its own (signed double submit). And
+//!   every form sent from a page of another origin is refused (`Origin`).
 
 pub mod accounts;
 pub mod buyer;
@@ -45,20 +48,52 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The two roles' cookie names. Browsers share cookies between ports of one host, so
 /// the seller's and the buyer's must differ for one person to use both servers.
+///
+/// Over TLS the names carry the `__Host-` prefix: a browser accepts such a cookie only
+/// with `Secure`, `Path=/` and no `Domain`, from a secure origin, so no other host (a
+/// sibling subdomain) and no page in the clear can plant one. Over plain HTTP the prefix
+/// cannot be used: browsers refuse `Secure` cookies from an insecure origin (Chromium
+/// exempts `localhost` but not `127.0.0.1`, where `agora up` serves), so the pages on
+/// `http://127.0.0.1` use the plain names. Which is used follows how the page was asked
+/// for ([`over_tls`]), and a request is read with the names of its own transport only.
 #[derive(Debug, Clone, Copy)]
 pub struct Cookies {
     /// The session token.
     pub session: &'static str,
     /// The double-submit CSRF value of the login and sign-up forms.
     pub csrf: &'static str,
+    /// [`Cookies::session`] over TLS.
+    pub secure_session: &'static str,
+    /// [`Cookies::csrf`] over TLS.
+    pub secure_csrf: &'static str,
+}
+
+impl Cookies {
+    /// The session cookie's name for a page served over TLS (`secure`) or not.
+    pub fn session_name(&self, secure: bool) -> &'static str {
+        if secure { self.secure_session } else { self.session }
+    }
+
+    /// The login forms' cookie's name for a page served over TLS (`secure`) or not.
+    pub fn csrf_name(&self, secure: bool) -> &'static str {
+        if secure { self.secure_csrf } else { self.csrf }
+    }
 }
 
 /// The buyer server's cookies.
-pub const BUYER_COOKIES: Cookies =
-    Cookies { session: "agora_buyer_session", csrf: "agora_buyer_csrf" };
+pub const BUYER_COOKIES: Cookies = Cookies {
+    session: "agora_buyer_session",
+    csrf: "agora_buyer_csrf",
+    secure_session: "__Host-agora_buyer_session",
+    secure_csrf: "__Host-agora_buyer_csrf",
+};
 /// The seller server's cookies.
-pub const SELLER_COOKIES: Cookies =
-    Cookies { session: "agora_seller_session", csrf: "agora_seller_csrf" };
+pub const SELLER_COOKIES: Cookies = Cookies {
+    session: "agora_seller_session",
+    csrf: "agora_seller_csrf",
+    secure_session: "__Host-agora_seller_session",
+    secure_csrf: "__Host-agora_seller_csrf",
+};
 
 /// The value of cookie `name` in the request's `Cookie` headers, if it is there and
 /// printable ASCII of a sane length.
@@ -74,18 +109,19 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-/// Whether the page was asked for over TLS: directly, or through a proxy that says so.
-/// Cookies are then marked Secure, so a browser never sends them in clear.
-pub fn over_tls(headers: &HeaderMap, request_scheme: Option<&str>) -> bool {
-    request_scheme == Some("https")
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+/// Whether the page was asked for over TLS. The frontends serve HTTP in the clear
+/// themselves, so only a proxy in front of them that terminates TLS can say so, with
+/// `X-Forwarded-Proto: https`. Cookies are then Secure (a browser never sends them in
+/// clear) and `__Host-` named ([`Cookies`]).
+pub fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-/// A `Set-Cookie` value: HttpOnly and SameSite=Lax always, Secure over TLS; `None`
-/// deletes the cookie.
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax and `Path=/` always, Secure over TLS;
+/// `None` deletes the cookie. `name` is the one [`Cookies`] gives for the transport.
 pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> HeaderValue {
     let mut text = match value {
         Some(value) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax"),
@@ -106,6 +142,39 @@ pub fn csrf_token(session: &str) -> String {
     hash.update(b"agora-storefront-csrf-v1\0");
     hash.update(session.as_bytes());
     hex(&hash.finalize())
+}
+
+/// The key the login and sign-up forms' values are signed with: derived from the
+/// frontend's credentials, the same at every frontend of the role.
+pub fn form_key(trust: &agora_proto::Trust) -> ring::hmac::Key {
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &trust.secret("storefront-login-forms-v1"))
+}
+
+/// A fresh value for the login and sign-up forms and their cookie: 128 random bits and
+/// their HMAC under `key`, in hex, `nonce.mac`.
+pub fn signed_form_value(key: &ring::hmac::Key) -> String {
+    let nonce = random_hex();
+    let tag = ring::hmac::sign(key, nonce.as_bytes());
+    format!("{nonce}.{}", hex(tag.as_ref()))
+}
+
+/// Whether `value` is one [`signed_form_value`] made with `key`: checked in constant time,
+/// so a cookie planted with a value of the planter's choosing (`abc`) is refused.
+pub fn is_signed_form_value(key: &ring::hmac::Key, value: &str) -> bool {
+    let Some((nonce, tag)) = value.split_once('.') else { return false };
+    if nonce.len() != 32 || tag.len() != 64 {
+        return false;
+    }
+    let Some(tag) = unhex(tag) else { return false };
+    ring::hmac::verify(key, nonce.as_bytes(), &tag).is_ok()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(*pair.get(1)?)?))
+        .collect()
 }
 
 /// Compares two strings in time that depends on their lengths only, so that a forger
@@ -137,14 +206,25 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Adds the headers every page and redirect carries: the CSP, no sniffing, no framing,
-/// no referrer beyond this origin, and no caching of pages that show a user's data.
+/// Adds the headers every page and redirect carries ([`page_headers`]), and refuses a
+/// form sent from another origin before any handler reads it ([`same_origin`]).
+/// `seller` says whose pages these are.
 pub async fn security_headers(
+    axum::extract::State(seller): axum::extract::State<bool>,
     request: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    let mut response = match same_origin(&request, seller) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    };
+    page_headers(response.headers_mut());
+    response
+}
+
+/// The headers of every page (the 404 page too): the CSP, no sniffing, no framing, no
+/// referrer beyond this origin, and no caching of pages that show a user's data.
+pub fn page_headers(headers: &mut HeaderMap) {
     headers
         .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -153,7 +233,40 @@ pub async fn security_headers(
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
+}
+
+/// Refuses a request that changes something (every method but GET and HEAD) when the
+/// browser says it comes from a page of another origin: its `Origin` is not this host
+/// (the `Host` the browser asked, or the `X-Forwarded-Host` of a proxy in front), or is
+/// `null` (a sandboxed or privacy-sensitive context). Browsers send `Origin` with every
+/// form they post; a request without one (an old browser, a script) is left to the
+/// form's CSRF token, which every form is checked for anyway.
+pub fn same_origin(request: &Request<axum::body::Body>, seller: bool) -> Result<(), Refusal> {
+    let method = request.method();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return Ok(());
+    }
+    let headers = request.headers();
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host.trim_end_matches('/'));
+    let ours = |name: header::HeaderName| {
+        headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase())
+    };
+    let host = host.map(str::to_ascii_lowercase);
+    match host {
+        Some(host)
+            if Some(&host) == ours(header::HOST).as_ref()
+                || Some(&host)
+                    == ours(header::HeaderName::from_static("x-forwarded-host")).as_ref() =>
+        {
+            Ok(())
+        }
+        _ => Err(Refusal::Forged { seller }),
+    }
 }
 
 /// The stylesheet, cacheable: its path changes when it does.
@@ -217,8 +330,8 @@ impl Nav {
 #[derive(Debug)]
 pub enum Refusal {
     /// No session, or it has ended: off to the login page (which says why), with the
-    /// cookie cleared.
-    Login { expired: bool, cookie: &'static str },
+    /// session cookie cleared.
+    Login { expired: bool, cookies: Cookies },
     /// A form without the right CSRF token.
     Forged { seller: bool },
     /// A body that is not a form, or fields that cannot be read.
@@ -230,10 +343,14 @@ pub enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::Login { expired, cookie } => {
+            Refusal::Login { expired, cookies } => {
                 let to = if expired { "/login?expired=1" } else { "/login" };
                 let mut response = Redirect::to(to).into_response();
-                response.headers_mut().insert(header::SET_COOKIE, set_cookie(cookie, None, false));
+                // Under either name: a browser ignores the one of the other transport.
+                for secure in [false, true] {
+                    let gone = set_cookie(cookies.session_name(secure), None, secure);
+                    response.headers_mut().append(header::SET_COOKIE, gone);
+                }
                 response
             }
             Refusal::Forged { seller } => page(
@@ -294,10 +411,7 @@ pub fn not_found(seller: bool) -> Response {
             message: "There is nothing at this address.".into(),
         },
     );
-    let headers = response.headers_mut();
-    headers
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    page_headers(response.headers_mut());
     response
 }
 
@@ -308,10 +422,12 @@ pub fn plain(error: &ApiError) -> String {
             tracing::error!(code = %error.code, detail = %error.message, "internal error");
             "Something went wrong on our side; please try again in a moment.".into()
         }
-        ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Overloaded => format!(
+        ErrorCode::Unavailable | ErrorCode::Timeout => format!(
             "The shop is busy or partly down right now ({}); please try again in a moment.",
             error.message
         ),
+        // A limit (`overloaded`) says which one it is and what to do: too many logins from
+        // the address, too many sessions of the account, too many connections.
         _ => capitalise(&error.message),
     }
 }
@@ -364,11 +480,12 @@ pub fn keywords(text: &str) -> Vec<String> {
     text.split([' ', ',']).filter(|k| !k.is_empty()).map(str::to_owned).collect()
 }
 
-/// The session in the role's cookie; without one, off to the login page.
+/// The session in the role's cookie (under the name of the request's transport); without
+/// one, off to the login page.
 pub fn session_of(headers: &HeaderMap, cookies: Cookies) -> Result<String, Refusal> {
-    cookie(headers, cookies.session)
+    cookie(headers, cookies.session_name(over_tls(headers)))
         .map(str::to_owned)
-        .ok_or(Refusal::Login { expired: false, cookie: cookies.session })
+        .ok_or(Refusal::Login { expired: false, cookies })
 }
 
 /// Checks the CSRF token `sent` with a form against the one of `session`.
@@ -380,7 +497,7 @@ pub fn check_csrf(session: &str, sent: &str, seller: bool) -> Result<(), Refusal
 /// session, else the error page.
 pub fn refusal(cookies: Cookies, seller: bool, session: &str, error: ApiError) -> Refusal {
     if needs_login(&error) {
-        Refusal::Login { expired: error.code == ErrorCode::SessionExpired, cookie: cookies.session }
+        Refusal::Login { expired: error.code == ErrorCode::SessionExpired, cookies }
     } else {
         Refusal::Api { seller, session: Some(session.to_owned()), error }
     }
@@ -464,6 +581,21 @@ mod tests {
     fn times_are_shown_in_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(1_796_041_560_000), "2026-11-30 12:26 UTC");
+    }
+
+    #[test]
+    fn login_form_values_are_signed_by_the_key() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
+        let other = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[8; 32]);
+        let value = signed_form_value(&key);
+        assert!(is_signed_form_value(&key, &value));
+        assert_ne!(signed_form_value(&key), value, "fresh each time");
+        assert!(!is_signed_form_value(&other, &value), "another key's");
+        let (nonce, tag) = value.split_once('.').expect("two parts");
+        let tampered = format!("{}0.{tag}", &nonce[..31]);
+        for bad in ["abc", "", ".", &tampered, nonce, &format!("{nonce}.{}", &tag[..63])] {
+            assert!(!is_signed_form_value(&key, bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The customer database's messages: accounts, sessions, carts, purchase history.
 
-use agora_domain::{Card, CartLine, ItemId, Page, Purchase, Role, UserId};
+use agora_domain::{Card, CartLine, ItemId, Money, Page, Purchase, Role, UserId};
 
 use super::OpId;
 use crate::trust::Component;
@@ -43,6 +43,11 @@ pub enum Request {
     /// for the buyer: a request with a key already used returns that purchase's outcome
     /// instead of buying again. Answers `Purchased`.
     Purchase { session: String, key: String, card: Card },
+    /// `Purchase` at the `total` the buyer agreed to: a purchase whose total at the
+    /// reserved prices is another is cancelled before payments is asked, its units
+    /// released, and answered `PriceChanged` with the new total. Appended after the
+    /// variants of earlier releases, which keep their wire numbers.
+    PurchaseAt { session: String, key: String, card: Card, total: Money },
 }
 
 /// A successful answer of the customer database.
@@ -87,6 +92,7 @@ pub fn may_send(request: &Request) -> &'static [Component] {
         | Request::SaveCart { .. }
         | Request::ClearCart { .. }
         | Request::Purchases { .. }
-        | Request::Purchase { .. } => BUYERS,
+        | Request::Purchase { .. }
+        | Request::PurchaseAt { .. } => BUYERS,
     }
 }

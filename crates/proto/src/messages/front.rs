@@ -68,6 +68,11 @@ pub enum BuyerRequest {
     /// 64 characters, chosen by the client) makes a retry safe: the same key never buys or
     /// charges twice, and returns the first attempt's outcome.
     MakePurchase { session: String, key: String, card: Card },
+    /// MakePurchase at the `total` the buyer agreed to (the cart's total as shown): if the
+    /// cart's total at the prices of the moment is another, nothing is bought or charged
+    /// and the answer is `PriceChanged` with the new total. Otherwise as `MakePurchase`,
+    /// which stays for clients of earlier releases (docs/protocol.md, "Payloads").
+    MakePurchaseAt { session: String, key: String, card: Card, total: Money },
 }
 
 /// A successful answer of either frontend.

@@ -19,10 +19,12 @@ use crate::trust::{Caller, Component};
 use crate::{ApiError, ErrorCode, ServiceId};
 
 /// The id a client gives one mutating request (CreateAccount, RegisterItemForSale,
-/// UpdateUnitsForSale, AddItemToCart, RemoveItemFromCart): 128 random bits. The database
-/// that applies the request records the id with its answer, in the same transaction, and
-/// answers a repeat of the id with the recorded answer instead of applying it again, for
-/// 24 hours (docs/protocol.md). All zeros means "no id": applied every time.
+/// UpdateUnitsForSale, AddItemToCart, RemoveItemFromCart, Logout): 128 random bits. The
+/// database that applies the request records the id in its caller's scope (the session;
+/// the role and username of a sign-up; the seller) with its answer, in the same
+/// transaction, and answers a repeat of the id with the recorded answer instead of
+/// applying it again, for 24 hours; a repeat that asks something else is refused
+/// (docs/protocol.md, "Retries"). All zeros means "no id": applied every time.
 pub type OpId = [u8; 16];
 
 /// A fresh random [`OpId`].
