@@ -331,10 +331,7 @@ async fn cluster_commands_with_refused_credentials_show_the_refusal() {
     let addr = listener.local_addr().unwrap().to_string();
     let trust = agora_testkit::trust(data.path(), Component::ProductDb);
     let config = agora_product_db::Config {
-        group: Some(agora_replication::Membership {
-            node_id: 1,
-            peers: [(1, addr.clone())].into(),
-        }),
+        group: Some(agora_replication::Peers::new(1, [(1, addr.clone())].into())),
         ..agora_product_db::Config::new(data.path(), trust)
     };
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -210,4 +210,26 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
         server.stop.cancel();
         let _ = server.task.await;
     }
+    // The earlier release left its log, stamps and snapshot directories readable by
+    // others; they hold the same rows as the databases, and are now their owner's only.
+    for group in ["customer-db", "product-db", "payments"] {
+        for id in 1..=3 {
+            assert_private(&data.join(format!("{group}-{id}")));
+        }
+    }
+}
+
+/// Every file under `dir` is 0600 and every directory 0700.
+fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if path.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            assert_private(&path);
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
 }

@@ -153,8 +153,10 @@ impl CustomerDb {
             sessions_current: std::sync::atomic::AtomicBool::new(false),
         };
         // Alone, this replica leads from the start and loads its sessions now; in a group,
-        // it loads them each time it becomes the leader (a read needs a leader).
-        if *db.replica.leadership().borrow() {
+        // it loads them each time it becomes the leader (a read needs a leader), in
+        // `lead()`, never at start: a replica restarted may believe for a moment that it
+        // still leads.
+        if db.replica.metrics().is_none() {
             db.load_sessions().await?;
         }
         Ok(db)

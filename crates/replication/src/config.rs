@@ -84,6 +84,10 @@ impl GroupConfig {
             // whether it could win before it raises its term: a healthy leader is not
             // deposed when it comes back.
             enable_pre_vote: Some(true),
+            // A leader restarted takes part in an election like any node: openraft 0.10
+            // would otherwise let it lead again at once, on a log it has not confirmed
+            // with anyone, while the others may have elected another meanwhile.
+            enable_leader_restore: Some(false),
             // After an unreachable member: 25 ms, 50 ms, then every heartbeat interval
             // (DESIGN.md, "Timing").
             backoff: format!(

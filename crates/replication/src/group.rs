@@ -60,6 +60,28 @@ pub(crate) struct Group {
     stop: CancellationToken,
 }
 
+/// Makes the files an earlier release left readable by others (the log, the stamp, the
+/// snapshots: they hold the database's rows) its owner's only, as everything this
+/// release writes is (`agora_store::private_dir`).
+fn tighten(dir: &std::path::Path) -> Result<(), GroupError> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| GroupError::Io { path, source }
+    };
+    for name in ["raft.db", "raft.db-wal", "raft.db-shm", crate::stamp::STAMP] {
+        let path = dir.join(name);
+        agora_store::private_file(&path).map_err(io(&path))?;
+    }
+    let snapshots = dir.join("snapshots");
+    if snapshots.exists() {
+        agora_store::private_dir(&snapshots).map_err(io(&snapshots))?;
+        for entry in std::fs::read_dir(&snapshots).map_err(io(&snapshots))?.flatten() {
+            agora_store::private_file(&entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Locks a mutex; a poisoned lock still holds usable state. Never held across an await.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -90,6 +112,7 @@ impl Group {
         let dir = &config.data_dir;
         let (incarnation, fresh) =
             check_stamp(dir, &config.group_name(), &config.trust, config.node_id)?;
+        tighten(dir)?;
         let log = LogStore::open(&dir.join("raft.db"), config.durability)
             .map_err(|e| GroupError::Start(format!("{}: {e}", dir.join("raft.db").display())))?;
         let snapshot_dir = dir.join("snapshots");

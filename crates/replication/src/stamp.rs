@@ -17,7 +17,7 @@ struct Stamp {
     incarnation: u64,
 }
 
-const STAMP: &str = "replica.stamp";
+pub(crate) const STAMP: &str = "replica.stamp";
 
 impl Stamp {
     fn describe(&self) -> String {
@@ -99,8 +99,8 @@ pub fn check_stamp(
             // Zero means "unknown" in the membership.
             let incarnation = u64::from_le_bytes(bytes).max(1);
             let tmp = dir.join(format!("{STAMP}.tmp"));
-            std::fs::write(&tmp, expected(incarnation).render()).map_err(io)?;
-            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+            agora_store::write_private(&tmp, expected(incarnation).render().as_bytes())
+                .map_err(io)?;
             std::fs::rename(&tmp, &path).map_err(io)?;
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
             Ok((incarnation, true))
