@@ -44,7 +44,7 @@ impl ClusterMap {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    fn read(data_dir: &Path) -> anyhow::Result<ClusterMap> {
+    pub fn read(data_dir: &Path) -> anyhow::Result<ClusterMap> {
         let path = data_dir.join(MAP_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(

@@ -83,7 +83,9 @@ pub struct UpArgs {
     /// the loss of any minority). With more than one, replica K of each is its own
     /// process, with its own data directory (DATA_DIR/<name>-K) and 10 × (K − 1) ports
     /// above the usual one (free ports with --port-base 0); the replicas of each keep one
-    /// log in agreement (crates/replication/DESIGN.md).
+    /// log in agreement (crates/replication/DESIGN.md). On the data of a marketplace run
+    /// without replicas, every replica is first seeded with a copy of it (the originals
+    /// go to DATA_DIR/before-replicas/); on groups of another size, agora up refuses.
     #[arg(long, env = "AGORA_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub replicas: u16,
 }
@@ -261,6 +263,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
+    // Never an empty marketplace beside one it would not use: seed or refuse first.
+    if let Some(said) = crate::layout::prepare(&args.data_dir, args.replicas.max(1))? {
+        eprintln!("agora: {said}");
+    }
     // Zero configuration: the cluster's credentials live with its data, made on first use.
     let credentials = args.data_dir.join("credentials");
     agora_proto::trust::create(&credentials)?;

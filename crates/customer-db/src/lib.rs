@@ -20,6 +20,34 @@ mod password;
 mod purchase;
 mod sessions;
 mod storage;
+/// Seals a replica seeded from a database that ran alone (`agora_store::seed`): once it
+/// has applied its group's first entry, a snapshot of its file (the seed included) is
+/// taken and its log cut behind it, so that a member added to the group later is sent
+/// that snapshot instead of the log replayed onto an empty file. Until then the marker
+/// stays, and a restart tries again. The same in customer-db, product-db and payments.
+async fn seal_seed<M: agora_replication::StateMachine>(replica: Replica<M>, dir: PathBuf) {
+    let Some(mut metrics) = replica.metrics() else { return };
+    let applied = match metrics.wait_for(|m| m.last_applied.is_some()).await {
+        Ok(m) => m.last_applied.map_or(0, |id| id.index),
+        Err(_) => return,
+    };
+    if replica.snapshot().await.is_err() {
+        return;
+    }
+    let built =
+        metrics.wait_for(|m| m.snapshot.is_some_and(|id| id.index >= applied)).await.is_ok();
+    if !built || replica.purge_log(applied).await.is_err() {
+        return;
+    }
+    if metrics.wait_for(|m| m.purged.is_some_and(|id| id.index >= applied)).await.is_err() {
+        return;
+    }
+    match agora_store::seed::sealed(&dir) {
+        Ok(()) => info!(upto = applied, "the seeded database is sealed into a snapshot"),
+        Err(e) => warn!(error = %e, "cannot remove the seed marker; sealed again at next start"),
+    }
+}
+
 #[cfg(test)]
 mod testing;
 mod throttle;
@@ -95,6 +123,9 @@ pub async fn run(
     let (replica, hook) =
         Replica::start(group, store, CustomerMachine, config.clock.clone()).await?;
     let stopping = replica.clone();
+    if agora_store::seed::seeded(&config.data_dir) {
+        tokio::spawn(seal_seed(replica.clone(), config.data_dir.clone()));
+    }
     let coordinator = Arc::new(purchase::Coordinator::new(
         replica.clone(),
         Pool::new(upstream(&config.product_db)),
