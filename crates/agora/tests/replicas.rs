@@ -77,9 +77,10 @@ struct Up {
 }
 
 impl Up {
-    /// Starts it on a fresh data directory and reads its banner.
+    /// Starts it on a fresh data directory and reads its banner. A server killed here
+    /// stays down (`--restart never`), as the failures these tests make need.
     async fn start() -> (tempfile::TempDir, Up) {
-        Up::start_with(&[], &[]).await
+        Up::start_with(&["--restart", "never"], &[]).await
     }
 
     /// [`Up::start`] with extra flags and environment variables for every server.
@@ -328,7 +329,8 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
 /// still has a majority (the survivor and the new one) and the marketplace writes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() {
-    let (data, up) = Up::start().await;
+    // A dead machine: nothing starts its replica again.
+    let (data, up) = Up::start_with(&["--restart", "never"], &[]).await;
     let servers = up.servers.clone();
     let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
     seller.create_account("ann", "long enough", "Ann").await.unwrap();
@@ -421,7 +423,7 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
 async fn a_purchase_whose_leader_died_before_payment_is_bought_by_its_retry_once() {
     // Every replica would crash there, but only a leader's request reaches that point:
     // a retry taking a purchase over does not pass it, and nothing else is bought.
-    let flags = ["--approve-probability", "1"];
+    let flags = ["--approve-probability", "1", "--restart", "never"];
     let (data, up) = Up::start_with(&flags, &[("AGORA_CRASH_AT", "after-begin")]).await;
     let servers = up.servers.clone();
     let trust = Trust::load(&data.path().join("credentials"), Component::SellerServer).unwrap();
@@ -526,7 +528,7 @@ fn single_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_a_marketplace_that_ran_alone_keep_its_data() {
     let (_data, dir) = single_fixture();
-    let up = Up::start_in(&dir, &[], &[]).await;
+    let up = Up::start_in(&dir, &["--restart", "never"], &[]).await;
     let servers = up.servers.clone();
     assert!(servers.contains_key("customer-db-3"), "{servers:?}");
     for file in ["customer.db", "product.db", "payments.db"] {
