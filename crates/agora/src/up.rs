@@ -97,6 +97,11 @@ pub struct UpArgs {
     /// server that stops cleanly (exit status 0, as after SIGTERM) is never restarted.
     #[arg(long, env = "AGORA_RESTART", value_enum, default_value_t = Restart::OnFailure)]
     pub restart: Restart,
+    /// A file naming the categories (one a line: the number, then the name), given to
+    /// every frontend; `agora seller-server --help` says more. [default: ten names, 0
+    /// Other to 9 Art and collectibles]
+    #[arg(long, env = "AGORA_CATEGORIES", value_name = "FILE")]
+    pub categories: Option<PathBuf>,
 }
 
 /// `--restart`.
@@ -316,6 +321,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
+    // A bad categories file is refused before anything starts, once rather than per frontend.
+    if let Some(path) = &args.categories {
+        crate::servers::read_categories(path)?;
+    }
     // Never an empty marketplace beside one it would not use: seed or refuse first.
     if let Some(said) = crate::layout::prepare(&args.data_dir, args.replicas.max(1))? {
         eprintln!("agora: {said}");
@@ -370,27 +379,25 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 } else {
                     args.frontend_address(first_http, k)
                 };
-                let frontend = start(
-                    &exe,
-                    command,
-                    &name,
-                    &[
-                        "--listen",
-                        &listen,
-                        "--http-listen",
-                        &http,
-                        "--customer-db",
-                        &customer_addr,
-                        "--product-db",
-                        &product_addr,
-                        "--credentials",
-                        &credentials,
-                        "--log",
-                        &args.log,
-                    ],
-                    &exited_tx,
-                )
-                .await?;
+                let categories = args.categories.as_ref().map(|p| p.display().to_string());
+                let mut flags = vec![
+                    "--listen",
+                    &listen,
+                    "--http-listen",
+                    &http,
+                    "--customer-db",
+                    &customer_addr,
+                    "--product-db",
+                    &product_addr,
+                    "--credentials",
+                    &credentials,
+                    "--log",
+                    &args.log,
+                ];
+                if let Some(file) = &categories {
+                    flags.extend(["--categories", file.as_str()]);
+                }
+                let frontend = start(&exe, command, &name, &flags, &exited_tx).await?;
                 started.push(frontend);
             }
         }

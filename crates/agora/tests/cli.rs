@@ -65,7 +65,7 @@ async fn a_scripted_session_exercises_every_call() {
             "--condition used --price 0.99 --quantity 3"
         ))
         .await;
-    assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at 1.75"));
+    assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at $1.75"));
     let left = seller.ok("remove-units 3:2 1").await;
     assert_eq!(left.trim(), "item 3:2: 2 units left for sale", "{left}");
     let items = seller.json("items").await;
@@ -88,6 +88,19 @@ async fn a_scripted_session_exercises_every_call() {
     let cart = buyer.json("cart").await;
     assert_eq!(cart["lines"].as_array().unwrap().len(), 1);
     assert_eq!(cart["lines"][0]["quantity"], 2);
+    assert_eq!(cart["total"], "3.50");
+    // As the web cart shows it: name, category, unit price, line total, the cart's total.
+    let table = buyer.ok("cart").await;
+    for shown in ["Blue pen", "Office and stationery", "$1.75", "$3.50", "total"] {
+        assert!(table.contains(shown), "{shown:?} not in\n{table}");
+    }
+    let categories = buyer.ok("categories").await;
+    assert!(categories.contains("Office and stationery"), "{categories}");
+    let categories = seller.json("categories").await;
+    assert_eq!(
+        categories["categories"][3],
+        serde_json::json!({"id": 3, "name": "Office and stationery", "items": 2})
+    );
     buyer.ok("save-cart").await;
     buyer.ok("clear-cart").await;
     assert_eq!(buyer.json("cart").await["lines"].as_array().unwrap().len(), 0);
@@ -182,6 +195,8 @@ async fn json_output_is_the_http_vocabulary() {
         ),
         (buyer.json("item 3:1").await, http_get(buyer_http, &bea, "/v1/items/3:1").await),
         (buyer.json("cart").await, http_get(buyer_http, &bea, "/v1/cart").await),
+        (seller.json("categories").await, http_get(seller_http, &ann, "/v1/categories").await),
+        (buyer.json("categories").await, http_get(buyer_http, &bea, "/v1/categories").await),
         (
             buyer.json("seller-rating 1").await,
             http_get(buyer_http, &bea, "/v1/sellers/1/rating").await,

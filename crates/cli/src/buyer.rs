@@ -30,7 +30,8 @@ pub enum BuyerCommand {
     /// output says how to get the next).
     #[command(allow_negative_numbers = true)]
     Search {
-        /// The category to search: a whole number, as the seller chose it.
+        /// The category to search: its number (`agora buyer categories` lists the named
+        /// ones).
         #[arg(long, value_name = "N", value_parser = parse_category)]
         category: u32,
         /// A word to look for: up to 8 characters, no spaces. Repeat the option, or
@@ -67,8 +68,11 @@ pub enum BuyerCommand {
     SaveCart,
     /// Empty the cart.
     ClearCart,
-    /// Show the items and quantities in the cart.
+    /// Show the cart: each item's name, category and price now, the units and the line's
+    /// total, and the cart's total.
     Cart,
+    /// List the named categories, each with how many items it has for sale.
+    Categories,
     /// Give an item (and so its seller) a thumbs up or down.
     Feedback {
         #[arg(help = ITEM_HELP)]
@@ -127,14 +131,16 @@ pub async fn execute_buyer(
         BuyerCommand::Account(command) => return execute_account(client, command).await,
         BuyerCommand::Search { category, keywords, page } => {
             let items = client.search(category, keywords, page.page()).await?;
-            Reply::Items { items, page: page.page() }
+            Reply::Items { items, page: page.page(), names: names(client).await }
         }
-        BuyerCommand::Item { item } => Reply::Item(client.get_item(item).await?),
+        BuyerCommand::Item { item } => {
+            Reply::Item { item: client.get_item(item).await?, names: names(client).await }
+        }
         BuyerCommand::Add { item, quantity } => {
-            Reply::Cart(client.add_to_cart(item, quantity).await?)
+            cart(client, client.add_to_cart(item, quantity).await?).await
         }
         BuyerCommand::Remove { item, quantity } => {
-            Reply::Cart(client.remove_from_cart(item, quantity).await?)
+            cart(client, client.remove_from_cart(item, quantity).await?).await
         }
         BuyerCommand::SaveCart => {
             client.save_cart().await?;
@@ -144,7 +150,8 @@ pub async fn execute_buyer(
             client.clear_cart().await?;
             Reply::Done("cart cleared")
         }
-        BuyerCommand::Cart => Reply::Cart(client.display_cart().await?),
+        BuyerCommand::Cart => cart(client, client.display_cart().await?).await,
+        BuyerCommand::Categories => Reply::Categories(client.categories(true).await?),
         BuyerCommand::Feedback { item, vote } => {
             let feedback = client.provide_feedback(item, vote == Vote::Up).await?;
             Reply::Feedback { item, feedback }
@@ -186,4 +193,21 @@ pub async fn execute_buyer(
             })
         }
     })
+}
+
+/// The categories' names, for a reply that shows items; none if the server cannot say.
+async fn names(client: &BuyerClient) -> agora_domain::Categories {
+    crate::output::names_of(client.categories(false).await)
+}
+
+/// The cart of `lines`, each with its item as it is now, as the web cart shows it. An item
+/// that cannot be had leaves its line without name and price rather than failing the
+/// command, whose change has been made.
+async fn cart(client: &BuyerClient, lines: Vec<agora_domain::CartLine>) -> Reply {
+    let mut shown = Vec::with_capacity(lines.len());
+    for line in lines {
+        let item = client.get_item(line.item).await.ok();
+        shown.push((line, item));
+    }
+    Reply::Cart { lines: shown, names: names(client).await }
 }

@@ -124,6 +124,8 @@ fn product_request(r: &product::Request) -> &'static str {
         Release { .. } => "Release",
         Confirm { .. } => "Confirm",
         Held { .. } => "Held",
+        CountItems { .. } => "CountItems",
+        GetItems { .. } => "GetItems",
     }
 }
 const PRODUCT_REQUESTS: &[&str] = &[
@@ -140,6 +142,8 @@ const PRODUCT_REQUESTS: &[&str] = &[
     "Release",
     "Confirm",
     "Held",
+    "CountItems",
+    "GetItems",
 ];
 
 fn product_response(r: &product::Response) -> &'static str {
@@ -154,10 +158,13 @@ fn product_response(r: &product::Response) -> &'static str {
         Reserved(_) => "Reserved",
         Released(_) => "Released",
         Done => "Done",
+        Counts(_) => "Counts",
     }
 }
-const PRODUCT_RESPONSES: &[&str] =
-    &["Pong", "ItemId", "Quantity", "Items", "Item", "Feedback", "Reserved", "Released", "Done"];
+const PRODUCT_RESPONSES: &[&str] = &[
+    "Pong", "ItemId", "Quantity", "Items", "Item", "Feedback", "Reserved", "Released", "Done",
+    "Counts",
+];
 
 fn seller_request(r: &front::SellerRequest) -> &'static str {
     use front::SellerRequest::*;
@@ -171,6 +178,7 @@ fn seller_request(r: &front::SellerRequest) -> &'static str {
         ChangePrice { .. } => "ChangePrice",
         RemoveUnits { .. } => "RemoveUnits",
         ListItems { .. } => "ListItems",
+        Categories { .. } => "Categories",
     }
 }
 const SELLER_REQUESTS: &[&str] = &[
@@ -183,6 +191,7 @@ const SELLER_REQUESTS: &[&str] = &[
     "ChangePrice",
     "RemoveUnits",
     "ListItems",
+    "Categories",
 ];
 
 fn buyer_request(r: &front::BuyerRequest) -> &'static str {
@@ -203,6 +212,7 @@ fn buyer_request(r: &front::BuyerRequest) -> &'static str {
         GetSellerRating { .. } => "GetSellerRating",
         GetPurchases { .. } => "GetPurchases",
         MakePurchase { .. } => "MakePurchase",
+        Categories { .. } => "Categories",
     }
 }
 const BUYER_REQUESTS: &[&str] = &[
@@ -221,6 +231,7 @@ const BUYER_REQUESTS: &[&str] = &[
     "GetSellerRating",
     "GetPurchases",
     "MakePurchase",
+    "Categories",
 ];
 
 fn front_response(r: &front::Response) -> &'static str {
@@ -239,6 +250,7 @@ fn front_response(r: &front::Response) -> &'static str {
         Purchases(_) => "Purchases",
         Purchase(_) => "Purchase",
         Done => "Done",
+        Categories(_) => "Categories",
     }
 }
 const FRONT_RESPONSES: &[&str] = &[
@@ -255,6 +267,7 @@ const FRONT_RESPONSES: &[&str] = &[
     "Purchases",
     "Purchase",
     "Done",
+    "Categories",
 ];
 
 fn payments_request(r: &payments::Request) -> &'static str {
