@@ -101,6 +101,14 @@ async fn a_scripted_session_exercises_every_call() {
         categories["categories"][3],
         serde_json::json!({"id": 3, "name": "Office and stationery", "items": 2})
     );
+    // A declined card says what may be done next, and buys nothing.
+    let (code, _, err) =
+        buyer.run("purchase --holder 'Bea B' --number 4111111111111112 --expiry 12/39").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("payment declined"), "{err}");
+    assert!(err.contains("the cart is kept: try again"), "{err}");
+    assert!(err.contains("`agora up --approve-probability 1` approves every valid card"), "{err}");
+    assert_eq!(buyer.json("cart").await["lines"][0]["quantity"], 2);
     buyer.ok("save-cart").await;
     buyer.ok("clear-cart").await;
     assert_eq!(buyer.json("cart").await["lines"].as_array().unwrap().len(), 0);
@@ -299,5 +307,67 @@ async fn secrets_are_asked_for_at_a_terminal_only() {
     assert!(shown.contains("logged in"), "{shown}");
     assert!(!shown.contains("long enough"), "the password was echoed: {shown}");
     assert!(buyer.ok("cart").await.contains("empty"), "the session was saved");
+    cluster.stop().await;
+}
+
+/// A saved login belongs to the server it was made at. A command sent to another
+/// marketplace is told it is not logged in there, by name, and the login made at the
+/// first is still there for the next command (before, that refusal deleted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_session_is_one_servers_and_another_cannot_delete_it() {
+    let ours = Cluster::start().await;
+    let theirs = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let here = Cli { role: "buyer", server: ours.buyer_addr(), state: state.path() };
+    let there = Cli { role: "buyer", server: theirs.buyer_addr(), state: state.path() };
+    here.ok("create-account --username bea --password 'long enough'").await;
+    here.ok("login --username bea --password 'long enough'").await;
+
+    let (code, _, err) = there.run("cart").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("not logged in: log in first (server: {})", there.server)),
+        "{err}"
+    );
+    assert!(err.contains(&format!("agora buyer --server {} login", there.server)), "{err}");
+    assert!(here.ok("cart").await.contains("empty"), "the session at ours is kept");
+
+    // Logged in at both: their refusal (a logout there) ends theirs, not ours.
+    there.ok("create-account --username bea --password 'long enough'").await;
+    there.ok("login --username bea --password 'long enough'").await;
+    there.ok("logout").await;
+    let (code, _, _) = there.run("cart").await;
+    assert_eq!(code, 1);
+    assert!(here.ok("cart").await.contains("empty"), "ours still logged in");
+    ours.stop().await;
+    theirs.stop().await;
+}
+
+/// A buyer command sent to another server's port (an internal one, or the seller's) says
+/// which port the buyer server listens on, as an HTTP port does; a port nothing listens
+/// on is said at once, with what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_at_the_wrong_port_says_which_is_right() {
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    for (server, what) in [
+        (cluster.payments.addr.to_string(), "is payments, one of Agora's internal services"),
+        (cluster.customer_db.addr.to_string(), "is customer-db, one of Agora's internal services"),
+        (cluster.seller_addr(), "is seller-server"),
+    ] {
+        let buyer = Cli { role: "buyer", server: server.clone(), state: state.path() };
+        let (code, _, err) = buyer.run("ping").await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("{server} {what}, not the buyer server")), "{err}");
+        assert!(err.contains("the buyer server's TCP port is 7404"), "{err}");
+    }
+    let dead =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let buyer = Cli { role: "buyer", server: dead, state: state.path() };
+    let (_, _, err) = buyer.run("ping").await;
+    assert!(
+        err.contains("connection refused (nothing listens there). Is the server running"),
+        "{err}"
+    );
     cluster.stop().await;
 }

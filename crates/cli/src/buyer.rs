@@ -11,6 +11,11 @@ use crate::args::{
 use crate::output::Reply;
 use crate::secret::CARD_NUMBER;
 
+/// What to do after a declined card: the cart is as it was.
+const DECLINED_NEXT: &str = "the cart is kept: try again with the card's details checked or \
+     another card (payments also declines some valid cards at random, as a bank may; `agora \
+     up --approve-probability 1` approves every valid card, for tests)";
+
 /// The buyer's commands, one per call of the buyer's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 // The help of the account commands that names the role.
@@ -175,6 +180,15 @@ pub async fn execute_buyer(
                         format!(
                             "{e}\nthe outcome is not known yet: run the purchase again with --key {key} to learn it (it will not buy twice)"
                         ),
+                    )));
+                }
+                // Declined: nothing happened, so say what may be done next.
+                Err(ClientError::Refused(e))
+                    if e.code == agora_client::ErrorCode::PaymentDeclined =>
+                {
+                    return Err(ClientError::Refused(agora_client::ApiError::new(
+                        e.code,
+                        format!("{}\n{DECLINED_NEXT}", e.message),
                     )));
                 }
                 Err(e) => return Err(e),

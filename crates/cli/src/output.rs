@@ -206,6 +206,19 @@ pub fn render_error(error: &ClientError, format: Format, addrs: &[String]) -> St
 
 /// The error's message; a transport failure also names every address tried.
 pub fn error_message(error: &ClientError, addrs: &[String]) -> String {
+    let refused = matches!(error, ClientError::Transport(CallError::Unreachable { reason, .. })
+        if reason == agora_client::CONNECTION_REFUSED);
+    if refused {
+        let message = error_message_of(error, addrs);
+        return format!(
+            "{message}. Is the server running (`agora up` starts them all), and is --server \
+             its address?"
+        );
+    }
+    error_message_of(error, addrs)
+}
+
+fn error_message_of(error: &ClientError, addrs: &[String]) -> String {
     match error {
         ClientError::Transport(CallError::Unreachable { .. }) if addrs.len() <= 1 => {
             error.to_string()
@@ -215,6 +228,10 @@ pub fn error_message(error: &ClientError, addrs: &[String]) -> String {
             format!("{service} is unreachable at {}: last, {addr}: {reason}", addrs.join(", "))
         }
         ClientError::Transport(_) => format!("{error} (server: {})", addrs.join(", ")),
+        // Which marketplace said so: a session is one server's, not every server's.
+        _ if error.needs_login() && !addrs.is_empty() => {
+            format!("{error} (server: {})", addrs.join(", "))
+        }
         _ => error.to_string(),
     }
 }
