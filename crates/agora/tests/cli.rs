@@ -371,3 +371,30 @@ async fn a_command_at_the_wrong_port_says_which_is_right() {
     );
     cluster.stop().await;
 }
+
+/// Under a pseudo-terminal that reports no size (`script` where there is no terminal, as
+/// in CI logs) tables keep a readable width instead of one character per column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_readable_on_a_terminal_of_no_size() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) here");
+        return;
+    }
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let buyer = Cli { role: "buyer", server: cluster.buyer_addr(), state: state.path() };
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+    buyer.ok("login --username bea --password 'long enough'").await;
+    let line = format!("stty cols 0 rows 0; {AGORA} buyer --server {} categories", buyer.server);
+    let out = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("AGORA_STATE_DIR", state.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("Office and stationery"), "a name split over lines:\n{shown}");
+    cluster.stop().await;
+}

@@ -349,11 +349,31 @@ fn json_line(value: &Value) -> String {
     value.to_string()
 }
 
+/// The width tables are fitted to when the terminal reports none worth using: a pseudo
+/// terminal with no size (under `script`, in CI logs) says 0 columns, which would leave
+/// one character per column.
+pub const FALLBACK_WIDTH: u16 = 100;
+
+/// Narrower than this, a terminal's reported width is taken for no width at all.
+const NARROWEST: u16 = 20;
+
+/// The width to fit a table to, given what the terminal reports (`None` when stdout is no
+/// terminal, and tables are as wide as their content).
+pub fn table_width(reported: Option<u16>) -> Option<u16> {
+    match reported {
+        Some(width) if width < NARROWEST => Some(FALLBACK_WIDTH),
+        other => other,
+    }
+}
+
 fn table() -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
+    if let Some(width) = table_width(table.width()) {
+        table.set_width(width);
+    }
     table
 }
 
@@ -690,6 +710,14 @@ mod tests {
         );
         let failed: Result<Vec<CategoryCount>, ClientError> = Err(ClientError::NotLoggedIn);
         assert!(names_of(failed).is_empty(), "numbers alone when the names cannot be had");
+    }
+
+    #[test]
+    fn a_terminal_without_a_size_gets_a_sensible_width() {
+        assert_eq!(table_width(Some(0)), Some(FALLBACK_WIDTH));
+        assert_eq!(table_width(Some(7)), Some(FALLBACK_WIDTH));
+        assert_eq!(table_width(Some(132)), Some(132));
+        assert_eq!(table_width(None), None, "a pipe: as wide as the content");
     }
 
     #[test]
