@@ -31,7 +31,8 @@ pub struct UpArgs {
     /// Move every port at once: customer-db N+1, product-db N+2, seller-server N+3,
     /// buyer-server N+4, payments N+5, and the HTTP APIs of the seller and buyer servers
     /// N+1003 and N+1004. 0 puts every server on a free port. A --*-listen flag still
-    /// moves its one server.
+    /// moves its one server. Keep the ports below 32768: Linux gives 32768-60999 to
+    /// outgoing connections, which may hold one when a server wants it (warned about).
     #[arg(
         long,
         env = "AGORA_PORT_BASE",
@@ -159,6 +160,31 @@ fn parse_port_base(text: &str) -> Result<u16, String> {
         return Err(rule());
     }
     Ok(base)
+}
+
+/// A warning when the ports `--port-base` gives reach into the range the kernel takes
+/// outgoing connections' ports from: any client may hold one of them, and a server then
+/// cannot listen there.
+fn ephemeral_warning(args: &UpArgs) -> Option<String> {
+    if args.port_base == 0 {
+        return None;
+    }
+    let base = u32::from(args.port_base);
+    let spread = 10 * (u32::from(args.replicas.max(args.frontends).max(1)) - 1);
+    let first = u16::try_from(base + 1).ok()?;
+    let last = u16::try_from(base + 1004 + spread).unwrap_or(u16::MAX);
+    let range = crate::ports::ephemeral_range();
+    crate::ports::overlaps(first, last, &range).then(|| {
+        format!(
+            "--port-base {} puts servers on ports {first}-{last}, inside {}-{}, where the kernel \
+             picks the ports of outgoing connections: a client's connection may hold one when \
+             a server wants it. A base below {} avoids that",
+            args.port_base,
+            range.start(),
+            range.end(),
+            range.start().saturating_sub(1005).saturating_sub(spread as u16)
+        )
+    })
 }
 
 /// Where each component listens: the flag if given, else its port above the port base.
@@ -321,6 +347,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
+    if let Some(warning) = ephemeral_warning(&args) {
+        eprintln!("agora: {warning}");
+    }
     // A bad categories file is refused before anything starts, once rather than per frontend.
     if let Some(path) = &args.categories {
         crate::servers::read_categories(path)?;
@@ -656,7 +685,8 @@ async fn failed_to_start(
     let cause = startup_cause(&log);
     let addresses: Vec<&str> =
         args.windows(2).filter(|w| w[0].ends_with("listen")).map(|w| w[1]).collect();
-    match startup_fix(&cause, &addresses) {
+    let holder = taken_port(&cause, &addresses).and_then(crate::ports::holder);
+    match startup_fix(&cause, &addresses, holder.as_ref()) {
         Some(fix) => anyhow::anyhow!("{name} failed to start ({status}): {cause}\n{fix}"),
         None => anyhow::anyhow!("{name} failed to start ({status}): {cause}"),
     }
@@ -674,20 +704,61 @@ fn startup_cause(log: &[String]) -> String {
     }
 }
 
-/// The fix for a cause `agora up` recognises; `addresses` are the ones the child was asked
-/// to listen on.
-fn startup_fix(cause: &str, addresses: &[&str]) -> Option<String> {
+/// Whether `cause` says an address was in use.
+fn in_use(cause: &str) -> bool {
     let lower = cause.to_ascii_lowercase();
-    if lower.contains("address already in use") || lower.contains("address in use") {
-        let port = addresses
-            .iter()
-            .find(|addr| cause.contains(*addr))
-            .and_then(|addr| addr.rsplit_once(':'))
-            .map_or("that port", |(_, port)| port);
-        return Some(format!(
-            "another agora (or another program) is running on {port}; stop it or use \
-             --port-base (--port-base 17400: ports 17401-17405, 18403 and 18404)"
-        ));
+    lower.contains("address already in use") || lower.contains("address in use")
+}
+
+/// The port a child could not listen on because it is taken, from its cause and the
+/// `addresses` it was asked to listen on.
+fn taken_port(cause: &str, addresses: &[&str]) -> Option<u16> {
+    if !in_use(cause) {
+        return None;
+    }
+    addresses
+        .iter()
+        .find(|addr| cause.contains(*addr))
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+}
+
+/// The fix for a cause `agora up` recognises; `addresses` are the ones the child was asked
+/// to listen on, `holder` what holds the port it could not have, when that is known.
+fn startup_fix(
+    cause: &str,
+    addresses: &[&str],
+    holder: Option<&crate::ports::Holder>,
+) -> Option<String> {
+    let lower = cause.to_ascii_lowercase();
+    if in_use(cause) {
+        let elsewhere = "--port-base 17400: ports 17401-17405, 18403 and 18404";
+        let Some(port) = taken_port(cause, addresses) else {
+            return Some(format!(
+                "another program is running on that port; stop it or use --port-base \
+                 ({elsewhere})"
+            ));
+        };
+        let range = crate::ports::ephemeral_range();
+        return Some(match holder {
+            Some(holder @ crate::ports::Holder::Connection { .. }) => format!(
+                "{}, not by another agora: ports {}-{} are where the kernel picks outgoing \
+                 connections' ports (/proc/sys/net/ipv4/ip_local_port_range), so any client \
+                 may hold one for a while. Choose a --port-base whose ports stay outside them \
+                 ({elsewhere})",
+                holder.describe(port),
+                range.start(),
+                range.end()
+            ),
+            Some(holder) => format!(
+                "{}; stop it (another agora?) or use --port-base ({elsewhere})",
+                holder.describe(port)
+            ),
+            None => format!(
+                "another agora (or another program) is running on {port}; stop it or use \
+                 --port-base ({elsewhere})"
+            ),
+        });
     }
     if lower.contains("permission denied") || lower.contains("read-only") {
         return Some(
@@ -901,13 +972,28 @@ mod tests {
         ];
         let cause = startup_cause(&log);
         assert!(cause.starts_with("cannot listen on 127.0.0.1:7402"), "{cause}");
-        let fix = startup_fix(&cause, &["127.0.0.1:7402"]).expect("a fix");
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], None).expect("a fix");
         assert!(fix.contains("running on 7402; stop it or use --port-base"), "{fix}");
+        let listener = crate::ports::Holder::Listener(Some(crate::ports::Process {
+            pid: 42,
+            name: "nginx".into(),
+        }));
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], Some(&listener)).expect("a fix");
+        assert!(
+            fix.starts_with(
+                "port 7402 is taken by a server listening on it (process 42 nginx); stop it"
+            ),
+            "{fix}"
+        );
+        let outgoing = crate::ports::Holder::Connection { state: "established", process: None };
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], Some(&outgoing)).expect("a fix");
+        assert!(fix.contains("the local end of a connection (established)"), "{fix}");
+        assert!(fix.contains("not by another agora"), "{fix}");
 
         let clap = ["error: invalid value 'x' for '--durability <DURABILITY>'".to_owned()];
         assert!(startup_cause(&clap).starts_with("invalid value 'x'"));
         assert_eq!(startup_cause(&[]), "it printed nothing");
         let denied = "cannot open agora-data/product.db: Permission denied (os error 13)";
-        assert!(startup_fix(denied, &[]).expect("a fix").contains("--data-dir"));
+        assert!(startup_fix(denied, &[], None).expect("a fix").contains("--data-dir"));
     }
 }

@@ -34,11 +34,43 @@ async fn a_taken_port_is_named_with_the_fix() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
         assert!(err.contains("Address already in use"), "the cause is missing:\n{err}");
-        assert!(
-            err.contains(&format!("running on {port}; stop it or use --port-base")),
-            "the fix is missing:\n{err}"
+        let holder = format!(
+            "port {port} is taken by a server listening on it (process {} ",
+            std::process::id()
         );
+        assert!(err.contains(&holder), "the holder is missing:\n{err}");
+        assert!(err.contains("stop it (another agora?) or use --port-base"), "no fix:\n{err}");
     }
+}
+
+/// A port an outgoing connection holds (the kernel picks those from its ephemeral range,
+/// 32768-60999) is named as such, not blamed on another agora, and a --port-base in that
+/// range is warned about before anything starts.
+#[tokio::test]
+async fn a_port_held_by_an_outgoing_connection_is_told_apart() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    let port = client.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    // product-db, the first to start, listens on N+2.
+    let base = (port - 2).to_string();
+    let out = Command::new(AGORA)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port-base", &base])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(DEADLINE, out).await.expect("agora up ends").unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("--port-base {base} puts servers on ports")), "{err}");
+    assert!(err.contains("where the kernel picks the ports of outgoing connections"), "{err}");
+    let said = format!("port {port} is the local end of a connection (established)");
+    assert!(err.contains(&said), "the holder is missing:\n{err}");
+    assert!(err.contains("not by another agora"), "{err}");
+    drop(client);
 }
 
 /// The process group `pid` belongs to, from /proc.
