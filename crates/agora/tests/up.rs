@@ -370,3 +370,67 @@ async fn restart_never_leaves_a_killed_server_down() {
         "{log}"
     );
 }
+
+/// `--categories FILE` names the categories every frontend shows; a bad file is refused
+/// before anything starts, naming its line.
+#[tokio::test]
+async fn a_categories_file_names_them_and_a_bad_one_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("categories.txt");
+    std::fs::write(&file, "# ours\n3 Pens and ink\n12 Bikes\n").unwrap();
+    let flags = ["--categories", file.to_str().unwrap()];
+    let (mut up, _log, banner) = up_on_free_ports_with(&data.path().join("d"), false, &flags).await;
+    let buyer_http = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Browser:  shop at http://"))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let account = serde_json::json!({"username": "cy", "password": "long enough"});
+    let url = |path: &str| format!("http://{buyer_http}{path}");
+    http.post(url("/v1/buyers")).json(&account).send().await.unwrap();
+    let login: serde_json::Value = http
+        .post(url("/v1/buyers/sessions"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = login["session"].as_str().unwrap();
+    let listed: serde_json::Value = http
+        .get(url("/v1/categories"))
+        .bearer_auth(session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({"categories": [
+            {"id": 3, "name": "Pens and ink", "items": 0},
+            {"id": 12, "name": "Bikes", "items": 0},
+        ]})
+    );
+    let _ = Command::new("kill").args(["-INT", &up.id().unwrap().to_string()]).status().await;
+    let _ = tokio::time::timeout(DEADLINE, up.wait()).await;
+
+    std::fs::write(&file, "3 Pens\nx Bikes\n").unwrap();
+    let out = Command::new(AGORA)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(data.path().join("d"))
+        .args(["--port-base", "0"])
+        .args(flags)
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(DEADLINE, out).await.expect("agora up ends").unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("line 2: \"x\" is not a category number"), "{err}");
+    assert!(!err.contains("listening on"), "nothing started: {err}");
+}
