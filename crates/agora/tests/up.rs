@@ -182,16 +182,17 @@ async fn up_on_free_ports_with(
 }
 
 /// `agora up`'s children, each with its command name and start time (so that a pid used
-/// again by another process is not taken for it).
+/// again by another process is not taken for it). A child that has just died (a zombie
+/// not yet reaped, or gone between the two reads) is left out.
 fn children(pid: u32) -> Vec<(u32, String, String)> {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     children
         .split_whitespace()
-        .map(|child| {
+        .filter_map(|child| {
             let child: u32 = child.parse().unwrap();
-            let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap();
+            let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).ok()?;
             let command = cmdline.split('\0').nth(1).unwrap_or_default().to_owned();
-            (child, command, start_time(child).unwrap())
+            Some((child, command, start_time(child)?))
         })
         .collect()
 }
