@@ -179,6 +179,8 @@ fn product_requests() -> Vec<product::Request> {
         Release { purchase: 9 },
         Confirm { purchase: 9 },
         Held { open: vec![9, 11], next: 12 },
+        CountItems { categories: vec![0, 3, 7] },
+        GetItems { items: vec![item_id(), item_id()] },
     ]
 }
 
@@ -194,6 +196,7 @@ fn product_responses() -> Vec<product::Response> {
         Reserved(purchase().lines),
         Released(2),
         Done,
+        Counts(vec![0, 12, 1]),
     ]
 }
 
@@ -214,6 +217,7 @@ fn seller_requests() -> Vec<front::SellerRequest> {
         ChangePrice { session: session(), item: item_id(), price: Money::from_cents(99) },
         RemoveUnits { op: OP, session: session(), item: item_id(), quantity: 1 },
         ListItems { session: session(), page: page() },
+        Categories { session: session(), counts: true },
     ]
 }
 
@@ -246,6 +250,7 @@ fn buyer_requests() -> Vec<front::BuyerRequest> {
             card: card(),
             total: Money::from_cents(300),
         },
+        Categories { session: session(), counts: false },
     ]
 }
 
@@ -270,6 +275,11 @@ fn front_responses() -> Vec<front::Response> {
         Purchases(vec![purchase()]),
         Purchase(purchase()),
         Done,
+        Categories(vec![agora_domain::CategoryCount {
+            id: 3,
+            name: "Office and stationery".into(),
+            items: Some(12),
+        }]),
     ]
 }
 

@@ -46,7 +46,7 @@ impl ClusterMap {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    fn read(data_dir: &Path) -> anyhow::Result<ClusterMap> {
+    pub fn read(data_dir: &Path) -> anyhow::Result<ClusterMap> {
         let path = data_dir.join(MAP_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -91,6 +91,10 @@ pub enum ClusterAction {
     /// machine, so that no call waits for an election. A leader stopped with Ctrl-C or
     /// SIGTERM does this by itself.
     TransferLeader(TransferArgs),
+    /// Record that a replica now listens at another address (its machine or port
+    /// changed; start it there on its own data directory first). Every replica then dials
+    /// it there, and clients are sent there when it leads.
+    SetAddress(ChangeArgs),
 }
 
 /// `agora cluster transfer-leader`.
@@ -107,7 +111,7 @@ pub struct TransferArgs {
     pub cluster: Where,
 }
 
-/// `agora cluster add` and `remove`.
+/// `agora cluster add`, `remove` and `set-address`.
 #[derive(Debug, Args)]
 pub struct ChangeArgs {
     /// The group: customer-db, product-db or payments.
@@ -116,7 +120,7 @@ pub struct ChangeArgs {
     /// The replica's node id.
     #[arg(long)]
     pub node_id: u64,
-    /// Where the new replica listens (host:port); `add` only.
+    /// Where the replica listens (host:port); `add` and `set-address` only.
     #[arg(long)]
     pub addr: Option<String>,
     /// How long the new replica may take to catch up before `add` gives up (it stays a
@@ -198,6 +202,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterAction::Add(args) => runtime.block_on(change(args, true)),
         ClusterAction::Remove(args) => runtime.block_on(change(args, false)),
         ClusterAction::TransferLeader(args) => runtime.block_on(transfer_leader(args)),
+        ClusterAction::SetAddress(args) => runtime.block_on(set_address(args)),
     }
 }
 
@@ -308,6 +313,28 @@ async fn change(args: ChangeArgs, add: bool) -> anyhow::Result<()> {
     if from_file {
         map.write(&args.cluster.data_dir)?;
     }
+    Ok(())
+}
+
+async fn set_address(args: ChangeArgs) -> anyhow::Result<()> {
+    let group = Component::from_name(&args.group).context("not a group")?;
+    let Some(addr) = args.addr.clone() else { bail!("--addr: where the replica listens now") };
+    let (mut map, from_file) = map_of(&args.cluster)?;
+    let trust = admin(&args.cluster)?;
+    let leader = leader_of(group, &map, &trust).await?;
+    agora_replication::set_address_at(group, &leader, &trust, args.node_id, &addr, TIMEOUT * 4)
+        .await
+        .with_context(|| format!("{group} did not record node {}'s new address", args.node_id))?;
+    let name = format!("{group}-{}", args.node_id);
+    if let Some(replica) =
+        map.groups.get_mut(group.name()).and_then(|r| r.iter_mut().find(|r| r.name == name))
+    {
+        replica.addr.clone_from(&addr);
+    }
+    if from_file {
+        map.write(&args.cluster.data_dir)?;
+    }
+    println!("{group}: node {} now at {addr}", args.node_id);
     Ok(())
 }
 

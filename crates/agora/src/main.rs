@@ -8,6 +8,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cluster;
+mod layout;
+mod ports;
 mod servers;
 mod spin;
 mod up;

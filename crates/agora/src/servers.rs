@@ -318,18 +318,38 @@ pub struct UpstreamArgs {
     /// load test here would otherwise share one allowance.
     #[arg(long, env = "AGORA_THROTTLE_LOOPBACK")]
     pub throttle_loopback: bool,
+    /// A file naming the categories shown beside their numbers: one a line, the number
+    /// then the name (`3 Office and stationery`; `#` starts a comment), at most 100, each
+    /// name up to 32 characters. Give every frontend the same file. [default: 0 Other, 1
+    /// Books, 2 Music and films, 3 Office and stationery, 4 Computers and phones, 5
+    /// Clothing and shoes, 6 Toys and games, 7 Home and garden, 8 Sports and outdoors, 9
+    /// Art and collectibles]
+    #[arg(long, env = "AGORA_CATEGORIES", value_name = "FILE")]
+    pub categories: Option<PathBuf>,
 }
 
 impl UpstreamArgs {
-    fn config(&self, trust: Trust) -> agora_frontend::Config {
-        agora_frontend::Config {
+    fn config(&self, trust: Trust) -> anyhow::Result<agora_frontend::Config> {
+        let categories = match &self.categories {
+            None => agora_domain::Categories::default(),
+            Some(path) => read_categories(path)?,
+        };
+        Ok(agora_frontend::Config {
             connections: self.db_connections.max(1),
             call_timeout: self.call_timeout,
             session_recheck: self.session_recheck,
             throttle_loopback: self.throttle_loopback,
+            categories: std::sync::Arc::new(categories),
             ..agora_frontend::Config::new(self.customer_db.clone(), self.product_db.clone(), trust)
-        }
+        })
     }
+}
+
+/// The categories named in the file at `path` (see `--categories`).
+pub fn read_categories(path: &Path) -> anyhow::Result<agora_domain::Categories> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the categories file {}", path.display()))?;
+    agora_domain::Categories::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Where the frontends look for credentials when not told: `agora up`'s data directory.
@@ -484,7 +504,7 @@ pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
 
 pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
     let trust = args.common.trust(Component::SellerServer, Path::new(FRONTEND_CREDENTIALS))?;
-    let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
+    let (upstream, server) = (args.upstream.config(trust)?, args.common.server_config());
     let limits = args.http.limits();
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8403");
     serve(&args.common, &args.listen, |listener, shutdown| async move {
@@ -496,7 +516,7 @@ pub fn seller_server(args: SellerServerArgs) -> anyhow::Result<()> {
 
 pub fn buyer_server(args: BuyerServerArgs) -> anyhow::Result<()> {
     let trust = args.common.trust(Component::BuyerServer, Path::new(FRONTEND_CREDENTIALS))?;
-    let (upstream, server) = (args.upstream.config(trust), args.common.server_config());
+    let (upstream, server) = (args.upstream.config(trust)?, args.common.server_config());
     let limits = args.http.limits();
     let http = http_address(args.http_listen.as_deref(), &args.listen, "127.0.0.1:8404");
     serve(&args.common, &args.listen, |listener, shutdown| async move {

@@ -6,8 +6,10 @@
 //! child's log lines prefixed with its name. Ctrl-C or SIGTERM stops the frontends, then
 //! the databases, by closing their standard input (so they also stop if `agora up` itself
 //! is killed). The children run in their own process group, so a Ctrl-C at the terminal
-//! reaches `agora up` alone and that order holds. If any component dies, the rest are
-//! stopped and `agora up` fails; if one fails to start, its own words say why.
+//! reaches `agora up` alone and that order holds. A component that dies is started again
+//! on the same addresses, after a back-off that grows while it keeps dying
+//! (`--restart`); one left down stops the rest, unless it is a replica, whose group goes
+//! on without it. If one fails to start, its own words say why.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,7 +31,8 @@ pub struct UpArgs {
     /// Move every port at once: customer-db N+1, product-db N+2, seller-server N+3,
     /// buyer-server N+4, payments N+5, and the HTTP APIs of the seller and buyer servers
     /// N+1003 and N+1004. 0 puts every server on a free port. A --*-listen flag still
-    /// moves its one server.
+    /// moves its one server. Keep the ports below 32768: Linux gives 32768-60999 to
+    /// outgoing connections, which may hold one when a server wants it (warned about).
     #[arg(
         long,
         env = "AGORA_PORT_BASE",
@@ -83,9 +86,60 @@ pub struct UpArgs {
     /// the loss of any minority). With more than one, replica K of each is its own
     /// process, with its own data directory (DATA_DIR/<name>-K) and 10 × (K − 1) ports
     /// above the usual one (free ports with --port-base 0); the replicas of each keep one
-    /// log in agreement (crates/replication/DESIGN.md).
+    /// log in agreement (crates/replication/DESIGN.md). On the data of a marketplace run
+    /// without replicas, every replica is first seeded with a copy of it (the originals
+    /// go to DATA_DIR/before-replicas/); on groups of another size, agora up refuses.
     #[arg(long, env = "AGORA_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub replicas: u16,
+    /// What to do when a server dies: `on-failure` starts it again (after 0.1 s, doubling
+    /// while it keeps dying within 10 s of its start; after five such deaths in a row it
+    /// is left down), as systemd's Restart=on-failure does; `never` leaves it down (a
+    /// replica's group goes on without it; any other server's death stops the rest). A
+    /// server that stops cleanly (exit status 0, as after SIGTERM) is never restarted.
+    #[arg(long, env = "AGORA_RESTART", value_enum, default_value_t = Restart::OnFailure)]
+    pub restart: Restart,
+    /// A file naming the categories (one a line: the number, then the name), given to
+    /// every frontend; `agora seller-server --help` says more. [default: ten names, 0
+    /// Other to 9 Art and collectibles]
+    #[arg(long, env = "AGORA_CATEGORIES", value_name = "FILE")]
+    pub categories: Option<PathBuf>,
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Restart {
+    /// Start a server that died again, with a growing back-off.
+    OnFailure,
+    /// Leave it down.
+    Never,
+}
+
+/// The first wait before a restart; each death within [`QUICK_DEATH`] of its start
+/// doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A server that dies sooner than this after it started is dying again and again.
+const QUICK_DEATH: Duration = Duration::from_secs(10);
+
+/// Quick deaths in a row after which a server is left down.
+const MOST_QUICK_DEATHS: u32 = 5;
+
+/// How long to wait before restarting a server after its `deaths`-th quick death in a
+/// row: 0.1 s, 0.2 s, 0.4 s, ...; `None` once it has died too often to go on.
+fn backoff(deaths: u32) -> Option<Duration> {
+    if deaths == 0 || deaths > MOST_QUICK_DEATHS {
+        return None;
+    }
+    Some(FIRST_BACKOFF * 2u32.pow(deaths - 1))
+}
+
+/// A child's end, as its watcher reports it.
+struct Exit {
+    name: String,
+    /// How it ended, for the log (`signal: 9 (SIGKILL)`).
+    status: String,
+    /// Whether it failed (a non-zero status or a signal), rather than stopped cleanly.
+    failed: bool,
 }
 
 /// The port base of the contract's addresses: 7401 to 7405, and 8403 and 8404.
@@ -106,6 +160,31 @@ fn parse_port_base(text: &str) -> Result<u16, String> {
         return Err(rule());
     }
     Ok(base)
+}
+
+/// A warning when the ports `--port-base` gives reach into the range the kernel takes
+/// outgoing connections' ports from: any client may hold one of them, and a server then
+/// cannot listen there.
+fn ephemeral_warning(args: &UpArgs) -> Option<String> {
+    if args.port_base == 0 {
+        return None;
+    }
+    let base = u32::from(args.port_base);
+    let spread = 10 * (u32::from(args.replicas.max(args.frontends).max(1)) - 1);
+    let first = u16::try_from(base + 1).ok()?;
+    let last = u16::try_from(base + 1004 + spread).unwrap_or(u16::MAX);
+    let range = crate::ports::ephemeral_range();
+    crate::ports::overlaps(first, last, &range).then(|| {
+        format!(
+            "--port-base {} puts servers on ports {first}-{last}, inside {}-{}, where the kernel \
+             picks the ports of outgoing connections: a client's connection may hold one when \
+             a server wants it. A base below {} avoids that",
+            args.port_base,
+            range.start(),
+            range.end(),
+            range.start().saturating_sub(1005).saturating_sub(spread as u16)
+        )
+    })
 }
 
 /// Where each component listens: the flag if given, else its port above the port base.
@@ -166,7 +245,7 @@ struct Databases<'a> {
     replicas: u16,
     data_dir: &'a std::path::Path,
     credentials: &'a str,
-    exited: &'a mpsc::Sender<(String, String)>,
+    exited: &'a mpsc::Sender<Exit>,
 }
 
 impl Databases<'_> {
@@ -245,6 +324,13 @@ struct Component {
     addr: String,
     /// Where its HTTP API listens, for a frontend that has one.
     http: Option<String>,
+    /// How to start it again: its subcommand and flags, on the addresses it listens on now
+    /// (a port 0 asked for the first time is the port it got).
+    command: &'static str,
+    args: Vec<String>,
+    /// When it last started, and how many times in a row it died soon after a start.
+    since: tokio::time::Instant,
+    quick_deaths: u32,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -261,12 +347,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     agora_store::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.display().to_string();
+    if let Some(warning) = ephemeral_warning(&args) {
+        eprintln!("agora: {warning}");
+    }
+    // A bad categories file is refused before anything starts, once rather than per frontend.
+    if let Some(path) = &args.categories {
+        crate::servers::read_categories(path)?;
+    }
+    // Never an empty marketplace beside one it would not use: seed or refuse first.
+    if let Some(said) = crate::layout::prepare(&args.data_dir, args.replicas.max(1))? {
+        eprintln!("agora: {said}");
+    }
     // Zero configuration: the cluster's credentials live with its data, made on first use.
     let credentials = args.data_dir.join("credentials");
     agora_proto::trust::create(&credentials)?;
     let credentials = credentials.display().to_string();
     let listen = args.addresses();
-    let (exited_tx, mut exited) = mpsc::channel::<(String, String)>(8);
+    let (exited_tx, mut exited) = mpsc::channel::<Exit>(8);
 
     let mut started: Vec<Component> = Vec::new();
     let result = async {
@@ -311,27 +408,25 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 } else {
                     args.frontend_address(first_http, k)
                 };
-                let frontend = start(
-                    &exe,
-                    command,
-                    &name,
-                    &[
-                        "--listen",
-                        &listen,
-                        "--http-listen",
-                        &http,
-                        "--customer-db",
-                        &customer_addr,
-                        "--product-db",
-                        &product_addr,
-                        "--credentials",
-                        &credentials,
-                        "--log",
-                        &args.log,
-                    ],
-                    &exited_tx,
-                )
-                .await?;
+                let categories = args.categories.as_ref().map(|p| p.display().to_string());
+                let mut flags = vec![
+                    "--listen",
+                    &listen,
+                    "--http-listen",
+                    &http,
+                    "--customer-db",
+                    &customer_addr,
+                    "--product-db",
+                    &product_addr,
+                    "--credentials",
+                    &credentials,
+                    "--log",
+                    &args.log,
+                ];
+                if let Some(file) = &categories {
+                    flags.extend(["--categories", file.as_str()]);
+                }
+                let frontend = start(&exe, command, &name, &flags, &exited_tx).await?;
                 started.push(frontend);
             }
         }
@@ -352,29 +447,92 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             };
             print_banner(&started, &data_dir, &leaders);
             let mut stop = std::pin::pin!(stop);
-            loop {
+            // Servers being started again: each task waits out its back-off, then starts it.
+            let mut restarts: tokio::task::JoinSet<(usize, anyhow::Result<Component>)> =
+                tokio::task::JoinSet::new();
+            let outcome = loop {
                 tokio::select! {
                     _ = &mut stop => {
                         eprintln!("agora: stopping");
                         break Ok(());
                     }
-                    Some((name, status)) = exited.recv() => {
-                        if !is_replica(&name) {
-                            let error = anyhow::anyhow!(
-                                "{name} exited unexpectedly ({status}); stopping the rest"
-                            );
-                            // Gone already: not waited for again below.
-                            gone.push(name);
-                            break Err(error);
+                    Some(exit) = exited.recv() => {
+                        let Some(at) = started.iter().position(|c| c.name == exit.name) else {
+                            continue;
+                        };
+                        // Gone: not waited for again below, unless it is started again.
+                        gone.push(exit.name.clone());
+                        let component = &mut started[at];
+                        component.stdin = None;
+                        if exit.failed && args.restart == Restart::OnFailure {
+                            let quick = component.since.elapsed() < QUICK_DEATH;
+                            component.quick_deaths =
+                                if quick { component.quick_deaths + 1 } else { 1 };
+                            if let Some(wait) = backoff(component.quick_deaths) {
+                                eprintln!(
+                                    "agora: {} exited ({}); starting it again in {} (restart \
+                                     {} in a row; --restart never leaves it down)",
+                                    exit.name,
+                                    exit.status,
+                                    humantime::format_duration(wait),
+                                    component.quick_deaths
+                                );
+                                restarts.spawn(restart(&exe, component, at, wait, &exited_tx));
+                                continue;
+                            }
                         }
-                        eprintln!(
-                            "agora: {name} exited ({status}); its group goes on while a majority \
-                             of it runs"
-                        );
-                        gone.push(name);
+                        if let Err(e) = left_down(&exit.name, &exit.status, component.quick_deaths)
+                        {
+                            break Err(e);
+                        }
+                    }
+                    Some(done) = restarts.join_next() => {
+                        let Ok((at, result)) = done else { continue };
+                        let component = &mut started[at];
+                        match result {
+                            Ok(mut again) => {
+                                eprintln!("agora: {} is running again, on {}", again.name, again.addr);
+                                gone.retain(|name| *name != again.name);
+                                again.quick_deaths = component.quick_deaths;
+                                *component = again;
+                            }
+                            Err(e) => {
+                                // A start that fails is one more quick death.
+                                component.quick_deaths += 1;
+                                let name = component.name.clone();
+                                match backoff(component.quick_deaths) {
+                                    Some(wait) => {
+                                        eprintln!(
+                                            "agora: {e:#}; trying again in {}",
+                                            humantime::format_duration(wait)
+                                        );
+                                        restarts
+                                            .spawn(restart(&exe, component, at, wait, &exited_tx));
+                                    }
+                                    None => {
+                                        let status = format!("{e:#}");
+                                        if let Err(e) =
+                                            left_down(&name, &status, component.quick_deaths)
+                                        {
+                                            break Err(e);
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
+            };
+            // A server half started again is stopped with the task (its child is killed
+            // on drop); one already up is stopped below with the rest.
+            while let Some(done) = restarts.try_join_next() {
+                if let Ok((at, Ok(again))) = done {
+                    gone.retain(|name| *name != again.name);
+                    started[at] = again;
+                }
             }
+            restarts.abort_all();
+            outcome
         }
     };
     // Frontends first, so no request is cut off by a database going away under it.
@@ -388,6 +546,38 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// Starts `component` again after `wait`: the task's answer, with its place in the list.
+fn restart(
+    exe: &std::path::Path,
+    component: &Component,
+    at: usize,
+    wait: Duration,
+    exited: &mpsc::Sender<Exit>,
+) -> impl std::future::Future<Output = (usize, anyhow::Result<Component>)> + use<> {
+    let (exe, exited) = (exe.to_owned(), exited.clone());
+    let (command, name, args) = (component.command, component.name.clone(), component.args.clone());
+    async move {
+        tokio::time::sleep(wait).await;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (at, start(&exe, command, &name, &args, &exited).await)
+    }
+}
+
+/// What a server that stays down means: a replica's group goes on without it; any other
+/// server's death stops the rest (the error).
+fn left_down(name: &str, status: &str, quick_deaths: u32) -> anyhow::Result<()> {
+    let why = if quick_deaths > MOST_QUICK_DEATHS {
+        format!("{name} died {quick_deaths} times in a row soon after starting ({status})")
+    } else {
+        format!("{name} exited unexpectedly ({status})")
+    };
+    if !is_replica(name) {
+        anyhow::bail!("{why}; stopping the rest");
+    }
+    eprintln!("agora: {why}; left down, its group goes on while a majority of it runs");
+    Ok(())
+}
+
 /// Starts `agora <command> <args> --supervised`, known in the log as `name`, and waits
 /// for its `listening on` line (and, when `args` turn an HTTP API on, the `http listening
 /// on` line after it).
@@ -396,7 +586,7 @@ async fn start(
     command: &'static str,
     name: &str,
     args: &[&str],
-    exited: &mpsc::Sender<(String, String)>,
+    exited: &mpsc::Sender<Exit>,
 ) -> anyhow::Result<Component> {
     let http = args.windows(2).any(|w| w[0] == "--http-listen" && !crate::servers::http_off(w[1]));
     let mut child: Child = Command::new(exe)
@@ -442,13 +632,31 @@ async fn start(
     let exited = exited.clone();
     let (name, component) = (name.to_owned(), name.to_owned());
     tokio::spawn(async move {
-        let status = match child.wait().await {
-            Ok(s) => s.to_string(),
-            Err(e) => e.to_string(),
+        let (status, failed) = match child.wait().await {
+            Ok(s) => (s.to_string(), !s.success()),
+            Err(e) => (e.to_string(), true),
         };
-        let _ = exited.send((name.clone(), status)).await;
+        let _ = exited.send(Exit { name, status, failed }).await;
     });
-    Ok(Component { name: component, stdin, addr, http })
+    // Started again, it listens where it listens now: its peers and clients know that.
+    let mut again: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    for (flag, bound) in [("--listen", Some(&addr)), ("--http-listen", http.as_ref())] {
+        if let (Some(at), Some(bound)) = (again.iter().position(|a| a == flag), bound)
+            && let Some(value) = again.get_mut(at + 1)
+        {
+            *value = bound.clone();
+        }
+    }
+    Ok(Component {
+        name: component,
+        stdin,
+        addr,
+        http,
+        command,
+        args: again,
+        since: tokio::time::Instant::now(),
+        quick_deaths: 0,
+    })
 }
 
 /// The address in a child's `<prefix>ADDR` line, which also goes to the log as the
@@ -477,7 +685,8 @@ async fn failed_to_start(
     let cause = startup_cause(&log);
     let addresses: Vec<&str> =
         args.windows(2).filter(|w| w[0].ends_with("listen")).map(|w| w[1]).collect();
-    match startup_fix(&cause, &addresses) {
+    let holder = taken_port(&cause, &addresses).and_then(crate::ports::holder);
+    match startup_fix(&cause, &addresses, holder.as_ref()) {
         Some(fix) => anyhow::anyhow!("{name} failed to start ({status}): {cause}\n{fix}"),
         None => anyhow::anyhow!("{name} failed to start ({status}): {cause}"),
     }
@@ -495,20 +704,61 @@ fn startup_cause(log: &[String]) -> String {
     }
 }
 
-/// The fix for a cause `agora up` recognises; `addresses` are the ones the child was asked
-/// to listen on.
-fn startup_fix(cause: &str, addresses: &[&str]) -> Option<String> {
+/// Whether `cause` says an address was in use.
+fn in_use(cause: &str) -> bool {
     let lower = cause.to_ascii_lowercase();
-    if lower.contains("address already in use") || lower.contains("address in use") {
-        let port = addresses
-            .iter()
-            .find(|addr| cause.contains(*addr))
-            .and_then(|addr| addr.rsplit_once(':'))
-            .map_or("that port", |(_, port)| port);
-        return Some(format!(
-            "another agora (or another program) is running on {port}; stop it or use \
-             --port-base (--port-base 17400: ports 17401-17405, 18403 and 18404)"
-        ));
+    lower.contains("address already in use") || lower.contains("address in use")
+}
+
+/// The port a child could not listen on because it is taken, from its cause and the
+/// `addresses` it was asked to listen on.
+fn taken_port(cause: &str, addresses: &[&str]) -> Option<u16> {
+    if !in_use(cause) {
+        return None;
+    }
+    addresses
+        .iter()
+        .find(|addr| cause.contains(*addr))
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+}
+
+/// The fix for a cause `agora up` recognises; `addresses` are the ones the child was asked
+/// to listen on, `holder` what holds the port it could not have, when that is known.
+fn startup_fix(
+    cause: &str,
+    addresses: &[&str],
+    holder: Option<&crate::ports::Holder>,
+) -> Option<String> {
+    let lower = cause.to_ascii_lowercase();
+    if in_use(cause) {
+        let elsewhere = "--port-base 17400: ports 17401-17405, 18403 and 18404";
+        let Some(port) = taken_port(cause, addresses) else {
+            return Some(format!(
+                "another program is running on that port; stop it or use --port-base \
+                 ({elsewhere})"
+            ));
+        };
+        let range = crate::ports::ephemeral_range();
+        return Some(match holder {
+            Some(holder @ crate::ports::Holder::Connection { .. }) => format!(
+                "{}, not by another agora: ports {}-{} are where the kernel picks outgoing \
+                 connections' ports (/proc/sys/net/ipv4/ip_local_port_range), so any client \
+                 may hold one for a while. Choose a --port-base whose ports stay outside them \
+                 ({elsewhere})",
+                holder.describe(port),
+                range.start(),
+                range.end()
+            ),
+            Some(holder) => format!(
+                "{}; stop it (another agora?) or use --port-base ({elsewhere})",
+                holder.describe(port)
+            ),
+            None => format!(
+                "another agora (or another program) is running on {port}; stop it or use \
+                 --port-base ({elsewhere})"
+            ),
+        });
     }
     if lower.contains("permission denied") || lower.contains("read-only") {
         return Some(
@@ -703,6 +953,17 @@ mod tests {
     }
 
     #[test]
+    fn the_backoff_doubles_then_gives_up() {
+        let waits: Vec<Option<u64>> =
+            (1..=6).map(|n| backoff(n).map(|d| d.as_millis() as u64)).collect();
+        assert_eq!(waits, [Some(100), Some(200), Some(400), Some(800), Some(1600), None]);
+        let cli = Cli::try_parse_from(["up"]).expect("parses");
+        assert_eq!(cli.up.restart, Restart::OnFailure);
+        let cli = Cli::try_parse_from(["up", "--restart", "never"]).expect("parses");
+        assert_eq!(cli.up.restart, Restart::Never);
+    }
+
+    #[test]
     fn a_failed_start_names_its_cause_and_fix() {
         let log = [
             "2026-01-01T00:00:00Z  INFO opening product.db".to_owned(),
@@ -711,13 +972,28 @@ mod tests {
         ];
         let cause = startup_cause(&log);
         assert!(cause.starts_with("cannot listen on 127.0.0.1:7402"), "{cause}");
-        let fix = startup_fix(&cause, &["127.0.0.1:7402"]).expect("a fix");
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], None).expect("a fix");
         assert!(fix.contains("running on 7402; stop it or use --port-base"), "{fix}");
+        let listener = crate::ports::Holder::Listener(Some(crate::ports::Process {
+            pid: 42,
+            name: "nginx".into(),
+        }));
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], Some(&listener)).expect("a fix");
+        assert!(
+            fix.starts_with(
+                "port 7402 is taken by a server listening on it (process 42 nginx); stop it"
+            ),
+            "{fix}"
+        );
+        let outgoing = crate::ports::Holder::Connection { state: "established", process: None };
+        let fix = startup_fix(&cause, &["127.0.0.1:7402"], Some(&outgoing)).expect("a fix");
+        assert!(fix.contains("the local end of a connection (established)"), "{fix}");
+        assert!(fix.contains("not by another agora"), "{fix}");
 
         let clap = ["error: invalid value 'x' for '--durability <DURABILITY>'".to_owned()];
         assert!(startup_cause(&clap).starts_with("invalid value 'x'"));
         assert_eq!(startup_cause(&[]), "it printed nothing");
         let denied = "cannot open agora-data/product.db: Permission denied (os error 13)";
-        assert!(startup_fix(denied, &[]).expect("a fix").contains("--data-dir"));
+        assert!(startup_fix(denied, &[], None).expect("a fix").contains("--data-dir"));
     }
 }

@@ -294,3 +294,45 @@ async fn frontends_fail_over_to_the_next_database_address() {
     buyer_server.stop().await;
     cluster.stop().await;
 }
+
+/// The two reads the frontends make for the pages and the HTTP API's cart and categories:
+/// counts of many categories and items in one call, each bounded, each refusal named.
+#[tokio::test]
+async fn category_counts_and_item_batches_are_bounded() {
+    use agora_proto::messages::product::{Request, Response};
+    use agora_proto::{Channel, DEFAULT_MAX_FRAME, ProductDb};
+    let cluster = Cluster::start().await;
+    let seller = seller(&cluster, "ann").await;
+    let first = seller.register_item(pen(3)).await.unwrap();
+    let second = seller.register_item(NewItem { category: 7, ..pen(1) }).await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let connector = cluster.trust(Component::BuyerServer).connector();
+    let addr = cluster.product_db.addr.to_string();
+    let products = Channel::<ProductDb>::connect_with(&addr, wait, DEFAULT_MAX_FRAME, &connector)
+        .await
+        .unwrap();
+
+    let counts = products.call(&Request::CountItems { categories: vec![7, 3, 4] }, wait).await;
+    assert_eq!(counts.unwrap(), Response::Counts(vec![1, 1, 0]));
+    let both = products.call(&Request::GetItems { items: vec![second, first] }, wait).await;
+    let Response::Items(items) = both.unwrap() else { panic!("not items") };
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [second, first]);
+
+    let refused = |answer: Result<Response, agora_proto::CallError>| match answer {
+        Err(agora_proto::CallError::Remote(e)) => (e.code, e.message),
+        other => panic!("not refused: {other:?}"),
+    };
+    let many = Request::CountItems { categories: (0..101).collect() };
+    let (code, message) = refused(products.call(&many, wait).await);
+    assert_eq!(code, agora_proto::ErrorCode::InvalidArgument);
+    assert!(message.contains("at most 100"), "{message}");
+    let many = Request::GetItems { items: vec![first; 101] };
+    assert_eq!(
+        refused(products.call(&many, wait).await).0,
+        agora_proto::ErrorCode::InvalidArgument
+    );
+    let unknown = ItemId { category: 3, number: 999 };
+    let missing = Request::GetItems { items: vec![first, unknown] };
+    assert_eq!(refused(products.call(&missing, wait).await).0, agora_proto::ErrorCode::UnknownItem);
+    cluster.stop().await;
+}

@@ -65,7 +65,7 @@ async fn a_scripted_session_exercises_every_call() {
             "--condition used --price 0.99 --quantity 3"
         ))
         .await;
-    assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at 1.75"));
+    assert!(seller.ok("change-price 3:1 1.75").await.contains("now sells at $1.75"));
     let left = seller.ok("remove-units 3:2 1").await;
     assert_eq!(left.trim(), "item 3:2: 2 units left for sale", "{left}");
     let items = seller.json("items").await;
@@ -88,6 +88,27 @@ async fn a_scripted_session_exercises_every_call() {
     let cart = buyer.json("cart").await;
     assert_eq!(cart["lines"].as_array().unwrap().len(), 1);
     assert_eq!(cart["lines"][0]["quantity"], 2);
+    assert_eq!(cart["total"], "3.50");
+    // As the web cart shows it: name, category, unit price, line total, the cart's total.
+    let table = buyer.ok("cart").await;
+    for shown in ["Blue pen", "Office and stationery", "$1.75", "$3.50", "total"] {
+        assert!(table.contains(shown), "{shown:?} not in\n{table}");
+    }
+    let categories = buyer.ok("categories").await;
+    assert!(categories.contains("Office and stationery"), "{categories}");
+    let categories = seller.json("categories").await;
+    assert_eq!(
+        categories["categories"][3],
+        serde_json::json!({"id": 3, "name": "Office and stationery", "items": 2})
+    );
+    // A declined card says what may be done next, and buys nothing.
+    let (code, _, err) =
+        buyer.run("purchase --holder 'Bea B' --number 4111111111111112 --expiry 12/39").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("payment declined"), "{err}");
+    assert!(err.contains("the cart is kept: try again"), "{err}");
+    assert!(err.contains("`agora up --approve-probability 1` approves every valid card"), "{err}");
+    assert_eq!(buyer.json("cart").await["lines"][0]["quantity"], 2);
     buyer.ok("save-cart").await;
     buyer.ok("clear-cart").await;
     assert_eq!(buyer.json("cart").await["lines"].as_array().unwrap().len(), 0);
@@ -182,6 +203,8 @@ async fn json_output_is_the_http_vocabulary() {
         ),
         (buyer.json("item 3:1").await, http_get(buyer_http, &bea, "/v1/items/3:1").await),
         (buyer.json("cart").await, http_get(buyer_http, &bea, "/v1/cart").await),
+        (seller.json("categories").await, http_get(seller_http, &ann, "/v1/categories").await),
+        (buyer.json("categories").await, http_get(buyer_http, &bea, "/v1/categories").await),
         (
             buyer.json("seller-rating 1").await,
             http_get(buyer_http, &bea, "/v1/sellers/1/rating").await,
@@ -323,5 +346,94 @@ async fn secrets_are_asked_for_at_a_terminal_only() {
     assert!(shown.contains("logged in"), "{shown}");
     assert!(!shown.contains("long enough"), "the password was echoed: {shown}");
     assert!(buyer.ok("cart").await.contains("empty"), "the session was saved");
+    cluster.stop().await;
+}
+
+/// A saved login belongs to the server it was made at. A command sent to another
+/// marketplace is told it is not logged in there, by name, and the login made at the
+/// first is still there for the next command (before, that refusal deleted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_session_is_one_servers_and_another_cannot_delete_it() {
+    let ours = Cluster::start().await;
+    let theirs = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let here = Cli { role: "buyer", server: ours.buyer_addr(), state: state.path() };
+    let there = Cli { role: "buyer", server: theirs.buyer_addr(), state: state.path() };
+    here.ok("create-account --username bea --password 'long enough'").await;
+    here.ok("login --username bea --password 'long enough'").await;
+
+    let (code, _, err) = there.run("cart").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("not logged in: log in first (server: {})", there.server)),
+        "{err}"
+    );
+    assert!(err.contains(&format!("agora buyer --server {} login", there.server)), "{err}");
+    assert!(here.ok("cart").await.contains("empty"), "the session at ours is kept");
+
+    // Logged in at both: their refusal (a logout there) ends theirs, not ours.
+    there.ok("create-account --username bea --password 'long enough'").await;
+    there.ok("login --username bea --password 'long enough'").await;
+    there.ok("logout").await;
+    let (code, _, _) = there.run("cart").await;
+    assert_eq!(code, 1);
+    assert!(here.ok("cart").await.contains("empty"), "ours still logged in");
+    ours.stop().await;
+    theirs.stop().await;
+}
+
+/// A buyer command sent to another server's port (an internal one, or the seller's) says
+/// which port the buyer server listens on, as an HTTP port does; a port nothing listens
+/// on is said at once, with what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_at_the_wrong_port_says_which_is_right() {
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    for (server, what) in [
+        (cluster.payments.addr.to_string(), "is payments, one of Agora's internal services"),
+        (cluster.customer_db.addr.to_string(), "is customer-db, one of Agora's internal services"),
+        (cluster.seller_addr(), "is seller-server"),
+    ] {
+        let buyer = Cli { role: "buyer", server: server.clone(), state: state.path() };
+        let (code, _, err) = buyer.run("ping").await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("{server} {what}, not the buyer server")), "{err}");
+        assert!(err.contains("the buyer server's TCP port is 7404"), "{err}");
+    }
+    let dead =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let buyer = Cli { role: "buyer", server: dead, state: state.path() };
+    let (_, _, err) = buyer.run("ping").await;
+    assert!(
+        err.contains("connection refused (nothing listens there). Is the server running"),
+        "{err}"
+    );
+    cluster.stop().await;
+}
+
+/// Under a pseudo-terminal that reports no size (`script` where there is no terminal, as
+/// in CI logs) tables keep a readable width instead of one character per column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_readable_on_a_terminal_of_no_size() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) here");
+        return;
+    }
+    let cluster = Cluster::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let buyer = Cli { role: "buyer", server: cluster.buyer_addr(), state: state.path() };
+    buyer.ok("create-account --username bea --password 'long enough'").await;
+    buyer.ok("login --username bea --password 'long enough'").await;
+    let line = format!("stty cols 0 rows 0; {AGORA} buyer --server {} categories", buyer.server);
+    let out = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("AGORA_STATE_DIR", state.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("Office and stationery"), "a name split over lines:\n{shown}");
     cluster.stop().await;
 }

@@ -267,23 +267,42 @@ async fn buyer_routes() {
     assert_eq!(item["name"], "Desk lamp");
     assert_eq!(item["condition"], "used");
     assert_eq!(item["category"], 3);
+    assert_eq!(item["category_name"], "Office and stationery", "the number stays; a name too");
     assert_eq!(item["quantity"], 2);
 
-    // The cart.
+    // The named categories, with their items for sale; the seller's API lists them too.
+    let categories = buyer.get("/v1/categories").await.expect(200);
+    let listed = categories["categories"].as_array().unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(listed.contains(&json!({"id": 3, "name": "Office and stationery", "items": 2})));
+    assert!(listed.contains(&json!({"id": 7, "name": "Home and garden", "items": 0})));
+    assert_eq!(seller.get("/v1/categories").await.expect(200), categories);
+
+    // The cart: each line with its item's name and price now, and the total.
     let cart =
         buyer.post("/v1/cart/items", json!({"item": pen_id, "quantity": 3})).await.expect(200);
-    assert_eq!(cart, json!({"lines": [{"item": pen_id, "quantity": 3}]}));
+    let line = |id: &Value, name: &str, quantity: u32, unit: &str, total: &str| {
+        json!({
+            "item": id, "quantity": quantity, "name": name,
+            "category_name": "Office and stationery", "unit_price": unit, "line_total": total,
+        })
+    };
+    assert_eq!(
+        cart,
+        json!({"lines": [line(&pen_id, "Blue pen", 3, "1.50", "4.50")], "total": "4.50"})
+    );
     buyer.post("/v1/cart/items", json!({"item": lamp_id, "quantity": 1})).await.expect(200);
     let path = format!("/v1/cart/items/{}?quantity=2", pen_id.as_str().unwrap());
     let cart = buyer.send(Method::DELETE, &path, None).await.expect(200);
-    assert_eq!(
-        cart,
-        json!({"lines": [{"item": pen_id, "quantity": 1}, {"item": lamp_id, "quantity": 1}]})
-    );
+    let lines = [
+        line(&pen_id, "Blue pen", 1, "1.50", "1.50"),
+        line(&lamp_id, "Desk lamp", 1, "1.50", "1.50"),
+    ];
+    assert_eq!(cart, json!({"lines": lines, "total": "3.00"}));
     assert_eq!(buyer.get("/v1/cart").await.expect(200), cart);
     buyer.send(Method::PUT, "/v1/cart/saved", None).await.expect(204);
     buyer.send(Method::DELETE, "/v1/cart", None).await.expect(204);
-    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
+    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": [], "total": "0.00"}));
 
     // Feedback, and the seller's rating it feeds.
     let path = format!("/v1/items/{}/feedback", pen_id.as_str().unwrap());
@@ -354,7 +373,7 @@ async fn purchases() {
     let again = purchase("key-1").await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
-    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": []}));
+    assert_eq!(buyer.get("/v1/cart").await.expect(200), json!({"lines": [], "total": "0.00"}));
     let history = buyer.get("/v1/purchases").await.expect(200);
     assert_eq!(history["purchases"].as_array().unwrap().len(), 1);
     assert_eq!(history["purchases"][0]["id"], first["id"]);
@@ -366,7 +385,8 @@ async fn purchases() {
     seller.post(&format!("/v1/items/{id}/removals"), json!({"quantity": 2})).await.expect(200);
     buyer.post("/v1/purchases", card).await.error(409, "not_enough_units");
     let cart = buyer.get("/v1/cart").await.expect(200);
-    assert_eq!(cart, json!({"lines": [{"item": id, "quantity": 3}]}), "the cart is kept");
+    assert_eq!(cart["lines"][0]["item"], id, "the cart is kept");
+    assert_eq!(cart["lines"][0]["quantity"], 3, "the cart is kept");
     let item = buyer.get(&format!("/v1/items/{id}")).await.expect(200);
     assert_eq!(item["quantity"], 1, "the units left are still for sale");
     let history = buyer.get("/v1/purchases").await.expect(200);
@@ -732,6 +752,7 @@ const SELLER_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sellers/me/items"),
     ("patch", "/v1/items/{id}"),
     ("post", "/v1/items/{id}/removals"),
+    ("get", "/v1/categories"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -751,6 +772,7 @@ const BUYER_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sellers/{id}/rating"),
     ("get", "/v1/purchases"),
     ("post", "/v1/purchases"),
+    ("get", "/v1/categories"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];

@@ -77,18 +77,25 @@ struct Up {
 }
 
 impl Up {
-    /// Starts it on a fresh data directory and reads its banner.
+    /// Starts it on a fresh data directory and reads its banner. A server killed here
+    /// stays down (`--restart never`), as the failures these tests make need.
     async fn start() -> (tempfile::TempDir, Up) {
-        Up::start_with(&[], &[]).await
+        Up::start_with(&["--restart", "never"], &[]).await
     }
 
     /// [`Up::start`] with extra flags and environment variables for every server.
     async fn start_with(flags: &[&str], env: &[(&str, &str)]) -> (tempfile::TempDir, Up) {
         let data = tempfile::tempdir().unwrap();
+        let up = Up::start_in(data.path(), flags, env).await;
+        (data, up)
+    }
+
+    /// [`Up::start_with`] on the data directory `data`, which may hold data already.
+    async fn start_in(data: &std::path::Path, flags: &[&str], env: &[(&str, &str)]) -> Up {
         let mut child = Command::new(AGORA)
             .arg("up")
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .args(["--port-base", "0", "--replicas", "3", "--log", "warn"])
             .args(flags)
             .envs(env.iter().copied())
@@ -121,7 +128,7 @@ impl Up {
         })
         .await
         .expect("the banner comes");
-        (data, Up { child, pid, servers })
+        Up { child, pid, servers }
     }
 
     /// Kills server `name` with SIGKILL.
@@ -325,7 +332,8 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
 /// still has a majority (the survivor and the new one) and the marketplace writes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() {
-    let (data, up) = Up::start().await;
+    // A dead machine: nothing starts its replica again.
+    let (data, up) = Up::start_with(&["--restart", "never"], &[]).await;
     let servers = up.servers.clone();
     let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
     seller.create_account("ann", "long enough", "Ann").await.unwrap();
@@ -418,7 +426,7 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
 async fn a_purchase_whose_leader_died_before_payment_is_bought_by_its_retry_once() {
     // Every replica would crash there, but only a leader's request reaches that point:
     // a retry taking a purchase over does not pass it, and nothing else is bought.
-    let flags = ["--approve-probability", "1"];
+    let flags = ["--approve-probability", "1", "--restart", "never"];
     let (data, up) = Up::start_with(&flags, &[("AGORA_CRASH_AT", "after-begin")]).await;
     let servers = up.servers.clone();
     let trust = Trust::load(&data.path().join("credentials"), Component::SellerServer).unwrap();
@@ -497,4 +505,124 @@ async fn a_purchase_whose_leader_died_before_payment_is_bought_by_its_retry_once
         }
     }
     up.stop().await;
+}
+
+/// The data directory of a marketplace that ran alone, made by the release at 9100716
+/// (fixtures/README.md says what it holds), unpacked into a new directory: `DIR/single`.
+fn single_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let data = tempfile::tempdir().unwrap();
+    let archive = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/single-9100716.tgz");
+    let status = std::process::Command::new("tar")
+        .args(["xzf", archive, "-C"])
+        .arg(data.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar xzf {archive}");
+    let dir = data.path().join("single");
+    (data, dir)
+}
+
+/// `agora up --replicas 3` on the data of a marketplace that ran alone keeps it: every
+/// replica of each group is seeded with a copy, and the originals are put aside. A replica
+/// added later on an empty directory is sent the seeded state too, since each replica cuts
+/// its log behind a snapshot once its group has started (before that seal, the new replica
+/// was sent the log alone, replayed onto an empty file: none of the fixture's items).
+/// Started again with another number of replicas, `agora up` refuses and says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_a_marketplace_that_ran_alone_keep_its_data() {
+    let (_data, dir) = single_fixture();
+    let up = Up::start_in(&dir, &["--restart", "never"], &[]).await;
+    let servers = up.servers.clone();
+    assert!(servers.contains_key("customer-db-3"), "{servers:?}");
+    for file in ["customer.db", "product.db", "payments.db"] {
+        assert!(!dir.join(file).exists(), "{file} is put aside");
+        assert!(dir.join("before-replicas").join(file).exists(), "{file} is kept");
+    }
+
+    // Everything the fixture holds, served by the groups.
+    let buyer = BuyerClient::new(vec![servers["buyer-server"].clone()]);
+    buyer.login("bea", "long enough").await.unwrap();
+    let purchases = buyer.get_purchases(Page { offset: 0, limit: 20 }).await.unwrap();
+    assert_eq!(purchases.len(), 1);
+    assert_eq!(purchases[0].total, Money::from_cents(1500));
+    let cart = buyer.display_cart().await.unwrap();
+    assert_eq!(cart.len(), 1, "the saved cart: {cart:?}");
+    let pen = buyer.get_item(ItemId { category: 3, number: 1 }).await.unwrap();
+    assert_eq!(pen.quantity, 7);
+    let seller = SellerClient::new(vec![servers["seller-server"].clone()]);
+    seller.login("ann", "long enough").await.unwrap();
+    assert_eq!(seller.list_items(Page { offset: 0, limit: 20 }).await.unwrap().len(), 3);
+
+    // Each replica seals its seed once its group has started.
+    let started = tokio::time::Instant::now();
+    let unsealed = || {
+        ["customer-db", "product-db", "payments"]
+            .iter()
+            .flat_map(|g| (1..=3).map(move |k| format!("{g}-{k}")))
+            .filter(|r| dir.join(r).join("seeded-from-single").exists())
+            .collect::<Vec<_>>()
+    };
+    while !unsealed().is_empty() {
+        assert!(started.elapsed() < DEADLINE, "not sealed: {:?}", unsealed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Replica 1 of product-db is replaced by an empty one, which is sent the seed.
+    let cluster = |args: &[&str]| {
+        let out = std::process::Command::new(AGORA)
+            .arg("cluster")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    up.kill("product-db-1");
+    cluster(&["remove", "--group", "product-db", "--node-id", "1"]);
+    let addr = format!("127.0.0.1:{}", agora_proto::ports::free_port("127.0.0.1").unwrap());
+    let peers = format!("2={},3={},4={addr}", servers["product-db-2"], servers["product-db-3"]);
+    let fourth_dir = dir.join("product-db-4");
+    let mut fourth = Command::new(AGORA)
+        .args(["product-db", "--listen", &addr, "--node-id", "4", "--peers", &peers])
+        .args(["--log", "warn"])
+        .arg("--data-dir")
+        .arg(&fourth_dir)
+        .arg("--credentials")
+        .arg(dir.join("credentials"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(fourth.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(DEADLINE, said.next_line()).await.unwrap().unwrap();
+    assert_eq!(first.as_deref(), Some(format!("listening on {addr}").as_str()));
+    cluster(&["add", "--group", "product-db", "--node-id", "4", "--addr", &addr]);
+    let items_in_the_fourth = || {
+        let conn = rusqlite::Connection::open(fourth_dir.join("product.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let started = tokio::time::Instant::now();
+    while items_in_the_fourth() < 3 {
+        assert!(started.elapsed() < DEADLINE, "product-db-4 holds {} items", items_in_the_fourth());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = fourth.kill().await;
+    up.stop().await;
+
+    // Now a marketplace of groups of three: one replica, or five, would leave it unused.
+    for replicas in ["1", "5"] {
+        let out = std::process::Command::new(AGORA)
+            .args(["up", "--port-base", "0", "--replicas", replicas, "--data-dir"])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--replicas {replicas} starts: {stderr}");
+        assert!(stderr.contains("Run `agora up --replicas 3` to use it"), "{stderr}");
+        assert!(!dir.join("product-db-5").exists() && !dir.join("customer.db").exists());
+    }
 }

@@ -225,9 +225,23 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
     buyer.sign_up("bea", "").await;
     let results = buyer.get("/?category=3&keywords=PEN").await;
     let dom = item.replace(':', "-");
-    results.expect(200).has(&format!("href=\"/items/{dom}\"")).lacks(evil).has("1.50");
+    results
+        .expect(200)
+        .has(&format!("href=\"/items/{dom}\""))
+        .lacks(evil)
+        .has("$1.50")
+        .has("Office and stationery: items 1 to 1")
+        .has("<option value=\"3\" selected>Office and stationery</option>");
     let page = buyer.get(&format!("/items/{dom}")).await;
-    page.expect(200).has("Units left</dt><dd>5").has("Ann&#39;s").lacks(evil);
+    page.expect(200)
+        .has("Units left</dt><dd>5")
+        .has("<dd class=\"price\">$1.50</dd>")
+        .has("<a href=\"/?category=3\">Office and stationery</a>")
+        .has("Sold by <strong>Ann&#39;s &#60;b&#62;Pens&#60;/b&#62;</strong>")
+        .has("Rating: 0 thumbs up, 0 thumbs down; 0 units sold")
+        .has("<svg class=\"thumb\" aria-hidden=\"true\"")
+        .lacks("👍")
+        .lacks(evil);
     let csrf = page.csrf();
     buyer
         .post("/cart/add", &[("csrf", &csrf), ("item", &item), ("quantity", "2")])
@@ -236,7 +250,9 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
     let cart = buyer.get("/cart?done=added").await;
     cart.expect(200)
         .has("Added to your cart.")
-        .has("<td id=\"total\" data-label=\"Total\">3.00</td>");
+        .has(&format!("<a href=\"/items/{dom}\">"))
+        .has("<td data-label=\"Subtotal\">$3.00</td>")
+        .has("<td id=\"total\" data-label=\"Total\">$3.00</td>");
 
     // A card that fails the Luhn check is declined, in words, with the typed details kept
     // but the number not echoed; nothing is bought.
@@ -285,8 +301,8 @@ async fn a_seller_and_a_buyer_shop_through_the_pages() {
     history
         .expect(200)
         .has("Your purchase went through")
-        .has("2 × 1.50")
-        .has("<strong>3.00</strong>")
+        .has("2 × $1.50")
+        .has("<strong>$3.00</strong>")
         .lacks(evil);
     buyer.get("/cart").await.expect(200).has("Your cart is empty");
 
@@ -393,13 +409,14 @@ async fn errors_stand_beside_their_forms_and_keep_what_was_typed() {
         .post(&format!("/items/{dom}/remove"), &[("csrf", &csrf), ("quantity", "1")])
         .await
         .redirects_to("/?done=units");
-    seller.get("/").await.has("price <strong>2.50</strong>").has("<strong>2</strong> units left");
+    seller.get("/").await.has("price <strong>$2.50</strong>").has("<strong>2</strong> units left");
 
     // Buyer side: a bad search, more units than there are, a wrong login.
     let mut buyer = Browser::new(buyer_http);
     buyer.sign_up("dee", "").await;
     let bad = buyer.get("/?category=x&keywords=lamp").await;
-    bad.expect(400).has("id=\"search-error\"").has("value=\"x\"").has("value=\"lamp\"");
+    // The category is a list now; a number typed into the address is still checked.
+    bad.expect(400).has("id=\"search-error\"").has("whole number").has("value=\"lamp\"");
     buyer.get("/?category=4&keywords=a+b+c+d+e+f").await.expect(400).has("keywords");
     let item = dom.replacen('-', ":", 1);
     let csrf = buyer.token().await;
@@ -709,7 +726,7 @@ async fn checkout_outcomes_are_told_in_words() {
     buyer.get("/purchases").await.expect(200).has("No purchases yet");
 }
 
-/// The cart page says "Pay 3.00"; the seller then asks a million for the item. The
+/// The cart page says "Pay $3.00"; the seller then asks a million for the item. The
 /// unchanged checkout form buys nothing and charges nothing, and the cart comes back with
 /// the new total to pay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,7 +745,7 @@ async fn a_checkout_after_a_price_rise_charges_nothing_and_shows_the_new_total()
         .await
         .redirects_to("/cart?done=added");
     let cart = buyer.get("/cart").await;
-    cart.expect(200).has("Pay 3.00");
+    cart.expect(200).has("Pay $3.00");
     let (key, total) = (hidden(&cart.body, "key"), hidden(&cart.body, "total"));
     assert_eq!(total, "3.00");
 
@@ -751,7 +768,7 @@ async fn a_checkout_after_a_price_rise_charges_nothing_and_shows_the_new_total()
         .expect(409)
         .has("2000000.00")
         .has("nothing was bought or charged")
-        .has("Pay 2000000.00");
+        .has("Pay $2000000.00");
     buyer.get("/purchases").await.expect(200).has("No purchases yet");
     cluster.stop().await;
 }
@@ -803,4 +820,64 @@ async fn a_flood_of_silent_connections_from_one_address_does_not_shut_the_shop()
     drop(flood);
     buyer.stop().await;
     cluster.stop().await;
+}
+
+/// Categories have names: the buyer picks one from a list (and a page lists them all
+/// with their items), the seller too when listing; keywords without a category are
+/// refused in words rather than dropped; the sign-in page says what the shop is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn categories_have_names_everywhere_a_shopper_meets_them() {
+    let cluster = Cluster::start().await;
+    let (_s, seller_http) = cluster.start_seller_with_http().await;
+    let (_b, buyer_http) = cluster.start_buyer_with_http().await;
+
+    let mut buyer = Browser::new(buyer_http);
+    buyer
+        .get("/login")
+        .await
+        .expect(200)
+        .has("Agora is an online marketplace of new and used items")
+        .has("browse the categories");
+    let mut seller = Browser::new(seller_http);
+    seller.get("/login").await.expect(200).has("anyone can sell new and used items");
+    seller.sign_up("kim", "Kim").await;
+    seller
+        .get("/")
+        .await
+        .expect(200)
+        .has("<select id=\"new-category\" name=\"category\" required")
+        .has("<option value=\"7\">Home and garden</option>")
+        .lacks("A number, like 3");
+    let item = seller_lists(&mut seller, "Blue pen", "4").await;
+    seller.get("/").await.has("Office and stationery · new · price <strong>$1.50</strong>");
+
+    buyer.sign_up("lou", "").await;
+    let start = buyer.get("/").await;
+    start
+        .expect(200)
+        .has("<option value=\"\" selected>Choose a category</option>")
+        .has("<option value=\"3\">Office and stationery</option>")
+        .has("<a href=\"/categories\">");
+    buyer
+        .get("/?keywords=pen")
+        .await
+        .expect(400)
+        .has("Choose a category: a search looks for the keywords in one category.")
+        .has("value=\"pen\"");
+    let list = buyer.get("/categories").await;
+    list.expect(200)
+        .has("<a href=\"/?category=3\">Office and stationery</a>")
+        .has("<td data-label=\"Items for sale\">1</td>")
+        .has("<a href=\"/?category=7\">Home and garden</a>");
+    // Without keywords, a category's newest items.
+    let dom = item.replace(':', "-");
+    buyer.get("/?category=3").await.expect(200).has(&format!("href=\"/items/{dom}\""));
+    let csrf = buyer.token().await;
+    buyer
+        .post("/cart/add", &[("csrf", &csrf), ("item", &item), ("quantity", "1")])
+        .await
+        .redirects_to("/cart?done=added");
+    buyer.get("/cart").await.expect(200).has(&format!(
+        "<a href=\"/items/{dom}\">Blue pen</a> <span class=\"hint\">Office and stationery</span>"
+    ));
 }

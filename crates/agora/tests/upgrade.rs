@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "long enough";
+/// How long one admin call may take.
+const WAIT: Duration = Duration::from_secs(2);
 
 /// Unpacks `tests/fixtures/<name>` into `into` with the system's `tar`.
 fn unpack(name: &str, into: &Path) -> PathBuf {
@@ -131,6 +133,32 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
         servers.push(serve(listener, |l, stop| async move {
             agora_customer_db::run(l, config, stop).await.unwrap();
         }));
+    }
+    // The membership still holds the addresses the earlier run used: each replica is
+    // told where its group's members listen now, as an operator moving a group to other
+    // machines would (`agora cluster set-address`).
+    let admin = trust(&data, Component::Admin);
+    for (group, peers) in [
+        (Component::ProductDb, &product_peers),
+        (Component::Payments, &payment_peers),
+        (Component::CustomerDb, &customer_peers),
+    ] {
+        for (&id, addr) in peers {
+            eventually(&format!("{group} records node {id} at {addr}"), || async {
+                let mut statuses = Vec::new();
+                for addr in peers.values() {
+                    let status = agora_replication::status_of(group, addr, &admin, WAIT).await;
+                    statuses.push(status.ok());
+                }
+                let leader = agora_replication::agreed_leader(&statuses)
+                    .map(|at| peers.values().nth(at).cloned().unwrap_or_default())
+                    .ok_or_else(|| "no leader yet".to_owned())?;
+                agora_replication::set_address_at(group, &leader, &admin, id, addr, WAIT)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        }
     }
     let frontend = |component| agora_frontend::Config {
         call_timeout: Duration::from_secs(5),

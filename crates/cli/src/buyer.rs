@@ -12,6 +12,11 @@ use crate::args::{
 use crate::output::Reply;
 use crate::secret::CARD_NUMBER;
 
+/// What to do after a declined card: the cart is as it was.
+const DECLINED_NEXT: &str = "the cart is kept: try again with the card's details checked or \
+     another card (payments also declines some valid cards at random, as a bank may; `agora \
+     up --approve-probability 1` approves every valid card, for tests)";
+
 /// The buyer's commands, one per call of the buyer's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 // The help of the account commands that names the role.
@@ -31,7 +36,8 @@ pub enum BuyerCommand {
     /// output says how to get the next).
     #[command(allow_negative_numbers = true)]
     Search {
-        /// The category to search: a whole number, as the seller chose it.
+        /// The category to search: its number (`agora buyer categories` lists the named
+        /// ones).
         #[arg(long, value_name = "N", value_parser = parse_category)]
         category: u32,
         /// A word to look for: up to 8 characters, no spaces. Repeat the option, or
@@ -68,8 +74,11 @@ pub enum BuyerCommand {
     SaveCart,
     /// Empty the cart.
     ClearCart,
-    /// Show the items and quantities in the cart.
+    /// Show the cart: each item's name, category and price now, the units and the line's
+    /// total, and the cart's total.
     Cart,
+    /// List the named categories, each with how many items it has for sale.
+    Categories,
     /// Give an item (and so its seller) a thumbs up or down.
     Feedback {
         #[arg(help = ITEM_HELP)]
@@ -135,14 +144,16 @@ pub async fn execute_buyer(
         BuyerCommand::Account(command) => return execute_account(client, command).await,
         BuyerCommand::Search { category, keywords, page } => {
             let items = client.search(category, keywords, page.page()).await?;
-            Reply::Items { items, page: page.page() }
+            Reply::Items { items, page: page.page(), names: names(client).await }
         }
-        BuyerCommand::Item { item } => Reply::Item(client.get_item(item).await?),
+        BuyerCommand::Item { item } => {
+            Reply::Item { item: client.get_item(item).await?, names: names(client).await }
+        }
         BuyerCommand::Add { item, quantity } => {
-            Reply::Cart(client.add_to_cart(item, quantity).await?)
+            cart(client, client.add_to_cart(item, quantity).await?).await
         }
         BuyerCommand::Remove { item, quantity } => {
-            Reply::Cart(client.remove_from_cart(item, quantity).await?)
+            cart(client, client.remove_from_cart(item, quantity).await?).await
         }
         BuyerCommand::SaveCart => {
             client.save_cart().await?;
@@ -152,7 +163,8 @@ pub async fn execute_buyer(
             client.clear_cart().await?;
             Reply::Done("cart cleared")
         }
-        BuyerCommand::Cart => Reply::Cart(client.display_cart().await?),
+        BuyerCommand::Cart => cart(client, client.display_cart().await?).await,
+        BuyerCommand::Categories => Reply::Categories(client.categories(true).await?),
         BuyerCommand::Feedback { item, vote } => {
             let feedback = client.provide_feedback(item, vote == Vote::Up).await?;
             Reply::Feedback { item, feedback }
@@ -185,6 +197,15 @@ pub async fn execute_buyer(
                         ),
                     )));
                 }
+                // Declined: nothing happened, so say what may be done next.
+                Err(ClientError::Refused(e))
+                    if e.code == agora_client::ErrorCode::PaymentDeclined =>
+                {
+                    return Err(ClientError::Refused(agora_client::ApiError::new(
+                        e.code,
+                        format!("{}\n{DECLINED_NEXT}", e.message),
+                    )));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -201,4 +222,21 @@ pub async fn execute_buyer(
             })
         }
     })
+}
+
+/// The categories' names, for a reply that shows items; none if the server cannot say.
+async fn names(client: &BuyerClient) -> agora_domain::Categories {
+    crate::output::names_of(client.categories(false).await)
+}
+
+/// The cart of `lines`, each with its item as it is now, as the web cart shows it. An item
+/// that cannot be had leaves its line without name and price rather than failing the
+/// command, whose change has been made.
+async fn cart(client: &BuyerClient, lines: Vec<agora_domain::CartLine>) -> Reply {
+    let mut shown = Vec::with_capacity(lines.len());
+    for line in lines {
+        let item = client.get_item(line.item).await.ok();
+        shown.push((line, item));
+    }
+    Reply::Cart { lines: shown, names: names(client).await }
 }

@@ -6,7 +6,10 @@
 //! so a script can move between the two without translating.
 
 use agora_client::{CallError, ClientError};
-use agora_domain::{CartLine, Feedback, Item, ItemId, Money, Page, Purchase, SellerRating, UserId};
+use agora_domain::{
+    CartLine, Categories, Category, CategoryCount, Feedback, Item, ItemId, Money, Page, Purchase,
+    SellerRating, UserId,
+};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::{Value, json};
 
@@ -61,11 +64,25 @@ pub enum Reply {
         items: Vec<Item>,
         /// The page asked for, to tell whether there is another.
         page: Page,
+        /// The categories' names.
+        names: Categories,
     },
     /// One item.
-    Item(Item),
-    /// A cart.
-    Cart(Vec<CartLine>),
+    Item {
+        /// The item.
+        item: Item,
+        /// The categories' names.
+        names: Categories,
+    },
+    /// A cart, each line with its item as it is now (`None` if it could not be had).
+    Cart {
+        /// The lines, in the order the items were first added.
+        lines: Vec<(CartLine, Option<Item>)>,
+        /// The categories' names.
+        names: Categories,
+    },
+    /// The named categories.
+    Categories(Vec<CategoryCount>),
     /// An item's vote totals after a vote.
     Feedback {
         /// The item.
@@ -106,15 +123,16 @@ impl Reply {
                 json!({ "id": item.to_string(), "price": price.to_string() })
             }
             Reply::UnitsLeft { item, left } => json!({ "id": item.to_string(), "quantity": left }),
-            Reply::Items { items, page } => json!({
-                "items": items.iter().map(item_json).collect::<Vec<_>>(),
+            Reply::Items { items, page, names } => json!({
+                "items": items.iter().map(|i| item_json(i, names)).collect::<Vec<_>>(),
                 "next_offset": next_offset(items.len(), *page),
             }),
-            Reply::Item(item) => item_json(item),
-            Reply::Cart(lines) => json!({
-                "lines": lines
+            Reply::Item { item, names } => item_json(item, names),
+            Reply::Cart { lines, names } => cart_json(lines, names),
+            Reply::Categories(list) => json!({
+                "categories": list
                     .iter()
-                    .map(|l| json!({ "item": l.item.to_string(), "quantity": l.quantity }))
+                    .map(|c| json!({ "id": c.id, "name": c.name, "items": c.items.unwrap_or(0) }))
                     .collect::<Vec<_>>(),
             }),
             Reply::Feedback { feedback, .. } => votes_json(feedback),
@@ -137,18 +155,22 @@ impl Reply {
             Reply::Done(text) => (*text).to_owned(),
             Reply::Rating(rating) => rating_table(rating),
             Reply::Registered(id) => format!("registered item {id}"),
-            Reply::PriceChanged { item, price } => format!("item {item} now sells at {price}"),
+            Reply::PriceChanged { item, price } => {
+                format!("item {item} now sells at {}", price.shown())
+            }
             Reply::UnitsLeft { item, left } => format!("item {item}: {left} units left for sale"),
-            Reply::Items { items, page } if items.is_empty() => match page.offset {
+            Reply::Items { items, page, .. } if items.is_empty() => match page.offset {
                 0 => "no items".to_owned(),
                 _ => "no more items".to_owned(),
             },
-            Reply::Items { items, page } => {
-                with_next_page(items_table(items), next_offset(items.len(), *page))
+            Reply::Items { items, page, names } => {
+                with_next_page(items_table(items, names), next_offset(items.len(), *page))
             }
-            Reply::Item(item) => item_table(item),
-            Reply::Cart(lines) if lines.is_empty() => "the cart is empty".to_owned(),
-            Reply::Cart(lines) => cart_table(lines),
+            Reply::Item { item, names } => item_table(item, names),
+            Reply::Cart { lines, .. } if lines.is_empty() => "the cart is empty".to_owned(),
+            Reply::Cart { lines, names } => cart_table(lines, names),
+            Reply::Categories(list) if list.is_empty() => "no category has a name".to_owned(),
+            Reply::Categories(list) => categories_table(list),
             Reply::Feedback { item, feedback } => {
                 format!("item {item} feedback is now {}", votes(feedback))
             }
@@ -162,7 +184,7 @@ impl Reply {
             Reply::Purchased(purchase) => format!(
                 "purchase {} complete: charged {}\n{}",
                 purchase.id,
-                purchase.total,
+                purchase.total.shown(),
                 purchases_table(std::slice::from_ref(purchase))
             ),
         }
@@ -184,6 +206,19 @@ pub fn render_error(error: &ClientError, format: Format, addrs: &[String]) -> St
 
 /// The error's message; a transport failure also names every address tried.
 pub fn error_message(error: &ClientError, addrs: &[String]) -> String {
+    let refused = matches!(error, ClientError::Transport(CallError::Unreachable { reason, .. })
+        if reason == agora_client::CONNECTION_REFUSED);
+    if refused {
+        let message = error_message_of(error, addrs);
+        return format!(
+            "{message}. Is the server running (`agora up` starts them all), and is --server \
+             its address?"
+        );
+    }
+    error_message_of(error, addrs)
+}
+
+fn error_message_of(error: &ClientError, addrs: &[String]) -> String {
     match error {
         ClientError::Transport(CallError::Unreachable { .. }) if addrs.len() <= 1 => {
             error.to_string()
@@ -193,6 +228,10 @@ pub fn error_message(error: &ClientError, addrs: &[String]) -> String {
             format!("{service} is unreachable at {}: last, {addr}: {reason}", addrs.join(", "))
         }
         ClientError::Transport(_) => format!("{error} (server: {})", addrs.join(", ")),
+        // Which marketplace said so: a session is one server's, not every server's.
+        _ if error.needs_login() && !addrs.is_empty() => {
+            format!("{error} (server: {})", addrs.join(", "))
+        }
         _ => error.to_string(),
     }
 }
@@ -228,11 +267,12 @@ fn votes_json(feedback: &Feedback) -> Value {
     json!({ "up": feedback.up, "down": feedback.down })
 }
 
-fn item_json(item: &Item) -> Value {
+fn item_json(item: &Item, names: &Categories) -> Value {
     json!({
         "id": item.id.to_string(),
         "name": item.name,
         "category": item.id.category,
+        "category_name": names.name(item.id.category),
         "keywords": item.keywords,
         "condition": item.condition.to_string(),
         "price": item.price.to_string(),
@@ -240,6 +280,38 @@ fn item_json(item: &Item) -> Value {
         "seller_id": item.seller_id,
         "feedback": votes_json(&item.feedback),
     })
+}
+
+/// A line's total in cents: its quantity at the item's price now.
+fn line_cents(line: &CartLine, item: &Item) -> i64 {
+    item.price.cents().saturating_mul(i64::from(line.quantity))
+}
+
+/// The cart as the HTTP API's `GET /v1/cart` answers it.
+fn cart_json(lines: &[(CartLine, Option<Item>)], names: &Categories) -> Value {
+    let total: i64 = lines.iter().filter_map(|(l, i)| i.as_ref().map(|i| line_cents(l, i))).sum();
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(line, item)| {
+            json!({
+                "item": line.item.to_string(),
+                "quantity": line.quantity,
+                "name": item.as_ref().map(|i| i.name.as_str()),
+                "category_name": names.name(line.item.category),
+                "unit_price": item.as_ref().map(|i| i.price.to_string()),
+                "line_total": item.as_ref().map(|i| Money::from_cents(line_cents(line, i)).to_string()),
+            })
+        })
+        .collect();
+    json!({ "lines": lines, "total": Money::from_cents(total).to_string() })
+}
+
+/// The names in a `categories` answer; none if it failed (a server from before category
+/// names, say), so that a command's own result still shows, with numbers alone.
+pub fn names_of(answer: Result<Vec<CategoryCount>, ClientError>) -> Categories {
+    let Ok(list) = answer else { return Categories::none() };
+    Categories::new(list.into_iter().map(|c| Category { id: c.id, name: c.name }).collect())
+        .unwrap_or_else(|_| Categories::none())
 }
 
 fn rating_json(rating: &SellerRating) -> Value {
@@ -277,11 +349,31 @@ fn json_line(value: &Value) -> String {
     value.to_string()
 }
 
+/// The width tables are fitted to when the terminal reports none worth using: a pseudo
+/// terminal with no size (under `script`, in CI logs) says 0 columns, which would leave
+/// one character per column.
+pub const FALLBACK_WIDTH: u16 = 100;
+
+/// Narrower than this, a terminal's reported width is taken for no width at all.
+const NARROWEST: u16 = 20;
+
+/// The width to fit a table to, given what the terminal reports (`None` when stdout is no
+/// terminal, and tables are as wide as their content).
+pub fn table_width(reported: Option<u16>) -> Option<u16> {
+    match reported {
+        Some(width) if width < NARROWEST => Some(FALLBACK_WIDTH),
+        other => other,
+    }
+}
+
 fn table() -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
+    if let Some(width) = table_width(table.width()) {
+        table.set_width(width);
+    }
     table
 }
 
@@ -289,12 +381,14 @@ fn votes(feedback: &Feedback) -> String {
     format!("+{} / -{}", feedback.up, feedback.down)
 }
 
-/// Items as a table: id, name, condition, price, quantity, keywords, seller, feedback.
-pub fn items_table(items: &[Item]) -> String {
+/// Items as a table: id, name, category, condition, price, quantity, keywords, seller,
+/// feedback.
+pub fn items_table(items: &[Item], names: &Categories) -> String {
     let mut table = table();
     table.set_header([
         "id",
         "name",
+        "category",
         "condition",
         "price",
         "quantity",
@@ -306,8 +400,9 @@ pub fn items_table(items: &[Item]) -> String {
         table.add_row([
             item.id.to_string(),
             item.name.clone(),
+            names.label(item.id.category),
             item.condition.to_string(),
-            item.price.to_string(),
+            item.price.shown(),
             item.quantity.to_string(),
             item.keywords.join(", "),
             item.seller_id.to_string(),
@@ -317,13 +412,14 @@ pub fn items_table(items: &[Item]) -> String {
     table.to_string()
 }
 
-fn item_table(item: &Item) -> String {
+fn item_table(item: &Item, names: &Categories) -> String {
     let mut table = table();
     for (key, value) in [
         ("id", item.id.to_string()),
         ("name", item.name.clone()),
+        ("category", names.label(item.id.category)),
         ("condition", item.condition.to_string()),
-        ("price", item.price.to_string()),
+        ("price", item.price.shown()),
         ("quantity", item.quantity.to_string()),
         ("keywords", item.keywords.join(", ")),
         ("seller", item.seller_id.to_string()),
@@ -348,11 +444,41 @@ fn rating_table(rating: &SellerRating) -> String {
     table.to_string()
 }
 
-fn cart_table(lines: &[CartLine]) -> String {
+/// The cart as the web cart shows it: each item's name and category, its price now, the
+/// units and the line's total, then the cart's total.
+fn cart_table(lines: &[(CartLine, Option<Item>)], names: &Categories) -> String {
     let mut table = table();
-    table.set_header(["item", "quantity"]);
-    for line in lines {
-        table.add_row([line.item.to_string(), line.quantity.to_string()]);
+    table.set_header(["item", "name", "category", "unit price", "quantity", "line total"]);
+    let mut total = 0i64;
+    for (line, item) in lines {
+        let (name, unit, line_total) = match item {
+            Some(item) => {
+                let cents = line_cents(line, item);
+                total = total.saturating_add(cents);
+                (item.name.clone(), item.price.shown(), Money::from_cents(cents).shown())
+            }
+            None => ("(cannot be shown now)".to_owned(), String::new(), String::new()),
+        };
+        table.add_row([
+            line.item.to_string(),
+            name,
+            names.label(line.item.category),
+            unit,
+            line.quantity.to_string(),
+            line_total,
+        ]);
+    }
+    let total = Money::from_cents(total).shown();
+    table.add_row(["total", "", "", "", "", total.as_str()]);
+    table.to_string()
+}
+
+fn categories_table(list: &[CategoryCount]) -> String {
+    let mut table = table();
+    table.set_header(["category", "name", "items for sale"]);
+    for c in list {
+        let items = c.items.map_or_else(String::new, |n| n.to_string());
+        table.add_row([c.id.to_string(), c.name.clone(), items]);
     }
     table.to_string()
 }
@@ -364,13 +490,13 @@ fn purchases_table(purchases: &[Purchase]) -> String {
         let lines: Vec<String> = purchase
             .lines
             .iter()
-            .map(|l| format!("{} × {} {} at {}", l.quantity, l.item, l.name, l.unit_price))
+            .map(|l| format!("{} × {} {} at {}", l.quantity, l.item, l.name, l.unit_price.shown()))
             .collect();
         table.add_row([
             purchase.id.to_string(),
             format_time(purchase.at_unix_ms),
             lines.join("\n"),
-            purchase.total.to_string(),
+            purchase.total.shown(),
         ]);
     }
     table.to_string()
@@ -407,6 +533,10 @@ mod tests {
 
     use super::*;
 
+    fn names() -> Categories {
+        Categories::default()
+    }
+
     fn pen() -> Item {
         Item {
             id: ItemId { category: 3, number: 17 },
@@ -423,7 +553,7 @@ mod tests {
     #[test]
     fn items_table_shows_every_column() {
         let page = Page::default();
-        let text = Reply::Items { items: vec![pen()], page }.render(Format::Human);
+        let text = Reply::Items { items: vec![pen()], page, names: names() }.render(Format::Human);
         for expected in [
             "id",
             "seller",
@@ -431,7 +561,8 @@ mod tests {
             "3:17",
             "Blue pen",
             "new",
-            "1.50",
+            "$1.50",
+            "Office and stationery",
             "10",
             "pen, blue",
             "+2 / -1",
@@ -439,16 +570,19 @@ mod tests {
             assert!(text.contains(expected), "{expected:?} missing from\n{text}");
         }
         assert!(!text.contains("--offset"), "one short page is the last:\n{text}");
-        assert_eq!(Reply::Items { items: vec![], page }.render(Format::Human), "no items");
+        assert_eq!(
+            Reply::Items { items: vec![], page, names: names() }.render(Format::Human),
+            "no items"
+        );
     }
 
     #[test]
     fn a_full_page_says_how_to_get_the_next() {
         let page = Page { offset: 20, limit: 2 };
-        let items = Reply::Items { items: vec![pen(), pen()], page };
+        let items = Reply::Items { items: vec![pen(), pen()], page, names: names() };
         assert!(items.render(Format::Human).ends_with("add --offset 22 for the next page"));
         assert_eq!(items.json()["next_offset"], 22);
-        let short = Reply::Items { items: vec![pen()], page };
+        let short = Reply::Items { items: vec![pen()], page, names: names() };
         assert_eq!(short.json()["next_offset"], Value::Null);
         let purchases = Reply::Purchases { purchases: vec![], page };
         assert_eq!(purchases.render(Format::Human), "no more purchases");
@@ -457,13 +591,14 @@ mod tests {
 
     #[test]
     fn json_speaks_the_http_vocabulary() {
-        let items = Reply::Items { items: vec![pen()], page: Page::default() };
+        let items = Reply::Items { items: vec![pen()], page: Page::default(), names: names() };
         let parsed: Value = serde_json::from_str(&items.render(Format::Json)).expect("json");
         assert_eq!(
             parsed,
             json!({
                 "items": [{
-                    "id": "3:17", "name": "Blue pen", "category": 3, "keywords": ["pen", "blue"],
+                    "id": "3:17", "name": "Blue pen", "category": 3,
+                    "category_name": "Office and stationery", "keywords": ["pen", "blue"],
                     "condition": "new", "price": "1.50", "quantity": 10, "seller_id": 7,
                     "feedback": { "up": 2, "down": 1 },
                 }],
@@ -522,8 +657,67 @@ mod tests {
         let page = Page::default();
         let text = Reply::Purchases { purchases: vec![purchase], page }.render(Format::Human);
         assert!(text.contains("2023-11-14 22:13 UTC"), "{text}");
-        assert!(text.contains("2 × 3:17 Blue pen at 1.50"), "{text}");
-        assert!(text.contains("3.00"), "{text}");
+        assert!(text.contains("2 × 3:17 Blue pen at $1.50"), "{text}");
+        assert!(text.contains("$3.00"), "{text}");
+    }
+
+    #[test]
+    fn the_cart_shows_names_prices_and_totals_as_the_http_api_does() {
+        let line = CartLine { item: pen().id, quantity: 3 };
+        let lamp = Item { id: ItemId { category: 42, number: 2 }, ..pen() };
+        let lines = vec![
+            (line, Some(pen())),
+            (CartLine { item: lamp.id, quantity: 1 }, Some(lamp)),
+            (CartLine { item: ItemId { category: 3, number: 9 }, quantity: 1 }, None),
+        ];
+        let cart = Reply::Cart { lines, names: names() };
+        let text = cart.render(Format::Human);
+        for expected in [
+            "unit price",
+            "line total",
+            "Blue pen",
+            "Office and stationery",
+            "Category 42",
+            "$4.50",
+            "$6.00",
+            "(cannot be shown now)",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        let json = cart.json();
+        assert_eq!(json["total"], "6.00");
+        assert_eq!(
+            json["lines"][0],
+            json!({
+                "item": "3:17", "quantity": 3, "name": "Blue pen",
+                "category_name": "Office and stationery", "unit_price": "1.50", "line_total": "4.50",
+            })
+        );
+        assert_eq!(json["lines"][1]["category_name"], Value::Null, "42 has no name");
+        let empty = Reply::Cart { lines: vec![], names: names() };
+        assert_eq!(empty.render(Format::Human), "the cart is empty");
+        assert_eq!(empty.json(), json!({ "lines": [], "total": "0.00" }));
+    }
+
+    #[test]
+    fn categories_list_their_items() {
+        let list = vec![CategoryCount { id: 3, name: "Pens".into(), items: Some(2) }];
+        let reply = Reply::Categories(list);
+        assert!(reply.render(Format::Human).contains("Pens"));
+        assert_eq!(
+            reply.json(),
+            json!({ "categories": [{ "id": 3, "name": "Pens", "items": 2 }] })
+        );
+        let failed: Result<Vec<CategoryCount>, ClientError> = Err(ClientError::NotLoggedIn);
+        assert!(names_of(failed).is_empty(), "numbers alone when the names cannot be had");
+    }
+
+    #[test]
+    fn a_terminal_without_a_size_gets_a_sensible_width() {
+        assert_eq!(table_width(Some(0)), Some(FALLBACK_WIDTH));
+        assert_eq!(table_width(Some(7)), Some(FALLBACK_WIDTH));
+        assert_eq!(table_width(Some(132)), Some(132));
+        assert_eq!(table_width(None), None, "a pipe: as wide as the content");
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::session::SessionStore;
 /// What the one-shot runner and the shell need to know about a role.
 pub(crate) trait Interface {
     const ROLE: Role;
+    /// Where the role's server is when not told.
+    const DEFAULT_SERVER: &'static str;
     type Client: Client;
     type Command: Subcommand + FromArgMatches;
 
@@ -33,6 +35,7 @@ pub(crate) struct Seller;
 
 impl Interface for Seller {
     const ROLE: Role = Role::Seller;
+    const DEFAULT_SERVER: &'static str = crate::DEFAULT_SELLER_SERVER;
     type Client = SellerClient;
     type Command = SellerCommand;
 
@@ -49,6 +52,7 @@ pub(crate) struct Buyer;
 
 impl Interface for Buyer {
     const ROLE: Role = Role::Buyer;
+    const DEFAULT_SERVER: &'static str = crate::DEFAULT_BUYER_SERVER;
     type Client = BuyerClient;
     type Command = BuyerCommand;
 
@@ -105,7 +109,7 @@ impl<I: Interface> Context<I> {
     /// where the next command would find it.
     fn remember(&self, reply: &Reply, before: Option<&str>, format: Format) -> bool {
         match reply {
-            Reply::LoggedIn { session } => match self.store.save(session) {
+            Reply::LoggedIn { session } => match self.store.save(self.client.addrs(), session) {
                 Ok(_) => true,
                 Err(e) if self.in_shell => {
                     print_err(&format!(
@@ -132,9 +136,10 @@ impl<I: Interface> Context<I> {
         }
     }
 
-    /// Removes the session file if it holds `session`, which has ended.
+    /// Removes `session`, which the servers of this client have ended, from the session
+    /// file; what is saved for other servers stays.
     fn forget(&self, session: &str) {
-        if let Err(e) = self.store.forget(session) {
+        if let Err(e) = self.store.forget(self.client.addrs(), session) {
             print_err(&format!("warning: cannot remove the ended session's file: {e}"));
         }
     }
@@ -143,9 +148,16 @@ impl<I: Interface> Context<I> {
         if self.in_shell {
             "log in with `login --username NAME` (the password is asked for)".to_owned()
         } else {
+            // The same --server: the session is that server's.
+            let addrs = self.client.addrs();
+            let server = if addrs.len() == 1 && addrs[0] == I::DEFAULT_SERVER {
+                String::new()
+            } else {
+                format!(" --server {}", addrs.join(","))
+            };
             format!(
-                "log in with `agora {} login --username NAME` (the password is asked for at a \
-                 terminal; scripts set AGORA_PASSWORD)",
+                "log in with `agora {}{server} login --username NAME` (the password is asked \
+                 for at a terminal; scripts set AGORA_PASSWORD)",
                 I::ROLE
             )
         }

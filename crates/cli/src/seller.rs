@@ -47,6 +47,9 @@ pub enum SellerCommand {
     /// List your items for sale, a page at a time (the output says how to get the next).
     #[command(allow_negative_numbers = true)]
     Items(PageArgs),
+    /// List the named categories, each with how many items it has for sale; `register
+    /// --category` takes the number.
+    Categories,
     /// Check that the seller server answers.
     Ping {
         /// Also check that the server reaches its databases.
@@ -61,7 +64,9 @@ pub struct RegisterArgs {
     /// Item name: 1 to 32 characters, need not be unique.
     #[arg(long, value_parser = parse_display_name)]
     pub name: String,
-    /// Category: a whole number of your choosing (0 to 4294967295); it starts the item id.
+    /// Category: its number, which starts the item id (`agora seller categories` lists
+    /// the named ones; any other number from 0 to 4294967295 is a category without a
+    /// name).
     #[arg(long, value_name = "N", value_parser = parse_category)]
     pub category: u32,
     /// A word buyers can search for: up to 8 characters, no spaces. Repeat the option, or
@@ -113,8 +118,11 @@ pub async fn execute_seller(
             Reply::UnitsLeft { item, left: client.remove_units(item, units).await? }
         }
         SellerCommand::Items(page) => {
-            Reply::Items { items: client.list_items(page.page()).await?, page: page.page() }
+            let items = client.list_items(page.page()).await?;
+            let names = crate::output::names_of(client.categories(false).await);
+            Reply::Items { items, page: page.page(), names }
         }
+        SellerCommand::Categories => Reply::Categories(client.categories(true).await?),
         SellerCommand::Ping { deep } => {
             client.ping(deep).await?;
             Reply::Done(if deep {

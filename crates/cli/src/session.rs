@@ -2,7 +2,9 @@
 //! command, or a shell, goes on with it.
 //!
 //! The file is `<state dir>/<seller|buyer>-session`, mode 0600, in a directory of mode
-//! 0700. The state directory is `$AGORA_STATE_DIR`, else `$XDG_STATE_HOME/agora`, else
+//! 0700, with one line per server address: `127.0.0.1:7404 SESSION`. A session is one
+//! marketplace's, so a command sent to another server does not find it, and a refusal
+//! from that server does not remove it. The state directory is `$AGORA_STATE_DIR`, else `$XDG_STATE_HOME/agora`, else
 //! `$HOME/.local/state/agora`. The shell's history lives beside it.
 
 use std::ffi::OsString;
@@ -35,11 +37,25 @@ pub fn state_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf>
     set("HOME").map(|home| home.join(".local").join("state").join("agora"))
 }
 
-/// The saved session of one role, in one state directory.
+/// Most servers a session file remembers a session for; the oldest goes first.
+const SERVERS_MAX: usize = 64;
+
+/// The saved sessions of one role, in one state directory: one per server address, since
+/// a session is one marketplace's. A session saved for the servers `a,b` (a login through
+/// `--server a,b`) is found through either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionStore {
     dir: Option<PathBuf>,
     role: Role,
+}
+
+/// One line of the file: a server address and the session saved for it. A line with no
+/// address (a file written before sessions were kept per server) holds a session for
+/// whichever server is asked, as that file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    server: String,
+    session: String,
 }
 
 impl SessionStore {
@@ -58,7 +74,7 @@ impl SessionStore {
         self.dir.as_deref()
     }
 
-    /// The session file: `<dir>/<role>-session`.
+    /// The session file: `<dir>/<role>-session`, one `SERVER SESSION` a line.
     pub fn path(&self) -> Option<PathBuf> {
         self.file(&format!("{}-session", self.role))
     }
@@ -72,17 +88,39 @@ impl SessionStore {
         self.dir.as_ref().map(|dir| dir.join(name))
     }
 
-    /// The saved session id; `None` if there is no file (or it is empty).
-    pub fn load(&self) -> io::Result<Option<String>> {
-        let Some(path) = self.path() else { return Ok(None) };
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let session = text.trim();
-                Ok((!session.is_empty()).then(|| session.to_owned()))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        }
+    fn entries(&self) -> io::Result<Vec<Entry>> {
+        let Some(path) = self.path() else { return Ok(Vec::new()) };
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some(server), Some(session)) => {
+                        Some(Entry { server: server.to_owned(), session: session.to_owned() })
+                    }
+                    (Some(session), None) => {
+                        Some(Entry { server: String::new(), session: session.to_owned() })
+                    }
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// The session saved for the first of `servers` that has one (else one saved before
+    /// sessions were kept per server); `None` if there is none.
+    pub fn load(&self, servers: &[String]) -> io::Result<Option<String>> {
+        let entries = self.entries()?;
+        let for_server = servers
+            .iter()
+            .find_map(|server| entries.iter().find(|e| e.server == *server))
+            .or_else(|| entries.iter().find(|e| e.server.is_empty()));
+        Ok(for_server.map(|e| e.session.clone()))
     }
 
     /// Creates the state directory (mode 0700) if needed and returns it.
@@ -101,10 +139,48 @@ impl SessionStore {
         Ok(dir)
     }
 
-    /// Saves `session`, readable by the user alone; returns the file's path.
-    pub fn save(&self, session: &str) -> io::Result<PathBuf> {
+    /// Saves `session` for each of `servers`, readable by the user alone, keeping what is
+    /// saved for other servers; returns the file's path.
+    pub fn save(&self, servers: &[String], session: &str) -> io::Result<PathBuf> {
+        let mut entries = self.entries()?;
+        // A session from before the file named servers: this login replaces it.
+        entries.retain(|e| !e.server.is_empty() && !servers.contains(&e.server));
+        for server in servers {
+            entries.push(Entry { server: server.clone(), session: session.to_owned() });
+        }
+        let over = entries.len().saturating_sub(SERVERS_MAX);
+        entries.drain(..over);
+        self.write(&entries)
+    }
+
+    /// Removes `session` where it is saved for one of `servers` (and where it was saved
+    /// for any server), since one of them ended it; returns whether it did. What is saved
+    /// for other servers, or another session (a later login), is left alone: a server of
+    /// another marketplace refusing a session says nothing of this one's.
+    pub fn forget(&self, servers: &[String], session: &str) -> io::Result<bool> {
+        let mut entries = self.entries()?;
+        let before = entries.len();
+        entries.retain(|e| {
+            e.session != session || !(e.server.is_empty() || servers.contains(&e.server))
+        });
+        if entries.len() == before {
+            return Ok(false);
+        }
+        self.write(&entries)?;
+        Ok(true)
+    }
+
+    fn write(&self, entries: &[Entry]) -> io::Result<PathBuf> {
         self.ensure_dir()?;
         let path = self.path().ok_or_else(|| io::Error::other("no session file"))?;
+        if entries.is_empty() {
+            return match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+                }
+                _ => Ok(path),
+            };
+        }
         let write = || -> io::Result<()> {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -114,25 +190,13 @@ impl SessionStore {
                 .open(&path)?;
             // `mode` applies only to a new file; an older one may have looser permissions.
             file.set_permissions(Permissions::from_mode(0o600))?;
-            writeln!(file, "{session}")?;
+            for entry in entries {
+                writeln!(file, "{} {}", entry.server, entry.session)?;
+            }
             file.sync_all()
         };
         write().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(path)
-    }
-
-    /// Removes the saved session if it is `session`; returns whether it did. A file
-    /// holding another session (a later login) is left alone.
-    pub fn forget(&self, session: &str) -> io::Result<bool> {
-        if self.load()?.as_deref() != Some(session) {
-            return Ok(false);
-        }
-        let Some(path) = self.path() else { return Ok(false) };
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        }
     }
 }
 
@@ -178,25 +242,57 @@ mod tests {
         assert_eq!(SessionStore::new(None, Role::Seller).path(), None);
     }
 
+    fn servers(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     #[test]
     fn save_load_forget() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("deep").join("agora");
         let store = SessionStore::new(Some(dir.clone()), Role::Seller);
-        assert_eq!(store.load().expect("load"), None);
+        let here = servers(&["a:1"]);
+        assert_eq!(store.load(&here).expect("load"), None);
 
-        let path = store.save("abc123").expect("save");
+        let path = store.save(&here, "abc123").expect("save");
         assert_eq!(path, dir.join("seller-session"));
-        assert_eq!(store.load().expect("load").as_deref(), Some("abc123"));
+        assert_eq!(store.load(&here).expect("load").as_deref(), Some("abc123"));
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
 
-        assert!(!store.forget("other").expect("forget"), "another session stays");
-        assert!(store.forget("abc123").expect("forget"));
-        assert_eq!(store.load().expect("load"), None);
-        assert!(!store.forget("abc123").expect("forget twice"));
+        assert!(!store.forget(&here, "other").expect("forget"), "another session stays");
+        assert!(store.forget(&here, "abc123").expect("forget"));
+        assert_eq!(store.load(&here).expect("load"), None);
+        assert!(!store.forget(&here, "abc123").expect("forget twice"));
+    }
+
+    #[test]
+    fn a_session_is_one_servers_and_another_server_cannot_remove_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = SessionStore::new(Some(tmp.path().to_path_buf()), Role::Buyer);
+        store.save(&servers(&["a:1", "b:2"]), "ours").expect("save");
+        store.save(&servers(&["c:3"]), "theirs").expect("save");
+        assert_eq!(store.load(&servers(&["b:2"])).expect("load").as_deref(), Some("ours"));
+        assert_eq!(store.load(&servers(&["c:3"])).expect("load").as_deref(), Some("theirs"));
+        assert_eq!(store.load(&servers(&["d:4"])).expect("load"), None, "nothing for d");
+        // c refusing its session leaves a's and b's alone, and the other way round.
+        assert!(!store.forget(&servers(&["c:3"]), "ours").expect("forget"));
+        assert!(store.forget(&servers(&["c:3"]), "theirs").expect("forget"));
+        assert_eq!(store.load(&servers(&["a:1"])).expect("load").as_deref(), Some("ours"));
+        assert!(store.forget(&servers(&["a:1", "b:2"]), "ours").expect("forget"));
+        assert!(!store.path().expect("path").exists(), "nothing left, no file");
+    }
+
+    #[test]
+    fn a_file_from_before_serves_any_server_until_the_next_login() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = SessionStore::new(Some(tmp.path().to_path_buf()), Role::Buyer);
+        fs::write(store.path().expect("path"), "old\n").expect("write");
+        assert_eq!(store.load(&servers(&["a:1"])).expect("load").as_deref(), Some("old"));
+        store.save(&servers(&["a:1"]), "new").expect("save");
+        assert_eq!(store.load(&servers(&["b:2"])).expect("load"), None, "replaced");
     }
 
     #[test]
@@ -206,16 +302,17 @@ mod tests {
         let path = store.path().expect("path");
         fs::write(&path, "old").expect("write");
         fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
-        store.save("new").expect("save");
+        store.save(&servers(&["a:1"]), "new").expect("save");
         assert_eq!(fs::metadata(&path).expect("stat").permissions().mode() & 0o777, 0o600);
-        assert_eq!(store.load().expect("load").as_deref(), Some("new"));
+        assert_eq!(store.load(&servers(&["a:1"])).expect("load").as_deref(), Some("new"));
     }
 
     #[test]
     fn without_a_directory_nothing_is_remembered() {
         let store = SessionStore::new(None, Role::Seller);
-        assert_eq!(store.load().expect("load"), None);
-        assert!(store.save("x").is_err());
-        assert!(!store.forget("x").expect("forget"));
+        let here = servers(&["a:1"]);
+        assert_eq!(store.load(&here).expect("load"), None);
+        assert!(store.save(&here, "x").is_err());
+        assert!(!store.forget(&here, "x").expect("forget"));
     }
 }

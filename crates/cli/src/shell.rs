@@ -62,13 +62,90 @@ pub fn parse_shell_line<C: Subcommand + FromArgMatches>(
 ) -> Result<ShellLine<C>, clap::Error> {
     let words = shell_words::split(line)
         .map_err(|e| clap::Error::raw(ErrorKind::InvalidValue, format!("{e}\n")))?;
-    let matches = shell_parser::<C>(role).try_get_matches_from(words)?;
+    let parser = shell_parser::<C>(role);
+    let matches = match parser.clone().try_get_matches_from(&words) {
+        Ok(matches) => matches,
+        Err(e) if e.kind() == ErrorKind::InvalidSubcommand => {
+            return Err(unknown_command(&parser, words.first().map_or("", String::as_str)));
+        }
+        Err(e) => return Err(e),
+    };
     if matches.subcommand_name() == Some("exit") {
         return Ok(ShellLine::Exit);
     }
     let json = matches.subcommand().is_some_and(|(_, sub)| sub.get_flag("json"));
     let command = C::from_arg_matches(&matches)?;
     Ok(ShellLine::Command { command, json })
+}
+
+/// The error for a first word that is no command: clap's would suggest any command that
+/// shares a few letters (`logout` for `bogus`) and end with the usage line of a multicall
+/// parser, `Usage: <COMMAND>`. Ours suggests only a near miss and says what the shell
+/// takes.
+fn unknown_command(parser: &clap::Command, typed: &str) -> clap::Error {
+    let names: Vec<&str> = parser
+        .get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+        .filter(|name| *name != "help")
+        .collect();
+    let mut message = format!("`{typed}` is not a command");
+    if let Some(near) = nearest(typed, &names) {
+        message.push_str(&format!("; did you mean `{near}`?"));
+    }
+    message.push_str(
+        "
+`help` lists the commands, `help COMMAND` shows one; `exit` leaves.
+",
+    );
+    clap::Error::raw(ErrorKind::InvalidSubcommand, message)
+}
+
+/// The one of `names` `typed` is a near miss of: a slip of at most one letter in four
+/// (two in a long word), or the start of exactly one name.
+fn nearest<'a>(typed: &str, names: &[&'a str]) -> Option<&'a str> {
+    let typed = typed.to_ascii_lowercase();
+    let close = |name: &str| {
+        let allowed = (name.chars().count() / 4).clamp(1, 2);
+        edit_distance(&typed, name) <= allowed
+    };
+    let nearest =
+        names.iter().copied().filter(|n| close(n)).min_by_key(|n| edit_distance(&typed, n));
+    if nearest.is_some() {
+        return nearest;
+    }
+    let starting: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| typed.len() >= 2 && n.starts_with(typed.as_str()))
+        .collect();
+    match starting[..] {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// Letters added, removed, changed or swapped with their neighbour to make `a` into `b`
+/// (optimal string alignment: `serach` is one slip from `search`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Whether a line may carry a password, and so must stay out of the history file.
@@ -140,4 +217,38 @@ pub(crate) fn run<I: Interface>(runtime: &Runtime, context: &Context<I>) -> Exit
         print_err(&format!("warning: cannot save the history to {}: {e}", path.display()));
     }
     if failed && !interactive { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buyer::BuyerCommand;
+
+    fn said(line: &str) -> String {
+        match parse_shell_line::<BuyerCommand>(Role::Buyer, line) {
+            Err(e) => e.to_string(),
+            Ok(parsed) => panic!("{line:?} parsed as {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_near_miss_is_suggested_and_the_shell_says_what_it_takes() {
+        let bogus = said("bogus");
+        assert!(bogus.starts_with("error: `bogus` is not a command\n"), "{bogus}");
+        assert!(!bogus.contains("logout") && !bogus.contains("Usage: <COMMAND>"), "{bogus}");
+        assert!(bogus.contains("`help` lists the commands"), "{bogus}");
+        assert!(said("serach --category 3").contains("did you mean `search`?"));
+        assert!(said("purchse").contains("did you mean `purchase`?"));
+        assert!(said("categ").contains("did you mean `categories`?"), "a unique start");
+        assert!(!said("c").contains("did you mean"), "too short to tell");
+        assert!(said("qiut").contains("did you mean `quit`?"));
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("search", "search"), 0);
+        assert_eq!(edit_distance("serach", "search"), 1, "a swap is one slip");
+        assert_eq!(edit_distance("cart", "carts"), 1);
+        assert_eq!(edit_distance("bogus", "logout"), 3);
+    }
 }

@@ -38,7 +38,7 @@ pub(crate) fn run<I: Interface>(options: Options, command: Option<I::Command>) -
     let store = SessionStore::from_env(I::ROLE);
     let session = match options.session.filter(|s| !s.trim().is_empty()) {
         Some(session) => Some(session.trim().to_owned()),
-        None => store.load().unwrap_or_else(|e| {
+        None => store.load(&servers).unwrap_or_else(|e| {
             print_err(&format!("warning: cannot read the saved session: {e}"));
             None
         }),

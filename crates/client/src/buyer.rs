@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_domain::{
-    Card, CartLine, Feedback, Item, ItemId, Money, Page, Purchase, SellerRating, UserId,
+    Card, CartLine, CategoryCount, Feedback, Item, ItemId, Money, Page, Purchase, SellerRating,
+    UserId,
 };
 use agora_proto::messages::front::{BuyerRequest, Response};
 use agora_proto::messages::new_op_id;
@@ -114,6 +115,19 @@ impl BuyerClient {
         match answer {
             Response::Items(items) => Ok(items),
             other => Err(unexpected_answer("search", &other)),
+        }
+    }
+
+    /// The marketplace's named categories; with `counts`, each with how many items it
+    /// has for sale.
+    pub async fn categories(&self, counts: bool) -> Result<Vec<CategoryCount>, ClientError> {
+        let answer = self
+            .inner
+            .call_with_session(|session| BuyerRequest::Categories { session, counts })
+            .await?;
+        match answer {
+            Response::Categories(list) => Ok(list),
+            other => Err(unexpected_answer("categories", &other)),
         }
     }
 

@@ -108,7 +108,38 @@ impl<S: Frontend> Caller<S> {
 
     /// Sends a request that needs no session.
     async fn call(&self, request: &S::Request) -> Result<S::Response, ClientError> {
-        self.pool.call(request).await.map_err(|e| self.http_port(e))
+        self.pool.call(request).await.map_err(|e| self.wrong_port(self.http_port(e)))
+    }
+
+    /// Turns the refusal of another of Agora's servers (an internal one that wants the
+    /// cluster's credentials, or the other frontend) into one that says which port this
+    /// role's server uses, as [`Caller::http_port`] does for an HTTP port.
+    fn wrong_port(&self, error: ClientError) -> ClientError {
+        let message = match &error {
+            ClientError::Refused(e) => e.message.as_str(),
+            ClientError::Transport(CallError::Lost { reason, .. })
+            | ClientError::Transport(CallError::Unreachable { reason, .. }) => reason.as_str(),
+            _ => return error,
+        };
+        let service = match message.split_once(" serves only Agora's own components") {
+            Some((service, _)) => format!("{service}, one of Agora's internal services"),
+            None => match message.strip_prefix("this is ").and_then(|m| m.split_once(", not ")) {
+                Some((service, _)) => service.to_owned(),
+                None => return error,
+            },
+        };
+        ClientError::Refused(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} is {service}, not the {role} server: the {role} server's TCP port is {port} \
+                 (N+{offset} under `agora up --port-base N`; the banner of `agora up` shows the \
+                 --server to use)",
+                self.addrs().join(", "),
+                role = S::ROLE,
+                port = S::DEFAULT_PORT,
+                offset = S::DEFAULT_PORT - 7400,
+            ),
+        ))
     }
 
     /// Turns the failure of a call that reached an HTTP server into a refusal that says

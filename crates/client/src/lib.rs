@@ -27,6 +27,7 @@ mod buyer;
 mod caller;
 mod seller;
 
+pub use agora_proto::client::CONNECTION_REFUSED;
 pub use agora_proto::{ApiError, CallError, ErrorCode, PoolConfig};
 pub use buyer::{BuyerClient, new_purchase_key};
 pub use caller::Client;

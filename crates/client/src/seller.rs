@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::{Item, ItemId, Money, NewItem, Page, SellerRating, UserId};
+use agora_domain::{CategoryCount, Item, ItemId, Money, NewItem, Page, SellerRating, UserId};
 use agora_proto::messages::front::{Response, SellerRequest};
 use agora_proto::messages::new_op_id;
 use agora_proto::{PoolConfig, SellerServer};
@@ -143,6 +143,19 @@ impl SellerClient {
         match answer {
             Response::Quantity(left) => Ok(left),
             other => Err(unexpected_answer("remove_units", &other)),
+        }
+    }
+
+    /// The marketplace's named categories; with `counts`, each with how many items it
+    /// has for sale.
+    pub async fn categories(&self, counts: bool) -> Result<Vec<CategoryCount>, ClientError> {
+        let answer = self
+            .inner
+            .call_with_session(|session| SellerRequest::Categories { session, counts })
+            .await?;
+        match answer {
+            Response::Categories(list) => Ok(list),
+            other => Err(unexpected_answer("categories", &other)),
         }
     }
 

@@ -2,10 +2,12 @@
 //! them. Pure data and functions, no I/O, so every component (and every client) applies the
 //! same rules and names the same field when it refuses something.
 
+mod category;
 mod item;
 mod limits;
 mod money;
 
+pub use category::{CATEGORIES_MAX, Categories, Category, CategoryCount};
 pub use item::{
     Account, Card, CartLine, Condition, Feedback, Item, ItemId, NewItem, Page, Purchase,
     PurchaseLine, Role, SellerRating, UserId,

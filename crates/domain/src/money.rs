@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Invalid;
 
-/// An amount of money in cents. Parsed from and shown as `12.34`.
+/// An amount of money in cents, in the marketplace's one currency, US dollars
+/// (docs/semantics.md, "Money"). Parsed from and shown as `12.34`, as programs get it;
+/// [`Money::shown`] adds the currency, for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Money(i64);
@@ -32,6 +34,14 @@ impl Money {
             return Err(Invalid::new("price", "must be from 0.01 to 1000000.00"));
         }
         Ok(self)
+    }
+
+    /// The amount with its currency, as pages and tables show it: `$12.34`.
+    pub fn shown(self) -> String {
+        if self.0 < 0 {
+            return format!("-${}", Money(self.0.saturating_neg()));
+        }
+        format!("${self}")
     }
 
     /// `self * quantity`, or `None` on overflow.
@@ -77,6 +87,13 @@ impl FromStr for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn people_see_the_currency() {
+        assert_eq!(Money::from_cents(150).shown(), "$1.50");
+        assert_eq!(Money::from_cents(-5).shown(), "-$0.05");
+        assert_eq!(Money::from_cents(150).to_string(), "1.50", "programs get the bare amount");
+    }
 
     #[test]
     fn parses_and_prints_cents_exactly() {

@@ -158,6 +158,25 @@ impl BuyerFrontend {
         cart(self.up.customer(customer::Request::GetCart { session }).await?)
     }
 
+    /// The items of a cart's `lines` as they are now (name, price, ...), in order: one
+    /// call to the product database for them all. What the pages and the HTTP API show
+    /// beside each line.
+    pub async fn cart_items(
+        &self,
+        lines: Vec<CartLine>,
+    ) -> Result<Vec<(CartLine, Item)>, ApiError> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = lines.iter().map(|l| l.item).collect();
+        match self.up.product(product::Request::GetItems { items }).await? {
+            product::Response::Items(found) if found.len() == lines.len() => {
+                Ok(lines.into_iter().zip(found).collect())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// ProvideFeedback: this buyer's vote on an item; the item's new totals.
     pub async fn feedback(
         &self,
@@ -220,6 +239,20 @@ impl BuyerFrontend {
             other => Err(unexpected(&other)),
         }
     }
+
+    /// The named categories; with `counts`, each with how many items it has for sale.
+    pub async fn categories(
+        &self,
+        session: &str,
+        counts: bool,
+    ) -> Result<Vec<agora_domain::CategoryCount>, ApiError> {
+        self.up.categories(session, Role::Buyer, counts).await
+    }
+
+    /// The categories' names, to show beside their numbers.
+    pub fn category_names(&self) -> &agora_domain::Categories {
+        self.up.category_names()
+    }
 }
 
 impl Handler<BuyerServer> for BuyerFrontend {
@@ -275,6 +308,9 @@ impl Handler<BuyerServer> for BuyerFrontend {
             }
             BuyerRequest::GetPurchases { session, page } => {
                 Response::Purchases(self.purchases(&session, page).await?)
+            }
+            BuyerRequest::Categories { session, counts } => {
+                Response::Categories(self.categories(&session, counts).await?)
             }
         })
     }

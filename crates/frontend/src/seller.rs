@@ -129,6 +129,20 @@ impl SellerFrontend {
             other => Err(unexpected(&other)),
         }
     }
+
+    /// The named categories; with `counts`, each with how many items it has for sale.
+    pub async fn categories(
+        &self,
+        session: &str,
+        counts: bool,
+    ) -> Result<Vec<agora_domain::CategoryCount>, ApiError> {
+        self.up.categories(session, Role::Seller, counts).await
+    }
+
+    /// The categories' names, to show beside their numbers.
+    pub fn category_names(&self) -> &agora_domain::Categories {
+        self.up.category_names()
+    }
 }
 
 impl Handler<SellerServer> for SellerFrontend {
@@ -162,6 +176,9 @@ impl Handler<SellerServer> for SellerFrontend {
             }
             SellerRequest::ListItems { session, page } => {
                 Response::Items(self.list_items(&session, page).await?)
+            }
+            SellerRequest::Categories { session, counts } => {
+                Response::Categories(self.categories(&session, counts).await?)
             }
         })
     }

@@ -3,9 +3,10 @@
 //! deadline on every call (see [`agora_proto::Pool`]). Each method is one database call
 //! with its answer unpacked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::{Feedback, Item, ItemId, Role, SellerRating, UserId};
+use agora_domain::{Categories, CategoryCount, Feedback, Item, ItemId, Role, SellerRating, UserId};
 use agora_proto::messages::{OpId, customer, new_op_id, product, unexpected};
 use agora_proto::{ApiError, CustomerDb, Pool, PoolConfig, ProductDb, Trust};
 
@@ -33,6 +34,9 @@ pub struct Config {
     /// Whether the per-address limit on logins and sign-ups also applies to loopback
     /// addresses (see [`crate::throttle`]).
     pub throttle_loopback: bool,
+    /// The names of categories shown beside their numbers (every frontend of a
+    /// marketplace is given the same).
+    pub categories: Arc<Categories>,
 }
 
 impl Config {
@@ -46,6 +50,7 @@ impl Config {
             connections: 1,
             call_timeout: Duration::from_secs(5),
             session_recheck: DEFAULT_SESSION_RECHECK,
+            categories: Arc::new(Categories::default()),
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct Upstream {
     addresses: crate::throttle::AddressThrottle,
     /// The key of the storefront's login forms, from this frontend's credentials.
     form_key: ring::hmac::Key,
+    /// The categories' names.
+    categories: Arc<Categories>,
 }
 
 impl Upstream {
@@ -85,6 +92,7 @@ impl Upstream {
             sessions: SessionCache::new(config.session_recheck),
             addresses: crate::throttle::AddressThrottle::new(config.throttle_loopback),
             form_key: crate::web::form_key(&config.trust),
+            categories: config.categories.clone(),
         }
     }
 
@@ -186,6 +194,39 @@ impl Upstream {
                 Err(e)
             }
         }
+    }
+
+    /// The categories' names, for the pages and the HTTP API to show beside numbers.
+    pub fn category_names(&self) -> &Categories {
+        &self.categories
+    }
+
+    /// The named categories, for a live session of `role`; with `counts`, each with how
+    /// many items it has for sale (one call to the product database for them all).
+    pub async fn categories(
+        &self,
+        session: &str,
+        role: Role,
+        counts: bool,
+    ) -> Result<Vec<CategoryCount>, ApiError> {
+        self.authenticate(session, role).await?;
+        let ids: Vec<u32> = self.categories.iter().map(|c| c.id).collect();
+        let counts: Vec<Option<u64>> = if counts && !ids.is_empty() {
+            match self.product(product::Request::CountItems { categories: ids.clone() }).await? {
+                product::Response::Counts(counts) if counts.len() == ids.len() => {
+                    counts.into_iter().map(Some).collect()
+                }
+                other => return Err(unexpected(&other)),
+            }
+        } else {
+            vec![None; ids.len()]
+        };
+        Ok(self
+            .categories
+            .iter()
+            .zip(counts)
+            .map(|(c, items)| CategoryCount { id: c.id, name: c.name.clone(), items })
+            .collect())
     }
 
     /// One item.

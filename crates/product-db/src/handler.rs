@@ -58,6 +58,21 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
             Request::GetItem { item } => {
                 Ok(Response::Item(self.replica.read(move |c| items::item(c, item)).await?))
             }
+            Request::GetItems { items: ids } => {
+                if ids.len() > agora_domain::CART_LINES_MAX {
+                    return Err(ApiError::new(
+                        agora_proto::ErrorCode::InvalidArgument,
+                        format!(
+                            "invalid items: at most {} may be asked for at once",
+                            agora_domain::CART_LINES_MAX
+                        ),
+                    ));
+                }
+                let read = move |c: &rusqlite::Connection| {
+                    ids.iter().map(|id| items::item(c, *id)).collect::<Result<Vec<_>, _>>()
+                };
+                Ok(Response::Items(self.replica.read(read).await?))
+            }
             // One vote per buyer and item: a new vote replaces the earlier one, so a repeat
             // changes nothing and needs no op id.
             Request::Vote { buyer_id, item, up } => {
@@ -83,6 +98,20 @@ impl Handler<agora_proto::ProductDb> for ProductDb {
                 let totals =
                     self.replica.read(move |c| feedback::seller_feedback(c, seller_id)).await?;
                 Ok(Response::Feedback(totals))
+            }
+            Request::CountItems { categories } => {
+                if categories.len() > agora_domain::CATEGORIES_MAX {
+                    return Err(ApiError::new(
+                        agora_proto::ErrorCode::InvalidArgument,
+                        format!(
+                            "invalid categories: at most {} may be counted at once",
+                            agora_domain::CATEGORIES_MAX
+                        ),
+                    ));
+                }
+                let counts =
+                    self.replica.read(move |c| items::count_for_sale(c, &categories)).await?;
+                Ok(Response::Counts(counts))
             }
         }
     }

@@ -180,3 +180,19 @@ pub(crate) fn seller_items(
         .map_err(db_error)?;
     rows.collect::<Result<_, _>>().map_err(db_error)
 }
+
+/// How many items with units for sale each of `categories` holds, in order. Each count
+/// walks the category's part of the index of items for sale.
+pub(crate) fn count_for_sale(c: &Connection, categories: &[u32]) -> Result<Vec<u64>, ApiError> {
+    let mut st = c
+        .prepare_cached("SELECT count(*) FROM items WHERE category = ?1 AND quantity > 0")
+        .map_err(db_error)?;
+    categories
+        .iter()
+        .map(|category| {
+            st.query_row([i64::from(*category)], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(db_error)
+        })
+        .collect()
+}

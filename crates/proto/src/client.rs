@@ -19,6 +19,10 @@ use crate::io::{FrameReader, ReadError, write_loop};
 use crate::trust::{BoxStream, Connector};
 use crate::{ApiError, ErrorCode, Service, encode_frame};
 
+/// The reason of an [`CallError::Unreachable`] whose connection was refused: nothing
+/// listens at that address (the server is down, or the port is wrong).
+pub const CONNECTION_REFUSED: &str = "connection refused (nothing listens there)";
+
 /// Why a call did not produce a response. "Could not reach the server" and "the server
 /// refused" stay apart: only [`CallError::Remote`] is the server's own answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -190,6 +194,9 @@ impl<S: Service> Channel<S> {
         };
         let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(unreachable(CONNECTION_REFUSED.to_owned()));
+            }
             Ok(Err(e)) => {
                 let reason = crate::trust::explain(&e);
                 if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {

@@ -69,6 +69,11 @@ pub struct Pool<S: Service> {
     next: AtomicUsize,
     /// Index into [`Pool::addrs`] of the address that answered last.
     preferred: AtomicUsize,
+    /// Whether a connection was ever made. Until then a refused connection is final at
+    /// once, even when riding through: nothing listens there (a wrong port, a server that
+    /// is not running), and waiting out the deadline would only delay saying so. After,
+    /// a refusal is a server restarting, and is ridden through.
+    connected_once: std::sync::atomic::AtomicBool,
     /// Leaders' addresses learnt from `not_leader` answers that were not among the
     /// configured ones (a replica added to its group since this pool was set up); at most
     /// [`MAX_LEARNT`], the oldest forgotten first. Each comes from a server that proved
@@ -99,6 +104,7 @@ impl<S: Service> Pool<S> {
             connecting: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
             preferred: AtomicUsize::new(0),
+            connected_once: std::sync::atomic::AtomicBool::new(false),
             learnt: Mutex::new(Vec::new()),
         }
     }
@@ -168,7 +174,10 @@ impl<S: Service> Pool<S> {
                 }
                 CallError::Timeout { .. } | CallError::Decode { .. } => false,
             };
-            if !retry || (!self.config.ride_through && tries >= 2) {
+            let refused_from_the_start = !self.connected_once.load(Ordering::Relaxed)
+                && matches!(&error, CallError::Unreachable { reason, .. }
+                    if reason == crate::client::CONNECTION_REFUSED);
+            if !retry || refused_from_the_start || (!self.config.ride_through && tries >= 2) {
                 return Err(error);
             }
             if self.config.ride_through && tries >= 2 {
@@ -206,6 +215,7 @@ impl<S: Service> Pool<S> {
             Ok(channel) => {
                 *self.lock(index) = Some(channel.clone());
                 *self.lock_failed() = None;
+                self.connected_once.store(true, Ordering::Relaxed);
                 Ok(channel)
             }
             Err(e) => {

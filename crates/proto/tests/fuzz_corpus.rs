@@ -126,6 +126,8 @@ fn product_request(r: &product::Request) -> &'static str {
         Release { .. } => "Release",
         Confirm { .. } => "Confirm",
         Held { .. } => "Held",
+        CountItems { .. } => "CountItems",
+        GetItems { .. } => "GetItems",
     }
 }
 const PRODUCT_REQUESTS: &[&str] = &[
@@ -142,6 +144,8 @@ const PRODUCT_REQUESTS: &[&str] = &[
     "Release",
     "Confirm",
     "Held",
+    "CountItems",
+    "GetItems",
 ];
 
 fn product_response(r: &product::Response) -> &'static str {
@@ -156,10 +160,13 @@ fn product_response(r: &product::Response) -> &'static str {
         Reserved(_) => "Reserved",
         Released(_) => "Released",
         Done => "Done",
+        Counts(_) => "Counts",
     }
 }
-const PRODUCT_RESPONSES: &[&str] =
-    &["Pong", "ItemId", "Quantity", "Items", "Item", "Feedback", "Reserved", "Released", "Done"];
+const PRODUCT_RESPONSES: &[&str] = &[
+    "Pong", "ItemId", "Quantity", "Items", "Item", "Feedback", "Reserved", "Released", "Done",
+    "Counts",
+];
 
 fn seller_request(r: &front::SellerRequest) -> &'static str {
     use front::SellerRequest::*;
@@ -173,6 +180,7 @@ fn seller_request(r: &front::SellerRequest) -> &'static str {
         ChangePrice { .. } => "ChangePrice",
         RemoveUnits { .. } => "RemoveUnits",
         ListItems { .. } => "ListItems",
+        Categories { .. } => "Categories",
     }
 }
 const SELLER_REQUESTS: &[&str] = &[
@@ -185,6 +193,7 @@ const SELLER_REQUESTS: &[&str] = &[
     "ChangePrice",
     "RemoveUnits",
     "ListItems",
+    "Categories",
 ];
 
 fn buyer_request(r: &front::BuyerRequest) -> &'static str {
@@ -206,6 +215,7 @@ fn buyer_request(r: &front::BuyerRequest) -> &'static str {
         GetPurchases { .. } => "GetPurchases",
         MakePurchase { .. } => "MakePurchase",
         MakePurchaseAt { .. } => "MakePurchaseAt",
+        Categories { .. } => "Categories",
     }
 }
 const BUYER_REQUESTS: &[&str] = &[
@@ -225,6 +235,7 @@ const BUYER_REQUESTS: &[&str] = &[
     "GetPurchases",
     "MakePurchase",
     "MakePurchaseAt",
+    "Categories",
 ];
 
 fn front_response(r: &front::Response) -> &'static str {
@@ -243,6 +254,7 @@ fn front_response(r: &front::Response) -> &'static str {
         Purchases(_) => "Purchases",
         Purchase(_) => "Purchase",
         Done => "Done",
+        Categories(_) => "Categories",
     }
 }
 const FRONT_RESPONSES: &[&str] = &[
@@ -259,6 +271,7 @@ const FRONT_RESPONSES: &[&str] = &[
     "Purchases",
     "Purchase",
     "Done",
+    "Categories",
 ];
 
 fn payments_request(r: &payments::Request) -> &'static str {

@@ -55,6 +55,22 @@ pub async fn set_voters_at(
     Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
 }
 
+/// Records, through the leader of group `group` at `leader`, that member `id` now
+/// listens at `addr` (`agora cluster set-address`).
+pub async fn set_address_at(
+    group: Component,
+    leader: &str,
+    trust: &Trust,
+    id: u64,
+    addr: &str,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let me =
+        Identity { group, name: group.name().into(), node_id: 0, connector: trust.connector() };
+    let message = Message::SetAddress { id, addr: addr.to_owned() };
+    Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
+}
+
 /// Asks the leader of group `group`, at `leader`, to hand its leadership over (to `to`,
 /// or to the voter whose log is the most up to date) and returns the new leader's id
 /// once another node leads (`agora cluster transfer-leader`).

@@ -338,6 +338,25 @@ impl Group {
         self.raft.add_learner(id, member, true).await.map(|_| ()).map_err(|e| self.write_error(e))
     }
 
+    /// Records that member `id` now listens at `addr`: every node dials it there from the
+    /// time the change is committed, and `not_leader` answers name it there.
+    pub async fn set_address(&self, id: u64, addr: &str) -> Result<(), ApiError> {
+        let membership = self.metrics().membership_config.membership().clone();
+        let Some(member) = membership.get_node(&id) else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("node {id} is not a member of {}", self.me.name),
+            ));
+        };
+        let moved = Member { addr: addr.to_owned(), incarnation: member.incarnation };
+        let nodes = BTreeMap::from([(id, moved)]);
+        self.raft
+            .change_membership(openraft::ChangeMembers::SetNodes(nodes), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_error(e))
+    }
+
     /// Makes `voters` the group's voters (members not in it stay as learners).
     pub async fn change_membership(&self, voters: BTreeSet<u64>) -> Result<(), ApiError> {
         self.raft
@@ -434,6 +453,47 @@ impl Group {
                 ErrorCode::Timeout,
                 format!("node {target} did not take over {} within {within:?}", self.me.name),
             )),
+        }
+    }
+
+    /// Waits, while this node runs, until its metrics meet `ready`; returns them then.
+    async fn until(&self, ready: impl Fn(&Metrics) -> bool) -> Option<Metrics> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let now = metrics.borrow_watched();
+                if ready(&now) {
+                    return Some(now.clone());
+                }
+            }
+            tokio::select! {
+                changed = metrics.changed() => changed.ok()?,
+                _ = self.stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Seals a replica seeded from a database that ran alone (`agora_store::seed`, by
+    /// `agora up --replicas`): once it has applied its group's first entry, a snapshot
+    /// of its file (the seed included) is taken and its log cut behind it, so that a
+    /// member added to the group later is sent that snapshot rather than the log
+    /// replayed onto an empty file. Until then the seed's marker stays in `dir`, and a
+    /// restart tries again.
+    pub(crate) async fn seal_seed(&self, dir: PathBuf) {
+        let Some(applied) = self.until(|m| m.last_applied.is_some()).await else { return };
+        let applied = applied.last_applied.map_or(0, |id| id.index);
+        if self.raft.trigger().snapshot().await.is_err()
+            || self.until(|m| m.snapshot.is_some_and(|id| id.index >= applied)).await.is_none()
+            || self.raft.trigger().purge_log(applied).await.is_err()
+            || self.until(|m| m.purged.is_some_and(|id| id.index >= applied)).await.is_none()
+        {
+            return;
+        }
+        match agora_store::seed::sealed(&dir) {
+            Ok(()) => info!(upto = applied, "the seeded database is sealed into a snapshot"),
+            Err(e) => {
+                warn!(error = %e, "cannot remove the seed marker; sealed again at next start")
+            }
         }
     }
 

@@ -76,6 +76,11 @@ impl<M: StateMachine> Database<M> {
         store_answer(store.write(upgrade).await)
             .map_err(|e| HostError::Upgrade(path.clone(), e.to_string()))?;
         let (replica, hosted) = Replica::start(group, store, self.machine, self.clock).await?;
+        if let Some(group) = replica.group.clone()
+            && agora_store::seed::seeded(&dir)
+        {
+            tokio::spawn(async move { group.seal_seed(dir).await });
+        }
         Ok(Hosting { replica, hosted, trust: self.trust, path })
     }
 }

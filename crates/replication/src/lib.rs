@@ -43,7 +43,7 @@ mod transfer;
 mod types;
 
 pub use admin::{
-    MemberStatus, Status, add_learner_at, agreed_leader, set_voters_at, status_of,
+    MemberStatus, Status, add_learner_at, agreed_leader, set_address_at, set_voters_at, status_of,
     transfer_leader_at,
 };
 pub use clock::Clock;
@@ -115,7 +115,7 @@ pub struct Replica<M: StateMachine> {
     /// Kept, alone, so that `leader` never reports a closed channel.
     _leads: Option<Arc<watch::Sender<bool>>>,
     /// The group this replica belongs to; `None` alone.
-    group: Option<Arc<group::Group>>,
+    pub(crate) group: Option<Arc<group::Group>>,
 }
 
 impl<M: StateMachine> Clone for Replica<M> {

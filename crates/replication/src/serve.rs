@@ -86,13 +86,16 @@ impl Hosted {
             Message::HandOver { to } => {
                 return encode(&node.hand_over(to, HAND_OVER_WITHIN).await?);
             }
+            Message::SetAddress { id, addr } => {
+                return encode(&node.set_address(id, &addr).await?);
+            }
             _ => {}
         }
         if caller == Caller::Node(Component::Admin) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                "the admin may ask how a group stands, change its members and move its \
-                 leadership, nothing else",
+                "the admin may ask how a group stands, change its members and their addresses \
+                 and move its leadership, nothing else",
             ));
         }
         if request.to != node.me.node_id {
@@ -148,7 +151,8 @@ impl Hosted {
             | Message::Status
             | Message::AddLearner { .. }
             | Message::SetVoters { .. }
-            | Message::HandOver { .. } => Err(ApiError::internal("a message answered twice")),
+            | Message::HandOver { .. }
+            | Message::SetAddress { .. } => Err(ApiError::internal("a message answered twice")),
         }
     }
 }

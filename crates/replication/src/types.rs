@@ -122,6 +122,13 @@ pub(crate) enum Message {
     HandOver {
         to: Option<u64>,
     },
+    /// Member `id` now listens at `addr` (it moved to another host or port): the group's
+    /// membership records the new address (`agora cluster set-address`). Only the leader
+    /// can.
+    SetAddress {
+        id: u64,
+        addr: String,
+    },
 }
 
 /// One piece of a snapshot in transfer ([`Message::SnapshotChunk`]).

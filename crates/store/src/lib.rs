@@ -38,6 +38,7 @@ mod batch;
 mod checkpoint;
 mod error;
 mod files;
+pub mod seed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use agora_domain::CartLine;
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
@@ -13,9 +14,9 @@ use utoipa_axum::routes;
 use super::error::ErrorBody;
 use super::extract::{IdempotencyKey, ItemPath, Json, Query, SellerPath, Session};
 use super::model::{
-    BuyerSession, Cart, CartAddition, ItemIdParam, ItemPage, ItemView, MutationHeaders, PageQuery,
-    PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView, QuantityQuery, Rating, SearchQuery,
-    SellerIdParam, Thumb, Vote, Votes,
+    BuyerSession, Cart, CartAddition, CategoryList, ItemIdParam, ItemPage, ItemView,
+    MutationHeaders, PageQuery, PurchaseHeaders, PurchaseOrder, PurchasePage, PurchaseView,
+    QuantityQuery, Rating, SearchQuery, SellerIdParam, Thumb, Vote, Votes,
 };
 use super::shared::shared_routes;
 use super::{BodyFailures, Failures, Out, SessionScheme};
@@ -54,6 +55,7 @@ pub fn routes(front: Arc<BuyerFrontend>) -> (axum::Router, utoipa::openapi::Open
         .routes(routes!(shared::logout))
         .routes(routes!(search))
         .routes(routes!(get_item))
+        .routes(routes!(categories))
         .routes(routes!(feedback))
         .routes(routes!(display_cart, clear_cart))
         .routes(routes!(add_to_cart))
@@ -100,7 +102,7 @@ async fn search(
 ) -> Out<axum::Json<ItemPage>> {
     let page = query.page();
     let items = front.search(&session, query.category, &query.keyword, page).await?;
-    Ok(axum::Json(ItemPage::new(items, page)))
+    Ok(axum::Json(ItemPage::new(items, page, front.category_names())))
 }
 
 /// GetItem: one item, sold out or not.
@@ -121,7 +123,25 @@ async fn get_item(
     Session(session): Session,
     ItemPath(item): ItemPath,
 ) -> Out<axum::Json<ItemView>> {
-    Ok(axum::Json(front.get_item(&session, item).await?.into()))
+    let item = front.get_item(&session, item).await?;
+    Ok(axum::Json(ItemView::new(item, front.category_names())))
+}
+
+/// The named categories, each with how many items it has for sale.
+#[utoipa::path(
+    get, path = "/v1/categories", tag = "items",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The named categories, by number", body = CategoryList),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn categories(
+    State(front): Front,
+    Session(session): Session,
+) -> Out<axum::Json<CategoryList>> {
+    Ok(axum::Json(front.categories(&session, true).await?.into()))
 }
 
 /// ProvideFeedback: this buyer's thumbs up or down on an item; a new vote replaces the
@@ -161,7 +181,14 @@ async fn feedback(
     )
 )]
 async fn display_cart(State(front): Front, Session(session): Session) -> Out<axum::Json<Cart>> {
-    Ok(axum::Json(front.cart(&session).await?.into()))
+    let lines = front.cart(&session).await?;
+    cart_json(&front, lines).await
+}
+
+/// A cart's lines as the API shows them, each with its item now.
+async fn cart_json(front: &BuyerFrontend, lines: Vec<CartLine>) -> Out<axum::Json<Cart>> {
+    let lines = front.cart_items(lines).await?;
+    Ok(axum::Json(Cart::new(lines, front.category_names())))
 }
 
 /// ClearCart: empties this session's cart (the saved cart is untouched).
@@ -211,7 +238,8 @@ async fn add_to_cart(
 ) -> Out<axum::Json<Cart>> {
     let item = body.item.parse()?;
     let op = key.op("buyer", "add-to-cart", &session);
-    Ok(axum::Json(front.add_to_cart(op, &session, item, body.quantity).await?.into()))
+    let lines = front.add_to_cart(op, &session, item, body.quantity).await?;
+    cart_json(&front, lines).await
 }
 
 /// RemoveItemFromCart: takes units of an item out of this session's cart.
@@ -243,7 +271,8 @@ async fn remove_from_cart(
     Query(query): Query<QuantityQuery>,
 ) -> Out<axum::Json<Cart>> {
     let op = key.op("buyer", "remove-from-cart", &session);
-    Ok(axum::Json(front.remove_from_cart(op, &session, item, query.quantity).await?.into()))
+    let lines = front.remove_from_cart(op, &session, item, query.quantity).await?;
+    cart_json(&front, lines).await
 }
 
 /// SaveCart: the saved cart becomes a copy of this session's cart.

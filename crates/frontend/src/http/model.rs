@@ -7,8 +7,8 @@
 //! property-based testers agree with the server on what is valid.
 
 use agora_domain::{
-    Card, CartLine, Condition, Feedback, Item, ItemId, Money, NewItem, PAGE_DEFAULT, Page,
-    Purchase, SellerRating,
+    Card, CartLine, Categories, CategoryCount, Condition, Feedback, Item, ItemId, Money, NewItem,
+    PAGE_DEFAULT, Page, Purchase, SellerRating,
 };
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -415,6 +415,10 @@ pub struct ItemView {
     /// The category, as in the id.
     #[schema(example = 3)]
     pub category: u32,
+    /// The category's name, or null for a category without one (`GET /v1/categories`
+    /// lists those with a name).
+    #[schema(example = "Office and stationery")]
+    pub category_name: Option<String>,
     /// Keywords, lower-case.
     #[schema(example = json!(["pen", "blue"]))]
     pub keywords: Vec<String>,
@@ -433,12 +437,14 @@ pub struct ItemView {
     pub feedback: Votes,
 }
 
-impl From<Item> for ItemView {
-    fn from(i: Item) -> Self {
+impl ItemView {
+    /// `i` as the API shows it, its category named from `names`.
+    pub fn new(i: Item, names: &Categories) -> Self {
         ItemView {
             id: i.id.to_string(),
             name: i.name,
             category: i.id.category,
+            category_name: names.name(i.id.category).map(str::to_owned),
             keywords: i.keywords,
             condition: i.condition.into(),
             price: i.price.to_string(),
@@ -460,10 +466,10 @@ pub struct ItemPage {
 
 impl ItemPage {
     /// A page of `items` asked for with `page`.
-    pub fn new(items: Vec<Item>, page: Page) -> Self {
+    pub fn new(items: Vec<Item>, page: Page, names: &Categories) -> Self {
         ItemPage {
             next_offset: next_offset(items.len(), page),
-            items: items.into_iter().map(Into::into).collect(),
+            items: items.into_iter().map(|i| ItemView::new(i, names)).collect(),
         }
     }
 }
@@ -671,7 +677,7 @@ pub struct CartAddition {
     pub quantity: u32,
 }
 
-/// One line of a cart.
+/// One line of a cart, with its item as it is now.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CartLineView {
     /// The item.
@@ -680,21 +686,82 @@ pub struct CartLineView {
     /// Units in the cart.
     #[schema(example = 2)]
     pub quantity: u32,
+    /// The item's name.
+    #[schema(example = "Blue pen")]
+    pub name: String,
+    /// The item's category's name, or null for a category without one.
+    #[schema(example = "Office and stationery")]
+    pub category_name: Option<String>,
+    /// The item's price now.
+    #[schema(example = "1.50")]
+    pub unit_price: String,
+    /// `quantity` × `unit_price`.
+    #[schema(example = "3.00")]
+    pub line_total: String,
 }
 
-/// A cart: its lines in the order the items were first added.
+/// A cart: its lines in the order the items were first added, with what it would cost
+/// at today's prices.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Cart {
     /// At most 100 lines.
     pub lines: Vec<CartLineView>,
+    /// The sum of the lines' totals.
+    #[schema(example = "3.00")]
+    pub total: String,
 }
 
-impl From<Vec<CartLine>> for Cart {
-    fn from(lines: Vec<CartLine>) -> Self {
-        Cart {
-            lines: lines
+impl Cart {
+    /// The cart of `lines`, each with its item, categories named from `names`.
+    pub fn new(lines: Vec<(CartLine, Item)>, names: &Categories) -> Self {
+        let mut total = 0i64;
+        let lines = lines
+            .into_iter()
+            .map(|(line, item)| {
+                let cents = item.price.cents().saturating_mul(i64::from(line.quantity));
+                total = total.saturating_add(cents);
+                CartLineView {
+                    item: line.item.to_string(),
+                    quantity: line.quantity,
+                    category_name: names.name(line.item.category).map(str::to_owned),
+                    name: item.name,
+                    unit_price: item.price.to_string(),
+                    line_total: Money::from_cents(cents).to_string(),
+                }
+            })
+            .collect();
+        Cart { lines, total: Money::from_cents(total).to_string() }
+    }
+}
+
+/// A named category.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CategoryView {
+    /// The number items carry (the first part of an item id).
+    #[schema(example = 3)]
+    pub id: u32,
+    /// Its name.
+    #[schema(example = "Office and stationery")]
+    pub name: String,
+    /// Items of it with units for sale now.
+    #[schema(example = 12)]
+    pub items: u64,
+}
+
+/// The marketplace's named categories, by number. Items may carry other numbers too:
+/// those categories have no name.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CategoryList {
+    /// At most 100.
+    pub categories: Vec<CategoryView>,
+}
+
+impl From<Vec<CategoryCount>> for CategoryList {
+    fn from(list: Vec<CategoryCount>) -> Self {
+        CategoryList {
+            categories: list
                 .into_iter()
-                .map(|l| CartLineView { item: l.item.to_string(), quantity: l.quantity })
+                .map(|c| CategoryView { id: c.id, name: c.name, items: c.items.unwrap_or(0) })
                 .collect(),
         }
     }

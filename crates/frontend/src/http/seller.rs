@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 use super::error::ErrorBody;
 use super::extract::{IdempotencyKey, ItemPath, Json, Query, Session};
 use super::model::{
-    ItemCreated, ItemIdParam, ItemPage, MutationHeaders, NewItemBody, PageQuery, PriceChange,
-    Rating, SellerSession, UnitsLeft, UnitsRemoval,
+    CategoryList, ItemCreated, ItemIdParam, ItemPage, MutationHeaders, NewItemBody, PageQuery,
+    PriceChange, Rating, SellerSession, UnitsLeft, UnitsRemoval,
 };
 use super::shared::shared_routes;
 use super::{BodyFailures, Failures, Out, SessionScheme};
@@ -52,6 +52,7 @@ pub fn routes(front: Arc<SellerFrontend>) -> (axum::Router, utoipa::openapi::Ope
         .routes(routes!(rating))
         .routes(routes!(register_item))
         .routes(routes!(list_items))
+        .routes(routes!(categories))
         .routes(routes!(change_price))
         .routes(routes!(remove_units))
         .routes(routes!(shared::healthz))
@@ -110,6 +111,24 @@ async fn register_item(
     Ok((StatusCode::CREATED, axum::Json(id.into())))
 }
 
+/// The named categories, each with how many items it has for sale: what a new listing's
+/// `category` may be named as (any other number is a category too, without a name).
+#[utoipa::path(
+    get, path = "/v1/categories", tag = "items",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The named categories, by number", body = CategoryList),
+        (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        Failures
+    )
+)]
+async fn categories(
+    State(front): Front,
+    Session(session): Session,
+) -> Out<axum::Json<CategoryList>> {
+    Ok(axum::Json(front.categories(&session, true).await?.into()))
+}
+
 /// DisplayItemsForSale: this seller's items with units left, oldest first.
 #[utoipa::path(
     get, path = "/v1/sellers/me/items", tag = "items",
@@ -128,7 +147,8 @@ async fn list_items(
     Query(query): Query<PageQuery>,
 ) -> Out<axum::Json<ItemPage>> {
     let page = query.page();
-    Ok(axum::Json(ItemPage::new(front.list_items(&session, page).await?, page)))
+    let items = front.list_items(&session, page).await?;
+    Ok(axum::Json(ItemPage::new(items, page, front.category_names())))
 }
 
 /// ChangeItemPrice: a new sale price for one of this seller's items.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use agora_domain::{Card, CartLine, Item, ItemId, PAGE_DEFAULT, Page};
+use agora_domain::{Card, Categories, Item, ItemId, Money, PAGE_DEFAULT, Page};
 use agora_proto::{ApiError, ErrorCode};
 use askama::Template;
 use axum::Router;
@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use super::accounts;
 use super::{
-    BUYER_COOKIES, Nav, Refusal, check_csrf, dom_id, keywords, notice, number, offset, page, plain,
-    random_hex, read_form, refusal, session_of, utc,
+    BUYER_COOKIES, CategoryOption, Nav, Refusal, category_options, check_csrf, dom_id, keywords,
+    notice, number, offset, page, plain, random_hex, read_form, refusal, session_of, utc,
 };
 use crate::buyer::BuyerFrontend;
 use crate::http::error::status_of;
@@ -37,6 +37,7 @@ pub fn routes(front: Arc<BuyerFrontend>) -> Router {
         .route("/login", post(accounts::login::<BuyerFrontend>))
         .route("/signup", post(accounts::signup::<BuyerFrontend>))
         .route("/logout", post(accounts::logout::<BuyerFrontend>))
+        .route("/categories", get(categories))
         .route("/items/{id}", get(item))
         .route("/items/{id}/feedback", post(vote))
         .route("/cart", get(cart))
@@ -58,11 +59,15 @@ pub struct ItemRow {
     pub dom: String,
     /// The item's name.
     pub name: String,
+    /// Its category's number.
+    pub category: u32,
+    /// Its category's name ("Category 42" for one without).
+    pub category_name: String,
     /// Its keywords, separated by spaces.
     pub keywords: String,
     /// `new` or `used`.
     pub condition: String,
-    /// `12.34`.
+    /// `$12.34`.
     pub price: String,
     /// Units left.
     pub quantity: u32,
@@ -74,15 +79,18 @@ pub struct ItemRow {
     pub seller_id: u64,
 }
 
-impl From<&Item> for ItemRow {
-    fn from(item: &Item) -> Self {
+impl ItemRow {
+    /// `item` as the pages show it, its category named from `names`.
+    pub fn new(item: &Item, names: &Categories) -> Self {
         ItemRow {
             id: item.id.to_string(),
             dom: dom_id(item.id),
             name: item.name.clone(),
+            category: item.id.category,
+            category_name: names.label(item.id.category),
             keywords: item.keywords.join(" "),
             condition: item.condition.to_string(),
-            price: item.price.to_string(),
+            price: item.price.shown(),
             quantity: item.quantity,
             up: item.feedback.up,
             down: item.feedback.down,
@@ -99,6 +107,10 @@ pub struct SearchPage {
     pub nav: Nav,
     /// The category as typed.
     pub category: String,
+    /// The named categories, the one searched selected.
+    pub categories: Vec<CategoryOption>,
+    /// The name of the category searched, for the results' heading.
+    pub category_name: String,
     /// The keywords as typed.
     pub keywords: String,
     /// Why the search was refused.
@@ -129,9 +141,13 @@ async fn search(State(front): Front, headers: HeaderMap, uri: OriginalUri) -> Ou
     let session = session_of(&headers, COOKIES)?;
     let form: SearchForm = serde_html_form::from_str(uri.query().unwrap_or(""))
         .map_err(|e| Refusal::BadForm { seller: false, message: format!("Bad search: {e}.") })?;
+    let names = front.category_names();
+    let typed = form.category.clone().unwrap_or_default();
     let mut view = SearchPage {
         nav: Nav::new(false, Some(&session)),
-        category: form.category.clone().unwrap_or_default(),
+        categories: category_options(names, &typed),
+        category_name: typed.trim().parse().map(|id| names.label(id)).unwrap_or_default(),
+        category: typed,
         keywords: form.keywords.clone(),
         error: None,
         searched: false,
@@ -140,10 +156,21 @@ async fn search(State(front): Front, headers: HeaderMap, uri: OriginalUri) -> Ou
         next: None,
         first: 1,
     };
-    let Some(category) = form.category else {
-        // No search yet: check the session all the same, so a stale cookie goes to login.
-        front.whoami(&session).await.map_err(|e| refusal(COOKIES, false, &session, e))?;
-        return Ok(page(StatusCode::OK, &view));
+    let category = match form.category {
+        Some(category) if !category.trim().is_empty() => category,
+        _ => {
+            // No search yet: check the session all the same, so a stale cookie goes to login.
+            front.whoami(&session).await.map_err(|e| refusal(COOKIES, false, &session, e))?;
+            if form.keywords.trim().is_empty() {
+                return Ok(page(StatusCode::OK, &view));
+            }
+            // Keywords alone: a search looks in one category, so say which is missing
+            // rather than drop them.
+            view.error = Some(
+                "Choose a category: a search looks for the keywords in one category.".to_owned(),
+            );
+            return Ok(page(StatusCode::BAD_REQUEST, &view));
+        }
     };
     let offset: u32 = form.offset.trim().parse().unwrap_or(0);
     let found = match number::<u32>("category", &category, "must be a whole number like 3") {
@@ -156,7 +183,7 @@ async fn search(State(front): Front, headers: HeaderMap, uri: OriginalUri) -> Ou
     match found {
         Ok(items) => {
             view.searched = true;
-            view.results = items.iter().map(ItemRow::from).collect();
+            view.results = items.iter().map(|i| ItemRow::new(i, names)).collect();
             view.first = offset + 1;
             view.prev = (offset > 0).then(|| offset.saturating_sub(PAGE_DEFAULT));
             view.next = (items.len() as u32 == PAGE_DEFAULT).then_some(offset + PAGE_DEFAULT);
@@ -216,7 +243,7 @@ async fn item_page(
     });
     let mut view = ItemPage {
         nav: Nav::new(false, Some(session)),
-        item: ItemRow::from(&found),
+        item: ItemRow::new(&found, front.category_names()),
         seller,
         notice: None,
         quantity: "1".into(),
@@ -341,7 +368,10 @@ pub struct CartPage {
     nav: Nav,
     notice: Option<&'static str>,
     lines: Vec<CartRow>,
+    /// The total as people read it (`$3.00`), and as the checkout form sends it back
+    /// (`3.00`: the total the buyer agrees to, parsed as the API parses one).
     total: String,
+    agreed: String,
     cart_error: Option<String>,
     holder: String,
     expiry: String,
@@ -358,13 +388,14 @@ async fn cart_page(
     fill: impl FnOnce(&mut CartPage),
 ) -> Out {
     let lines = front.cart(session).await.map_err(|e| refusal(COOKIES, false, session, e))?;
-    let rows = cart_rows(front, session, &lines).await?;
+    let rows = cart_rows(front, session, lines).await?;
     let total = rows.iter().map(|r| r.1).sum::<i64>();
     let mut view = CartPage {
         nav: Nav::new(false, Some(session)),
         notice: None,
         lines: rows.into_iter().map(|r| r.0).collect(),
-        total: agora_domain::Money::from_cents(total).to_string(),
+        total: Money::from_cents(total).shown(),
+        agreed: Money::from_cents(total).to_string(),
         cart_error: None,
         holder: String::new(),
         expiry: String::new(),
@@ -379,27 +410,55 @@ async fn cart_page(
 async fn cart_rows(
     front: &BuyerFrontend,
     session: &str,
-    lines: &[CartLine],
+    lines: Vec<agora_domain::CartLine>,
 ) -> Result<Vec<(CartRow, i64)>, Refusal> {
-    let mut rows = Vec::with_capacity(lines.len());
-    for line in lines {
-        let item = front
-            .get_item(session, line.item)
-            .await
-            .map_err(|e| refusal(COOKIES, false, session, e))?;
-        let cents = item.price.cents().saturating_mul(i64::from(line.quantity));
-        rows.push((
-            CartRow {
-                item: ItemRow::from(&item),
+    let lines = front.cart_items(lines).await.map_err(|e| refusal(COOKIES, false, session, e))?;
+    let names = front.category_names();
+    Ok(lines
+        .into_iter()
+        .map(|(line, item)| {
+            let cents = item.price.cents().saturating_mul(i64::from(line.quantity));
+            let row = CartRow {
+                item: ItemRow::new(&item, names),
                 quantity: line.quantity,
-                subtotal: agora_domain::Money::from_cents(cents).to_string(),
+                subtotal: Money::from_cents(cents).shown(),
                 remove_error: None,
                 remove_quantity: line.quantity.to_string(),
-            },
-            cents,
-        ));
-    }
-    Ok(rows)
+            };
+            (row, cents)
+        })
+        .collect())
+}
+
+/// One named category on the categories page.
+#[derive(Debug, Clone)]
+pub struct CategoryRow {
+    id: u32,
+    name: String,
+    items: u64,
+}
+
+/// The named categories, each with its items for sale.
+#[derive(Template)]
+#[template(path = "categories.html")]
+pub struct CategoriesPage {
+    nav: Nav,
+    categories: Vec<CategoryRow>,
+}
+
+/// GET /categories
+async fn categories(State(front): Front, headers: HeaderMap) -> Out {
+    let session = session_of(&headers, COOKIES)?;
+    let list =
+        front.categories(&session, true).await.map_err(|e| refusal(COOKIES, false, &session, e))?;
+    let view = CategoriesPage {
+        nav: Nav::new(false, Some(&session)),
+        categories: list
+            .into_iter()
+            .map(|c| CategoryRow { id: c.id, name: c.name, items: c.items.unwrap_or(0) })
+            .collect(),
+    };
+    Ok(page(StatusCode::OK, &view))
 }
 
 /// GET /cart
@@ -625,7 +684,7 @@ async fn purchases(State(front): Front, headers: HeaderMap, uri: OriginalUri) ->
             .map(|p| PurchaseRow {
                 id: p.id,
                 when: utc(p.at_unix_ms),
-                total: p.total.to_string(),
+                total: p.total.shown(),
                 lines: p
                     .lines
                     .iter()
@@ -634,7 +693,7 @@ async fn purchases(State(front): Front, headers: HeaderMap, uri: OriginalUri) ->
                         dom: dom_id(l.item),
                         name: l.name.clone(),
                         quantity: l.quantity,
-                        unit_price: l.unit_price.to_string(),
+                        unit_price: l.unit_price.shown(),
                     })
                     .collect(),
             })
@@ -671,14 +730,17 @@ mod tests {
     /// slow page): the time per render is printed for docs/performance.md.
     fn a_search_page_of_twenty_items_renders_and_says_how_long() {
         let items = twenty_items();
+        let names = Categories::default();
         let render = || {
             let view = SearchPage {
                 nav: Nav::new(false, Some(&"a".repeat(64))),
                 category: "3".into(),
+                categories: category_options(&names, "3"),
+                category_name: names.label(3),
                 keywords: "pen blue".into(),
                 error: None,
                 searched: true,
-                results: items.iter().map(ItemRow::from).collect(),
+                results: items.iter().map(|i| ItemRow::new(i, &names)).collect(),
                 prev: None,
                 next: Some(20),
                 first: 1,
@@ -701,13 +763,16 @@ mod tests {
     #[test]
     fn escaping_is_the_templates() {
         let items = twenty_items();
+        let names = Categories::default();
         let view = SearchPage {
             nav: Nav::new(false, None),
             category: "\"><script>".into(),
+            categories: category_options(&names, "3"),
+            category_name: String::new(),
             keywords: String::new(),
             error: Some("<b>".into()),
             searched: true,
-            results: items.iter().map(ItemRow::from).collect(),
+            results: items.iter().map(|i| ItemRow::new(i, &names)).collect(),
             prev: Some(0),
             next: None,
             first: 1,

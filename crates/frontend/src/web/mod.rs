@@ -37,7 +37,7 @@ use crate::http::error::status_of;
 /// The storefront's stylesheet, served at [`STYLESHEET_PATH`].
 const STYLESHEET: &str = include_str!("agora.css");
 /// Where the stylesheet is served; its name changes with its content's version.
-pub const STYLESHEET_PATH: &str = "/static/agora-1.css";
+pub const STYLESHEET_PATH: &str = "/static/agora-2.css";
 
 /// Scripts, styles, images and form targets from this server only, no inline script or
 /// style, no framing: a string a seller typed can never run as code, even if it escaped
@@ -550,9 +550,47 @@ pub fn dom_id(item: agora_domain::ItemId) -> String {
     format!("{}-{}", item.category, item.number)
 }
 
+/// A category as a select offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryOption {
+    /// Its number, the value sent.
+    pub id: u32,
+    /// Its name, or "Category 42" for a number without one.
+    pub name: String,
+    /// Whether it is the one chosen.
+    pub selected: bool,
+}
+
+/// The named categories as a select's options, with `chosen` (as typed) selected. A
+/// chosen number that has no name is offered too, so that a form comes back as it was
+/// sent.
+pub fn category_options(names: &agora_domain::Categories, chosen: &str) -> Vec<CategoryOption> {
+    let chosen: Option<u32> = chosen.trim().parse().ok();
+    let mut options: Vec<CategoryOption> = names
+        .iter()
+        .map(|c| CategoryOption { id: c.id, name: c.name.clone(), selected: chosen == Some(c.id) })
+        .collect();
+    if let Some(id) = chosen.filter(|id| names.name(*id).is_none()) {
+        options.push(CategoryOption { id, name: names.label(id), selected: true });
+    }
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_category_is_selected_even_without_a_name() {
+        let names = agora_domain::Categories::default();
+        let options = category_options(&names, "3");
+        assert_eq!(options.len(), names.len());
+        assert!(options.iter().all(|o| o.selected == (o.id == 3)));
+        let options = category_options(&names, " 42 ");
+        let last = options.last().expect("one more");
+        assert_eq!((last.id, last.name.as_str(), last.selected), (42, "Category 42", true));
+        assert!(category_options(&names, "").iter().all(|o| !o.selected));
+    }
 
     #[test]
     fn csrf_tokens_are_per_session_and_case_blind() {

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use super::accounts;
 use super::{
-    Nav, Refusal, SELLER_COOKIES, check_csrf, dom_id, keywords, notice, number, offset, page,
-    plain, read_form, refusal, session_of,
+    CategoryOption, Nav, Refusal, SELLER_COOKIES, category_options, check_csrf, dom_id, keywords,
+    notice, number, offset, page, plain, read_form, refusal, session_of,
 };
 use crate::http::error::status_of;
 use crate::seller::SellerFrontend;
@@ -50,6 +50,7 @@ pub struct Row {
     id: String,
     dom: String,
     name: String,
+    category_name: String,
     keywords: String,
     condition: String,
     price: String,
@@ -89,6 +90,8 @@ pub struct Dashboard {
     prev: Option<u32>,
     next: Option<u32>,
     new_item: NewItemForm,
+    /// The named categories, the one typed selected.
+    categories: Vec<CategoryOption>,
     used: bool,
     new_error: Option<String>,
 }
@@ -122,9 +125,10 @@ async fn dashboard_page(
                 id: i.id.to_string(),
                 dom: dom_id(i.id),
                 name: i.name.clone(),
+                category_name: front.category_names().label(i.id.category),
                 keywords: i.keywords.join(" "),
                 condition: i.condition.to_string(),
-                price: i.price.to_string(),
+                price: i.price.shown(),
                 quantity: i.quantity,
                 up: i.feedback.up,
                 down: i.feedback.down,
@@ -135,10 +139,13 @@ async fn dashboard_page(
             })
             .collect(),
         new_item: NewItemForm { quantity: "1".into(), ..NewItemForm::default() },
+        categories: Vec::new(),
         used: false,
         new_error: None,
     };
     fill(&mut view);
+    // After `fill`, which may have put back the category the seller chose.
+    view.categories = category_options(front.category_names(), &view.new_item.category);
     Ok(page(status, &view))
 }
 
@@ -154,7 +161,7 @@ async fn dashboard(State(front): Front, headers: HeaderMap, uri: OriginalUri) ->
 fn new_item(form: &NewItemForm) -> Result<NewItem, ApiError> {
     Ok(NewItem {
         name: form.name.clone(),
-        category: number("category", &form.category, "must be a whole number like 3")?,
+        category: number("category", &form.category, "choose one from the list")?,
         keywords: keywords(&form.keywords),
         condition: form.condition.parse::<Condition>()?,
         price: form.price.trim().parse::<Money>()?,

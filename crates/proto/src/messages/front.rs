@@ -2,7 +2,8 @@
 //! Every request but `Ping`, `CreateAccount` and `Login` names a session.
 
 use agora_domain::{
-    Card, CartLine, Feedback, Item, ItemId, Money, NewItem, Page, Purchase, SellerRating, UserId,
+    Card, CartLine, CategoryCount, Feedback, Item, ItemId, Money, NewItem, Page, Purchase,
+    SellerRating, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,9 @@ pub enum SellerRequest {
     RemoveUnits { op: OpId, session: String, item: ItemId, quantity: u32 },
     /// DisplayItemsForSale; answers `Items`.
     ListItems { session: String, page: Page },
+    /// The named categories; with `counts`, each with its items for sale. Answers
+    /// `Categories`.
+    Categories { session: String, counts: bool },
 }
 
 /// A request to the buyer server.
@@ -73,6 +77,9 @@ pub enum BuyerRequest {
     /// and the answer is `PriceChanged` with the new total. Otherwise as `MakePurchase`,
     /// which stays for clients of earlier releases (docs/protocol.md, "Payloads").
     MakePurchaseAt { session: String, key: String, card: Card, total: Money },
+    /// The named categories; with `counts`, each with its items for sale. Answers
+    /// `Categories`.
+    Categories { session: String, counts: bool },
 }
 
 /// A successful answer of either frontend.
@@ -104,4 +111,6 @@ pub enum Response {
     Purchase(Purchase),
     /// The request took effect.
     Done,
+    /// The named categories.
+    Categories(Vec<CategoryCount>),
 }

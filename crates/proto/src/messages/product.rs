@@ -47,6 +47,12 @@ pub enum Request {
     /// at or above `next` (an id never given) is released once it has been held for ten
     /// minutes. Answers `Released` with how many were.
     Held { open: Vec<u64>, next: u64 },
+    /// How many items with units for sale each of `categories` holds (at most 100 of
+    /// them, the named categories); answers `Counts`, in the same order.
+    CountItems { categories: Vec<u32> },
+    /// Several items at once, sold out or not (at most 100: a cart's lines); answers
+    /// `Items` in the same order, or `unknown_item` naming the first that does not exist.
+    GetItems { items: Vec<ItemId> },
 }
 
 /// A successful answer of the product database.
@@ -70,6 +76,8 @@ pub enum Response {
     Released(u64),
     /// The request took effect.
     Done,
+    /// A count for each category asked for, in order.
+    Counts(Vec<u64>),
 }
 
 /// Who may send `request` to the product database: the seller server manages listings,
@@ -84,9 +92,11 @@ pub fn may_send(request: &Request) -> &'static [Component] {
         | Request::ChangePrice { .. }
         | Request::RemoveUnits { .. }
         | Request::SellerItems { .. } => SELLERS,
-        Request::Search { .. } | Request::GetItem { .. } | Request::SellerFeedback { .. } => {
-            FRONTENDS
-        }
+        Request::Search { .. }
+        | Request::GetItem { .. }
+        | Request::SellerFeedback { .. }
+        | Request::CountItems { .. }
+        | Request::GetItems { .. } => FRONTENDS,
         Request::Vote { .. } => &[Component::BuyerServer],
         Request::Reserve { .. }
         | Request::Release { .. }
