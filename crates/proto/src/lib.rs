@@ -30,7 +30,7 @@ pub use messages::{
     BuyerServer, CustomerDb, Payments, ProductDb, Replication, SellerServer, Service,
 };
 pub use pool::{Pool, PoolConfig};
-pub use server::{Handler, ReplicationHook, ServerConfig, serve, serve_with};
+pub use server::{Extra, Handler, ServerConfig, serve, serve_with};
 pub use trust::{Acceptor, Caller, Component, Connector, Trust, TrustError};
 
 /// Encodes `value` as a frame of `kind` for `service` with request id `id`, header and

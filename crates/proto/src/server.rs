@@ -37,6 +37,8 @@ use crate::{ApiError, ErrorCode, Service, encode_frame};
 tokio::task_local! {
     /// The address of the client whose request the current task serves.
     static PEER: std::net::SocketAddr;
+    /// Who that client is, as its certificate says.
+    static CALLER: Caller;
 }
 
 /// The address of the client whose request the current task is serving, where a server
@@ -45,6 +47,13 @@ tokio::task_local! {
 /// between components, its certificate.
 pub fn peer() -> Option<std::net::SocketAddr> {
     PEER.try_with(|peer| *peer).ok()
+}
+
+/// Who the caller of the request the current task serves is (from its certificate; the
+/// service's `authorize` has already let it send this request), for a handler whose
+/// answer depends on it beyond that rule.
+pub fn caller() -> Option<Caller> {
+    CALLER.try_with(|caller| *caller).ok()
 }
 
 /// Runs `work` as serving a client at `peer`, so that [`peer`] answers inside it.
@@ -61,28 +70,61 @@ pub trait Handler<S: Service>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<S::Response, ApiError>> + Send;
 }
 
-/// What serves the Raft messages ([`crate::Replication`]) that reach a replicated
-/// database on its own port, beside its main service (crates/replication implements it).
-pub trait ReplicationHandler: Send + Sync + 'static {
-    /// Answers one message from `caller`. The server loop has already checked that the
-    /// caller is a node of the group the message names, or the cluster's admin; the
-    /// handler checks that the group and the addressee are its own, and what an admin may
-    /// ask.
-    fn handle(
-        &self,
-        caller: Caller,
-        request: crate::messages::replication::Request,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<crate::messages::replication::Response, ApiError>>
-                + Send
-                + '_,
-        >,
-    >;
+/// A service a server's connections carry beside its main one, by the frame's service id:
+/// a database's port also carries its group's Raft messages ([`crate::Replication`]).
+/// Its requests may be as large as its own `max_frame`; the main service's keep the
+/// server's.
+#[derive(Clone)]
+pub struct Extra {
+    id: u8,
+    max_frame: u32,
+    answer: Answer,
 }
 
-/// A shared [`ReplicationHandler`], as [`serve_with`] takes it.
-pub type ReplicationHook = Arc<dyn ReplicationHandler>;
+/// Answers one request frame's payload with the encoded response frame.
+type Answer = Arc<
+    dyn Fn(Caller, u64, Bytes) -> Pin<Box<dyn Future<Output = Option<Bytes>> + Send>> + Send + Sync,
+>;
+
+impl Extra {
+    /// `handler` serving service `E`, whose requests may be as large as `max_frame`.
+    pub fn new<E: Service, H: Handler<E>>(handler: Arc<H>, max_frame: u32) -> Extra {
+        let answer: Answer = Arc::new(move |caller, id, payload| {
+            let handler = handler.clone();
+            Box::pin(async move { answer::<E, H>(&*handler, caller, id, &payload).await })
+        });
+        Extra { id: E::ID as u8, max_frame, answer }
+    }
+}
+
+/// Decodes a request of service `S`, checks that `caller` may send it
+/// ([`Service::authorize`], each service's one rule), has `handler` answer it and encodes
+/// the answer as the response frame `id`: the one path of every request, of the main
+/// service and of an [`Extra`] alike.
+async fn answer<S: Service, H: Handler<S>>(
+    handler: &H,
+    caller: Caller,
+    id: u64,
+    payload: &[u8],
+) -> Option<Bytes> {
+    let reply = match postcard::from_bytes::<S::Request>(payload) {
+        Ok(request) => match S::authorize(caller, &request) {
+            Ok(()) => CALLER.scope(caller, handler.handle(request)).await,
+            Err(refusal) => Err(refusal),
+        },
+        Err(e) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("could not decode the request for {}: {e}", S::ID.name()),
+        )),
+    };
+    match encode_frame(Kind::Response, S::ID as u8, id, &reply) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            warn!(service = S::ID.name(), error = %e, "could not encode an answer");
+            None
+        }
+    }
+}
 
 /// A server's limits. docs/protocol.md ("Limits") says what happens at each.
 #[derive(Debug, Clone)]
@@ -146,15 +188,12 @@ pub async fn serve<S: Service, H: Handler<S>>(
     serve_with(listener, handler, config, None, shutdown).await
 }
 
-/// [`serve`], and when `replication` is given, the Raft messages of the database's group
-/// on the same connections ([`crate::ServiceId::Replication`]). Those may be as large as
-/// [`crate::messages::replication::MAX_FRAME`]; the main service's requests keep
-/// `config.max_frame`.
+/// [`serve`], and when `extra` is given, its service on the same connections.
 pub async fn serve_with<S: Service, H: Handler<S>>(
     listener: TcpListener,
     handler: Arc<H>,
     config: ServerConfig,
-    replication: Option<ReplicationHook>,
+    extra: Option<Extra>,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -193,7 +232,7 @@ pub async fn serve_with<S: Service, H: Handler<S>>(
         let conn = Conn::<S, H> {
             _service: std::marker::PhantomData,
             handler: handler.clone(),
-            replication: replication.clone(),
+            extra: extra.clone(),
             config: config.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -250,7 +289,7 @@ async fn say_goodbye<S: Service, W: AsyncWrite + Unpin>(
 
 struct Conn<S, H> {
     handler: Arc<H>,
-    replication: Option<ReplicationHook>,
+    extra: Option<Extra>,
     config: ServerConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -335,8 +374,8 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
     ) -> Result<(), ReadError> {
         let config = &self.config;
         let (read_half, write_half): (ReadHalf<BoxStream>, _) = tokio::io::split(stream);
-        let max_read = match self.replication {
-            Some(_) => config.max_frame.max(crate::messages::replication::MAX_FRAME),
+        let max_read = match &self.extra {
+            Some(extra) => config.max_frame.max(extra.max_frame),
             None => config.max_frame,
         };
         // The first request has what is left of its own deadline; the next ones, the idle
@@ -411,23 +450,16 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 goodbye::<S>(&out, frame.id, ErrorCode::Protocol, "expected a request frame").await;
                 break End::Closed(Ok(()));
             }
-            let replication = match &self.replication {
-                Some(hook) if frame.service == crate::ServiceId::Replication as u8 => {
-                    Some(hook.clone())
-                }
-                _ => None,
-            };
-            if replication.is_none() && frame.payload.len() > config.max_frame as usize {
-                // Read under the replication service's larger limit; the main service's
-                // own applies to its requests.
-                let error = crate::FrameError::TooLarge {
-                    len: frame.payload.len() as u32,
-                    max: config.max_frame,
-                };
+            let extra = self.extra.as_ref().filter(|extra| frame.service == extra.id);
+            let max_frame = extra.map_or(config.max_frame, |extra| extra.max_frame);
+            if frame.payload.len() > max_frame as usize {
+                // Read under the largest of the services' limits; each applies its own.
+                let error =
+                    crate::FrameError::TooLarge { len: frame.payload.len() as u32, max: max_frame };
                 goodbye::<S>(&out, frame.id, ErrorCode::Protocol, error.to_string()).await;
                 break End::Closed(Ok(()));
             }
-            if frame.service != S::ID as u8 && replication.is_none() {
+            if frame.service != S::ID as u8 && extra.is_none() {
                 let wanted = crate::ServiceId::from_u8(frame.service).map_or_else(
                     || format!("unknown service {}", frame.service),
                     |s| s.name().into(),
@@ -442,50 +474,19 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
                 _ = out.closed() => break End::WriterGone,
             };
             let Ok(permit) = permit else { break End::Closed(Ok(())) };
-            let handler = self.handler.clone();
             let out = out.clone();
-            if let Some(hook) = replication {
-                self.tracker.spawn(answering.track_future(async move {
-                    let reply = match postcard::from_bytes::<crate::messages::replication::Request>(
-                        &frame.payload,
-                    ) {
-                        Ok(request) => match crate::Replication::authorize(caller, &request) {
-                            Ok(()) => hook.handle(caller, request).await,
-                            Err(refusal) => Err(refusal),
-                        },
-                        Err(e) => Err(ApiError::new(
-                            ErrorCode::BadRequest,
-                            format!("could not decode a replication message: {e}"),
-                        )),
-                    };
-                    let service = crate::ServiceId::Replication as u8;
-                    match encode_frame(Kind::Response, service, frame.id, &reply) {
-                        Ok(bytes) => {
-                            let _ = out.send(bytes).await;
-                        }
-                        Err(e) => warn!(error = %e, "could not encode a replication answer"),
-                    }
-                    drop((permit, busy));
-                }));
-                continue;
-            }
+            let answered = match extra {
+                Some(extra) => (extra.answer)(caller, frame.id, frame.payload),
+                None => {
+                    let handler = self.handler.clone();
+                    Box::pin(async move {
+                        answer::<S, H>(&*handler, caller, frame.id, &frame.payload).await
+                    })
+                }
+            };
             self.tracker.spawn(answering.track_future(serving(peer, async move {
-                let reply = match postcard::from_bytes::<S::Request>(&frame.payload) {
-                    // Who may send what is each service's one rule (Service::authorize).
-                    Ok(request) => match S::authorize(caller, &request) {
-                        Ok(()) => handler.handle(request).await,
-                        Err(refusal) => Err(refusal),
-                    },
-                    Err(e) => Err(ApiError::new(
-                        ErrorCode::BadRequest,
-                        format!("could not decode the request for {}: {e}", S::ID.name()),
-                    )),
-                };
-                match encode_frame(Kind::Response, S::ID as u8, frame.id, &reply) {
-                    Ok(bytes) => {
-                        let _ = out.send(bytes).await;
-                    }
-                    Err(e) => warn!(error = %e, "could not encode a response"),
+                if let Some(bytes) = answered.await {
+                    let _ = out.send(bytes).await;
                 }
                 drop((permit, busy));
             })));

@@ -122,12 +122,11 @@ impl<M: StateMachine> Hosting<M> {
         info!(addr = ?listener.local_addr().ok(), path = %self.path.display(), "{service} serving");
         let server = ServerConfig { acceptor: self.trust.acceptor(), ..server };
         let stop_serving = CancellationToken::new();
-        let hosted = self.hosted.map(|h| Arc::new(h) as agora_proto::ReplicationHook);
         let serving = tokio::spawn(agora_proto::serve_with(
             listener,
             handler,
             server,
-            hosted,
+            self.hosted.map(Hosted::service),
             stop_serving.clone(),
         ));
         shutdown.cancelled().await;

@@ -5,14 +5,11 @@
 //! `transfer.rs`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use agora_proto::messages::replication::{Request, Response};
-use agora_proto::server::ReplicationHandler;
-use agora_proto::{ApiError, Caller, Component, ErrorCode};
+use agora_proto::{ApiError, Caller, Component, ErrorCode, Handler};
 use openraft::error::RaftError;
 use serde::Serialize;
 
@@ -157,13 +154,24 @@ impl Hosted {
     }
 }
 
-impl ReplicationHandler for Hosted {
-    fn handle(
-        &self,
-        caller: Caller,
-        request: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + '_>> {
-        Box::pin(self.answer(caller, request))
+impl Handler<agora_proto::Replication> for Hosted {
+    async fn handle(&self, request: Request) -> Result<Response, ApiError> {
+        // The server loop has checked that the caller is a node of the group the message
+        // names, or the cluster's admin (`Replication::authorize`); what the admin may ask
+        // is checked here.
+        let caller = agora_proto::server::caller().unwrap_or(Caller::Public);
+        self.answer(caller, request).await
+    }
+}
+
+impl Hosted {
+    /// The groups' messages as a service of their database's port, beside the database
+    /// (`agora_proto::serve_with`).
+    pub fn service(self) -> agora_proto::Extra {
+        agora_proto::Extra::new::<agora_proto::Replication, _>(
+            Arc::new(self),
+            agora_proto::messages::replication::MAX_FRAME,
+        )
     }
 }
 

@@ -66,11 +66,10 @@ async fn two_groups_share_one_connection_per_pair_of_nodes_and_elect_apart() {
         let stop = CancellationToken::new();
         servers.push((
             stop.clone(),
-            tokio::spawn(agora_proto::serve_with(
+            tokio::spawn(agora_proto::serve(
                 listener,
-                Arc::new(NoService),
+                Arc::new(hosted),
                 ServerConfig { acceptor: trust.acceptor(), ..Default::default() },
-                Some(Arc::new(hosted)),
                 stop,
             )),
         ));

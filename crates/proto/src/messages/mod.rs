@@ -142,9 +142,9 @@ impl Service for Replication {
 
     /// Only a replica of the same group (a node of the component the message names: the
     /// group is named `<component>`, or `<component>/<n>` when one component runs
-    /// several), or the cluster's admin (`agora cluster`), whom the server's hook lets
-    /// ask only how the group stands and change it. The hook also checks that the group
-    /// is its own.
+    /// several), or the cluster's admin (`agora cluster`), whom the receiving replica
+    /// (`agora_replication`'s `Hosted`) lets ask only how the group stands and change it.
+    /// The replica also checks that the group is one it hosts.
     fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
         let component = request.group.split_once('/').map_or(&*request.group, |(c, _)| c);
         match caller {

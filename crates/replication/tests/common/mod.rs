@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::{ApiError, Component, ErrorCode, Handler, ProductDb, ServerConfig, Trust};
+use agora_proto::{ApiError, Component, ErrorCode, ServerConfig, Trust};
 use agora_replication::{Clock, Context, GroupConfig, GroupError, Hosted, Replica, StateMachine};
 use agora_store::{Durability, Store, StoreConfig};
 use rusqlite::{Connection, OptionalExtension};
@@ -64,19 +64,6 @@ pub fn get(conn: &Connection, key: &str) -> Result<Option<i64>, ApiError> {
 pub fn count(conn: &Connection) -> Result<i64, ApiError> {
     conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
         .map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// The main service of the toy database's port: nothing (the tests talk to the replica
-/// directly); its port exists to carry the group's messages.
-pub struct NoService;
-
-impl Handler<ProductDb> for NoService {
-    async fn handle(
-        &self,
-        _request: agora_proto::messages::product::Request,
-    ) -> Result<agora_proto::messages::product::Response, ApiError> {
-        Err(ApiError::unavailable("not this test's service"))
-    }
 }
 
 /// One replica: its replica handle, its server, its files.
@@ -194,11 +181,10 @@ pub async fn start_node(
     let hosted = Hosted::default();
     let replica = Replica::group(config, store, Kv, Clock::system(), &hosted).await?;
     let server = CancellationToken::new();
-    let served = tokio::spawn(agora_proto::serve_with(
+    let served = tokio::spawn(agora_proto::serve(
         listener,
-        Arc::new(NoService),
+        Arc::new(hosted),
         ServerConfig { acceptor: trust.acceptor(), ..Default::default() },
-        Some(Arc::new(hosted)),
         server.clone(),
     ));
     Ok(Node { id, addr: peers[&id].clone(), dir: dir.to_owned(), replica, server, served })
