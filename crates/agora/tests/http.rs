@@ -1275,7 +1275,7 @@ async fn a_retried_mutation_with_its_key_happens_once() {
     // new attempt, nor answered with the first attempt's cart.
     let more = Some(json!({"item": id, "quantity": 3}));
     let reused = buyer.keyed(Method::POST, "/v1/cart/items", "add-1", more).await;
-    assert!(reused.error(400, "invalid_argument").contains("Idempotency-Key"));
+    assert!(reused.error(409, "op_reused").contains("Idempotency-Key"));
     assert_eq!(buyer.get("/v1/cart").await.expect(200)["lines"][0]["quantity"], 1);
 
     // A key that breaks the rule is refused, and changes nothing.

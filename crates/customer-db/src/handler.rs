@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(again, Response::Cart(vec![CartLine { item, quantity: 2 }]));
         let reused = rig.call(add(op, &token_a, 5)).await;
         let refused = reused.expect_err("another request");
-        assert_eq!(refused.code, ErrorCode::InvalidArgument);
+        assert_eq!(refused.code, ErrorCode::OpReused);
         assert!(refused.message.contains("op id"), "{refused}");
         assert_eq!(rig.cart(&token_a).await, vec![CartLine { item, quantity: 2 }]);
     }

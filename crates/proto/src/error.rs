@@ -57,11 +57,15 @@ pub enum ErrorCode {
     /// to (a price changed since the cart was shown); nothing was bought or charged. The
     /// message says the new total.
     PriceChanged,
+    /// A request sent under an op id (over HTTP, an `Idempotency-Key`) its caller already
+    /// used, within the 24 hours op ids are remembered, for a different request: it is
+    /// neither applied nor answered with the other request's answer.
+    OpReused,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotLoggedIn,
         ErrorCode::SessionExpired,
@@ -83,6 +87,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotLeader,
         ErrorCode::PriceChanged,
+        ErrorCode::OpReused,
     ];
 
     /// The code named `name` (as [`ErrorCode::as_str`] writes it), if any.
@@ -114,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::PriceChanged => "price_changed",
+            ErrorCode::OpReused => "op_reused",
         }
     }
 }
@@ -160,8 +166,8 @@ impl ApiError {
     /// the other request's answer.
     pub fn reused_op() -> Self {
         ApiError::new(
-            ErrorCode::InvalidArgument,
-            "invalid op id: already used for a different request (over HTTP, the \
+            ErrorCode::OpReused,
+            "op id already used for a different request (over HTTP, the \
              Idempotency-Key, which a retry sends with the same request); use a new one",
         )
     }

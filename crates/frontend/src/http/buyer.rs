@@ -223,7 +223,9 @@ async fn clear_cart(State(front): Front, Session(session): Session) -> Out<Statu
         (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
         (
             status = 409,
-            description = "Not that many units available (`not_enough_units`)",
+            description = "Not that many units available (`not_enough_units`), or the \
+                           Idempotency-Key was already used for a different request \
+                           (`op_reused`)",
             body = ErrorBody
         ),
         BodyFailures,
@@ -260,6 +262,12 @@ async fn add_to_cart(
         ),
         (status = 401, description = "Not logged in or session expired", body = ErrorBody),
         (status = 404, description = "The item is not in the cart", body = ErrorBody),
+        (
+            status = 409,
+            description = "The Idempotency-Key was already used for a different request \
+                           (`op_reused`)",
+            body = ErrorBody
+        ),
         Failures
     )
 )]

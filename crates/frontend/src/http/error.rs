@@ -56,7 +56,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotEnoughUnits
         | ErrorCode::UsernameTaken
         | ErrorCode::Aborted
-        | ErrorCode::PriceChanged => StatusCode::CONFLICT,
+        | ErrorCode::PriceChanged
+        | ErrorCode::OpReused => StatusCode::CONFLICT,
         // Down, busy, not sure yet, or a database between leaders: all are "try again
         // shortly".
         ErrorCode::Unavailable
@@ -148,7 +149,7 @@ mod tests {
     use super::*;
 
     /// Every code's status, as docs/http.md ("Status codes") promises it.
-    const DOCUMENTED: [(ErrorCode, u16); 21] = [
+    const DOCUMENTED: [(ErrorCode, u16); 22] = [
         (ErrorCode::InvalidArgument, 400),
         (ErrorCode::BadRequest, 400),
         (ErrorCode::NotLoggedIn, 401),
@@ -162,6 +163,7 @@ mod tests {
         (ErrorCode::UsernameTaken, 409),
         (ErrorCode::Aborted, 409),
         (ErrorCode::PriceChanged, 409),
+        (ErrorCode::OpReused, 409),
         (ErrorCode::Internal, 500),
         (ErrorCode::Protocol, 500),
         (ErrorCode::Forbidden, 500),

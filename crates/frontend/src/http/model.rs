@@ -853,8 +853,14 @@ pub struct CardBody {
 }
 
 /// A purchase of everything in this session's cart.
+///
+/// The document's example leaves `total` out: a total is only right for one cart, and an
+/// example must be one the server can take whatever the cart holds.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "card": {"holder": "Bea Buyer", "number": "4111 1111 1111 1111", "expiry": "09/29"}
+}))]
 pub struct PurchaseOrder {
     /// The card to pay with; its number is never stored.
     #[serde(deserialize_with = "object")]

@@ -96,6 +96,12 @@ async fn rating(State(front): Front, Session(session): Session) -> Out<axum::Jso
         (status = 201, description = "Listed; the new item's id", body = ItemCreated),
         (status = 400, description = "A field broke a rule (`invalid_argument`)", body = ErrorBody),
         (status = 401, description = "Not logged in or session expired", body = ErrorBody),
+        (
+            status = 409,
+            description = "The Idempotency-Key was already used for a different request \
+                           (`op_reused`)",
+            body = ErrorBody
+        ),
         BodyFailures,
         Failures
     )
@@ -189,7 +195,12 @@ async fn change_price(
         (status = 401, description = "Not logged in or session expired", body = ErrorBody),
         (status = 403, description = "Another seller's item (`not_your_item`)", body = ErrorBody),
         (status = 404, description = "No such item (`unknown_item`)", body = ErrorBody),
-        (status = 409, description = "Fewer units left (`not_enough_units`)", body = ErrorBody),
+        (
+            status = 409,
+            description = "Fewer units left (`not_enough_units`), or the Idempotency-Key was \
+                           already used for a different request (`op_reused`)",
+            body = ErrorBody
+        ),
         BodyFailures,
         Failures
     )

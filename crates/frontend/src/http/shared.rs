@@ -59,7 +59,9 @@ macro_rules! shared_routes {
                     ),
                     (
                         status = 409,
-                        description = "The username is taken (`username_taken`)",
+                        description = "The username is taken (`username_taken`), or the \
+                                       Idempotency-Key was already used for a different \
+                                       request (`op_reused`)",
                         body = ErrorBody
                     ),
                     BodyFailures,
