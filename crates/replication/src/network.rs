@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_proto::messages::replication::{Request, Response};
 use agora_proto::{ApiError, CallError, Channel, Component, Connector};
@@ -63,7 +63,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         if let Some(addr) = self.routes.get(&target) {
             member.addr.clone_from(addr);
         }
-        Peer { me: self.me.clone(), target, member, shared: Some(self.channels.clone()) }
+        let shared = Some(self.channels.clone());
+        Peer { me: self.me.clone(), target, member, shared, outage: Some(Outage::default()) }
     }
 }
 
@@ -123,13 +124,59 @@ pub(crate) struct Peer {
     target: u64,
     member: Member,
     shared: Option<Channels>,
+    /// openraft's peers only (not the operator's probes): the outage being logged.
+    outage: Option<Outage>,
+}
+
+/// How often a peer that stays unreachable is reported again.
+const OUTAGE_REPORT: Duration = Duration::from_secs(30);
+
+/// A peer's failures as the log tells them: the first one, then one line every
+/// [`OUTAGE_REPORT`] while they go on, and the recovery, instead of a line per heartbeat.
+#[derive(Default)]
+struct Outage {
+    /// When the failures began and when they were last reported, while they go on.
+    down: Option<(Instant, Instant)>,
+}
+
+impl Outage {
+    fn note(&mut self, group: &str, target: u64, addr: &str, failure: Option<&CallError>) {
+        let now = Instant::now();
+        match (failure, self.down) {
+            (Some(e), None) => {
+                tracing::warn!(
+                    "{group} node {target} at {addr} is unreachable ({e}); retrying, and \
+                     reporting every {} s while it lasts",
+                    OUTAGE_REPORT.as_secs()
+                );
+                self.down = Some((now, now));
+            }
+            (Some(e), Some((since, reported))) if now - reported >= OUTAGE_REPORT => {
+                tracing::warn!(
+                    "{group} node {target} at {addr} unreachable for {} s ({e})",
+                    (now - since).as_secs()
+                );
+                self.down = Some((since, now));
+            }
+            (Some(_), Some(_)) => {}
+            (None, Some((since, _))) => {
+                tracing::info!(
+                    "{group} node {target} at {addr} reachable again after {:.1} s",
+                    (now - since).as_secs_f64()
+                );
+                self.down = None;
+            }
+            (None, None) => {}
+        }
+    }
 }
 
 impl Peer {
     /// A peer to ask one of the operator's or the start's messages of, outside openraft:
     /// over `shared` connections (a node's), or a connection of its own (the admin's).
     pub fn probe(me: Identity, target: u64, addr: &str, shared: Option<Channels>) -> Peer {
-        Peer { me, target, member: Member { addr: addr.to_owned(), incarnation: 0 }, shared }
+        let member = Member { addr: addr.to_owned(), incarnation: 0 };
+        Peer { me, target, member, shared, outage: None }
     }
 
     /// Sends `message` and decodes the answer as `T`.
@@ -143,6 +190,20 @@ impl Peer {
     }
 
     async fn send_body<T: DeserializeOwned>(
+        &mut self,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let answer = self.exchange(body, timeout).await;
+        if let Some(outage) = &mut self.outage {
+            // A peer that answered, even with a refusal, is reachable.
+            let failure = answer.as_ref().err().filter(|e| !matches!(e, CallError::Remote(_)));
+            outage.note(&self.me.name, self.target, &self.member.addr, failure);
+        }
+        answer
+    }
+
+    async fn exchange<T: DeserializeOwned>(
         &mut self,
         body: Vec<u8>,
         timeout: Duration,
