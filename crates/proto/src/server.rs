@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -475,11 +476,12 @@ impl<S: Service, H: Handler<S>> Conn<S, H> {
             };
             let Ok(permit) = permit else { break End::Closed(Ok(())) };
             let out = out.clone();
+            // The main service's answer is not boxed: it is the hot path.
             let answered = match extra {
-                Some(extra) => (extra.answer)(caller, frame.id, frame.payload),
+                Some(extra) => Either::Left((extra.answer)(caller, frame.id, frame.payload)),
                 None => {
                     let handler = self.handler.clone();
-                    Box::pin(async move {
+                    Either::Right(async move {
                         answer::<S, H>(&*handler, caller, frame.id, &frame.payload).await
                     })
                 }

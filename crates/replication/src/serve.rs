@@ -29,6 +29,15 @@ pub struct Hosted {
 }
 
 impl Hosted {
+    /// The groups' messages as a service of their database's port, beside the database
+    /// (`agora_proto::serve_with`).
+    pub fn service(self) -> agora_proto::Extra {
+        agora_proto::Extra::new::<agora_proto::Replication, _>(
+            Arc::new(self),
+            agora_proto::messages::replication::MAX_FRAME,
+        )
+    }
+
     pub(crate) fn add(&self, group: Arc<Group>) {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         groups.insert(group.me.name.to_string(), group);
@@ -161,17 +170,6 @@ impl Handler<agora_proto::Replication> for Hosted {
         // is checked here.
         let caller = agora_proto::server::caller().unwrap_or(Caller::Public);
         self.answer(caller, request).await
-    }
-}
-
-impl Hosted {
-    /// The groups' messages as a service of their database's port, beside the database
-    /// (`agora_proto::serve_with`).
-    pub fn service(self) -> agora_proto::Extra {
-        agora_proto::Extra::new::<agora_proto::Replication, _>(
-            Arc::new(self),
-            agora_proto::messages::replication::MAX_FRAME,
-        )
     }
 }
 
