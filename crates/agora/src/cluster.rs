@@ -76,15 +76,19 @@ pub enum ClusterAction {
     /// refuses them is shown as refused, with what it said (and the command fails when no
     /// replica answers).
     Status(StatusArgs),
-    /// Add a replica to a group: start it first, on an empty data directory with the
-    /// cluster's credentials, its --node-id, and --peers listing the group's replicas and
-    /// itself (`agora product-db --node-id 4 --peers 2=A:7402,3=B:7402,4=C:7402 ...`: it
-    /// then waits to be added instead of starting a group of its own); it joins as a
-    /// learner, catches up from the leader's log or a snapshot, and then becomes a voter.
+    /// Add a replica to a group: make its own certificate (`agora credentials issue
+    /// --component product-db --node-id 4`, where the cluster's ca.key is), then start it,
+    /// on an empty data directory with the cluster's credentials, its --node-id, and
+    /// --peers listing the group's replicas and itself (`agora product-db --node-id 4
+    /// --peers 2=A:7402,3=B:7402,4=C:7402 ...`: it then waits to be added instead of
+    /// starting a group of its own); it joins as a learner, catches up from the leader's
+    /// log or a snapshot, and then becomes a voter.
     /// How a dead machine is replaced by a new one.
     Add(ChangeArgs),
     /// Take a replica out of a group (a dead one, before it is replaced, or one to retire);
-    /// the others go on as a smaller group.
+    /// the others go on as a smaller group, and a running replica taken out stops by
+    /// itself. Refused when the voters left would have no majority that answers (start
+    /// the missing replicas first, or --force).
     Remove(ChangeArgs),
     /// Hand a group's leadership to another replica (--to NODE_ID, or the one whose log is
     /// the most up to date), and wait until it leads: before maintenance on the leader's
@@ -127,6 +131,13 @@ pub struct ChangeArgs {
     /// learner; run `add` again to finish).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub catch_up: Duration,
+    /// `add` and `remove`: make the change even when the voters before or after it have no
+    /// majority that answers the leader now. Such a change cannot commit until enough of
+    /// them are back, and until then the group takes no write at all (purchases answer
+    /// `purchase_pending`, listings `timeout`); without --force it is refused, and nothing
+    /// changes.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub cluster: Where,
 }
@@ -305,6 +316,20 @@ async fn change(args: ChangeArgs, add: bool) -> anyhow::Result<()> {
         }
         replicas.retain(|r| r.name != name);
     }
+    let before: std::collections::BTreeSet<u64> =
+        status.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    if let Some(why) = cannot_commit(&status, &before, &voters)
+        && !args.force
+    {
+        bail!(
+            "refusing to {} node {} {} {group}: {why}, so the change could not commit and \
+             {group} would take no write until enough of them are back. Start the missing \
+             replicas first, or pass --force to make the change anyway; nothing was changed",
+            if add { "add" } else { "remove" },
+            args.node_id,
+            if add { "to" } else { "from" },
+        );
+    }
     agora_replication::set_voters_at(group, &leader, &trust, voters.clone(), args.catch_up)
         .await
         .with_context(|| format!("cannot change {group}'s voters"))?;
@@ -314,6 +339,33 @@ async fn change(args: ChangeArgs, add: bool) -> anyhow::Result<()> {
         map.write(&args.cluster.data_dir)?;
     }
     Ok(())
+}
+
+/// Why a change of the voters from `before` to `after` could not commit now, as the
+/// leader whose `status` this is sees its members: Raft commits a membership change only
+/// with a majority of the voters before it and a majority of those after it (openraft's
+/// joint consensus), and a member that does not answer the leader counts for neither.
+fn cannot_commit(
+    status: &agora_replication::Status,
+    before: &std::collections::BTreeSet<u64>,
+    after: &std::collections::BTreeSet<u64>,
+) -> Option<String> {
+    let ids = |set: &std::collections::BTreeSet<u64>| {
+        set.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    };
+    for (which, voters) in [("before", before), ("after", after)] {
+        let down: std::collections::BTreeSet<u64> =
+            voters.iter().copied().filter(|id| status.unreachable.contains(id)).collect();
+        let answering = voters.len() - down.len();
+        if answering * 2 <= voters.len() {
+            return Some(format!(
+                "of the voters {which} it ({}), only {answering} answer the leader (not {})",
+                ids(voters),
+                ids(&down)
+            ));
+        }
+    }
+    None
 }
 
 async fn set_address(args: ChangeArgs) -> anyhow::Result<()> {

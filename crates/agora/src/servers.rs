@@ -74,10 +74,13 @@ pub struct Common {
     #[arg(long, env = "AGORA_SPIN", default_value = "0s", value_parser = parse_spin)]
     pub spin: Duration,
     /// Directory of the cluster's credentials: ca.crt, and this component's certificate
-    /// and key (`<component>.crt`, `<component>.key`). Every connection between the
-    /// components is mutual TLS under that CA; the databases and payments refuse anyone
-    /// else. `agora up` makes them; for separate hosts, `agora credentials create --dir
-    /// DIR` once, then copy ca.crt and each component's pair to its host. [default:
+    /// and key (`<component>.crt`, `<component>.key`; a database replica's own are
+    /// `<component>-<node-id>.crt` and `.key`, node 1 when it runs alone). Every connection
+    /// between the components is mutual TLS under that CA; the databases and payments
+    /// refuse anyone else, and a replica accepts its group's Raft messages only from the
+    /// replica they name. `agora up` makes them; for separate hosts, `agora credentials
+    /// create --dir DIR --replicas N` once, then copy ca.crt and each component's or
+    /// replica's pair to its host. [default:
     /// DATA_DIR/credentials for the databases and payments, agora-data/credentials for
     /// the frontends]
     #[arg(long, env = "AGORA_CREDENTIALS")]
@@ -89,6 +92,18 @@ impl Common {
     fn trust(&self, component: Component, default_dir: &Path) -> anyhow::Result<Trust> {
         let dir = self.credentials.clone().unwrap_or_else(|| default_dir.to_owned());
         Ok(Trust::load(&dir, component)?)
+    }
+
+    /// A database replica's own credentials (node 1 for one that runs alone), from
+    /// --credentials or else `default_dir`.
+    fn replica_trust(
+        &self,
+        component: Component,
+        storage: &Storage,
+        default_dir: &Path,
+    ) -> anyhow::Result<Trust> {
+        let dir = self.credentials.clone().unwrap_or_else(|| default_dir.to_owned());
+        Ok(Trust::load_replica(&dir, component, storage.node_id.unwrap_or(1))?)
     }
 }
 
@@ -441,7 +456,8 @@ pub struct BuyerServerArgs {
 }
 
 pub fn customer_db(args: CustomerDbArgs) -> anyhow::Result<()> {
-    let trust = args.common.trust(Component::CustomerDb, &args.data_dir.join("credentials"))?;
+    let credentials = args.data_dir.join("credentials");
+    let trust = args.common.replica_trust(Component::CustomerDb, &args.storage, &credentials)?;
     let config = agora_customer_db::Config {
         session_timeout: args.session_timeout,
         activity_flush: args.activity_flush.max(Duration::from_millis(10)),
@@ -472,7 +488,8 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let trust = args.common.trust(Component::ProductDb, &args.data_dir.join("credentials"))?;
+    let credentials = args.data_dir.join("credentials");
+    let trust = args.common.replica_trust(Component::ProductDb, &args.storage, &credentials)?;
     let config = agora_product_db::Config {
         server: args.common.server_config(),
         readers: args.readers.max(1),
@@ -488,7 +505,8 @@ pub fn product_db(args: ProductDbArgs) -> anyhow::Result<()> {
 }
 
 pub fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
-    let trust = args.common.trust(Component::Payments, &args.data_dir.join("credentials"))?;
+    let credentials = args.data_dir.join("credentials");
+    let trust = args.common.replica_trust(Component::Payments, &args.storage, &credentials)?;
     let config = agora_payments::Config {
         approve_probability: args.approve_probability,
         seed: args.seed,
@@ -749,31 +767,93 @@ pub struct CredentialsArgs {
 /// What `agora credentials` can do.
 #[derive(Debug, clap::Subcommand)]
 pub enum CredentialsAction {
-    /// Make a new cluster's credentials in DIR: a CA (ca.crt, ca.key) and a certificate
-    /// and key for each component (customer-db, product-db, payments, seller-server,
-    /// buyer-server, admin). Keys are written readable by their owner only. A DIR that
-    /// already holds a complete set is left as it is. Copy ca.crt and each component's
-    /// .crt and .key to the host that runs it (never ca.key), and start it with
-    /// `--credentials DIR`.
+    /// Make a new cluster's credentials in DIR: a CA (ca.crt, ca.key), a certificate and
+    /// key for the seller server, the buyer server and the admin, and one for each replica
+    /// of customer-db, product-db and payments, nodes 1 to --replicas
+    /// (`product-db-2.crt`, `product-db-2.key`). Keys are written readable by their owner
+    /// only. A DIR that already holds a complete set is left as it is, and only missing
+    /// replicas' pairs are added. Copy ca.crt and each component's or replica's .crt and
+    /// .key to the host that runs it (never ca.key), and start it with `--credentials DIR`.
     Create {
         /// Where to write them (created if missing).
         #[arg(long, env = "AGORA_CREDENTIALS", default_value = FRONTEND_CREDENTIALS)]
         dir: PathBuf,
+        /// How many replicas of each database to make certificates for (nodes 1 to N).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=99))]
+        replicas: u64,
     },
+    /// Make the certificate and key of one more database replica, signed by the CA in DIR
+    /// (which must hold ca.key): for a replica about to join with `agora cluster add`, or
+    /// one that runs on a host of its own. Its group accepts Raft messages from it only in
+    /// its own node's name. A pair already there is left as it is.
+    Issue {
+        /// The cluster's credentials, with the CA's key.
+        #[arg(long, env = "AGORA_CREDENTIALS", default_value = FRONTEND_CREDENTIALS)]
+        dir: PathBuf,
+        /// Whose replica: customer-db, product-db or payments.
+        #[arg(long, value_parser = ["customer-db", "product-db", "payments"])]
+        component: String,
+        /// The replica's node id (from 1), as it will be started with --node-id.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: u64,
+    },
+}
+
+/// The database components, which have a certificate per replica.
+const DATABASES: [Component; 3] =
+    [Component::CustomerDb, Component::ProductDb, Component::Payments];
+
+/// Makes the certificates of nodes 1 to `replicas` of every database in `dir` that are not
+/// there yet (a cluster's credentials made before replicas had their own get them this
+/// way); returns how many were made.
+pub fn issue_replicas(dir: &Path, replicas: u64) -> anyhow::Result<usize> {
+    let mut made = 0;
+    for component in DATABASES {
+        for node_id in 1..=replicas {
+            if agora_proto::trust::issue(dir, component, node_id)?
+                == agora_proto::trust::Created::New
+            {
+                made += 1;
+            }
+        }
+    }
+    Ok(made)
 }
 
 pub fn credentials(args: CredentialsArgs) -> anyhow::Result<()> {
     match args.action {
-        CredentialsAction::Create { dir } => {
-            match agora_proto::trust::create(&dir)? {
-                agora_proto::trust::Created::New => {
-                    println!("made a new cluster's credentials in {}", dir.display())
-                }
+        CredentialsAction::Create { dir, replicas } => {
+            let created = agora_proto::trust::create(&dir)?;
+            let made = issue_replicas(&dir, replicas)?;
+            match created {
+                agora_proto::trust::Created::New => println!(
+                    "made a new cluster's credentials in {}, with nodes 1 to {replicas} of each \
+                     database",
+                    dir.display()
+                ),
+                agora_proto::trust::Created::Existing if made > 0 => println!(
+                    "{} already holds a cluster's credentials; added {made} replicas' \
+                     certificates (nodes 1 to {replicas})",
+                    dir.display()
+                ),
+                agora_proto::trust::Created::Existing => println!(
+                    "{} already holds a cluster's credentials; left as they are",
+                    dir.display()
+                ),
+            }
+            Ok(())
+        }
+        CredentialsAction::Issue { dir, component, node_id } => {
+            let component = Component::from_name(&component).context("not a database")?;
+            let file = format!("{component}-{node_id}");
+            match agora_proto::trust::issue(&dir, component, node_id)? {
+                agora_proto::trust::Created::New => println!(
+                    "made {file}.crt and {file}.key in {}: copy them and ca.crt to the host of \
+                     {component} node {node_id}",
+                    dir.display()
+                ),
                 agora_proto::trust::Created::Existing => {
-                    println!(
-                        "{} already holds a cluster's credentials; left as they are",
-                        dir.display()
-                    )
+                    println!("{} already holds {file}.crt and {file}.key", dir.display())
                 }
             }
             Ok(())

@@ -92,6 +92,20 @@ impl Up {
 
     /// [`Up::start_with`] on the data directory `data`, which may hold data already.
     async fn start_in(data: &std::path::Path, flags: &[&str], env: &[(&str, &str)]) -> Up {
+        let stderr = match std::env::var_os("AGORA_TEST_LOG") {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::null(),
+        };
+        Up::start_logging(data, flags, env, stderr).await
+    }
+
+    /// [`Up::start_in`], its log (every server's, by name) to `stderr`.
+    async fn start_logging(
+        data: &std::path::Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Up {
         let mut child = Command::new(AGORA)
             .arg("up")
             .arg("--data-dir")
@@ -101,11 +115,7 @@ impl Up {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("AGORA_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -266,6 +276,9 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let credentials = data.path().join("credentials");
     agora_proto::trust::create(&credentials).unwrap();
+    for component in [Component::ProductDb, Component::CustomerDb, Component::Payments] {
+        agora_proto::trust::issue(&credentials, component, 1).unwrap();
+    }
     let dir = data.path().join("product-db-1");
     let args = |command: &str| {
         let mut cmd = std::process::Command::new(AGORA);
@@ -326,6 +339,66 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
     assert_eq!(std::fs::read(&stamp).unwrap(), stamped);
 }
 
+/// `agora cluster remove` refuses a change whose voters could not commit it (one of the
+/// voters it would leave is down: the group would take no write until it is back), and
+/// changes nothing; a live replica it does take out stops by itself and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_could_not_commit_is_refused_and_a_removed_replica_stops() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("up.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let up = Up::start_logging(data.path(), &["--restart", "never"], &[], stderr.into()).await;
+    let servers = up.servers.clone();
+    let cluster = |args: &[&str]| {
+        std::process::Command::new(AGORA)
+            .arg("cluster")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap()
+    };
+    // payments-3 is down; taking out node 2 would leave voters 1 and 3, one of them dead.
+    up.kill("payments-3");
+    let refused = cluster(&["remove", "--group", "payments", "--node-id", "2"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("refusing to remove node 2"), "{said}");
+    assert!(said.contains("--force") && said.contains("nothing was changed"), "{said}");
+    // Nothing changed: payments still has voters 1, 2 and 3, and a purchase goes through.
+    let status = cluster(&["status", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // Each replica that answered names the same voters.
+    for answer in report["payments"].as_array().unwrap() {
+        let Some(members) = answer["status"]["members"].as_array() else { continue };
+        let voters: Vec<u64> = members
+            .iter()
+            .filter(|m| m["voter"] == true)
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
+        assert_eq!(voters, vec![1, 2, 3], "{report}");
+    }
+    let (buyer, pen) = seller_with_a_pen_and_a_buyer(&servers).await;
+    buyer.add_to_cart(pen, 1).await.unwrap();
+    buyer.make_purchase(bea_card()).await.unwrap();
+
+    // A live replica taken out stops by itself, and its log says why.
+    let pid = pid_listening_on(up.pid, &servers["product-db-3"]);
+    let removed = cluster(&["remove", "--group", "product-db", "--node-id", "3"]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let gone = tokio::time::timeout(DEADLINE, async {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "product-db-3 is still running after its removal");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("node 3 was removed from the product-db group"), "{logged}");
+    up.stop().await;
+}
+
 /// A dead replica is replaced by a new, empty one: `agora cluster remove` takes it out,
 /// `agora cluster add` brings the new one in as a learner that catches up and then votes.
 /// The proof that it votes: with another of the original replicas killed too, the group
@@ -365,7 +438,8 @@ async fn a_dead_replica_is_replaced_by_an_empty_one_that_catches_up_and_votes() 
     let removed = run(cluster(&["remove", "--group", "product-db", "--node-id", "1"]));
     assert!(removed.contains("voters now 2, 3"), "{removed}");
 
-    // A new machine: an empty directory, the cluster's credentials, node 4.
+    // A new machine: an empty directory, the cluster's credentials with node 4's own.
+    issue(&data.path().join("credentials"), "product-db", 4);
     let addr = format!("127.0.0.1:{}", agora_proto::ports::free_port("127.0.0.1").unwrap());
     let peers = format!("2={},3={},4={addr}", servers["product-db-2"], servers["product-db-3"]);
     let mut fourth = Command::new(AGORA)
@@ -580,6 +654,7 @@ async fn three_replicas_on_a_marketplace_that_ran_alone_keep_its_data() {
     };
     up.kill("product-db-1");
     cluster(&["remove", "--group", "product-db", "--node-id", "1"]);
+    issue(&dir.join("credentials"), "product-db", 4);
     let addr = format!("127.0.0.1:{}", agora_proto::ports::free_port("127.0.0.1").unwrap());
     let peers = format!("2={},3={},4={addr}", servers["product-db-2"], servers["product-db-3"]);
     let fourth_dir = dir.join("product-db-4");
@@ -625,4 +700,19 @@ async fn three_replicas_on_a_marketplace_that_ran_alone_keep_its_data() {
         assert!(stderr.contains("Run `agora up --replicas 3` to use it"), "{stderr}");
         assert!(!dir.join("product-db-5").exists() && !dir.join("customer.db").exists());
     }
+}
+
+/// `agora credentials issue`: replica `node_id` of `component`'s own certificate, made
+/// where the cluster's CA is, before the replica starts.
+fn issue(credentials: &std::path::Path, component: &str, node_id: u64) {
+    let out = std::process::Command::new(AGORA)
+        .args(["credentials", "issue", "--component", component, "--node-id"])
+        .arg(node_id.to_string())
+        .arg("--dir")
+        .arg(credentials)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("{component}-{node_id}.crt")), "{said}");
 }

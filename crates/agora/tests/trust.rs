@@ -277,7 +277,7 @@ async fn data_and_credentials_are_readable_by_their_owner_only() {
     }
     let credentials = data.join("credentials");
     assert_eq!(mode(&credentials), 0o700);
-    for key in ["ca.key", "customer-db.key", "buyer-server.key"] {
+    for key in ["ca.key", "customer-db-1.key", "buyer-server.key"] {
         assert_eq!(mode(&credentials.join(key)), 0o600, "{key}");
     }
     // Everything else the servers wrote too: certificates, logs, whatever comes.

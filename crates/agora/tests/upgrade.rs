@@ -71,6 +71,15 @@ fn trust(data: &Path, component: Component) -> Trust {
     Trust::load(&data.join("credentials"), component).unwrap()
 }
 
+/// Replica `id`'s own credentials. That release shared one certificate among a group's
+/// replicas; its credentials directory holds the CA's key, and each replica's own are
+/// made from it as `agora up` makes them on its first start with this release.
+fn replica_trust(data: &Path, component: Component, id: u64) -> Trust {
+    let credentials = data.join("credentials");
+    agora_proto::trust::issue(&credentials, component, id).unwrap();
+    Trust::load_replica(&credentials, component, id).unwrap()
+}
+
 /// Retries `call` until it succeeds or 60 s pass (the groups elect their leaders first).
 async fn eventually<T, E: std::fmt::Debug, Fut: Future<Output = Result<T, E>>>(
     what: &str,
@@ -98,7 +107,7 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
             group: peers(id, &product_peers),
             ..agora_product_db::Config::new(
                 data.join(format!("product-db-{id}")),
-                trust(&data, Component::ProductDb),
+                replica_trust(&data, Component::ProductDb, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {
@@ -112,7 +121,7 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
             approve_probability: 1.0,
             ..agora_payments::Config::new(
                 data.join(format!("payments-{id}")),
-                trust(&data, Component::Payments),
+                replica_trust(&data, Component::Payments, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {
@@ -127,7 +136,7 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
             payments: payment_peers.values().cloned().collect(),
             ..agora_customer_db::Config::new(
                 data.join(format!("customer-db-{id}")),
-                trust(&data, Component::CustomerDb),
+                replica_trust(&data, Component::CustomerDb, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {

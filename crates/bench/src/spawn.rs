@@ -124,7 +124,11 @@ impl Spawned {
         let credentials = dir.join("credentials").display().to_string();
         let mut frontend_args = vec!["--log", log];
         if accepts(&options.exe, &["credentials", "create"]).await {
-            make_credentials(&options.exe, &credentials).await?;
+            // A release whose replicas each have their own certificate is told how many.
+            let replicas = options.replicas.max(1).to_string();
+            let per_replica = accepts(&options.exe, &["credentials", "issue"]).await;
+            let more: &[&str] = if per_replica { &["--replicas", &replicas] } else { &[] };
+            make_credentials(&options.exe, &credentials, more).await?;
             frontend_args.extend(["--credentials", &credentials]);
         }
         let product = spawned.launch_group(options, "product-db", &["--log", log]).await?;
@@ -497,10 +501,11 @@ async fn accepts(exe: &Path, words: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// `agora credentials create --dir DIR`.
-async fn make_credentials(exe: &Path, dir: &str) -> anyhow::Result<()> {
+/// `agora credentials create --dir DIR`, and `more` flags.
+async fn make_credentials(exe: &Path, dir: &str, more: &[&str]) -> anyhow::Result<()> {
     let output = Command::new(exe)
         .args(["credentials", "create", "--dir", dir])
+        .args(more)
         .stdin(Stdio::null())
         .output()
         .await

@@ -182,6 +182,35 @@ impl<S: Service> Channel<S> {
         connector: &Connector,
         server: Option<crate::Component>,
     ) -> Result<Self, CallError> {
+        let setup = |socket| connector.connect_to(socket, server);
+        Channel::open(addr, timeout, max_frame, setup).await
+    }
+
+    /// Like [`Channel::connect_to`], to replica `node_id` of `component`'s groups, which
+    /// must prove it is that replica ([`Connector::connect_to_replica`]).
+    pub async fn connect_to_replica(
+        addr: &str,
+        timeout: Duration,
+        max_frame: u32,
+        connector: &Connector,
+        component: crate::Component,
+        node_id: u64,
+    ) -> Result<Self, CallError> {
+        let setup = |socket| connector.connect_to_replica(socket, component, node_id);
+        Channel::open(addr, timeout, max_frame, setup).await
+    }
+
+    /// Connects to `addr` and has `setup` set the connection up, all within `timeout`.
+    async fn open<F, Setup>(
+        addr: &str,
+        timeout: Duration,
+        max_frame: u32,
+        setup: F,
+    ) -> Result<Self, CallError>
+    where
+        F: FnOnce(TcpStream) -> Setup,
+        Setup: Future<Output = std::io::Result<crate::trust::BoxStream>>,
+    {
         let unreachable = |reason: String| CallError::Unreachable {
             service: S::ID.name(),
             addr: addr.to_owned(),
@@ -190,7 +219,7 @@ impl<S: Service> Channel<S> {
         let connect = async {
             let socket = TcpStream::connect(addr).await?;
             let _ = socket.set_nodelay(true);
-            connector.connect_to(socket, server).await
+            setup(socket).await
         };
         let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,

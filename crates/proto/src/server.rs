@@ -111,7 +111,13 @@ async fn answer<S: Service, H: Handler<S>>(
     let reply = match postcard::from_bytes::<S::Request>(payload) {
         Ok(request) => match S::authorize(caller, &request) {
             Ok(()) => CALLER.scope(caller, handler.handle(request)).await,
-            Err(refusal) => Err(refusal),
+            Err(refusal) => {
+                // Only a holder of the cluster's credentials gets this far: a refusal is a
+                // misconfiguration or an insider, worth an operator's look either way.
+                let from = PEER.try_with(|peer| peer.to_string()).unwrap_or_default();
+                tracing::warn!("refused a request from {caller} at {from}: {}", refusal.message);
+                Err(refusal)
+            }
         },
         Err(e) => Err(ApiError::new(
             ErrorCode::BadRequest,

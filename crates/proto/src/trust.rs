@@ -96,8 +96,20 @@ impl Component {
         format!("{}.agora", self.name())
     }
 
+    /// The name a replica's certificate carries besides [`Component::subject`]: which
+    /// node of the component's groups it is.
+    fn replica_subject(self, node_id: u64) -> String {
+        format!("replica-{node_id}.{}", self.subject())
+    }
+
     fn is_frontend(self) -> bool {
         matches!(self, Component::SellerServer | Component::BuyerServer)
+    }
+
+    /// Whether the component keeps a replicated database (and so has a certificate per
+    /// replica).
+    pub fn is_database(self) -> bool {
+        matches!(self, Component::CustomerDb | Component::ProductDb | Component::Payments)
     }
 }
 
@@ -112,24 +124,38 @@ impl fmt::Display for Component {
 pub enum Caller {
     /// Anyone: a connection to a public door, with no certificate.
     Public,
-    /// One of the cluster's components, by the certificate it presented.
+    /// One of the cluster's components, by the certificate it presented: one without a
+    /// replica's identity (a frontend, the admin; a database's shared certificate of
+    /// releases before per-replica certificates).
     Node(Component),
+    /// One replica of a database's group, by its own certificate: the component and the
+    /// replica's node id, both proven by the certificate. Only such a caller may send its
+    /// group's Raft messages, and only in its own name.
+    Replica(Component, u64),
 }
 
 impl Caller {
     /// Whether the caller is one of `components`.
     pub fn is(self, components: &[Component]) -> bool {
-        matches!(self, Caller::Node(component) if components.contains(&component))
+        self.component().is_some_and(|component| components.contains(&component))
     }
 
     /// Whether the caller is the seller or the buyer server.
     pub fn is_frontend(self) -> bool {
-        matches!(self, Caller::Node(component) if component.is_frontend())
+        self.component().is_some_and(Component::is_frontend)
     }
 
     /// Whether the caller is any of the cluster's components.
     pub fn is_node(self) -> bool {
-        matches!(self, Caller::Node(_))
+        self.component().is_some()
+    }
+
+    /// The component the caller's certificate names, if it presented one.
+    pub fn component(self) -> Option<Component> {
+        match self {
+            Caller::Public => None,
+            Caller::Node(component) | Caller::Replica(component, _) => Some(component),
+        }
     }
 }
 
@@ -138,6 +164,7 @@ impl fmt::Display for Caller {
         match self {
             Caller::Public => f.write_str("a caller without the cluster's credentials"),
             Caller::Node(component) => write!(f, "{component}"),
+            Caller::Replica(component, node_id) => write!(f, "{component} node {node_id}"),
         }
     }
 }
@@ -167,6 +194,39 @@ pub enum TrustError {
         file: String,
         /// Whose credentials.
         component: Component,
+    },
+    /// A replica's own certificate and key are not there.
+    #[error(
+        "no credentials of {component} node {node_id} in {dir} (missing {file}): `agora up` \
+         makes them; for a replica on a host of its own run `agora credentials issue --dir DIR \
+         --component {component} --node-id {node_id}` where the cluster's ca.key is, copy \
+         ca.crt, {component}-{node_id}.crt and {component}-{node_id}.key to this host, and \
+         pass --credentials DIR (or AGORA_CREDENTIALS)"
+    )]
+    MissingReplica {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The file not found.
+        file: String,
+        /// The replica's component.
+        component: Component,
+        /// The replica's node id.
+        node_id: u64,
+    },
+    /// A replica's certificate names another node, or none.
+    #[error(
+        "{path} is not the certificate of {component} node {node_id} (it proves {proves}): \
+         every replica needs its own, made by `agora credentials issue`"
+    )]
+    NotThisReplica {
+        /// The certificate.
+        path: PathBuf,
+        /// The replica it should prove.
+        component: Component,
+        /// Its node id.
+        node_id: u64,
+        /// What it proves instead.
+        proves: String,
     },
     /// Some files of a cluster's credentials exist and others do not.
     #[error(
@@ -199,6 +259,19 @@ pub enum TrustError {
         /// rustls's complaint.
         source: rustls::Error,
     },
+    /// A replica's certificate was asked for what has none.
+    #[error("{0}")]
+    NotAReplica(String),
+    /// A replica's certificate was asked for where the cluster CA's key is not.
+    #[error(
+        "{dir} has no ca.key to sign a replica's certificate with: run `agora credentials \
+         issue` on the directory `agora credentials create` made (or `agora up`'s \
+         DATA_DIR/credentials)"
+    )]
+    NoAuthority {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// Making certificates failed.
     #[error("cannot make certificates: {0}")]
     Mint(#[from] rcgen::Error),
@@ -208,6 +281,8 @@ pub enum TrustError {
 #[derive(Clone)]
 pub struct Trust {
     component: Component,
+    /// The replica's node id, for a database replica's own certificate.
+    replica: Option<u64>,
     /// SHA-256 of the cluster CA's certificate, in hex: which cluster these are from.
     fingerprint: String,
     server: Arc<rustls::ServerConfig>,
@@ -233,33 +308,91 @@ fn key_file(component: Component) -> String {
     format!("{}.key", component.name())
 }
 
+fn replica_cert_file(component: Component, node_id: u64) -> String {
+    format!("{}-{node_id}.crt", component.name())
+}
+
+fn replica_key_file(component: Component, node_id: u64) -> String {
+    format!("{}-{node_id}.key", component.name())
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 impl Trust {
-    /// Reads `component`'s certificate and key and the cluster CA from `dir`.
+    /// Reads `component`'s certificate and key and the cluster CA from `dir`: a
+    /// frontend's or the admin's. A database replica has its own ([`Trust::load_replica`]).
     pub fn load(dir: &Path, component: Component) -> Result<Trust, TrustError> {
-        let path = |file: &str| dir.join(file);
         for file in [CA_CERT.to_owned(), cert_file(component), key_file(component)] {
-            if !path(&file).exists() {
+            if !dir.join(&file).exists() {
                 return Err(TrustError::Missing { dir: dir.to_owned(), file, component });
             }
         }
-        let ca = read_certs(&path(CA_CERT))?;
-        let chain = read_certs(&path(&cert_file(component)))?;
-        let key_path = path(&key_file(component));
+        Trust::read(dir, component, None, &cert_file(component), &key_file(component))
+    }
+
+    /// Reads the certificate and key of replica `node_id` of `component`'s groups
+    /// (`<component>-<node_id>.crt`, made by [`issue`]) and the cluster CA from `dir`, and
+    /// checks that the certificate proves that replica.
+    pub fn load_replica(
+        dir: &Path,
+        component: Component,
+        node_id: u64,
+    ) -> Result<Trust, TrustError> {
+        let (cert, key) =
+            (replica_cert_file(component, node_id), replica_key_file(component, node_id));
+        for file in [CA_CERT.to_owned(), cert.clone(), key.clone()] {
+            if !dir.join(&file).exists() {
+                return Err(TrustError::MissingReplica {
+                    dir: dir.to_owned(),
+                    file,
+                    component,
+                    node_id,
+                });
+            }
+        }
+        Trust::read(dir, component, Some(node_id), &cert, &key)
+    }
+
+    fn read(
+        dir: &Path,
+        component: Component,
+        replica: Option<u64>,
+        cert_file: &str,
+        key_file: &str,
+    ) -> Result<Trust, TrustError> {
+        let ca = read_certs(&dir.join(CA_CERT))?;
+        let cert_path = dir.join(cert_file);
+        let chain = read_certs(&cert_path)?;
+        // A replica must be the one node it starts as (its peers would refuse it anyway,
+        // with less to go on). Another component's certificate under this one's name is
+        // left for the server to refuse, which says so on both sides.
+        if let Some(node_id) = replica {
+            let proves = chain.first().and_then(identity_of);
+            if proves != Some(Caller::Replica(component, node_id)) {
+                let proves = proves.map_or("nothing of Agora's".to_owned(), |c| c.to_string());
+                return Err(TrustError::NotThisReplica {
+                    path: cert_path,
+                    component,
+                    node_id,
+                    proves,
+                });
+            }
+        }
+        let key_path = dir.join(key_file);
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TrustError::Pem {
             path: key_path.clone(),
             what: "private key",
             reason: e.to_string(),
         })?;
-        Trust::from_parts(dir, component, ca, chain, key)
+        Trust::from_parts(dir, component, replica, ca, chain, key)
     }
 
     fn from_parts(
         dir: &Path,
         component: Component,
+        replica: Option<u64>,
         ca: Vec<CertificateDer<'static>>,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
@@ -303,6 +436,7 @@ impl Trust {
             .map_err(tls)?;
         Ok(Trust {
             component,
+            replica,
             fingerprint,
             server: Arc::new(server),
             client: Arc::new(client),
@@ -325,6 +459,11 @@ impl Trust {
     /// The component these credentials prove.
     pub fn component(&self) -> Component {
         self.component
+    }
+
+    /// The replica these credentials prove, for a database replica's own.
+    pub fn replica(&self) -> Option<u64> {
+        self.replica
     }
 
     /// Which cluster these credentials belong to: the SHA-256 of its CA certificate, in
@@ -367,13 +506,14 @@ pub enum Created {
 }
 
 /// Makes a new cluster's credentials in `dir` (created 0700; every file 0600): a CA
-/// and a certificate and key for every [`Component`], valid for 100 years. If `dir` already
-/// holds a complete set, leaves it as it is; a partial set is an error, never
-/// overwritten.
+/// and a certificate and key for every [`Component`] that is not a database, valid for 100
+/// years; each database replica's own are made by [`issue`]. If `dir` already holds a
+/// complete set, leaves it as it is; a partial set is an error, never overwritten.
 pub fn create(dir: &Path) -> Result<Created, TrustError> {
+    let shared = Component::ALL.into_iter().filter(|c| !c.is_database());
     let files: Vec<String> = [CA_CERT.to_owned(), CA_KEY.to_owned()]
         .into_iter()
-        .chain(Component::ALL.iter().flat_map(|r| [cert_file(*r), key_file(*r)]))
+        .chain(shared.clone().flat_map(|r| [cert_file(r), key_file(r)]))
         .collect();
     let (present, absent): (Vec<&String>, Vec<&String>) =
         files.iter().partition(|f| dir.join(f).exists());
@@ -409,25 +549,83 @@ pub fn create(dir: &Path) -> Result<Created, TrustError> {
     write_file(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes(), 0o600)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-    for component in Component::ALL {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(vec![component.subject()])?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Agora");
-        params.distinguished_name.push(rcgen::DnType::CommonName, component.subject());
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &issuer)?;
-        write_file(&dir.join(cert_file(component)), cert.pem().as_bytes(), 0o600)?;
-        write_file(&dir.join(key_file(component)), key.serialize_pem().as_bytes(), 0o600)?;
+    for component in shared {
+        let names = vec![component.subject()];
+        mint(&issuer, names, &dir.join(cert_file(component)), &dir.join(key_file(component)))?;
     }
     Ok(Created::New)
+}
+
+/// Makes the certificate and key of replica `node_id` of `component`'s groups in `dir`
+/// (`<component>-<node_id>.crt` and `.key`, 0600), signed by the cluster CA there (which
+/// needs `ca.key`): what `agora up` runs for every replica it starts and `agora credentials
+/// issue` for a replica on a host of its own. The certificate names the component, as
+/// every certificate of it does, and the node: its group's Raft messages are accepted
+/// only in that node's name. A pair already there is left as it is.
+pub fn issue(dir: &Path, component: Component, node_id: u64) -> Result<Created, TrustError> {
+    if !component.is_database() {
+        return Err(TrustError::NotAReplica(format!(
+            "only the databases (customer-db, product-db, payments) have a certificate per \
+             replica, not {component}"
+        )));
+    }
+    if node_id == 0 {
+        return Err(TrustError::NotAReplica("node ids start at 1".into()));
+    }
+    let (cert, key) = (replica_cert_file(component, node_id), replica_key_file(component, node_id));
+    match (dir.join(&cert).exists(), dir.join(&key).exists()) {
+        (true, true) => return Ok(Created::Existing),
+        (true, false) | (false, true) => {
+            let (found, missing) = match dir.join(&cert).exists() {
+                true => (cert, key),
+                false => (key, cert),
+            };
+            return Err(TrustError::Incomplete { dir: dir.to_owned(), found, missing });
+        }
+        (false, false) => {}
+    }
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => TrustError::NoAuthority { dir: dir.to_owned() },
+            _ => TrustError::Io { path, source },
+        })
+    };
+    let ca_key = rcgen::KeyPair::from_pem(&read(CA_KEY)?)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(CA_CERT)?, ca_key)?;
+    let names = vec![component.subject(), component.replica_subject(node_id)];
+    mint(&issuer, names, &dir.join(cert), &dir.join(key))?;
+    Ok(Created::New)
+}
+
+/// Makes a key and a certificate for `names` (DNS subject alternative names, the first
+/// also the common name) signed by `issuer`, valid for 100 years, and writes both (0600).
+fn mint(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    names: Vec<String>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), TrustError> {
+    let key = rcgen::KeyPair::generate()?;
+    let common_name = names.first().cloned().unwrap_or_default();
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Agora");
+    params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, issuer)?;
+    // The key first: a certificate without its key would look like a complete pair to
+    // nobody (`issue` calls one without the other incomplete), but the key alone is
+    // never mistaken for a usable identity.
+    write_file(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_path, cert.pem().as_bytes(), 0o600)
 }
 
 /// Creates `dir` (and its parents) readable by its owner only, or tightens it to that.
@@ -487,31 +685,51 @@ impl Acceptor {
             Acceptor::Open => Ok((Box::new(stream), Caller::Public)),
             Acceptor::MutualTls(config) => {
                 let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream).await?;
-                let component = tls
+                let caller = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .and_then(role_of)
+                    .and_then(identity_of)
                     .ok_or_else(|| {
                         io::Error::new(
                             io::ErrorKind::PermissionDenied,
                             "the client certificate names no Agora component",
                         )
                     })?;
-                Ok((Box::new(tls), Caller::Node(component)))
+                Ok((Box::new(tls), caller))
             }
         }
     }
 }
 
-/// The component a certificate of this cluster was made for (its chain was already verified).
-fn role_of(cert: &CertificateDer<'_>) -> Option<Component> {
+/// Who a certificate of this cluster proves (its chain was already verified): the one
+/// component it names, and for a database replica's own certificate, the one node. A
+/// certificate naming two components, or two nodes, proves nothing.
+fn identity_of(cert: &CertificateDer<'_>) -> Option<Caller> {
     let cert = webpki::EndEntityCert::try_from(cert).ok()?;
-    Component::ALL.into_iter().find(|component| {
-        ServerName::try_from(component.subject())
+    let valid_for = |name: String| {
+        ServerName::try_from(name)
             .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
-    })
+    };
+    let mut components = Component::ALL.into_iter().filter(|c| valid_for(c.subject()));
+    let component = components.next()?;
+    if components.next().is_some() {
+        return None;
+    }
+    // The node's name is read from the certificate's names, then checked as any name is.
+    let suffix = format!(".{}", component.subject());
+    let mut nodes: Vec<u64> = cert
+        .valid_dns_names()
+        .filter_map(|name| name.strip_prefix("replica-")?.strip_suffix(&suffix)?.parse().ok())
+        .filter(|&node_id| node_id > 0 && valid_for(component.replica_subject(node_id)))
+        .collect();
+    nodes.dedup();
+    match nodes[..] {
+        [] => Some(Caller::Node(component)),
+        [node_id] => Some(Caller::Replica(component, node_id)),
+        _ => None,
+    }
 }
 
 /// How a client sets up a connection it has opened.
@@ -555,6 +773,29 @@ impl Connector {
                     io::Error::new(io::ErrorKind::InvalidInput, "no component named to connect to")
                 })?;
                 let name = ServerName::try_from(server.subject())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let tls =
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+}
+
+impl Connector {
+    /// Sets up `stream`, just connected to replica `node_id` of `component`'s groups,
+    /// which must prove it is that replica: a Raft message reaches only the node it is
+    /// for, whatever address the membership gave.
+    pub async fn connect_to_replica<S: Stream>(
+        &self,
+        stream: S,
+        component: Component,
+        node_id: u64,
+    ) -> io::Result<BoxStream> {
+        match self {
+            Connector::Open => Ok(Box::new(stream)),
+            Connector::MutualTls(config) => {
+                let name = ServerName::try_from(component.replica_subject(node_id))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let tls =
                     tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;

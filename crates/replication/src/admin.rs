@@ -87,18 +87,26 @@ pub async fn transfer_leader_at(
     Peer::probe(me, 0, leader, None).send(message, timeout).await.map_err(|e| e.into_api())
 }
 
-/// Which of the replicas (by position) leads: one that says it leads, in the highest
-/// term any of them reports, and that a majority of the group names as leader. A replica
-/// restarted a moment ago may still call itself the leader of the term it led before it
-/// was killed; asked alone, it would be taken for the leader.
+/// Which of the replicas (by position) leads: one that says it leads, is a voter of the
+/// membership it reports, leads in the highest term any of those voters reports, and is
+/// named as leader by a majority of them. A replica restarted a moment ago may still call
+/// itself the leader of the term it led before it was killed, and one removed from the
+/// group may stand for election in ever higher terms; asked alone, either would be taken
+/// for the leader. Replicas that are not voters of the leader's membership are not
+/// counted at all.
 pub fn agreed_leader(statuses: &[Option<Status>]) -> Option<usize> {
-    let newest = statuses.iter().flatten().map(|s| s.term).max()?;
-    let at = statuses.iter().position(|s| {
-        s.as_ref().is_some_and(|s| s.term == newest && s.leader == Some(s.node_id))
-    })?;
-    let id = statuses[at].as_ref()?.node_id;
-    let naming = statuses.iter().flatten().filter(|s| s.leader == Some(id)).count();
-    (naming * 2 > statuses.len()).then_some(at)
+    let answered = || statuses.iter().enumerate().filter_map(|(at, s)| Some((at, s.as_ref()?)));
+    answered().filter(|(_, s)| s.leader == Some(s.node_id)).find_map(|(at, candidate)| {
+        let voters: BTreeSet<u64> =
+            candidate.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+        if !voters.contains(&candidate.node_id) {
+            return None;
+        }
+        let members = || answered().map(|(_, s)| s).filter(|s| voters.contains(&s.node_id));
+        let newest = members().map(|s| s.term).max()?;
+        let naming = members().filter(|s| s.leader == Some(candidate.node_id)).count();
+        (candidate.term == newest && naming * 2 > voters.len()).then_some(at)
+    })
 }
 
 /// A group as one of its replicas sees it (`agora cluster status`).
@@ -140,6 +148,14 @@ mod tests {
     use super::*;
 
     fn seen(node_id: u64, leader: Option<u64>, term: u64) -> Option<Status> {
+        seen_with(node_id, leader, term, &[1, 2, 3])
+    }
+
+    fn seen_with(node_id: u64, leader: Option<u64>, term: u64, voters: &[u64]) -> Option<Status> {
+        let members = voters
+            .iter()
+            .map(|&id| MemberStatus { id, addr: String::new(), voter: true, matched: None })
+            .collect();
         Some(Status {
             group: "customer-db".into(),
             node_id,
@@ -147,7 +163,7 @@ mod tests {
             term,
             last_log_index: None,
             applied_index: None,
-            members: Vec::new(),
+            members,
             unreachable: Vec::new(),
         })
     }
@@ -162,6 +178,21 @@ mod tests {
         assert_eq!(agreed_leader(&statuses), None);
         // One that does not answer is not counted as naming anyone.
         let statuses = [None, seen(2, Some(2), 4), None];
+        assert_eq!(agreed_leader(&statuses), None);
+    }
+
+    #[test]
+    fn a_replica_removed_from_the_group_is_not_counted() {
+        // 2 was removed (voters now 1, 3), still believes in the old membership, and
+        // stands for election alone in ever higher terms.
+        let statuses = [
+            seen_with(1, Some(1), 4, &[1, 3]),
+            seen_with(2, Some(2), 9, &[1, 2, 3]),
+            seen_with(3, Some(1), 4, &[1, 3]),
+        ];
+        assert_eq!(agreed_leader(&statuses), Some(0));
+        // A leader of a membership it is not a voter of leads nothing.
+        let statuses = [seen_with(1, Some(1), 4, &[2, 3]), seen_with(2, Some(1), 4, &[2, 3])];
         assert_eq!(agreed_leader(&statuses), None);
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_proto::{ApiError, Component, ErrorCode};
+use agora_proto::{ApiError, ErrorCode};
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -36,6 +36,20 @@ pub(crate) type Raft = openraft::Raft<TypeConfig, Machine>;
 /// another at once, while that leader still answers reads from its lease (`read.rs`).
 pub(crate) const START_GUARD: Duration = Duration::from_millis(ELECTION_MAX_MS);
 
+/// How long a node left out of its membership waits for a leader to send it anything
+/// before it takes itself for removed: a leader sends every member a heartbeat every
+/// 100 ms.
+const LEAVING_FOR: Duration = Duration::from_secs(5);
+
+/// The voters of `membership`'s newest configuration when it leaves node `me` out (as
+/// voter and as learner); `None` while `me` is in it, and for an empty membership (a node
+/// that no membership names yet).
+fn excluded(membership: &openraft::Membership<u64, Member>, me: u64) -> Option<BTreeSet<u64>> {
+    let newest: BTreeSet<u64> = membership.get_joint_config().last().cloned().unwrap_or_default();
+    let learner = membership.learner_ids().any(|id| id == me);
+    (!newest.is_empty() && !newest.contains(&me) && !learner).then_some(newest)
+}
+
 /// A running replica of the group.
 pub(crate) struct Group {
     pub raft: Raft,
@@ -57,6 +71,8 @@ pub(crate) struct Group {
     pub(crate) started: tokio::time::Instant,
     /// True while this node leads (followed from openraft's metrics).
     leading: watch::Receiver<bool>,
+    /// When a leader last sent this node something ([`Group::heard_from_leader`]).
+    last_append: Mutex<tokio::time::Instant>,
     stop: CancellationToken,
 }
 
@@ -98,8 +114,18 @@ impl Group {
         channels: Channels,
     ) -> Result<Arc<Group>, GroupError> {
         let group = config.trust.component();
-        if !matches!(group, Component::CustomerDb | Component::ProductDb | Component::Payments) {
+        if !group.is_database() {
             return Err(GroupError::Config(format!("{group} is not a database: it has no group")));
+        }
+        // Its peers accept its Raft messages only in the name its certificate proves.
+        if config.trust.replica() != Some(config.node_id) {
+            let proves =
+                config.trust.replica().map_or("no node".to_owned(), |n| format!("node {n}"));
+            return Err(GroupError::Config(format!(
+                "node {} of {group} was given credentials that prove {proves}: each replica \
+                 needs its own (`agora credentials issue --component {group} --node-id {}`)",
+                config.node_id, config.node_id
+            )));
         }
         if !config.peers.contains_key(&config.node_id) {
             return Err(GroupError::Config(format!(
@@ -147,6 +173,7 @@ impl Group {
             snapshot_dir,
             started: tokio::time::Instant::now(),
             leading,
+            last_append: Mutex::new(tokio::time::Instant::now()),
             stop: CancellationToken::new(),
         });
         node.follow_leadership(leads);
@@ -281,6 +308,69 @@ impl Group {
             }
             leads.send_if_modified(|now| std::mem::replace(now, false));
         });
+    }
+
+    /// Resolves once this node is no longer a member of its group, with a sentence that
+    /// says so (`agora cluster remove` took it out). Three things must hold: the newest
+    /// configuration of the membership in its log leaves it out (as voter and as learner);
+    /// it has been a member of it, in this run or in its log when it started (a new node
+    /// replaying the group's log sees memberships from before it was added); and no
+    /// leader has sent it anything for [`LEAVING_FOR`] (the leader stops sending to a
+    /// removed node as soon as it appends the membership without it, which may so never
+    /// arrive, while a node catching up hears from the leader all along). Never resolves
+    /// while it is a member.
+    pub async fn removed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let mut was_member = {
+            let now = metrics.borrow_watched();
+            !now.membership_config.membership().get_joint_config().iter().all(|c| c.is_empty())
+        };
+        loop {
+            let left = {
+                let now = metrics.borrow_watched();
+                let membership = now.membership_config.membership();
+                match excluded(membership, self.me.node_id) {
+                    None => {
+                        was_member = true;
+                        None
+                    }
+                    Some(voters) => Some(voters),
+                }
+            };
+            let mut wait = Duration::from_secs(3600);
+            if let Some(voters) = left.filter(|_| was_member) {
+                let silent = self.last_append.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if silent >= LEAVING_FOR {
+                    return self.removal_said(&voters);
+                }
+                wait = LEAVING_FOR - silent;
+            }
+            tokio::select! {
+                changed = tokio::time::timeout(wait, metrics.changed()) => {
+                    if matches!(changed, Ok(Err(_))) {
+                        return std::future::pending().await;
+                    }
+                }
+                _ = self.stop.cancelled() => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Notes that a leader sent this node something (an append, a piece of a snapshot).
+    pub(crate) fn heard_from_leader(&self) {
+        *self.last_append.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+    }
+
+    fn removal_said(&self, voters: &BTreeSet<u64>) -> String {
+        let voters: Vec<String> = voters.iter().map(u64::to_string).collect();
+        format!(
+            "node {} was removed from the {} group (its voters are now {}): stopping. Its data \
+             directory is left as it is; to add it back, start it on an empty data directory \
+             and run `agora cluster add`",
+            self.me.node_id,
+            self.me.name,
+            voters.join(", ")
+        )
     }
 
     /// The group as this node sees it, with the members that do not answer a hello.
@@ -503,5 +593,36 @@ impl Group {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "replication did not stop cleanly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(configs: Vec<Vec<u64>>, learners: &[u64]) -> openraft::Membership<u64, Member> {
+        let configs: Vec<BTreeSet<u64>> =
+            configs.into_iter().map(|c| c.into_iter().collect()).collect();
+        let mut nodes: BTreeMap<u64, Member> = BTreeMap::new();
+        for id in configs.iter().flatten().chain(learners) {
+            nodes.insert(*id, Member { addr: format!("n{id}"), incarnation: 0 });
+        }
+        openraft::Membership::new(configs, nodes).expect("membership")
+    }
+
+    #[test]
+    fn a_node_is_left_out_only_when_the_newest_configuration_leaves_it_out() {
+        let three = || vec![1, 2, 3];
+        assert_eq!(excluded(&membership(vec![three()], &[]), 2), None);
+        // Joint: the newer half leaves 2 out.
+        let joint = membership(vec![three(), vec![1, 3]], &[]);
+        assert_eq!(excluded(&joint, 2), Some([1, 3].into()));
+        assert_eq!(excluded(&joint, 1), None);
+        // The final membership without it.
+        let after = membership(vec![vec![1, 3]], &[]);
+        assert_eq!(excluded(&after, 2), Some([1, 3].into()));
+        // A learner, or a node no membership names yet, is not left out.
+        assert_eq!(excluded(&membership(vec![three()], &[4]), 4), None);
+        assert_eq!(excluded(&openraft::Membership::default(), 4), None);
     }
 }

@@ -102,7 +102,7 @@ impl<M: StateMachine> Hosting<M> {
     }
 
     /// Serves `handler` (and the group's messages) on `listener` until `shutdown` is
-    /// cancelled; then runs `before_stop` (the database's own last work, while it may
+    /// cancelled or the replica is removed from its group; then runs `before_stop` (the database's own last work, while it may
     /// still lead), hands the leadership over if this replica leads, so that the group
     /// does not wait for an election, stops serving once the requests in hand are
     /// answered, and stops the replica.
@@ -129,7 +129,12 @@ impl<M: StateMachine> Hosting<M> {
             self.hosted.map(Hosted::service),
             stop_serving.clone(),
         ));
-        shutdown.cancelled().await;
+        // A replica taken out of its group stops by itself, as a clean stop: a supervisor
+        // that restarts failed servers leaves it down.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            said = self.replica.removed() => warn!("{service}: {said}"),
+        }
         before_stop.await;
         if *self.replica.leadership().borrow() && self.replica.metrics().is_some() {
             match self.replica.hand_over(None, HAND_OVER_WITHIN).await {

@@ -214,6 +214,15 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
+    /// Resolves, with a sentence for the log, once this replica has been taken out of its
+    /// group (`agora cluster remove`); never for one that runs alone or stays a member.
+    pub async fn removed(&self) -> String {
+        match &self.group {
+            Some(group) => group.removed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Hands this replica's leadership to node `to` (or to the most up-to-date voter) and
     /// answers the new leader's id once it leads: before a planned restart, so that no
     /// call waits for an election. Only the leader can.

@@ -250,14 +250,20 @@ impl Peer {
         &self,
         timeout: Duration,
     ) -> Result<Channel<agora_proto::Replication>, CallError> {
-        Channel::connect_to(
-            &self.member.addr,
-            CONNECT_TIMEOUT.min(timeout),
-            agora_proto::DEFAULT_MAX_FRAME,
-            &self.me.connector,
-            Some(self.me.group),
-        )
-        .await
+        let (addr, timeout) = (&self.member.addr, CONNECT_TIMEOUT.min(timeout));
+        let (connector, max_frame) = (&self.me.connector, agora_proto::DEFAULT_MAX_FRAME);
+        match self.target {
+            // The operator's probe of "whichever replica listens there".
+            0 => {
+                Channel::connect_to(addr, timeout, max_frame, connector, Some(self.me.group)).await
+            }
+            // A node of the group: the one it is meant for, by its own certificate.
+            target => {
+                let group = self.me.group;
+                Channel::connect_to_replica(addr, timeout, max_frame, connector, group, target)
+                    .await
+            }
+        }
     }
 
     /// Sends one of openraft's messages and turns every failure into openraft's error.

@@ -147,12 +147,18 @@ impl Hosted {
             Message::Vote(_) | Message::PreVote(_) if node.guarded() => encode(&node.refuse_vote()),
             Message::Vote(rpc) => encode(&node.raft.vote(rpc).await),
             Message::PreVote(rpc) => encode(&node.raft.pre_vote(rpc).await),
-            Message::Append(rpc) => encode(&node.raft.append_entries(rpc).await),
+            Message::Append(rpc) => {
+                node.heard_from_leader();
+                encode(&node.raft.append_entries(rpc).await)
+            }
             Message::TransferLeader(rpc) => {
                 let answer = node.raft.handle_transfer_leader(rpc).await;
                 encode(&answer.map_err(RaftError::<crate::TypeConfig>::Fatal))
             }
-            Message::SnapshotChunk(chunk) => encode(&crate::transfer::receive(&node, chunk).await?),
+            Message::SnapshotChunk(chunk) => {
+                node.heard_from_leader();
+                encode(&crate::transfer::receive(&node, chunk).await?)
+            }
             Message::Hello
             | Message::Status
             | Message::AddLearner { .. }

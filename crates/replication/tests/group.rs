@@ -152,7 +152,9 @@ async fn a_node_of_another_group_is_refused() {
         "{refused:?}"
     );
     // A customer-db replica's message, sent to a product-db node by a wrong --peers.
-    let refused = customer.call(&envelope("customer-db"), DEADLINE).await;
+    let wrong_peers =
+        Envelope { group: "customer-db".into(), from: 1, to: target.id, body: vec![] };
+    let refused = customer.call(&wrong_peers, DEADLINE).await;
     match refused {
         Err(agora_proto::CallError::Remote(e)) => {
             assert_eq!(e.code, ErrorCode::Forbidden);
@@ -162,7 +164,7 @@ async fn a_node_of_another_group_is_refused() {
     }
     // A replica of the group, but the message is for another node (a wrong --peers).
     let peer = connect(Component::ProductDb).await;
-    let misaddressed = Envelope { group: "product-db".into(), from: 2, to: 99, body: vec![] };
+    let misaddressed = Envelope { group: "product-db".into(), from: 1, to: 99, body: vec![] };
     match peer.call(&misaddressed, DEADLINE).await {
         Err(agora_proto::CallError::Remote(e)) => {
             assert_eq!(e.code, ErrorCode::BadRequest);
@@ -176,6 +178,78 @@ async fn a_node_of_another_group_is_refused() {
     assert!(
         matches!(&refused, Err(agora_proto::CallError::Remote(e)) if e.code == ErrorCode::Forbidden)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cannot_send_raft_messages_in_another_replicas_name() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    put_all(&cluster.node(leader).replica, 0..10).await;
+    let mut followers = cluster.nodes.iter().map(|n| n.id).filter(|&id| id != leader);
+    let (victim, insider) =
+        (followers.next().expect("follower"), followers.next().expect("one more"));
+    // The insider holds its own key, and dials the victim as its peers do.
+    let trust = replica_trust(&cluster.credentials, Component::ProductDb, insider);
+    let victim_addr = &cluster.node(victim).addr;
+    let channel = Channel::<agora_proto::Replication>::connect_to_replica(
+        victim_addr,
+        Duration::from_secs(2),
+        agora_proto::DEFAULT_MAX_FRAME,
+        &trust.connector(),
+        Component::ProductDb,
+        victim,
+    )
+    .await
+    .expect("connect");
+    // A message in the leader's name (its AppendEntries would carry the leader's vote) is
+    // refused before its body is read, whatever the body.
+    for body in [vec![], vec![0; 200]] {
+        let forged = Envelope { group: "product-db".into(), from: leader, to: victim, body };
+        match channel.call(&forged, DEADLINE).await {
+            Err(agora_proto::CallError::Remote(e)) => {
+                assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+                assert!(e.message.contains(&format!("node {leader}'s name")), "{}", e.message);
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // A replica cannot pose as another at the TLS layer either: dialing the victim as if it
+    // were the leader fails the handshake (the victim's certificate names the victim).
+    let posing = Channel::<agora_proto::Replication>::connect_to_replica(
+        victim_addr,
+        Duration::from_secs(2),
+        agora_proto::DEFAULT_MAX_FRAME,
+        &trust.connector(),
+        Component::ProductDb,
+        leader,
+    )
+    .await;
+    assert!(posing.is_err(), "the victim proved it is node {leader}");
+    // Nothing changed: the group goes on, every replica with the same rows.
+    put_all(&cluster.node(leader).replica, 10..20).await;
+    cluster.converged(20).await;
+    let current = cluster.leader().await;
+    assert_eq!(current, leader, "the refused messages deposed nobody");
+}
+
+#[test]
+fn a_replica_starts_only_with_its_own_certificate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let credentials = tmp.path().join("credentials");
+    agora_proto::trust::create(&credentials).expect("credentials");
+    agora_proto::trust::issue(&credentials, Component::ProductDb, 2).expect("issue");
+    // Node 2's pair copied under node 3's name still proves node 2.
+    for ext in ["crt", "key"] {
+        let from = credentials.join(format!("product-db-2.{ext}"));
+        std::fs::copy(from, credentials.join(format!("product-db-3.{ext}"))).expect("copy");
+    }
+    let refused = agora_proto::Trust::load_replica(&credentials, Component::ProductDb, 3)
+        .expect_err("node 2's certificate as node 3's");
+    assert!(refused.to_string().contains("product-db node 2"), "{refused}");
+    // And a database without its replica's certificate says how to make it.
+    let missing = agora_proto::Trust::load_replica(&credentials, Component::ProductDb, 4)
+        .expect_err("no certificate");
+    assert!(missing.to_string().contains("agora credentials issue"), "{missing}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

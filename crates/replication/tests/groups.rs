@@ -43,7 +43,7 @@ async fn two_groups_share_one_connection_per_pair_of_nodes_and_elect_apart() {
     let mut replicas: BTreeMap<u64, BTreeMap<&str, Replica<Kv>>> = BTreeMap::new();
     let mut servers = Vec::new();
     for (id, listener) in listeners {
-        let trust = trust(&credentials, Component::ProductDb);
+        let trust = replica_trust(&credentials, Component::ProductDb, id);
         let routes = proxies
             .iter()
             .filter(|((from, _), _)| *from == id)

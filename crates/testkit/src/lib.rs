@@ -49,6 +49,13 @@ pub fn credentials(dir: &Path) -> PathBuf {
     let at = dir.join("credentials");
     agora_proto::trust::create(&at)
         .unwrap_or_else(|e| panic!("credentials in {}: {e}", at.display()));
+    // Nodes 1 to 3 of every database, as `agora up --replicas 3` makes them.
+    for component in Component::ALL.into_iter().filter(|c| c.is_database()) {
+        for node_id in 1..=3 {
+            agora_proto::trust::issue(&at, component, node_id)
+                .unwrap_or_else(|e| panic!("{component} node {node_id} in {}: {e}", at.display()));
+        }
+    }
     at
 }
 
@@ -76,9 +83,22 @@ pub fn not_private(dir: &Path) -> Vec<(PathBuf, u32)> {
     found
 }
 
-/// `component`'s credentials of the cluster whose data is in `dir` (made if needed).
+/// `component`'s credentials of the cluster whose data is in `dir` (made if needed): a
+/// database's are those of its node 1, as when it runs alone ([`replica_trust`]).
 pub fn trust(dir: &Path, component: Component) -> Trust {
-    Trust::load(&credentials(dir), component).unwrap()
+    match component.is_database() {
+        true => replica_trust(dir, component, 1),
+        false => Trust::load(&credentials(dir), component).unwrap(),
+    }
+}
+
+/// The own credentials of replica `node_id` of `component`'s groups, of the cluster whose
+/// data is in `dir` (made if needed).
+pub fn replica_trust(dir: &Path, component: Component, node_id: u64) -> Trust {
+    let at = credentials(dir);
+    agora_proto::trust::issue(&at, component, node_id)
+        .unwrap_or_else(|e| panic!("{component} node {node_id}'s credentials: {e}"));
+    Trust::load_replica(&at, component, node_id).unwrap()
 }
 
 async fn bind(addr: &str) -> TcpListener {

@@ -82,7 +82,9 @@ pub(crate) fn only(
             "{} serves only Agora's own components: connect with the cluster's credentials",
             service.name()
         ),
-        Caller::Node(_) => format!("{caller} may not send {kind} to {}", service.name()),
+        Caller::Node(_) | Caller::Replica(..) => {
+            format!("{caller} may not send {kind} to {}", service.name())
+        }
     };
     Err(ApiError::new(ErrorCode::Forbidden, message))
 }
@@ -140,15 +142,32 @@ impl Service for Replication {
     type Request = replication::Request;
     type Response = replication::Response;
 
-    /// Only a replica of the same group (a node of the component the message names: the
-    /// group is named `<component>`, or `<component>/<n>` when one component runs
-    /// several), or the cluster's admin (`agora cluster`), whom the receiving replica
-    /// (`agora_replication`'s `Hosted`) lets ask only how the group stands and change it.
-    /// The replica also checks that the group is one it hosts.
+    /// Only a replica of the same group, by its own certificate (a node of the component
+    /// the message names: the group is named `<component>`, or `<component>/<n>` when one
+    /// component runs several) and in its own name (the sender the request names is the
+    /// node its certificate proves), or the cluster's admin (`agora cluster`), whom the
+    /// receiving replica (`agora_replication`'s `Hosted`) lets ask only how the group
+    /// stands and change it. The replica also checks that the group is one it hosts.
     fn authorize(caller: Caller, request: &Self::Request) -> Result<(), ApiError> {
         let component = request.group.split_once('/').map_or(&*request.group, |(c, _)| c);
         match caller {
-            Caller::Node(node) if node.name() == component => Ok(()),
+            Caller::Replica(node, id) if node.name() == component && id == request.from => Ok(()),
+            Caller::Replica(node, _) if node.name() == component => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{caller} may not send {}'s replication traffic in node {}'s name",
+                    request.group, request.from
+                ),
+            )),
+            Caller::Node(node) if node.name() == component => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{caller}'s shared certificate may not send replication traffic: every \
+                     replica needs its own (`agora credentials issue --component {node} \
+                     --node-id {}`)",
+                    request.from
+                ),
+            )),
             Caller::Node(Component::Admin) => Ok(()),
             _ => Err(ApiError::new(
                 ErrorCode::Forbidden,

@@ -158,7 +158,16 @@ pub fn log_if_asked() {
 }
 
 pub fn trust(credentials: &Path, component: Component) -> Trust {
-    Trust::load(credentials, component).expect("credentials")
+    match component.is_database() {
+        true => replica_trust(credentials, component, 1),
+        false => Trust::load(credentials, component).expect("credentials"),
+    }
+}
+
+/// Replica `node_id`'s own credentials (made if needed).
+pub fn replica_trust(credentials: &Path, component: Component, node_id: u64) -> Trust {
+    agora_proto::trust::issue(credentials, component, node_id).expect("issue");
+    Trust::load_replica(credentials, component, node_id).expect("credentials")
 }
 
 pub async fn start_node(
@@ -171,7 +180,7 @@ pub async fn start_node(
     tune: &Tune,
 ) -> Result<Node, GroupError> {
     log_if_asked();
-    let trust = trust(credentials, Component::ProductDb);
+    let trust = replica_trust(credentials, Component::ProductDb, id);
     std::fs::create_dir_all(dir).expect("data dir");
     let store_config = StoreConfig { durability, ..StoreConfig::new(dir.join("kv.db")) };
     let store = Store::open(&store_config, SCHEMA).expect("store");
