@@ -57,6 +57,11 @@ pub enum StartError {
     Load(agora_proto::ApiError),
 }
 
+/// How long a clean stop waits for the purchases in hand to end before it hands the
+/// leadership over (a purchase takes milliseconds; one stuck on an unreachable party is
+/// left to the next leader).
+const DRAIN_WITHIN: Duration = Duration::from_secs(2);
+
 /// Serves the customer database on `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
@@ -100,7 +105,7 @@ pub async fn run(
     let leader_work = tokio::spawn(lead(
         leadership,
         db.clone(),
-        coordinator,
+        coordinator.clone(),
         config.recovery_interval,
         background.clone(),
     ));
@@ -108,6 +113,8 @@ pub async fn run(
     let before_stop = async move {
         let _ = flusher.await;
         let _ = leader_work.await;
+        // Purchases in hand end while this replica still leads.
+        coordinator.drain(DRAIN_WITHIN).await;
         // Last activity goes to disk on a clean stop (in a group, only the leader's
         // counts): before the leadership is handed over.
         if let Err(e) = stopping.flush_sessions().await {

@@ -107,6 +107,9 @@ pub struct Coordinator {
     /// When recovery first found each such purchase with no driver here, since this
     /// replica began to lead: it cancels one only once `retry_grace` has passed since.
     left_seen: Mutex<HashMap<u64, tokio::time::Instant>>,
+    /// Set when this replica is about to stop ([`Coordinator::drain`]): it begins no new
+    /// purchase, so that those it drives end before it hands its leadership over.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Removes a purchase from `driven_here` when its driver is done, however it ends.
@@ -136,6 +139,33 @@ impl Coordinator {
             finished: tokio::sync::Notify::new(),
             retry_grace,
             left_seen: Mutex::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Before a clean stop, while this replica still leads: begins no new purchase (a
+    /// request answers `not_leader`, which its frontend sends again, to the next leader
+    /// once this one has handed over) and waits, at most `within`, until every purchase
+    /// driven here has ended. A purchase cut off by the handover would otherwise be left to
+    /// the new leader's recovery, and its buyer's repeat would wait for it and answer
+    /// `purchase_pending`.
+    pub async fn drain(&self, within: Duration) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let driving = self.driven_here().len();
+            if driving == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                warn!(
+                    "stopping with {driving} purchases still being driven: the next leader finishes them"
+                );
+                return;
+            }
         }
     }
 
@@ -178,6 +208,9 @@ impl Coordinator {
             ));
         }
         let card = card.validate()?;
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::not_leader("customer-db", None));
+        }
         // A session's cart is bought by one purchase at a time: while another holds it,
         // wait for that one to end (then its bought lines are gone from the cart), so
         // that concurrent requests cannot buy the same lines twice.
