@@ -41,13 +41,26 @@ pub(crate) const START_GUARD: Duration = Duration::from_millis(ELECTION_MAX_MS);
 /// 100 ms.
 const LEAVING_FOR: Duration = Duration::from_secs(5);
 
-/// The voters of `membership`'s newest configuration when it leaves node `me` out (as
-/// voter and as learner); `None` while `me` is in it, and for an empty membership (a node
-/// that no membership names yet).
-fn excluded(membership: &openraft::Membership<u64, Member>, me: u64) -> Option<BTreeSet<u64>> {
+/// Where a node stands in a membership.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    /// The membership is empty: a node waiting to be added, which no membership names yet.
+    Unnamed,
+    /// A voter of the newest configuration, or a learner.
+    Member,
+    /// Left out of the newest configuration, as voter and as learner; its voters.
+    Out(BTreeSet<u64>),
+}
+
+fn standing(membership: &openraft::Membership<u64, Member>, me: u64) -> Standing {
     let newest: BTreeSet<u64> = membership.get_joint_config().last().cloned().unwrap_or_default();
-    let learner = membership.learner_ids().any(|id| id == me);
-    (!newest.is_empty() && !newest.contains(&me) && !learner).then_some(newest)
+    if newest.is_empty() {
+        Standing::Unnamed
+    } else if newest.contains(&me) || membership.learner_ids().any(|id| id == me) {
+        Standing::Member
+    } else {
+        Standing::Out(newest)
+    }
 }
 
 /// A running replica of the group.
@@ -72,7 +85,7 @@ pub(crate) struct Group {
     /// True while this node leads (followed from openraft's metrics).
     leading: watch::Receiver<bool>,
     /// When a leader last sent this node something ([`Group::heard_from_leader`]).
-    last_append: Mutex<tokio::time::Instant>,
+    leader_heard_at: Mutex<tokio::time::Instant>,
     stop: CancellationToken,
 }
 
@@ -173,7 +186,7 @@ impl Group {
             snapshot_dir,
             started: tokio::time::Instant::now(),
             leading,
-            last_append: Mutex::new(tokio::time::Instant::now()),
+            leader_heard_at: Mutex::new(tokio::time::Instant::now()),
             stop: CancellationToken::new(),
         });
         node.follow_leadership(leads);
@@ -321,25 +334,24 @@ impl Group {
     /// while it is a member.
     pub async fn removed(&self) -> String {
         let mut metrics = self.raft.metrics();
-        let mut was_member = {
-            let now = metrics.borrow_watched();
-            !now.membership_config.membership().get_joint_config().iter().all(|c| c.is_empty())
-        };
+        type Watched = openraft::type_config::alias::WatchReceiverOf<TypeConfig, Metrics>;
+        let me = self.me.node_id;
+        let now = |m: &Watched| standing(m.borrow_watched().membership_config.membership(), me);
+        // A membership in its log at start, with or without it, is one it was a member of.
+        let mut was_member = now(&metrics) != Standing::Unnamed;
         loop {
-            let left = {
-                let now = metrics.borrow_watched();
-                let membership = now.membership_config.membership();
-                match excluded(membership, self.me.node_id) {
-                    None => {
-                        was_member = true;
-                        None
-                    }
-                    Some(voters) => Some(voters),
+            let left = match now(&metrics) {
+                Standing::Unnamed => None,
+                Standing::Member => {
+                    was_member = true;
+                    None
                 }
+                Standing::Out(voters) => Some(voters),
             };
             let mut wait = Duration::from_secs(3600);
             if let Some(voters) = left.filter(|_| was_member) {
-                let silent = self.last_append.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                let silent =
+                    self.leader_heard_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
                 if silent >= LEAVING_FOR {
                     return self.removal_said(&voters);
                 }
@@ -358,7 +370,8 @@ impl Group {
 
     /// Notes that a leader sent this node something (an append, a piece of a snapshot).
     pub(crate) fn heard_from_leader(&self) {
-        *self.last_append.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        *self.leader_heard_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            tokio::time::Instant::now();
     }
 
     fn removal_said(&self, voters: &BTreeSet<u64>) -> String {
@@ -613,16 +626,16 @@ mod tests {
     #[test]
     fn a_node_is_left_out_only_when_the_newest_configuration_leaves_it_out() {
         let three = || vec![1, 2, 3];
-        assert_eq!(excluded(&membership(vec![three()], &[]), 2), None);
+        assert_eq!(standing(&membership(vec![three()], &[]), 2), Standing::Member);
         // Joint: the newer half leaves 2 out.
         let joint = membership(vec![three(), vec![1, 3]], &[]);
-        assert_eq!(excluded(&joint, 2), Some([1, 3].into()));
-        assert_eq!(excluded(&joint, 1), None);
+        assert_eq!(standing(&joint, 2), Standing::Out([1, 3].into()));
+        assert_eq!(standing(&joint, 1), Standing::Member);
         // The final membership without it.
         let after = membership(vec![vec![1, 3]], &[]);
-        assert_eq!(excluded(&after, 2), Some([1, 3].into()));
-        // A learner, or a node no membership names yet, is not left out.
-        assert_eq!(excluded(&membership(vec![three()], &[4]), 4), None);
-        assert_eq!(excluded(&openraft::Membership::default(), 4), None);
+        assert_eq!(standing(&after, 2), Standing::Out([1, 3].into()));
+        // A learner is a member; a node no membership names yet is neither in nor out.
+        assert_eq!(standing(&membership(vec![three()], &[4]), 4), Standing::Member);
+        assert_eq!(standing(&openraft::Membership::default(), 4), Standing::Unnamed);
     }
 }
