@@ -799,32 +799,11 @@ pub enum CredentialsAction {
     },
 }
 
-/// The database components, which have a certificate per replica.
-const DATABASES: [Component; 3] =
-    [Component::CustomerDb, Component::ProductDb, Component::Payments];
-
-/// Makes the certificates of nodes 1 to `replicas` of every database in `dir` that are not
-/// there yet (a cluster's credentials made before replicas had their own get them this
-/// way); returns how many were made.
-pub fn issue_replicas(dir: &Path, replicas: u64) -> anyhow::Result<usize> {
-    let mut made = 0;
-    for component in DATABASES {
-        for node_id in 1..=replicas {
-            if agora_proto::trust::issue(dir, component, node_id)?
-                == agora_proto::trust::Created::New
-            {
-                made += 1;
-            }
-        }
-    }
-    Ok(made)
-}
-
 pub fn credentials(args: CredentialsArgs) -> anyhow::Result<()> {
     match args.action {
         CredentialsAction::Create { dir, replicas } => {
             let created = agora_proto::trust::create(&dir)?;
-            let made = issue_replicas(&dir, replicas)?;
+            let made = agora_proto::trust::issue_replicas(&dir, replicas)?;
             match created {
                 agora_proto::trust::Created::New => println!(
                     "made a new cluster's credentials in {}, with nodes 1 to {replicas} of each \

@@ -362,7 +362,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let credentials = args.data_dir.join("credentials");
     agora_proto::trust::create(&credentials)?;
     // Each replica its own certificate, also for credentials made before replicas had them.
-    crate::servers::issue_replicas(&credentials, u64::from(args.replicas.max(1)))?;
+    agora_proto::trust::issue_replicas(&credentials, u64::from(args.replicas.max(1)))?;
     let credentials = credentials.display().to_string();
     let listen = args.addresses();
     let (exited_tx, mut exited) = mpsc::channel::<Exit>(8);

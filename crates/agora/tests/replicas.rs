@@ -276,9 +276,7 @@ async fn a_replica_on_another_groups_data_refuses_and_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let credentials = data.path().join("credentials");
     agora_proto::trust::create(&credentials).unwrap();
-    for component in [Component::ProductDb, Component::CustomerDb, Component::Payments] {
-        agora_proto::trust::issue(&credentials, component, 1).unwrap();
-    }
+    agora_proto::trust::issue_replicas(&credentials, 1).unwrap();
     let dir = data.path().join("product-db-1");
     let args = |command: &str| {
         let mut cmd = std::process::Command::new(AGORA);

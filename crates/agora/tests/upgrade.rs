@@ -71,15 +71,6 @@ fn trust(data: &Path, component: Component) -> Trust {
     Trust::load(&data.join("credentials"), component).unwrap()
 }
 
-/// Replica `id`'s own credentials. That release shared one certificate among a group's
-/// replicas; its credentials directory holds the CA's key, and each replica's own are
-/// made from it as `agora up` makes them on its first start with this release.
-fn replica_trust(data: &Path, component: Component, id: u64) -> Trust {
-    let credentials = data.join("credentials");
-    agora_proto::trust::issue(&credentials, component, id).unwrap();
-    Trust::load_replica(&credentials, component, id).unwrap()
-}
-
 /// Retries `call` until it succeeds or 60 s pass (the groups elect their leaders first).
 async fn eventually<T, E: std::fmt::Debug, Fut: Future<Output = Result<T, E>>>(
     what: &str,
@@ -101,13 +92,16 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
     let data = unpack("replicated-9100716.tgz", tmp.path());
     let mut servers = Vec::new();
 
+    // That release shared one certificate among a group's replicas; its credentials hold
+    // the CA's key, and each replica's own are made from it (`agora_testkit::replica_trust`)
+    // as `agora up` makes them on its first start with this release.
     let (product_listeners, product_peers) = listeners(3).await;
     for (listener, id) in product_listeners.into_iter().zip(1..) {
         let config = agora_product_db::Config {
             group: peers(id, &product_peers),
             ..agora_product_db::Config::new(
                 data.join(format!("product-db-{id}")),
-                replica_trust(&data, Component::ProductDb, id),
+                agora_testkit::replica_trust(&data, Component::ProductDb, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {
@@ -121,7 +115,7 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
             approve_probability: 1.0,
             ..agora_payments::Config::new(
                 data.join(format!("payments-{id}")),
-                replica_trust(&data, Component::Payments, id),
+                agora_testkit::replica_trust(&data, Component::Payments, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {
@@ -136,7 +130,7 @@ async fn three_replicas_written_by_the_openraft_0_9_release_keep_every_row() {
             payments: payment_peers.values().cloned().collect(),
             ..agora_customer_db::Config::new(
                 data.join(format!("customer-db-{id}")),
-                replica_trust(&data, Component::CustomerDb, id),
+                agora_testkit::replica_trust(&data, Component::CustomerDb, id),
             )
         };
         servers.push(serve(listener, |l, stop| async move {

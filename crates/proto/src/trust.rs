@@ -60,6 +60,11 @@ impl Component {
         Component::Admin,
     ];
 
+    /// The components that keep a replicated database, each replica with its own
+    /// certificate ([`issue`]).
+    pub const DATABASES: [Component; 3] =
+        [Component::CustomerDb, Component::ProductDb, Component::Payments];
+
     /// The component's name, as in `agora <name>` and its certificate's file names.
     pub fn name(self) -> &'static str {
         match self {
@@ -109,7 +114,7 @@ impl Component {
     /// Whether the component keeps a replicated database (and so has a certificate per
     /// replica).
     pub fn is_database(self) -> bool {
-        matches!(self, Component::CustomerDb | Component::ProductDb | Component::Payments)
+        Component::DATABASES.contains(&self)
     }
 }
 
@@ -573,15 +578,12 @@ pub fn issue(dir: &Path, component: Component, node_id: u64) -> Result<Created, 
         return Err(TrustError::NotAReplica("node ids start at 1".into()));
     }
     let (cert, key) = (replica_cert_file(component, node_id), replica_key_file(component, node_id));
+    let incomplete =
+        |found, missing| TrustError::Incomplete { dir: dir.to_owned(), found, missing };
     match (dir.join(&cert).exists(), dir.join(&key).exists()) {
         (true, true) => return Ok(Created::Existing),
-        (true, false) | (false, true) => {
-            let (found, missing) = match dir.join(&cert).exists() {
-                true => (cert, key),
-                false => (key, cert),
-            };
-            return Err(TrustError::Incomplete { dir: dir.to_owned(), found, missing });
-        }
+        (true, false) => return Err(incomplete(cert, key)),
+        (false, true) => return Err(incomplete(key, cert)),
         (false, false) => {}
     }
     let read = |file: &str| {
@@ -596,6 +598,19 @@ pub fn issue(dir: &Path, component: Component, node_id: u64) -> Result<Created, 
     let names = vec![component.subject(), component.replica_subject(node_id)];
     mint(&issuer, names, &dir.join(cert), &dir.join(key))?;
     Ok(Created::New)
+}
+
+/// [`issue`]s the certificates of nodes 1 to `replicas` of every database in `dir` that
+/// are not there yet (credentials made before replicas had their own get them this way);
+/// returns how many were made.
+pub fn issue_replicas(dir: &Path, replicas: u64) -> Result<usize, TrustError> {
+    let mut made = 0;
+    for component in Component::DATABASES {
+        for node_id in 1..=replicas {
+            made += usize::from(issue(dir, component, node_id)? == Created::New);
+        }
+    }
+    Ok(made)
 }
 
 /// Makes a key and a certificate for `names` (DNS subject alternative names, the first
@@ -719,13 +734,12 @@ fn identity_of(cert: &CertificateDer<'_>) -> Option<Caller> {
     }
     // The node's name is read from the certificate's names, then checked as any name is.
     let suffix = format!(".{}", component.subject());
-    let mut nodes: Vec<u64> = cert
+    let nodes: std::collections::BTreeSet<u64> = cert
         .valid_dns_names()
         .filter_map(|name| name.strip_prefix("replica-")?.strip_suffix(&suffix)?.parse().ok())
         .filter(|&node_id| node_id > 0 && valid_for(component.replica_subject(node_id)))
         .collect();
-    nodes.dedup();
-    match nodes[..] {
+    match nodes.into_iter().collect::<Vec<_>>()[..] {
         [] => Some(Caller::Node(component)),
         [node_id] => Some(Caller::Replica(component, node_id)),
         _ => None,
@@ -766,23 +780,15 @@ impl Connector {
         stream: S,
         server: Option<Component>,
     ) -> io::Result<BoxStream> {
-        match self {
-            Connector::Open => Ok(Box::new(stream)),
-            Connector::MutualTls(config) => {
-                let server = server.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no component named to connect to")
-                })?;
-                let name = ServerName::try_from(server.subject())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let tls =
-                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;
-                Ok(Box::new(tls))
-            }
-        }
+        let name = || {
+            let server = server.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "no component named to connect to")
+            })?;
+            Ok(server.subject())
+        };
+        self.connect_as(stream, name).await
     }
-}
 
-impl Connector {
     /// Sets up `stream`, just connected to replica `node_id` of `component`'s groups,
     /// which must prove it is that replica: a Raft message reaches only the node it is
     /// for, whatever address the membership gave.
@@ -792,10 +798,20 @@ impl Connector {
         component: Component,
         node_id: u64,
     ) -> io::Result<BoxStream> {
+        self.connect_as(stream, || Ok(component.replica_subject(node_id))).await
+    }
+
+    /// Sets up `stream`: in the clear, or by mutual TLS with a server whose certificate
+    /// must carry the name `name` gives (asked for only then).
+    async fn connect_as<S: Stream>(
+        &self,
+        stream: S,
+        name: impl FnOnce() -> io::Result<String>,
+    ) -> io::Result<BoxStream> {
         match self {
             Connector::Open => Ok(Box::new(stream)),
             Connector::MutualTls(config) => {
-                let name = ServerName::try_from(component.replica_subject(node_id))
+                let name = ServerName::try_from(name()?)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let tls =
                     tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;

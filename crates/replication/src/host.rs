@@ -102,10 +102,10 @@ impl<M: StateMachine> Hosting<M> {
     }
 
     /// Serves `handler` (and the group's messages) on `listener` until `shutdown` is
-    /// cancelled or the replica is removed from its group; then runs `before_stop` (the database's own last work, while it may
-    /// still lead), hands the leadership over if this replica leads, so that the group
-    /// does not wait for an election, stops serving once the requests in hand are
-    /// answered, and stops the replica.
+    /// cancelled or the replica is removed from its group; then runs `before_stop` (the
+    /// database's own last work, while it may still lead), hands the leadership over if
+    /// this replica leads, so that the group does not wait for an election, stops serving
+    /// once the requests in hand are answered, and stops the replica.
     pub async fn serve<S, H, F>(
         self,
         listener: TcpListener,

@@ -50,12 +50,8 @@ pub fn credentials(dir: &Path) -> PathBuf {
     agora_proto::trust::create(&at)
         .unwrap_or_else(|e| panic!("credentials in {}: {e}", at.display()));
     // Nodes 1 to 3 of every database, as `agora up --replicas 3` makes them.
-    for component in Component::ALL.into_iter().filter(|c| c.is_database()) {
-        for node_id in 1..=3 {
-            agora_proto::trust::issue(&at, component, node_id)
-                .unwrap_or_else(|e| panic!("{component} node {node_id} in {}: {e}", at.display()));
-        }
-    }
+    agora_proto::trust::issue_replicas(&at, 3)
+        .unwrap_or_else(|e| panic!("replicas' credentials in {}: {e}", at.display()));
     at
 }
 
